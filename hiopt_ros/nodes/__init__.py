@@ -1,0 +1,1 @@
+"""Thin rclpy nodes: message conversion, parameters, timers; all math lives in the ROS-free core."""

@@ -1,0 +1,1 @@
+"""ROS-free upper level: subgoal (waypoint) policies."""

@@ -1,0 +1,1 @@
+"""PyBullet world of the robot task, courses, closed-loop evaluation."""
