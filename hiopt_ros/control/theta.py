@@ -1,0 +1,133 @@
+"""θ files: the one schema for fitted ReLU terms, read by the controller and written by offline.fit.
+
+A θ file holds the K learned ReLU terms of the lower-level cost, Σ_k max(α_kᵀu − β_k, 0)
+(Eq. 32a; θ_k, ν_k of Problem 11), the quadratic regulariser l of Eq. 10, and provenance.
+
+    schema: hiopt.theta/1
+    case_study: robot            # which FOP the terms belong to
+    input_names: [v_mps, omega_radps]
+    relu_terms:
+      alpha: [[a_1v, a_1w], ...] # K x n_u
+      beta: [b_1, ...]           # K
+    l: 0.01                      # weight of l*||u||^2 (added to the FOP's input cost)
+    provenance: {...}            # free-form: bags, hashes, method, gaps, ...
+
+Writing is atomic (temporary file + rename), so a reader never sees a half-written θ.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+SCHEMA = "hiopt.theta/1"
+
+
+@dataclass
+class Theta:
+    """K ReLU terms max(alpha[k] @ u - beta[k], 0) plus the quadratic weight l (Eq. 10)."""
+
+    alpha: np.ndarray
+    beta: np.ndarray
+    l: float = 0.0
+    case_study: str = "robot"
+    input_names: list[str] = field(default_factory=lambda: ["v_mps", "omega_radps"])
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        alpha = np.atleast_2d(np.asarray(self.alpha, dtype=float))
+        beta = np.asarray(self.beta, dtype=float).reshape(-1)
+        if alpha.size == 0:
+            alpha = alpha.reshape(0, len(self.input_names))
+        if alpha.shape[0] != beta.shape[0]:
+            raise ValueError(f"θ: alpha has {alpha.shape[0]} rows but beta has {beta.shape[0]} entries")
+        if not (np.all(np.isfinite(alpha)) and np.all(np.isfinite(beta)) and np.isfinite(self.l)):
+            raise ValueError("θ: alpha, beta and l must be finite")
+        if self.l < 0:
+            raise ValueError(f"θ: l must be >= 0, got {self.l}")
+        self.alpha, self.beta, self.l = alpha, beta, float(self.l)
+
+    @property
+    def K(self) -> int:
+        return int(self.alpha.shape[0])
+
+    def relu_penalty(self, u: np.ndarray) -> float:
+        """Σ_k max(α_kᵀu − β_k, 0) at u."""
+        return float(np.maximum(self.alpha @ np.asarray(u, float) - self.beta, 0.0).sum())
+
+    @classmethod
+    def zero(cls, K: int = 0, n_u: int = 2, **kw: Any) -> "Theta":
+        """The unchanged FOP: K inactive terms (α = 0, β = 0) and l = 0."""
+        return cls(alpha=np.zeros((K, n_u)), beta=np.zeros(K), **kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "case_study": self.case_study,
+            "input_names": list(self.input_names),
+            "relu_terms": {"alpha": self.alpha.tolist(), "beta": self.beta.tolist()},
+            "l": self.l,
+            "provenance": _plain(self.provenance),
+        }
+
+
+def load_theta(path: str | os.PathLike) -> Theta:
+    """Read a θ file; errors name the file and the offending field."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"θ file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"θ file {path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict) or raw.get("schema") != SCHEMA:
+        raise ValueError(f"θ file {path}: expected 'schema: {SCHEMA}' at the top")
+    try:
+        terms = raw["relu_terms"]
+        return Theta(
+            alpha=terms["alpha"], beta=terms["beta"], l=float(raw.get("l", 0.0)),
+            case_study=raw.get("case_study", "robot"),
+            input_names=list(raw.get("input_names", ["v_mps", "omega_radps"])),
+            provenance=raw.get("provenance") or {},
+        )
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"θ file {path}: missing or malformed field {exc}") from None
+    except ValueError as exc:
+        raise ValueError(f"θ file {path}: {exc}") from None
+
+
+def save_theta(path: str | os.PathLike, theta: Theta) -> Path:
+    """Write θ atomically (temp file in the same folder, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "# hiopt fitted θ (schema hiopt.theta/1); regenerate with `python -m offline.fit`, see README\n"
+    text += yaml.safe_dump(theta.to_dict(), sort_keys=False)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _plain(obj: Any) -> Any:
+    """numpy scalars/arrays → YAML-safe Python values."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
