@@ -1,0 +1,537 @@
+"""rosbag2 reading and writing (sqlite3 and MCAP) without ROS, through the rosbags typestore.
+
+Writing: :class:`BagWriter` records any message type registered in the typestore, either as raw
+CDR bytes (``write_raw``: the online recorder passes ``rclpy.serialization.serialize_message``
+output) or through typed helpers for the four topics of the navigation stack
+(:data:`TOPICS`). A bag is assembled in a hidden sibling folder and moved into place on
+``close()``, so ``path`` never holds a half-written bag. ``path`` ending in ``.mcap`` or ``.db3``
+gives a single storage file (readable by rosbags and ``ros2 bag``); any other path gives a rosbag2
+directory with ``metadata.yaml``.
+
+Reading: :func:`bag_topics` lists a bag's topics; :func:`read_robot_bag` validates a bag and returns
+per-topic arrays with timestamps (:class:`TopicSeries`, :class:`ObstacleSeries`). Every failure
+(missing file, empty / truncated / non-bag file, missing topic, wrong message type) raises
+:class:`BagError` with a one-line message that names the file and, for topics, lists what the bag
+holds.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import yaml
+
+#: The navigation stack's topics and the message types the writer uses for them.
+TOPICS: dict[str, str] = {
+    "/odom": "nav_msgs/msg/Odometry",
+    "/cmd_vel": "geometry_msgs/msg/Twist",
+    "/hiopt/subgoal": "geometry_msgs/msg/PointStamped",
+    "/hiopt/obstacles": "visualization_msgs/msg/MarkerArray",
+}
+
+#: Message types accepted per role when reading (a role's topic name is configurable).
+ACCEPTED_TYPES: dict[str, tuple[str, ...]] = {
+    "odom": ("nav_msgs/msg/Odometry",),
+    "cmd_vel": ("geometry_msgs/msg/Twist", "geometry_msgs/msg/TwistStamped"),
+    "subgoal": ("geometry_msgs/msg/PointStamped", "geometry_msgs/msg/PoseStamped"),
+    "obstacles": ("visualization_msgs/msg/MarkerArray",),
+}
+
+MCAP_MAGIC = b"\x89MCAP0\r\n"
+SQLITE_MAGIC = b"SQLite format 3\x00"
+STORAGE_SUFFIX = {"mcap": ".mcap", "sqlite3": ".db3"}
+OBSTACLE_NS = "obstacles"
+OBSTACLE_HEIGHT_M = 0.5
+
+
+class BagError(Exception):
+    """A bag cannot be written or read as asked; the message is one line meant for the user."""
+
+
+@dataclass(frozen=True)
+class RobotTopics:
+    """Topic names of the four roles read by :func:`read_robot_bag`."""
+
+    odom: str = "/odom"
+    cmd_vel: str = "/cmd_vel"
+    subgoal: str = "/hiopt/subgoal"
+    obstacles: str = "/hiopt/obstacles"
+
+
+@dataclass
+class TopicSeries:
+    """Messages of one topic as arrays: ``t_ns`` (N,) int64 and ``values`` (N, len(columns)) float."""
+
+    topic: str
+    msgtype: str
+    columns: tuple[str, ...]
+    t_ns: np.ndarray
+    values: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.t_ns.shape[0])
+
+
+@dataclass
+class ObstacleSeries:
+    """MarkerArray messages as obstacle sets: ``t_ns`` (N,) and ``obstacles_xyr[i]`` (m_i, 3) [x, y, radius] m."""
+
+    topic: str
+    t_ns: np.ndarray
+    obstacles_xyr: list[np.ndarray]
+
+    def __len__(self) -> int:
+        return int(self.t_ns.shape[0])
+
+
+@dataclass
+class RobotBag:
+    """What :func:`read_robot_bag` found in one bag."""
+
+    path: Path
+    storage: str
+    sha256: str
+    topics: dict[str, str]                       # every topic of the bag -> message type
+    message_counts: dict[str, int]
+    odom: TopicSeries                            # columns x_m, y_m, yaw_rad, v_mps, omega_radps
+    cmd_vel: TopicSeries                         # columns v_mps, omega_radps
+    subgoal: TopicSeries                         # columns x_m, y_m
+    obstacles: ObstacleSeries | None = None      # None when not asked for or absent and optional
+    undecodable: dict[str, int] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------
+# typestore and message construction
+
+
+@lru_cache(maxsize=1)
+def typestore():
+    """The typestore matching the ROS 2 distribution of the pip rclpy wheels (Kilted)."""
+    from rosbags.typesys import Stores, get_typestore
+
+    store = getattr(Stores, "ROS2_KILTED", Stores.LATEST)
+    return get_typestore(store)
+
+
+def register_msgdef(msgtype: str, msgdef: str) -> None:
+    """Register a custom ``.msg`` definition so that :meth:`BagWriter.write_raw` accepts the type."""
+    from rosbags.typesys import get_types_from_msg
+
+    typestore().register(get_types_from_msg(msgdef, msgtype))
+
+
+def _default_value(desc: tuple) -> Any:
+    from rosbags.interfaces import Nodetype
+
+    kind, spec = desc
+    if kind == Nodetype.BASE:
+        typ = spec[0]
+        if typ in ("string", "wstring"):
+            return ""
+        if typ == "bool":
+            return False
+        return 0.0 if typ.startswith("float") else 0
+    if kind == Nodetype.NAME:
+        return new_message(spec)
+    sub, count = spec
+    n = count if kind == Nodetype.ARRAY else 0
+    if sub[0] == Nodetype.BASE and sub[1][0] not in ("string", "wstring"):
+        return np.zeros(n, dtype={"bool": "bool_", "char": "uint8"}.get(sub[1][0], sub[1][0]))
+    return [_default_value(sub) for _ in range(n)]
+
+
+def new_message(msgtype: str) -> Any:
+    """A message of ``msgtype`` with every field at its default (zeros, empty strings and lists)."""
+    store = typestore()
+    if msgtype not in store.fielddefs:
+        raise BagError(f"message type {msgtype!r} is not registered in the typestore")
+    _, fields = store.fielddefs[msgtype]
+    return store.types[msgtype](**{name: _default_value(desc) for name, desc in fields})
+
+
+def _stamp(msg: Any, t_ns: int, frame_id: str) -> None:
+    msg.header.stamp.sec = int(t_ns // 1_000_000_000)
+    msg.header.stamp.nanosec = int(t_ns % 1_000_000_000)
+    msg.header.frame_id = frame_id
+
+
+def odometry_message(t_ns: int, x: float, y: float, yaw: float, v: float, omega: float) -> Any:
+    msg = new_message("nav_msgs/msg/Odometry")
+    _stamp(msg, t_ns, "odom")
+    msg.child_frame_id = "base_link"
+    msg.pose.pose.position.x, msg.pose.pose.position.y = float(x), float(y)
+    msg.pose.pose.orientation.z = math.sin(float(yaw) / 2.0)
+    msg.pose.pose.orientation.w = math.cos(float(yaw) / 2.0)
+    msg.twist.twist.linear.x, msg.twist.twist.angular.z = float(v), float(omega)
+    return msg
+
+
+def twist_message(v: float, omega: float) -> Any:
+    msg = new_message("geometry_msgs/msg/Twist")
+    msg.linear.x, msg.angular.z = float(v), float(omega)
+    return msg
+
+
+def point_stamped_message(t_ns: int, x: float, y: float, frame_id: str = "map") -> Any:
+    msg = new_message("geometry_msgs/msg/PointStamped")
+    _stamp(msg, t_ns, frame_id)
+    msg.point.x, msg.point.y = float(x), float(y)
+    return msg
+
+
+def marker_array_message(t_ns: int, obstacles_xyr: Any, frame_id: str = "map") -> Any:
+    """Obstacles as CYLINDER markers (scale.x = scale.y = diameter), preceded by a DELETEALL."""
+    obs = np.asarray(obstacles_xyr, dtype=float).reshape(-1, 3)
+    arr = new_message("visualization_msgs/msg/MarkerArray")
+    clear = new_message("visualization_msgs/msg/Marker")
+    _stamp(clear, t_ns, frame_id)
+    clear.ns, clear.action = OBSTACLE_NS, 3  # DELETEALL: a display drops markers of earlier sets
+    markers = [clear]
+    for j, (x, y, r) in enumerate(obs):
+        m = new_message("visualization_msgs/msg/Marker")
+        _stamp(m, t_ns, frame_id)
+        m.ns, m.id, m.type, m.action = OBSTACLE_NS, j, 3, 0  # CYLINDER, ADD
+        m.pose.position.x, m.pose.position.y = float(x), float(y)
+        m.pose.position.z = OBSTACLE_HEIGHT_M / 2.0
+        m.pose.orientation.w = 1.0
+        m.scale.x = m.scale.y = 2.0 * float(r)
+        m.scale.z = OBSTACLE_HEIGHT_M
+        m.color.r, m.color.g, m.color.b, m.color.a = 0.8, 0.2, 0.2, 0.8
+        markers.append(m)
+    arr.markers = markers
+    return arr
+
+
+# --------------------------------------------------------------------------------------------
+# writing
+
+
+def _target_kind(path: Path, storage: str | None) -> tuple[str, bool]:
+    """(storage plugin name, single_file) for a target path."""
+    by_suffix = {".mcap": "mcap", ".db3": "sqlite3"}.get(path.suffix)
+    if storage is not None and storage not in STORAGE_SUFFIX:
+        raise ValueError(f"storage must be 'mcap' or 'sqlite3', got {storage!r}")
+    if by_suffix and storage and storage != by_suffix:
+        raise ValueError(f"{path}: suffix {path.suffix} means {by_suffix}, but storage={storage!r}")
+    return (by_suffix or storage or "mcap"), by_suffix is not None
+
+
+class BagWriter:
+    """Write a rosbag2 bag (MCAP or sqlite3) through the rosbags typestore.
+
+    ``path`` ending in ``.mcap`` / ``.db3`` gives a single storage file, otherwise a bag directory
+    (``storage`` picks the plugin, default MCAP). Messages go to a hidden temporary sibling and the
+    finished bag is moved to ``path`` by :meth:`close`; :meth:`abort` (and leaving the ``with``
+    block through an exception) discards it, so ``path`` never holds a partial bag. A recorder that
+    must keep what it has on shutdown calls :meth:`close` in its ``finally``.
+
+    Timestamps ``t_ns`` are the bag's receive times [ns]; stamped messages written by the typed
+    helpers carry the same time in their header.
+    """
+
+    def __init__(self, path: str | os.PathLike, storage: str | None = None, *, overwrite: bool = False):
+        from rosbags.rosbag2 import StoragePlugin, Writer
+
+        self.path = Path(path)
+        self.storage, self.single_file = _target_kind(self.path, storage)
+        if self.path.exists() and not overwrite:
+            raise BagError(f"{self.path} exists already (pass overwrite=True / --force to replace it)")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmpdir = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".partial",
+                                             dir=self.path.parent))
+        self._inner = self._tmpdir / (self.path.stem if self.single_file else self.path.name)
+        plugin = StoragePlugin.MCAP if self.storage == "mcap" else StoragePlugin.SQLITE3
+        self._writer = Writer(self._inner, version=9, storage_plugin=plugin)
+        self._writer.open()
+        self._connections: dict[tuple[str, str], Any] = {}
+        self.counts: dict[str, int] = {}
+        self._open = True
+
+    # context manager ----------------------------------------------------------------------
+    def __enter__(self) -> "BagWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    # raw ----------------------------------------------------------------------------------
+    def write_raw(self, topic: str, msgtype: str, t_ns: int, cdr_bytes: bytes | memoryview) -> None:
+        """Append serialized CDR bytes of a registered ``msgtype`` (e.g. from rclpy) on ``topic``."""
+        if not self._open:
+            raise BagError(f"{self.path}: bag writer is closed")
+        key = (topic, msgtype)
+        conn = self._connections.get(key)
+        if conn is None:
+            if msgtype not in typestore().fielddefs:
+                raise BagError(f"message type {msgtype!r} (topic {topic}) is not registered in the "
+                               "typestore; register it with offline.bags.register_msgdef")
+            conn = self._writer.add_connection(topic, msgtype, typestore=typestore())
+            self._connections[key] = conn
+        t_ns = int(t_ns)
+        if t_ns < 0:
+            raise ValueError(f"t_ns must be >= 0, got {t_ns}")
+        self._writer.write(conn, t_ns, bytes(cdr_bytes))
+        self.counts[topic] = self.counts.get(topic, 0) + 1
+
+    def write(self, topic: str, msg: Any, t_ns: int) -> None:
+        """Serialize a rosbags message object and append it."""
+        msgtype = msg.__msgtype__
+        self.write_raw(topic, msgtype, t_ns, typestore().serialize_cdr(msg, msgtype))
+
+    # typed helpers for the navigation stack -------------------------------------------------
+    def odom(self, t_ns: int, x: float, y: float, yaw: float, v: float, omega: float,
+             topic: str = "/odom") -> None:
+        """nav_msgs/Odometry: pose (x, y, yaw) [m, m, rad] and twist (v, omega) [m/s, rad/s]."""
+        self.write(topic, odometry_message(t_ns, x, y, yaw, v, omega), t_ns)
+
+    def cmd_vel(self, t_ns: int, v: float, omega: float, topic: str = "/cmd_vel") -> None:
+        """geometry_msgs/Twist: linear.x = v [m/s], angular.z = omega [rad/s]."""
+        self.write(topic, twist_message(v, omega), t_ns)
+
+    def subgoal(self, t_ns: int, x: float, y: float, topic: str = "/hiopt/subgoal") -> None:
+        """geometry_msgs/PointStamped in frame ``map``: the subgoal position x̂ [m]."""
+        self.write(topic, point_stamped_message(t_ns, x, y), t_ns)
+
+    def obstacles(self, t_ns: int, obstacles_xyr: Any, topic: str = "/hiopt/obstacles") -> None:
+        """visualization_msgs/MarkerArray of CYLINDER markers from (m, 3) rows [x, y, radius] m."""
+        self.write(topic, marker_array_message(t_ns, obstacles_xyr), t_ns)
+
+    # finishing ----------------------------------------------------------------------------
+    def close(self) -> Path:
+        """Finish the bag and move it to ``path``; returns ``path``."""
+        if not self._open:
+            return self.path
+        self._open = False
+        try:
+            self._writer.close()
+            if self.single_file:
+                src = self._inner / f"{self._inner.name}{STORAGE_SUFFIX[self.storage]}"
+                os.replace(src, self.path)
+            else:
+                if self.path.exists():
+                    shutil.rmtree(self.path) if self.path.is_dir() else self.path.unlink()
+                os.replace(self._inner, self.path)
+        finally:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+        return self.path
+
+    def abort(self) -> None:
+        """Discard everything written; ``path`` is left as it was."""
+        if not self._open:
+            return
+        self._open = False
+        try:
+            self._writer.close()
+        except Exception:  # noqa: BLE001 - the bag is being thrown away
+            pass
+        shutil.rmtree(self._tmpdir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
+# reading
+
+
+def detect_storage(path: str | os.PathLike) -> str:
+    """'mcap' or 'sqlite3' for a bag directory or storage file; BagError if it is not a bag."""
+    p = Path(path)
+    if not p.exists():
+        raise BagError(f"{p}: no such file or directory")
+    if p.is_dir():
+        meta = p / "metadata.yaml"
+        if not meta.is_file():
+            raise BagError(f"{p} is a directory without metadata.yaml, not a rosbag2 bag")
+        try:
+            info = (yaml.safe_load(meta.read_text()) or {})["rosbag2_bagfile_information"]
+            storage = str(info["storage_identifier"])
+            files = [p / f for f in info.get("relative_file_paths", [])]
+        except (yaml.YAMLError, KeyError, TypeError) as exc:
+            raise BagError(f"{meta}: not a valid rosbag2 metadata file ({exc})") from None
+        if storage not in STORAGE_SUFFIX:
+            raise BagError(f"{p}: storage {storage!r} is not supported (mcap or sqlite3)")
+        for f in files:
+            if not f.is_file():
+                raise BagError(f"{p}: metadata.yaml lists {f.name}, which does not exist")
+            if f.stat().st_size == 0:
+                raise BagError(f"{f} is empty (0 bytes); the recording was not finished")
+        return storage
+    size = p.stat().st_size
+    if size == 0:
+        raise BagError(f"{p} is empty (0 bytes), not a rosbag2 bag")
+    with open(p, "rb") as fh:
+        head = fh.read(16)
+    storage = "mcap" if head.startswith(MCAP_MAGIC) else "sqlite3" if head.startswith(SQLITE_MAGIC) else None
+    if storage is None:
+        raise BagError(f"{p} is not a rosbag2 bag (expected a bag directory with metadata.yaml, "
+                       "an .mcap file or a .db3 file)")
+    if p.suffix != STORAGE_SUFFIX[storage]:
+        raise BagError(f"{p} holds {storage} data but is named {p.suffix or 'without suffix'}; "
+                       f"rename it to end in {STORAGE_SUFFIX[storage]}")
+    return storage
+
+
+def bag_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a bag file, or of a bag directory's files (sorted names and contents)."""
+    p = Path(path)
+    h = hashlib.sha256()
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    for f in files:
+        if p.is_dir():
+            h.update(str(f.relative_to(p)).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def _open_reader(path: Path):
+    from rosbags.highlevel import AnyReader
+
+    return AnyReader([path], default_typestore=typestore())
+
+
+def _cannot_read(path: Path, exc: BaseException) -> BagError:
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    hint = ("; an MCAP recording that was killed lacks its footer (`mcap recover` can repair it)"
+            if "magic" in detail.lower() else "")
+    return BagError(f"{path}: cannot read the bag, it may be truncated or corrupt ({detail}){hint}")
+
+
+def bag_topics(path: str | os.PathLike) -> dict[str, tuple[str, int]]:
+    """{topic: (message type, message count)} of a bag (validated as in :func:`detect_storage`)."""
+    p = Path(path)
+    detect_storage(p)
+    try:
+        with _open_reader(p) as reader:
+            return {name: (info.msgtype or "?", int(info.msgcount)) for name, info in reader.topics.items()}
+    except BagError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - rosbags raises many kinds on corrupt input
+        raise _cannot_read(p, exc) from None
+
+
+def format_topics(topics: Mapping[str, tuple[str, int]]) -> str:
+    if not topics:
+        return "(no topics)"
+    return ", ".join(f"{name} [{typ}, {n} msgs]" for name, (typ, n) in sorted(topics.items()))
+
+
+def _yaw(q: Any) -> float:
+    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+
+
+def _header_ns(msg: Any) -> int:
+    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+
+
+def _decode(role: str, msg: Any) -> Any:
+    if role == "odom":
+        p, tw = msg.pose.pose, msg.twist.twist
+        return [p.position.x, p.position.y, _yaw(p.orientation), tw.linear.x, tw.angular.z]
+    if role == "cmd_vel":
+        tw = msg.twist if hasattr(msg, "twist") else msg
+        return [tw.linear.x, tw.angular.z]
+    if role == "subgoal":
+        pt = msg.point if hasattr(msg, "point") else msg.pose.position
+        return [pt.x, pt.y]
+    # obstacles: CYLINDER markers being added; a DELETEALL / DELETE marker carries no obstacle
+    rows = [[m.pose.position.x, m.pose.position.y, 0.5 * max(m.scale.x, m.scale.y)]
+            for m in msg.markers if m.type == 3 and m.action == 0]
+    return np.asarray(rows, dtype=float).reshape(-1, 3)
+
+
+COLUMNS = {
+    "odom": ("x_m", "y_m", "yaw_rad", "v_mps", "omega_radps"),
+    "cmd_vel": ("v_mps", "omega_radps"),
+    "subgoal": ("x_m", "y_m"),
+}
+
+
+def read_robot_bag(path: str | os.PathLike, topics: RobotTopics = RobotTopics(), *,
+                   obstacles: str = "optional", stamp: str = "log") -> RobotBag:
+    """Read odometry, expert commands, subgoals (and obstacles) of one bag as arrays.
+
+    obstacles: 'required' (missing topic is an error), 'optional' (read when present) or 'skip'.
+    stamp: 'log' uses the bag's receive time for every topic (one clock; Twist has no header);
+    'header' uses header stamps where the message has one.
+    Values are returned as recorded, NaNs included (offline.robot_data drops and counts them).
+    """
+    if obstacles not in ("required", "optional", "skip"):
+        raise ValueError(f"obstacles must be 'required', 'optional' or 'skip', got {obstacles!r}")
+    if stamp not in ("log", "header"):
+        raise ValueError(f"stamp must be 'log' or 'header', got {stamp!r}")
+    p = Path(path)
+    storage = detect_storage(p)
+    found = bag_topics(p)
+    roles = {"odom": topics.odom, "cmd_vel": topics.cmd_vel, "subgoal": topics.subgoal}
+    if obstacles == "required" or (obstacles == "optional" and topics.obstacles in found):
+        roles["obstacles"] = topics.obstacles
+    for role, topic in roles.items():
+        if topic not in found:
+            hint = " (or give obstacles from a config file)" if role == "obstacles" else ""
+            raise BagError(f"{p}: topic {topic} ({role}) not found{hint}; the bag has: {format_topics(found)}")
+        if found[topic][0] not in ACCEPTED_TYPES[role]:
+            raise BagError(f"{p}: topic {topic} has type {found[topic][0]}, expected "
+                           f"{' or '.join(ACCEPTED_TYPES[role])}")
+    by_topic = {topic: role for role, topic in roles.items()}
+    times: dict[str, list[int]] = {r: [] for r in roles}
+    values: dict[str, list[Any]] = {r: [] for r in roles}
+    undecodable: dict[str, int] = {}
+    try:
+        with _open_reader(p) as reader:
+            conns = [c for c in reader.connections if c.topic in by_topic]
+            for conn, t_log, raw in reader.messages(connections=conns):
+                role = by_topic[conn.topic]
+                try:
+                    msg = reader.deserialize(raw, conn.msgtype)
+                    val = _decode(role, msg)
+                except Exception:  # noqa: BLE001 - one bad message must not sink the bag
+                    undecodable[conn.topic] = undecodable.get(conn.topic, 0) + 1
+                    continue
+                t = _header_ns(msg) if stamp == "header" and hasattr(msg, "header") else int(t_log)
+                times[role].append(t)
+                values[role].append(val)
+    except BagError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise _cannot_read(p, exc) from None
+
+    def series(role: str) -> TopicSeries:
+        order = np.argsort(np.asarray(times[role], dtype=np.int64), kind="stable")
+        t = np.asarray(times[role], dtype=np.int64)[order]
+        v = np.asarray(values[role], dtype=float).reshape(-1, len(COLUMNS[role]))[order]
+        return TopicSeries(roles[role], found[roles[role]][0], COLUMNS[role], t, v)
+
+    obs = None
+    if "obstacles" in roles:
+        order = np.argsort(np.asarray(times["obstacles"], dtype=np.int64), kind="stable")
+        obs = ObstacleSeries(topics.obstacles, np.asarray(times["obstacles"], dtype=np.int64)[order],
+                             [values["obstacles"][i] for i in order])
+    return RobotBag(path=p, storage=storage, sha256=bag_sha256(p),
+                    topics={k: v[0] for k, v in found.items()},
+                    message_counts={k: v[1] for k, v in found.items()},
+                    odom=series("odom"), cmd_vel=series("cmd_vel"), subgoal=series("subgoal"),
+                    obstacles=obs, undecodable=undecodable)
+
+
+def read_topic_raw(path: str | os.PathLike, topics: Iterable[str]) -> list[tuple[str, str, int, bytes]]:
+    """(topic, msgtype, t_ns, cdr bytes) of the given topics in time order (e.g. for replay)."""
+    p = Path(path)
+    detect_storage(p)
+    wanted = set(topics)
+    try:
+        with _open_reader(p) as reader:
+            conns = [c for c in reader.connections if c.topic in wanted]
+            return [(c.topic, c.msgtype, int(t), bytes(raw)) for c, t, raw in reader.messages(connections=conns)]
+    except Exception as exc:  # noqa: BLE001
+        raise _cannot_read(p, exc) from None
