@@ -1,0 +1,322 @@
+"""FOP_θ: the lower-level one-step optimization of Eq. 32, solved by acados at control rate.
+
+    min_u  c_p‖p_{t+1} − p̂‖² + c_h (yaw_{t+1} − yaw_ref)² + (c_u + l)‖u‖² + Σ_k max(α_kᵀu − β_k, 0)
+    s.t.   x_{t+1} = x_t + Ts [v cos yaw_t, v sin yaw_t, ω]                      (32b–d)
+           v_min ≤ v ≤ v_max,  ω_min ≤ ω ≤ ω_max                                 (32e–f)
+           ‖p_{t+1} − p_j‖ ≥ r_j + robot_radius + d_safe,  j = 1..M               (32g)
+
+yaw_ref is the bearing from the robot to the subgoal p̂ (ARCHITECTURE.md), unwrapped to within π of
+the current yaw.
+
+How it maps onto acados (built once per (K, M), see acados_env.py):
+* one shooting interval (N = 1) with discrete dynamics; x_t is fixed by the initial-state bounds;
+* the ReLU terms are the soft upper bounds α_kᵀu − β_k ≤ 0 with an L1 slack penalty of 1 and no
+  quadratic slack weight — exactly Σ_k max(α_kᵀu − β_k, 0);
+* the obstacle constraints are nonlinear terminal constraints on p_{t+1};
+* subgoal, yaw_ref, weights, Ts, α, β and obstacles are parameters, and input bounds are
+  settable bounds, so a new θ, new obstacles or new weights never trigger code generation.
+
+Safety: if acados fails or returns a non-finite action, `solve` returns the stop command (0, 0)
+with `info.ok = False` and a message saying why. If the robot is already inside an obstacle's
+safety margin (e.g. after a tracking error), that obstacle's constraint becomes "get no closer
+than now", so the problem stays feasible and the robot can leave the margin.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from . import acados_env
+from .model import UnicycleLimits, casadi_step, check_obstacles, check_vector, wrap_angle
+from .theta import Theta
+
+PARK_OFFSET_M = 20.0  # unused obstacle slots sit this far from the robot (in x and y) with zero radius
+_UNUSED_BETA = 1.0       # unused ReLU slots: α = 0, β = 1 → α·u − β = −1, strictly inactive
+# parameter layout (per stage): [p̂x, p̂y, yaw_ref, c_p, c_h, c_u_total, Ts, α (K×2), β (K), obs (M×3)]
+_N_FIXED = 7
+
+
+@dataclass
+class FopConfig:
+    """Structure (K, M) and default runtime values of the FOP of Eq. 32."""
+
+    Ts_s: float = 0.1          # prediction step of Eq. 32 (not the control period)
+    K: int = 4                 # number of ReLU terms the solver is built with (structural)
+    M: int = 4                 # number of obstacle constraints the solver is built with (structural)
+    c_p: float = 1.0
+    c_h: float = 0.1
+    c_u: float = 0.01
+    limits: UnicycleLimits = field(default_factory=UnicycleLimits)
+    robot_radius_m: float = 0.3
+    d_safe_m: float = 0.1
+    max_iter: int = 50
+    tol: float = 1e-8
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.K, int) and self.K >= 0 and isinstance(self.M, int) and self.M >= 0):
+            raise ValueError(f"K and M must be non-negative integers, got K={self.K!r}, M={self.M!r}")
+        for name in ("Ts_s", "c_p", "c_h", "c_u", "robot_radius_m", "d_safe_m"):
+            val = getattr(self, name)
+            if not (isinstance(val, (int, float)) and math.isfinite(val) and val >= 0):
+                raise ValueError(f"FopConfig.{name} must be a finite number >= 0, got {val!r}")
+        if self.Ts_s <= 0:
+            raise ValueError(f"FopConfig.Ts_s must be > 0, got {self.Ts_s}")
+
+    def structure(self) -> dict:
+        return {"K": self.K, "M": self.M, "max_iter": self.max_iter, "tol": self.tol}
+
+
+@dataclass
+class SolveInfo:
+    """What a solve did. `ok` is False whenever the returned action is the safety stop."""
+
+    ok: bool
+    status: int
+    message: str
+    iterations: int
+    solve_time_us: float
+    relu_penalty: float = 0.0
+    cost: float = float("nan")
+
+
+def _build_ocp(K: int, M: int, max_iter: int, tol: float):
+    import casadi as ca
+    from acados.acados_template import AcadosModel, AcadosOcp
+
+    x = ca.SX.sym("x", 3)
+    u = ca.SX.sym("u", 2)
+    p = ca.SX.sym("p", _N_FIXED + 3 * K + 3 * M)
+    goal, yaw_ref, c_p, c_h, c_u, ts = p[0:2], p[2], p[3], p[4], p[5], p[6]
+    alpha = ca.reshape(p[_N_FIXED:_N_FIXED + 2 * K], 2, K).T if K else None  # row-major K×2
+    beta = p[_N_FIXED + 2 * K:_N_FIXED + 3 * K]
+    obs = p[_N_FIXED + 3 * K:]
+
+    model = AcadosModel()
+    model.name = f"hiopt_fop_k{K}_m{M}"
+    model.x, model.u, model.p = x, u, p
+    model.disc_dyn_expr = casadi_step(x, u, ts)
+    model.cost_expr_ext_cost = c_u * ca.sumsqr(u)
+    model.cost_expr_ext_cost_e = c_p * ca.sumsqr(x[0:2] - goal) + c_h * (x[2] - yaw_ref) ** 2
+    if K:
+        model.con_h_expr = ca.mtimes(alpha, u) - beta
+    if M:
+        model.con_h_expr_e = ca.vertcat(*[
+            (x[0] - obs[3 * j]) ** 2 + (x[1] - obs[3 * j + 1]) ** 2 - obs[3 * j + 2] ** 2 for j in range(M)])
+
+    ocp = AcadosOcp()
+    ocp.model = model
+    ocp.dims.N = 1
+    ocp.cost.cost_type = "EXTERNAL"
+    ocp.cost.cost_type_e = "EXTERNAL"
+    ocp.parameter_values = np.zeros(p.shape[0])
+    ocp.constraints.x0 = np.zeros(3)
+    ocp.constraints.idxbu = np.array([0, 1])
+    ocp.constraints.lbu = np.array([-1.0, -1.0])
+    ocp.constraints.ubu = np.array([1.0, 1.0])
+    if K:
+        # ReLU terms: L1-penalised soft upper bounds (zu = 1, Zu = 0) == Σ max(α u − β, 0)
+        ocp.constraints.lh = -1e6 * np.ones(K)
+        ocp.constraints.uh = np.zeros(K)
+        ocp.constraints.idxsh = np.arange(K)
+        ocp.cost.zl = np.ones(K)   # lower side never active (−1e6); a positive weight keeps its slack at 0
+        ocp.cost.zu = np.ones(K)
+        ocp.cost.Zl = np.zeros(K)
+        ocp.cost.Zu = np.zeros(K)
+    if M:
+        ocp.constraints.lh_e = np.zeros(M)
+        ocp.constraints.uh_e = 1e6 * np.ones(M)  # one-sided; a huge bound hurts the QP's complementarity
+    opts = ocp.solver_options
+    opts.tf = 1.0  # unused by discrete dynamics, required by acados
+    opts.integrator_type = "DISCRETE"
+    opts.nlp_solver_type = "SQP"
+    opts.hessian_approx = "EXACT"
+    # The cost is quadratic in u once x_t is fixed; the dynamics are linear in u. Dropping the
+    # dynamics/constraint curvature keeps the QP Hessian PSD (it is exact in u on the feasible set).
+    opts.exact_hess_dyn = 0
+    opts.exact_hess_constr = 0
+    opts.qp_solver = "FULL_CONDENSING_HPIPM"
+    opts.qp_solver_iter_max = 100
+    opts.nlp_solver_max_iter = max_iter
+    opts.tol = tol
+    opts.qp_tol = tol
+    opts.print_level = 0
+    return ocp
+
+
+class Fop:
+    """The one-step problem of Eq. 32 as a reusable acados solver.
+
+    `solve(state, subgoal_xy, obstacles_xyr)` → `(u, info)`; u = [v_mps, omega_radps].
+    """
+
+    build_count = 0  # mirrors acados_env.BUILD_COUNT for FOP builds in this process
+
+    def __init__(self, config: FopConfig | None = None, theta: Theta | None = None) -> None:
+        self.config = replace(config) if config is not None else FopConfig()
+        cfg = self.config
+        before = acados_env.BUILD_COUNT
+        self._solver = acados_env.build_or_load(
+            f"hiopt_fop_k{cfg.K}_m{cfg.M}", cfg.structure(), lambda: _build_ocp(cfg.K, cfg.M, cfg.max_iter, cfg.tol))
+        Fop.build_count += acados_env.BUILD_COUNT - before
+        self._p = np.zeros(_N_FIXED + 3 * cfg.K + 3 * cfg.M)
+        self._obs_params = self._p[_N_FIXED + 3 * cfg.K:].reshape(-1, 3)  # a view into _p
+        self._x0 = np.zeros(3)
+        self._u = np.zeros(2)
+        self._u_guess = np.zeros(2)
+        self._alpha = np.zeros((cfg.K, 2))
+        self._beta = np.full(cfg.K, _UNUSED_BETA)
+        self.theta = Theta.zero(0)
+        self._obs_in: object = None
+        self._obs_checked = np.zeros((0, 3))
+        self.set_limits(cfg.limits)
+        self.set_weights()
+        self.set_theta(theta if theta is not None else Theta.zero(0))
+
+    # ---------------------------------------------------------------- runtime settings (no rebuild)
+    def set_theta(self, theta: Theta) -> None:
+        """Install fitted ReLU terms (K_θ ≤ K) and l; unused slots are inactive. Never rebuilds."""
+        if theta.K > self.config.K:
+            raise ValueError(f"θ has {theta.K} ReLU terms but this FOP was built with K={self.config.K}; "
+                             f"build Fop(FopConfig(K={theta.K}))")
+        if theta.alpha.shape[1] != 2:
+            raise ValueError(f"θ.alpha must have 2 columns (v, omega), got {theta.alpha.shape}")
+        self.theta = theta
+        self._alpha[:] = 0.0
+        self._beta[:] = _UNUSED_BETA
+        self._alpha[:theta.K] = theta.alpha
+        self._beta[:theta.K] = theta.beta
+        K = self.config.K
+        self._p[_N_FIXED:_N_FIXED + 2 * K] = self._alpha.reshape(-1)
+        self._p[_N_FIXED + 2 * K:_N_FIXED + 3 * K] = self._beta
+        self._p[5] = self.config.c_u + theta.l
+
+    def set_weights(self, c_p: float | None = None, c_h: float | None = None, c_u: float | None = None) -> None:
+        """Change cost weights of Eq. 32a at run time."""
+        for name, val in (("c_p", c_p), ("c_h", c_h), ("c_u", c_u)):
+            if val is not None:
+                if not (math.isfinite(val) and val >= 0):
+                    raise ValueError(f"{name} must be finite and >= 0, got {val!r}")
+                setattr(self.config, name, float(val))
+        self._p[3], self._p[4] = self.config.c_p, self.config.c_h
+        self._p[5] = self.config.c_u + getattr(self, "theta", Theta.zero(0)).l
+        self._p[6] = self.config.Ts_s
+
+    def set_limits(self, limits: UnicycleLimits) -> None:
+        """Change the input bounds (32e–f) at run time."""
+        self.config.limits = limits
+        self._solver.set_bound(0, b"lbu", np.ascontiguousarray(limits.lower))
+        self._solver.set_bound(0, b"ubu", np.ascontiguousarray(limits.upper))
+
+    # ---------------------------------------------------------------- the problem's pieces
+    def yaw_reference(self, state: np.ndarray, subgoal_xy: np.ndarray) -> float:
+        """Bearing from the robot to the subgoal, unwrapped to within π of the current yaw."""
+        dx, dy, yaw = float(subgoal_xy[0] - state[0]), float(subgoal_xy[1] - state[1]), float(state[2])
+        if math.hypot(dx, dy) < 1e-9:
+            return yaw
+        return yaw + (math.atan2(dy, dx) - yaw + math.pi) % (2.0 * math.pi) - math.pi
+
+    def effective_obstacles(self, state: np.ndarray, obstacles_xyr) -> np.ndarray:
+        """The (≤ M nearest) obstacles as [x, y, r_eff] with r_eff = r + robot radius + d_safe,
+        relaxed to the current distance when the robot is already inside the margin."""
+        if obstacles_xyr is not self._obs_in:  # validate once per new obstacle array (hot path)
+            self._obs_checked = check_obstacles(obstacles_xyr)
+            self._obs_in = obstacles_xyr
+        obs = self._obs_checked
+        m = obs.shape[0]
+        if m == 0:
+            return obs
+        margin = self.config.robot_radius_m + self.config.d_safe_m
+        x, y = float(state[0]), float(state[1])
+        rows = []
+        for ox, oy, r in obs.tolist():  # plain floats: far cheaper than numpy for a handful of rows
+            dist = math.hypot(ox - x, oy - y)
+            r_eff = r + margin
+            rows.append((dist - r_eff, ox, oy, min(r_eff, dist * (1 - 1e-9))))
+        if m > self.config.M:
+            rows.sort()
+            rows = rows[: self.config.M]
+        return np.array([row[1:] for row in rows])
+
+    def cost_terms(self, state, subgoal_xy) -> tuple[np.ndarray, np.ndarray, float]:
+        """Eq. 32a without the ReLU terms and without l, as uᵀQu + cᵀu + const at fixed x_t."""
+        state = check_vector("state", state, 3)
+        subgoal_xy = check_vector("subgoal_xy", subgoal_xy, 2)
+        cfg, ts = self.config, self.config.Ts_s
+        heading = np.array([math.cos(state[2]), math.sin(state[2])])
+        dp = state[:2] - subgoal_xy
+        dyaw = state[2] - self.yaw_reference(state, subgoal_xy)
+        Q = np.diag([cfg.c_p * ts * ts + cfg.c_u, cfg.c_h * ts * ts + cfg.c_u])
+        c = np.array([2 * cfg.c_p * ts * heading @ dp, 2 * cfg.c_h * ts * dyaw])
+        const = cfg.c_p * float(dp @ dp) + cfg.c_h * dyaw * dyaw
+        return Q, c, const
+
+    def constraint_rows(self, state, u_lin, obstacles_xyr=None) -> tuple[np.ndarray, np.ndarray]:
+        """Constraints as rows H u ≤ b: bounds (32e–f) and each obstacle (32g) linearised at u_lin.
+
+        ‖p_{t+1}(u) − p_j‖² is convex in u, so its tangent at u_lin is a supporting half-space
+        contained in the feasible set.
+        """
+        state = check_vector("state", state, 3)
+        u_lin = check_vector("u_lin", u_lin, 2)
+        lim = self.config.limits
+        H = [np.array([1.0, 0.0]), np.array([-1.0, 0.0]), np.array([0.0, 1.0]), np.array([0.0, -1.0])]
+        b = [lim.v_max_mps, -lim.v_min_mps, lim.omega_max_radps, -lim.omega_min_radps]
+        ts = self.config.Ts_s
+        heading = np.array([math.cos(state[2]), math.sin(state[2])])
+        p1 = state[:2] + ts * u_lin[0] * heading
+        for ox, oy, r_eff in self.effective_obstacles(state, obstacles_xyr):
+            diff = p1 - np.array([ox, oy])
+            g = float(diff @ diff) - r_eff * r_eff
+            grad = np.array([2 * ts * heading @ diff, 0.0])
+            # g(u_lin) + grad·(u − u_lin) ≥ 0  ⇔  −grad·u ≤ g − grad·u_lin
+            H.append(-grad)
+            b.append(g - float(grad @ u_lin))
+        return np.array(H), np.array(b)
+
+    def objective(self, state, subgoal_xy, u) -> float:
+        """Eq. 32a at u with the current θ and l (for reports and tests)."""
+        Q, c, const = self.cost_terms(state, subgoal_xy)
+        u = np.asarray(u, float)
+        return float(u @ Q @ u + c @ u + const + self.theta.l * u @ u + self.theta.relu_penalty(u))
+
+    # ---------------------------------------------------------------- solve
+    def solve(self, state, subgoal_xy, obstacles_xyr=None) -> tuple[np.ndarray, SolveInfo]:
+        """Solve Eq. 32 at `state` for `subgoal_xy`; returns (u, info), u = stop on failure."""
+        t0 = time.perf_counter()
+        state = check_vector("state", state, 3)
+        subgoal_xy = check_vector("subgoal_xy", subgoal_xy, 2)
+        cfg, p, s = self.config, self._p, self._solver
+        obs = self.effective_obstacles(state, obstacles_xyr)
+        p[0:2] = subgoal_xy
+        p[2] = self.yaw_reference(state, subgoal_xy)
+        park = self._obs_params
+        park[:] = (state[0] + PARK_OFFSET_M, state[1] + PARK_OFFSET_M, 0.0)
+        if obs.shape[0]:
+            park[: obs.shape[0]] = obs
+        s.set_params(0, p)
+        s.set_params(1, p)
+        self._x0[:] = state
+        s.set_bound(0, b"lbx", self._x0)
+        s.set_bound(0, b"ubx", self._x0)
+        # start every solve from the stop command: feasible for the obstacles (see effective_obstacles)
+        s.set_out(0, b"x", self._x0)
+        s.set_out(1, b"x", self._x0)
+        s.set_out(0, b"u", self._u_guess)
+        status = s.solve()
+        u = s.get_out(0, b"u", self._u).copy()
+        iters = s.sqp_iter()
+        elapsed_us = (time.perf_counter() - t0) * 1e6
+        if status != 0 or not np.all(np.isfinite(u)):
+            why = acados_env.STATUS_TEXT.get(status, f"acados status {status}")
+            if status == 0:
+                why = f"non-finite action {u.tolist()}"
+            s.reset()
+            return np.zeros(2), SolveInfo(False, status, f"FOP failed ({why}); stopping", iters, elapsed_us)
+        lim = cfg.limits  # HPIPM may overshoot a bound by ~tol; never command beyond the limits
+        u[0] = min(max(u[0], lim.v_min_mps), lim.v_max_mps)
+        u[1] = min(max(u[1], lim.omega_min_radps), lim.omega_max_radps)
+        relu = self.theta.relu_penalty(u) if self.theta.K else 0.0
+        return u, SolveInfo(True, 0, "ok", iters, elapsed_us, relu)

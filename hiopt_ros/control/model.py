@@ -1,0 +1,94 @@
+"""The unicycle (differential-drive) model of Eq. 32b–d: one source of truth for dynamics and limits."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+STATE_NAMES = ("x_m", "y_m", "yaw_rad")
+INPUT_NAMES = ("v_mps", "omega_radps")
+
+
+@dataclass(frozen=True)
+class UnicycleLimits:
+    """Input bounds (32e–f)."""
+
+    v_min_mps: float = 0.0
+    v_max_mps: float = 1.0
+    omega_min_radps: float = -1.5
+    omega_max_radps: float = 1.5
+
+    def __post_init__(self) -> None:
+        vals = (self.v_min_mps, self.v_max_mps, self.omega_min_radps, self.omega_max_radps)
+        if not all(math.isfinite(v) for v in vals):
+            raise ValueError(f"UnicycleLimits must be finite, got {vals}")
+        if self.v_min_mps > self.v_max_mps:
+            raise ValueError(f"v_min_mps ({self.v_min_mps}) > v_max_mps ({self.v_max_mps})")
+        if self.omega_min_radps > self.omega_max_radps:
+            raise ValueError(f"omega_min_radps ({self.omega_min_radps}) > omega_max_radps ({self.omega_max_radps})")
+        if not (self.v_min_mps <= 0.0 <= self.v_max_mps and self.omega_min_radps <= 0.0 <= self.omega_max_radps):
+            raise ValueError("input bounds must contain the stop command (0, 0)")
+
+    @property
+    def lower(self) -> np.ndarray:
+        return np.array([self.v_min_mps, self.omega_min_radps])
+
+    @property
+    def upper(self) -> np.ndarray:
+        return np.array([self.v_max_mps, self.omega_max_radps])
+
+
+def wrap_angle(a):
+    """Angle(s) wrapped into [-pi, pi)."""
+    return (np.asarray(a) + np.pi) % (2.0 * np.pi) - np.pi
+
+
+def unicycle_step(state, u, dt_s: float) -> np.ndarray:
+    """x_{t+1} = x_t + dt [v cos yaw, v sin yaw, omega] (Eq. 32b–d, forward Euler)."""
+    x, y, yaw = np.asarray(state, dtype=float)
+    v, w = np.asarray(u, dtype=float)
+    return np.array([x + dt_s * v * math.cos(yaw), y + dt_s * v * math.sin(yaw), yaw + dt_s * w])
+
+
+def casadi_step(state, u, dt_s):
+    """The same step as :func:`unicycle_step` on CasADi symbols (for acados and IPOPT models)."""
+    import casadi as ca
+
+    return ca.vertcat(state[0] + dt_s * u[0] * ca.cos(state[2]),
+                      state[1] + dt_s * u[0] * ca.sin(state[2]),
+                      state[2] + dt_s * u[1])
+
+
+def check_vector(name: str, value, size: int) -> np.ndarray:
+    """A finite float vector of the given size, else ValueError naming the argument."""
+    try:
+        arr = np.asarray(value, dtype=float).reshape(-1)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be {size} numbers, got {value!r}") from None
+    if arr.shape != (size,):
+        raise ValueError(f"{name} must have {size} entries, got shape {np.shape(value)}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite, got {arr.tolist()}")
+    return arr
+
+
+def check_obstacles(value, max_count: int | None = None) -> np.ndarray:
+    """Obstacles as an (m, 3) array of finite [x_m, y_m, radius_m] rows, radius >= 0."""
+    if value is None:
+        return np.zeros((0, 3))
+    arr = np.asarray(value, dtype=float)
+    if arr.size == 0:
+        return np.zeros((0, 3))
+    if arr.ndim == 1 and arr.size % 3 == 0:
+        arr = arr.reshape(-1, 3)
+    if arr.ndim != 2 or arr.shape[1] != 3:
+        raise ValueError(f"obstacles_xyr must be an (m, 3) array of [x, y, r] rows, got shape {np.shape(value)}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("obstacles_xyr must be finite")
+    if np.any(arr[:, 2] < 0):
+        raise ValueError("obstacles_xyr: radii must be >= 0")
+    if max_count is not None and arr.shape[0] > max_count:
+        raise ValueError(f"obstacles_xyr has {arr.shape[0]} rows but the solver was built for at most "
+                         f"{max_count} (raise M in the config; that is a structural change)")
+    return arr
