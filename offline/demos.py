@@ -1,0 +1,206 @@
+"""Record expert demonstrations into a rosbag2 bag: `python -m offline.demos --out PATH.mcap`.
+
+A ROS-free closed loop: the MPC expert (hiopt_ros.control.mpc) drives the unicycle model
+(hiopt_ros.control.model.unicycle_step) at the control period on randomised courses, and every
+control step is logged as the online stack would record it:
+
+    /odom             nav_msgs/Odometry                  state x_t and the velocity being applied
+    /cmd_vel          geometry_msgs/Twist                the expert action u_t
+    /hiopt/subgoal    geometry_msgs/PointStamped         the expert's implied subgoal x̂_t (MpcInfo.subgoal)
+    /hiopt/obstacles  visualization_msgs/MarkerArray     the course's cylinders
+
+The bag feeds `python -m offline.fit` (bag → θ → controller). Courses are drawn around the default
+course of config/nav.yaml (its start–goal distance, obstacle count and radii): a random start and
+heading, a goal at 0.8–1.2 × the default distance, and 1–3 cylinders near the straight line
+between them. Episodes are separated by a time gap so no sample is aligned across episodes.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sim.course import DEFAULT_PARAMS, Course, load_course, load_params
+
+from .bags import BagError, BagWriter
+
+EPISODE_GAP_NS = 5_000_000_000   # between episodes, far beyond any alignment tolerance
+T0_NS = 1_000_000_000
+
+
+@dataclass
+class EpisodeResult:
+    steps: int
+    samples: int
+    reached: bool
+    collided: bool
+    time_s: float
+    min_clearance_m: float
+    mpc_failures: int
+
+
+def random_course(rng: np.random.Generator, base: Course, max_obstacles: int = 3) -> Course:
+    """A course at the scale of `base`: random start/heading, goal 0.8–1.2 × base distance away,
+    1..max_obstacles cylinders near the start–goal line, none covering the start or the goal."""
+    dist = float(np.linalg.norm(base.goal_xy - base.start_xyyaw[:2])) or 4.0
+    radii = base.obstacles_xyr[:, 2] if len(base.obstacles_xyr) else np.array([0.3])
+    r_lo, r_hi = 0.7 * float(radii.min()), 1.15 * float(radii.max())
+    length = dist * rng.uniform(0.8, 1.2)
+    heading = rng.uniform(-math.pi, math.pi)
+    start_xy = rng.uniform(-1.0, 1.0, size=2)
+    direction = np.array([math.cos(heading), math.sin(heading)])
+    normal = np.array([-direction[1], direction[0]])
+    goal_xy = start_xy + length * direction
+    start = np.array([*start_xy, heading + rng.uniform(-0.5, 0.5)])
+    keep_out = base.robot_radius_m + 0.3
+    obstacles = []
+    for _ in range(int(rng.integers(1, max_obstacles + 1))):
+        for _attempt in range(50):
+            r = rng.uniform(r_lo, r_hi)
+            center = start_xy + rng.uniform(0.25, 0.75) * length * direction + rng.uniform(-0.4, 0.4) * normal
+            if all(np.linalg.norm(center - p) > r + keep_out for p in (start_xy, goal_xy)):
+                obstacles.append([*center, r])
+                break
+    return Course(start_xyyaw=start, goal_xy=goal_xy, obstacles_xyr=np.array(obstacles).reshape(-1, 3),
+                  robot_radius_m=base.robot_radius_m, goal_tolerance_m=base.goal_tolerance_m)
+
+
+def run_episode(mpc, course: Course, writer: BagWriter, t0_ns: int, dt_s: float, max_time_s: float) -> tuple[EpisodeResult, int]:
+    """Drive one course with the expert, logging every control step; returns (result, next free t_ns)."""
+    from hiopt_ros.control.model import unicycle_step
+
+    mpc.reset()
+    state = course.start_xyyaw.copy()
+    applied = np.zeros(2)
+    dt_ns = int(round(dt_s * 1e9))
+    t_ns = t0_ns
+    steps = samples = failures = 0
+    reached = collided = False
+    min_clear = course.clearance(state[:2])
+    obstacles = course.obstacles_xyr
+    for steps in range(1, int(math.ceil(max_time_s / dt_s)) + 1):
+        u, info = mpc.solve(state, course.goal_xy, obstacles)
+        writer.odom(t_ns, state[0], state[1], state[2], applied[0], applied[1])
+        writer.obstacles(t_ns, obstacles)
+        if info.ok:
+            writer.subgoal(t_ns, info.subgoal[0], info.subgoal[1])
+            writer.cmd_vel(t_ns, u[0], u[1])
+            samples += 1
+        else:
+            failures += 1  # the expert's stop command is a safety fallback, not a demonstration
+        applied = np.asarray(u, float)
+        state = unicycle_step(state, applied, dt_s)
+        t_ns += dt_ns
+        clear = course.clearance(state[:2])
+        min_clear = min(min_clear, clear)
+        if clear < 0:
+            collided = True
+            break
+        if np.linalg.norm(state[:2] - course.goal_xy) < course.goal_tolerance_m:
+            reached = True
+            break
+    writer.odom(t_ns, state[0], state[1], state[2], applied[0], applied[1])
+    return EpisodeResult(steps, samples, reached, collided, steps * dt_s, min_clear, failures), t_ns + EPISODE_GAP_NS
+
+
+def mpc_config_from_params(params_path: str | Path):
+    """MpcConfig with the robot radius and safety distance of the parameter file."""
+    from hiopt_ros.control.mpc import MpcConfig
+
+    params = load_params(params_path)
+    kw = {}
+    if "robot_radius_m" in params.get("sim_node", {}):
+        kw["robot_radius_m"] = float(params["sim_node"]["robot_radius_m"])
+    if "d_safe_m" in params.get("controller_node", {}):
+        kw["d_safe_m"] = float(params["controller_node"]["d_safe_m"])
+    return MpcConfig(**kw)
+
+
+def record(out: str | Path, episodes: int, seed: int, *, dt_s: float = 0.05, max_time_s: float | None = None,
+           params: str | Path = DEFAULT_PARAMS, storage: str | None = None, overwrite: bool = False,
+           progress: bool = True) -> tuple[Path, list[EpisodeResult]]:
+    """Record `episodes` expert episodes on random courses into the bag `out`; returns (path, results)."""
+    from tqdm import tqdm
+
+    from hiopt_ros.control.mpc import Mpc
+
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if not dt_s > 0:
+        raise ValueError(f"dt_s must be > 0, got {dt_s}")
+    base = load_course(params)
+    mpc = Mpc(mpc_config_from_params(params))
+    rng = np.random.default_rng(seed)
+    results: list[EpisodeResult] = []
+    t_ns = T0_NS
+    with BagWriter(out, storage=storage, overwrite=overwrite) as writer:
+        bar = tqdm(range(episodes), desc="demonstrations", unit="episode", disable=not progress, file=sys.stderr)
+        for _ in bar:
+            course = random_course(rng, base, max_obstacles=min(3, mpc.config.M))
+            limit = max_time_s or 4.0 * float(np.linalg.norm(course.goal_xy - course.start_xyyaw[:2])) / \
+                mpc.config.limits.v_max_mps + 10.0
+            res, t_ns = run_episode(mpc, course, writer, t_ns, dt_s, limit)
+            results.append(res)
+            bar.set_postfix(reached=sum(r.reached for r in results), samples=sum(r.samples for r in results))
+        path = writer.close()
+    return path, results
+
+
+def summary(path: Path, results: list[EpisodeResult], seconds: float) -> str:
+    n = len(results)
+    reached = [r for r in results if r.reached]
+    lines = [
+        f"wrote {path} ({sum(r.samples for r in results)} expert samples, {n} episodes, {seconds:.1f} s)",
+        f"  reached goal: {len(reached)}/{n}   collisions: {sum(r.collided for r in results)}   "
+        f"MPC failures (not recorded): {sum(r.mpc_failures for r in results)}",
+    ]
+    if reached:
+        lines.append(f"  time to goal: {np.mean([r.time_s for r in reached]):.1f} ± "
+                     f"{np.std([r.time_s for r in reached]):.1f} s   min clearance: "
+                     f"{min(r.min_clearance_m for r in results):.2f} m")
+    lines.append(f"next: python -m offline.fit {path} --out config/theta/robot.yaml")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m offline.demos",
+        description="Record MPC expert demonstrations on randomised courses (ROS-free closed loop) "
+                    "into a rosbag2 bag with /odom, /cmd_vel, /hiopt/subgoal and /hiopt/obstacles.")
+    ap.add_argument("--out", required=True, help="bag to write: PATH.mcap or PATH.db3 (one file) or a "
+                                                 "folder name (rosbag2 directory)")
+    ap.add_argument("--episodes", type=int, default=3, help="number of random courses (default 3)")
+    ap.add_argument("--seed", type=int, default=0, help="random seed of the courses (default 0)")
+    ap.add_argument("--dt-s", type=float, default=0.05, help="control period [s] (default 0.05)")
+    ap.add_argument("--max-time-s", type=float, default=None,
+                    help="episode time limit [s] (default 4 × distance / v_max + 10)")
+    ap.add_argument("--storage", choices=("mcap", "sqlite3"), default=None,
+                    help="storage of a bag directory (a .mcap/.db3 suffix decides for files)")
+    ap.add_argument("--params", default=str(DEFAULT_PARAMS),
+                    help="parameter file giving the default course and robot radius (default config/nav.yaml)")
+    ap.add_argument("--force", action="store_true", help="replace --out if it exists")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    t0 = time.perf_counter()
+    try:
+        path, results = record(args.out, args.episodes, args.seed, dt_s=args.dt_s, max_time_s=args.max_time_s,
+                               params=args.params, storage=args.storage, overwrite=args.force,
+                               progress=not args.no_progress)
+    except (BagError, ValueError, FileNotFoundError) as exc:
+        print(f"offline.demos: error: {exc}", file=sys.stderr)
+        return 2
+    print(summary(path, results, time.perf_counter() - t0))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
