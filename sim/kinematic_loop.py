@@ -1,0 +1,123 @@
+"""Pure-Python closed loop (no ROS, no physics): the unicycle model driven by the MPC expert or by
+the bi-level policy (geometric look-ahead subgoals → FOP_θ), on a course from config/nav.yaml.
+
+    python -m sim.kinematic_loop                      # both controllers on the default course
+    python -m sim.kinematic_loop --controller fop --theta config/theta/robot.yaml --plot runs/loop.png
+
+Prints travel time, path length, minimum obstacle clearance and solve-time percentiles.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hiopt_ros.control.fop import Fop, FopConfig
+from hiopt_ros.control.model import unicycle_step
+from hiopt_ros.control.mpc import Mpc, MpcConfig
+from hiopt_ros.control.theta import Theta, load_theta
+from hiopt_ros.planning.geometric import LookaheadPolicy
+from sim.course import DEFAULT_PARAMS, Course, load_course
+
+
+@dataclass
+class EpisodeResult:
+    controller: str
+    reached: bool
+    collided: bool
+    travel_time_s: float
+    path_length_m: float
+    min_clearance_m: float
+    solve_us: np.ndarray
+    failures: int
+    trajectory: np.ndarray                      # (T, 3) states
+    subgoals: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+
+    def summary(self) -> str:
+        p50, p99 = (np.percentile(self.solve_us, [50, 99]) if len(self.solve_us) else (np.nan, np.nan))
+        outcome = "reached goal" if self.reached else ("COLLIDED" if self.collided else "did NOT reach goal")
+        return (f"{self.controller:>4}: {outcome}; travel time {self.travel_time_s:.2f} s, path length "
+                f"{self.path_length_m:.2f} m, min clearance {self.min_clearance_m:.3f} m, "
+                f"solve time p50 {p50:.0f} µs / p99 {p99:.0f} µs, solver failures {self.failures}")
+
+
+def run_episode(course: Course, controller: str = "fop", *, fop: Fop | None = None, mpc: Mpc | None = None,
+                policy: LookaheadPolicy | None = None, dt_s: float = 0.02, max_time_s: float = 30.0) -> EpisodeResult:
+    """Drive from course.start to course.goal; `controller` is "fop" (bi-level) or "mpc" (expert)."""
+    if controller not in ("fop", "mpc"):
+        raise ValueError(f"controller must be 'fop' or 'mpc', got {controller!r}")
+    if controller == "fop":
+        fop = fop or Fop(FopConfig(robot_radius_m=course.robot_radius_m))
+        policy = policy or LookaheadPolicy()
+    else:
+        mpc = mpc or Mpc(MpcConfig(robot_radius_m=course.robot_radius_m))
+        mpc.reset()
+    x = course.start_xyyaw.copy()
+    traj, subgoals, times = [x.copy()], [], []
+    failures, reached, collided = 0, False, False
+    min_clear = course.clearance(x[:2])
+    for _ in range(int(round(max_time_s / dt_s))):
+        if controller == "fop":
+            subgoal = policy.subgoal(x, course.goal_xy, course.obstacles_xyr, course.robot_radius_m)
+            u, info = fop.solve(x, subgoal, course.obstacles_xyr)
+        else:
+            u, info = mpc.solve(x, course.goal_xy, course.obstacles_xyr)
+            subgoal = info.subgoal
+        subgoals.append(subgoal)
+        times.append(info.solve_time_us)
+        failures += not info.ok
+        x = unicycle_step(x, u, dt_s)
+        traj.append(x.copy())
+        clear = course.clearance(x[:2])
+        min_clear = min(min_clear, clear)
+        if clear < 0:  # the robot circle touches an obstacle
+            collided = True
+            break
+        if np.linalg.norm(x[:2] - course.goal_xy) <= course.goal_tolerance_m:
+            reached = True
+            break
+    traj = np.array(traj)
+    return EpisodeResult(controller, reached, collided, (len(traj) - 1) * dt_s,
+                         float(np.linalg.norm(np.diff(traj[:, :2], axis=0), axis=1).sum()), min_clear,
+                         np.array(times), failures, traj, np.array(subgoals))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m sim.kinematic_loop", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--controller", choices=["fop", "mpc", "both"], default="both")
+    ap.add_argument("--params", default=str(DEFAULT_PARAMS), help="ROS parameter file with the course")
+    ap.add_argument("--theta", default=None, help="θ file for the FOP (default: unchanged FOP, θ = 0)")
+    ap.add_argument("--dt", type=float, default=0.02, help="control period [s] (default 0.02 = 50 Hz)")
+    ap.add_argument("--max-time", type=float, default=30.0, help="episode time limit [s]")
+    ap.add_argument("--plot", default=None, help="write a trajectory plot (PNG) here")
+    args = ap.parse_args(argv)
+    try:
+        course = load_course(args.params)
+        theta = load_theta(args.theta) if args.theta else None
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    results = []
+    for ctrl in (["mpc", "fop"] if args.controller == "both" else [args.controller]):
+        fop = None
+        if ctrl == "fop":
+            fop = Fop(FopConfig(robot_radius_m=course.robot_radius_m, K=max(4, theta.K if theta else 0)),
+                      theta=theta)
+        res = run_episode(course, ctrl, fop=fop, dt_s=args.dt, max_time_s=args.max_time)
+        results.append(res)
+        print(res.summary())
+    if args.plot:
+        from sim.plot import plot_trajectory
+
+        path = plot_trajectory(Path(args.plot), course, {r.controller: r.trajectory for r in results},
+                               title="pure-Python closed loop (unicycle model)")
+        print(f"plot written to {path}")
+    return 0 if all(r.reached for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
