@@ -1,0 +1,232 @@
+"""The lower level (FOP, Eq. 32) and the MPC expert: correctness against IPOPT, safety, no rebuilds."""
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hiopt_ros.control import acados_env
+from hiopt_ros.control.fop import Fop, FopConfig
+from hiopt_ros.control.model import UnicycleLimits, unicycle_step
+from hiopt_ros.control.mpc import Mpc, MpcConfig
+from hiopt_ros.control.reference import IpoptFop
+from hiopt_ros.control.theta import Theta
+from sim.course import Course, load_course
+from sim.kinematic_loop import run_episode
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def fop() -> Fop:
+    return Fop(FopConfig(K=4, M=4))
+
+
+@pytest.fixture(scope="module")
+def ipopt(fop) -> IpoptFop:
+    return IpoptFop(fop)
+
+
+def _margin(fop: Fop) -> float:
+    return fop.config.robot_radius_m + fop.config.d_safe_m
+
+
+def _next_clearances(fop: Fop, state, u, obstacles) -> np.ndarray:
+    """Distance of p_{t+1} to each obstacle minus (r + robot radius + d_safe)."""
+    p1 = unicycle_step(state, u, fop.config.Ts_s)[:2]
+    obstacles = np.asarray(obstacles, float)
+    return np.hypot(obstacles[:, 0] - p1[0], obstacles[:, 1] - p1[1]) - obstacles[:, 2] - _margin(fop)
+
+
+def _random_instances(fop: Fop, n: int, seed: int = 0):
+    """Random states/subgoals/θ/obstacles with the robot outside every safety margin."""
+    rng = np.random.default_rng(seed)
+    out = []
+    while len(out) < n:
+        state = np.array([rng.uniform(-1, 1), rng.uniform(-1, 1), rng.uniform(-math.pi, math.pi)])
+        subgoal = state[:2] + rng.uniform(-1.2, 1.2, 2)
+        obstacles = np.column_stack([state[:2] + rng.uniform(-1, 1, (3, 2)), rng.uniform(0.05, 0.3, 3)])
+        if np.min(np.hypot(*(obstacles[:, :2] - state[:2]).T) - obstacles[:, 2] - _margin(fop)) < 0.02:
+            continue
+        theta = Theta(alpha=rng.normal(size=(4, 2)), beta=0.3 * rng.normal(size=4), l=0.01)
+        out.append((state, subgoal, obstacles, theta))
+    return out
+
+
+def _active_obstacle_instance():
+    """Heading straight at an obstacle whose margin is 0.05 m ahead: v must stop at the margin."""
+    state = np.array([0.0, 0.0, 0.0])
+    obstacles = np.array([[0.85, 0.0, 0.4]])  # margin 0.4 + 0.3 + 0.1 = 0.8 → 0.05 m of free travel
+    return state, np.array([2.0, 0.0]), obstacles, Theta.zero(0)
+
+
+def test_fop_matches_ipopt_on_random_instances(fop, ipopt):
+    instances = _random_instances(fop, 40) + [_active_obstacle_instance()]
+    seen = {"relu": 0, "bound": 0, "obstacle": 0}
+    for state, subgoal, obstacles, theta in instances:
+        fop.set_theta(theta)
+        u, info = fop.solve(state, subgoal, obstacles)
+        u_ref, _ = ipopt.solve(state, subgoal, obstacles)
+        assert info.ok, info.message
+        np.testing.assert_allclose(u, u_ref, atol=1e-4, err_msg=f"state={state}, subgoal={subgoal}")
+        seen["relu"] += theta.relu_penalty(u) > 1e-3
+        lim = fop.config.limits
+        seen["bound"] += bool(np.any(np.isclose(u, lim.lower, atol=1e-6) | np.isclose(u, lim.upper, atol=1e-6)))
+        seen["obstacle"] += bool(np.min(_next_clearances(fop, state, u, obstacles)) < 1e-5)
+    # the comparison covered each kind of active piece of Eq. 32
+    assert seen["relu"] >= 3 and seen["bound"] >= 3 and seen["obstacle"] >= 1, seen
+
+
+def test_reported_relu_penalty_is_the_sum_of_relus(fop):
+    """The L1-soft-constraint reformulation is exact: acados' slacks equal Σ max(αᵀu − β, 0)."""
+    for state, subgoal, obstacles, theta in _random_instances(fop, 20, seed=1):
+        fop.set_theta(theta)
+        u, info = fop.solve(state, subgoal, obstacles)
+        expected = float(np.maximum(theta.alpha @ u - theta.beta, 0).sum())
+        assert info.relu_penalty == pytest.approx(expected, abs=1e-6)
+
+
+def test_relu_penalising_low_speed_raises_speed(fop):
+    state, subgoal = np.array([0.0, 0.0, 0.0]), np.array([0.03, 0.0])  # subgoal 3 cm ahead: slow
+    fop.set_theta(Theta.zero(0))
+    u0, _ = fop.solve(state, subgoal)
+    # 5·max(0.8 − v, 0): a penalty on speeds below 0.8 m/s
+    fop.set_theta(Theta(alpha=[[-5.0, 0.0]], beta=[-4.0]))
+    u1, info = fop.solve(state, subgoal)
+    assert info.ok
+    assert u0[0] < 0.4
+    assert u1[0] > u0[0] + 0.3
+
+
+def test_next_position_never_violates_obstacles(fop):
+    rng = np.random.default_rng(7)
+    worst = np.inf
+    for state, subgoal, obstacles, theta in _random_instances(fop, 60, seed=2):
+        # aim the subgoal through an obstacle so the constraint is pushed on
+        subgoal = obstacles[rng.integers(3), :2]
+        fop.set_theta(theta)
+        u, info = fop.solve(state, subgoal, obstacles)
+        assert info.ok
+        worst = min(worst, float(np.min(_next_clearances(fop, state, u, obstacles))))
+    assert worst >= -1e-6
+
+
+def test_runtime_changes_never_rebuild(fop, tmp_path):
+    builds = acados_env.BUILD_COUNT
+    fop_builds = Fop.build_count
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        fop.set_theta(Theta(alpha=rng.normal(size=(3, 2)), beta=rng.normal(size=3), l=0.05))
+        fop.set_weights(c_p=rng.uniform(0.5, 2), c_h=rng.uniform(0, 1), c_u=rng.uniform(0.001, 0.1))
+        fop.set_limits(UnicycleLimits(0.0, rng.uniform(0.5, 1.5), -1.0, 1.0))
+        u, info = fop.solve([0, 0, 0], [1, 1], rng.uniform(2, 3, (2, 3)))
+        assert info.ok
+    Fop(FopConfig(K=4, M=4))  # same structure: loads from the cache
+    assert acados_env.BUILD_COUNT == builds and Fop.build_count == fop_builds
+    fop.set_weights(c_p=1.0, c_h=0.1, c_u=0.01)
+    fop.set_limits(UnicycleLimits())
+
+
+def test_cache_is_safe_when_two_processes_build_at_once(tmp_path):
+    script = textwrap.dedent("""
+        import sys
+        from hiopt_ros.control import acados_env
+        from hiopt_ros.control.fop import Fop, FopConfig
+        f = Fop(FopConfig(K=1, M=1))
+        u, info = f.solve([0, 0, 0], [1, 0])
+        assert info.ok, info.message
+        print("BUILDS", acados_env.BUILD_COUNT)
+    """)
+    env = {**os.environ, "HIOPT_CACHE_DIR": str(tmp_path), "PYTHONPATH": str(REPO)}
+    procs = [subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    builds = sorted(int(o[0].split("BUILDS")[1].split()[0]) for o in outs)
+    assert builds == [0, 1]  # exactly one process generated the code, the other reused it
+
+
+def test_bad_inputs_raise_clear_errors(fop):
+    with pytest.raises(ValueError, match="state"):
+        fop.solve([0, np.nan, 0], [1, 0])
+    with pytest.raises(ValueError, match="subgoal_xy"):
+        fop.solve([0, 0, 0], [1, 0, 0])
+    with pytest.raises(ValueError, match="obstacles_xyr"):
+        fop.solve([0, 0, 0], [1, 0], [[1, 2]])
+    with pytest.raises(ValueError, match="K=4"):
+        fop.set_theta(Theta(alpha=np.ones((5, 2)), beta=np.ones(5)))
+    with pytest.raises(ValueError, match="c_p"):
+        fop.set_weights(c_p=float("inf"))
+    with pytest.raises(ValueError, match="Ts_s"):
+        FopConfig(Ts_s=0.0)
+    with pytest.raises(ValueError, match="v_min_mps"):
+        UnicycleLimits(v_min_mps=2.0, v_max_mps=1.0)
+
+
+def test_failing_solve_yields_stop():
+    fop = Fop(FopConfig(K=4, M=4))
+    fop._p[3] = np.nan  # poison a weight inside the solver: acados reports NaN
+    u, info = fop.solve([0, 0, 0], [1, 0])
+    assert not info.ok and info.status != 0
+    assert "stopping" in info.message
+    np.testing.assert_array_equal(u, [0.0, 0.0])
+    fop.set_weights(c_p=1.0)  # restoring the parameters restores the solver
+    u, info = fop.solve([0, 0, 0], [1, 0])
+    assert info.ok and u[0] > 0
+
+
+def test_iteration_limit_is_a_failure_not_an_action():
+    fop = Fop(FopConfig(K=0, M=1, max_iter=1))
+    u, info = fop.solve([0, 0, 0], [2, 1.0], [[0.85, 0.0, 0.4]])
+    assert not info.ok and "maximum number of iterations" in info.message
+    np.testing.assert_array_equal(u, [0.0, 0.0])
+
+
+def test_inside_margin_robot_can_still_leave():
+    """After a tracking error inside a margin the FOP stays feasible and never gets closer."""
+    fop = Fop(FopConfig(K=0, M=1))
+    obstacle = np.array([[0.5, 0.0, 0.1]])  # margin 0.5; the robot is at 0.5 - 0.05
+    state = np.array([0.05, 0.0, math.pi])  # facing away
+    u, info = fop.solve(state, [-1.0, 0.0], obstacle)
+    assert info.ok and u[0] > 0.5
+    state = np.array([0.05, 0.0, 0.0])  # facing the obstacle: must not advance
+    u, info = fop.solve(state, [1.5, 0.0], obstacle)
+    assert info.ok and _next_clearances(fop, state, u, obstacle)[0] >= -0.05 - 1e-6
+
+
+def test_mpc_reaches_goal_without_collision_in_pure_python_loop():
+    course = load_course()
+    res = run_episode(course, "mpc", dt_s=0.05, max_time_s=20.0)
+    assert res.reached and not res.collided, res.summary()
+    assert res.min_clearance_m > 0.0
+    assert res.travel_time_s < 8.0
+
+
+def test_bilevel_unchanged_fop_reaches_goal_in_pure_python_loop():
+    course = load_course()
+    res = run_episode(course, "fop", dt_s=0.02, max_time_s=30.0)
+    assert res.reached and not res.collided, res.summary()
+    assert res.min_clearance_m >= -1e-6
+    assert res.failures == 0
+
+
+def test_mpc_plan_and_implied_subgoal():
+    mpc = Mpc(MpcConfig(N=20, subgoal_steps=5))
+    course = Course(start_xyyaw=[0, 0, 0], goal_xy=[3, 0], obstacles_xyr=[])
+    u, info = mpc.solve(course.start_xyyaw, course.goal_xy)
+    assert info.ok and info.trajectory.shape == (21, 3)
+    np.testing.assert_allclose(info.subgoal, info.trajectory[5, :2])
+    # the plan obeys the model: re-simulating its inputs gives its states
+    x = info.trajectory[0]
+    for i in range(20):
+        x = unicycle_step(x, info.inputs[i], mpc.config.Ts_s)
+        np.testing.assert_allclose(x, info.trajectory[i + 1], atol=1e-6)
+    assert u[0] > 0.5  # heads for the goal
+    with pytest.raises(ValueError, match="goal_xy"):
+        mpc.solve([0, 0, 0], [np.inf, 0])
