@@ -18,6 +18,9 @@ import numpy as np
 from .bags import ObstacleSeries, RobotBag, TopicSeries
 
 
+N_BOUND_ROWS = 4  # Fop.constraint_rows: the bounds (32e–f) come first, then one row per obstacle
+
+
 class DemonstrationError(Exception):
     """Demonstrations cannot be turned into samples; the message is one line meant for the user."""
 
@@ -46,11 +49,12 @@ class AlignmentStats:
     no_subgoal: int = 0       # no finite subgoal within max_subgoal_skew_s of the command
     no_obstacles: int = 0     # no obstacle set at or before the command
     infeasible: int = 0       # expert action outside the FOP's (linearised) feasible set
+    relaxed: int = 0          # samples whose obstacle half-space was moved onto the expert action
     max_odom_age_s: float = 0.0
     max_subgoal_skew_s: float = 0.0
 
     def merge(self, other: "AlignmentStats") -> None:
-        for name in ("commands", "aligned", "no_odom", "no_subgoal", "no_obstacles", "infeasible"):
+        for name in ("commands", "aligned", "no_odom", "no_subgoal", "no_obstacles", "infeasible", "relaxed"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for mine, theirs in ((self.nonfinite, other.nonfinite), (self.undecodable, other.undecodable)):
             for k, v in theirs.items():
@@ -83,7 +87,8 @@ class AlignmentStats:
                 "dropped_nonfinite_messages": dict(self.nonfinite),
                 "dropped_undecodable_messages": dict(self.undecodable),
                 "dropped_no_odom": self.no_odom, "dropped_no_subgoal": self.no_subgoal,
-                "dropped_no_obstacles": self.no_obstacles, "dropped_infeasible": self.infeasible}
+                "dropped_no_obstacles": self.no_obstacles, "dropped_infeasible": self.infeasible,
+                "relaxed_obstacle_rows": self.relaxed}
 
 
 def drop_nonfinite(series: TopicSeries) -> tuple[TopicSeries, int]:
@@ -167,18 +172,24 @@ def _nearest(times: np.ndarray, t: int) -> int:
 
 
 def inverse_samples(samples: Sequence[RobotSample], fop: Any, *, bound_tol: float = 1e-3,
-                    feas_tol: float = 1e-7) -> tuple[list[Any], list[int], int]:
-    """Eq. 32 data of each sample for the inverse problem: (InverseSample list, kept indices, n infeasible).
+                    relax_tol: float = 0.02, feas_tol: float = 1e-7) -> tuple[list[Any], list[int], int, int]:
+    """Eq. 32 data of each sample for the inverse problem.
+
+    Returns (InverseSample list, indices of the samples kept, number dropped as infeasible,
+    number whose obstacle half-space was relaxed).
 
     fop provides `cost_terms(state, subgoal) -> (Q, c, const)` (Eq. 32a without ReLU terms and
     without l: uᵀQu + cᵀu + const) and `constraint_rows(state, u_lin, obstacles) -> (H, b)`
     (bounds 32e–f, obstacles 32g linearised at u_lin = the expert action). Expert actions a
-    hair outside the bounds (≤ bound_tol, e.g. rounding in a driver) are clipped onto them;
+    hair outside the bounds (≤ bound_tol, e.g. rounding in a driver) are clipped onto them.
+    The expert MPC treats obstacles as soft constraints, so its action may enter a safety margin
+    by millimetres: an obstacle row violated by at most relax_tol [m², the units of
+    ‖p_{t+1} − p_j‖² − r_eff²] is moved to pass through the expert action (counted as relaxed);
     actions that violate a row by more are dropped and counted: no θ can make them optimal.
     """
     from .inverse import InverseSample
 
-    out, kept, infeasible = [], [], 0
+    out, kept, infeasible, relaxed = [], [], 0, 0
     lim = fop.config.limits
     lo, hi = lim.lower, lim.upper
     for idx, s in enumerate(samples):
@@ -189,12 +200,17 @@ def inverse_samples(samples: Sequence[RobotSample], fop: Any, *, bound_tol: floa
         u = np.clip(u, lo, hi)
         Q, c, _ = fop.cost_terms(s.state, s.subgoal_xy)
         H, b = fop.constraint_rows(s.state, u, s.obstacles_xyr)
-        if np.any(H @ u - b > feas_tol * (1.0 + np.abs(b))):
+        excess = H @ u - b
+        violated = excess > feas_tol * (1.0 + np.abs(b))
+        if np.any(violated[:N_BOUND_ROWS]) or np.any(excess[violated] > relax_tol):
             infeasible += 1
             continue
+        if np.any(violated):
+            b = np.where(violated, H @ u, b)
+            relaxed += 1
         out.append(InverseSample(c=np.asarray(c, float), Q=np.asarray(Q, float), u=u, H=H, b=b))
         kept.append(idx)
-    return out, kept, infeasible
+    return out, kept, infeasible, relaxed
 
 
 def split_indices(n: int, held_out_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
