@@ -245,6 +245,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "bags": bag_info,
         "obstacles_from": args.obstacles or f"bag topic {topics.obstacles}",
         "samples": {"total": len(samples), "train": int(len(train_idx)), "held_out": int(len(held_idx)),
+                    "unused": len(samples) - int(len(train_idx)) - int(len(held_idx)),  # beyond --max-train
                     "seed": args.seed, **stats.as_dict()},
         "K": args.K, "l": float(fit.l), "rho": args.rho,
         "method": str(fit.method), "solver_status": str(fit.status),
@@ -279,7 +280,8 @@ def format_report(rep: dict[str, Any]) -> str:
     nan_text = ", ".join(f"{n} on {t}" for t, n in sorted(nan.items())) or "none"
     lines = [
         f"offline.fit: {len(rep['bags'])} bag(s), {s['commands']} expert commands -> {s['total']} samples "
-        f"({s['train']} train, {s['held_out']} held out, seed {s['seed']})",
+        f"({s['train']} train, {s['held_out']} held out"
+        + (f", {s['unused']} unused beyond --max-train" if s.get("unused") else "") + f", seed {s['seed']})",
         f"  dropped messages with NaN/inf: {nan_text}",
         f"  dropped commands: {s['dropped_no_odom']} without odometry, {s['dropped_no_subgoal']} without "
         f"subgoal, {s['dropped_no_obstacles']} without obstacles, {s['dropped_infeasible']} infeasible for "

@@ -1,0 +1,243 @@
+"""offline.demos → bag → offline.fit → θ file → controller FOP, and the CLI's behaviour on bad input."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from offline import demos, fit
+from offline.bags import BagWriter, bag_sha256, read_robot_bag, read_topic_raw
+from offline.robot_data import align_bag, action_metrics, split_indices
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = ["--K", "2", "--time-limit-s", "20", "--max-train", "60", "--no-progress"]
+
+
+# ------------------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="module")
+def demo_bag(tmp_path_factory) -> Path:
+    """Two expert episodes recorded by `python -m offline.demos` (ROS-free loop, MCAP file)."""
+    path = tmp_path_factory.mktemp("demos") / "demos.mcap"
+    assert demos.main(["--out", str(path), "--episodes", "2", "--seed", "1", "--no-progress"]) == 0
+    return path
+
+
+@pytest.fixture(scope="module")
+def fitted(demo_bag, tmp_path_factory):
+    """One fit of the demo bag; (θ path, report dict)."""
+    out = tmp_path_factory.mktemp("theta") / "robot.yaml"
+    args = fit.build_parser().parse_args([str(demo_bag), "--out", str(out), *FAST])
+    args.argv = [str(demo_bag), "--out", str(out), *FAST]
+    return out, fit.run(args)
+
+
+def copy_bag(src: Path, dst: Path, *, drop_topics=(), nan_odom_every: int = 0, keep_first: int | None = None) -> Path:
+    """Re-write a bag (possibly in another storage) with rosbags, optionally damaging it."""
+    msgs = read_topic_raw(src, ["/odom", "/cmd_vel", "/hiopt/subgoal", "/hiopt/obstacles"])
+    odom = read_robot_bag(src).odom
+    n_odom = 0
+    with BagWriter(dst) as w:
+        for topic, msgtype, t, raw in msgs:
+            if topic in drop_topics:
+                continue
+            if keep_first is not None and t > msgs[0][2] + keep_first * 50_000_000:
+                continue
+            if topic == "/odom":
+                if nan_odom_every and n_odom % nan_odom_every == 1:
+                    x, y, yaw, v, om = odom.values[n_odom]
+                    w.odom(t, np.nan, y, yaw, v, om)
+                    n_odom += 1
+                    continue
+                n_odom += 1
+            w.write_raw(topic, msgtype, t, raw)
+    return dst
+
+
+# ------------------------------------------------------------------------------ the pipeline
+def test_fit_writes_theta_with_provenance_and_reports_held_out_metrics(demo_bag, fitted):
+    from hiopt_ros.control.theta import load_theta
+
+    out, rep = fitted
+    theta = load_theta(out)
+    assert theta.K == 2 and theta.case_study == "robot" and theta.l == pytest.approx(1e-2)
+    prov = theta.provenance
+    assert prov["bags"][0]["name"] == "demos.mcap" and prov["bags"][0]["sha256"] == bag_sha256(demo_bag)
+    n = prov["samples"]
+    assert n["total"] == n["train"] + n["held_out"] + n["unused"] >= 100 and n["train"] == 60
+    for key in ("K", "l", "rho", "method", "solver_status", "fit_time_s", "gaps", "held_out", "command"):
+        assert key in prov
+    assert prov["gaps"]["n"] == prov["samples"]["train"] and prov["gaps"]["max"] >= 0
+    held = prov["held_out"]
+    assert held["n"] == prov["samples"]["held_out"] > 0
+    for who in ("learned", "unchanged"):
+        assert set(held[who]) == {"cosine", "l2", "l1"} and all(np.isfinite(list(held[who].values())))
+    # the learned FOP imitates the expert at least as well as the unchanged one (Tables 4–5)
+    assert held["learned"]["cosine"] >= held["unchanged"]["cosine"] - 1e-9
+    text = fit.format_report({**rep})
+    assert "cosine" in text and "FOP learned" in text and "FOP unchanged" in text and "duality gaps" in text
+
+
+def test_fitted_theta_loads_in_the_controller_fop_without_rebuilding(fitted):
+    from hiopt_ros.control.fop import Fop, FopConfig
+    from hiopt_ros.control.theta import load_theta
+
+    out, _ = fitted
+    fop = Fop(FopConfig())              # the controller's FOP, built (or loaded) once
+    builds = Fop.build_count
+    for path in (out, REPO / "config" / "theta" / "robot.yaml"):
+        fop.set_theta(load_theta(path))
+        u, info = fop.solve(np.zeros(3), np.array([1.0, 0.5]), np.array([[0.6, -0.4, 0.2]]))
+        assert info.ok and np.all(np.isfinite(u))
+    assert Fop.build_count == builds
+
+
+def test_shipped_theta_came_from_the_pipeline():
+    from hiopt_ros.control.theta import load_theta
+
+    theta = load_theta(REPO / "config" / "theta" / "robot.yaml")
+    prov = theta.provenance
+    assert prov["tool"] == "offline.fit" and prov["command"].startswith("python -m offline.fit")
+    assert prov["held_out"]["learned"]["cosine"] >= prov["held_out"]["unchanged"]["cosine"]
+
+
+def test_sqlite3_bag_with_nan_odometry_round_trips_and_nans_are_counted(demo_bag, tmp_path, capsys):
+    bag = copy_bag(demo_bag, tmp_path / "nan_demo", nan_odom_every=10)     # rosbag2 directory (MCAP)
+    db3 = copy_bag(demo_bag, tmp_path / "nan_demo.db3", nan_odom_every=10)  # single sqlite3 file
+    n_nan = int(np.isnan(read_robot_bag(db3).odom.values).any(axis=1).sum())
+    assert n_nan > 5
+    out = tmp_path / "theta.yaml"
+    assert fit.main([str(db3), str(bag), "--out", str(out), *FAST]) == 0
+    report = capsys.readouterr().out
+    assert f"dropped messages with NaN/inf: {2 * n_nan} on /odom" in report
+    from hiopt_ros.control.theta import load_theta
+
+    prov = load_theta(out).provenance
+    assert prov["samples"]["dropped_nonfinite_messages"] == {"/odom": 2 * n_nan}
+    assert [b["storage"] for b in prov["bags"]] == ["sqlite3", "mcap"]
+
+
+def test_obstacles_can_come_from_a_config_file(demo_bag, tmp_path):
+    bag = copy_bag(demo_bag, tmp_path / "noobs.mcap", drop_topics=("/hiopt/obstacles",))
+    out = tmp_path / "theta.yaml"
+    assert fit.main([str(bag), "--out", str(out), "--obstacles", "none", "--held-out", "0", *FAST]) == 0
+    assert fit.main([str(bag), "--out", str(out), *FAST]) == 2  # the topic is required otherwise
+
+
+# ------------------------------------------------------------------------------ bad input
+def run_cli(*argv: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "offline.fit", *argv], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli_missing_topic_names_it_and_lists_the_bags_topics(demo_bag, tmp_path):
+    bag = copy_bag(demo_bag, tmp_path / "nosub.mcap", drop_topics=("/hiopt/subgoal",))
+    res = run_cli(str(bag), "--out", str(tmp_path / "t.yaml"))
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.stderr
+    assert "/hiopt/subgoal" in lines[0] and "not found" in lines[0]
+    assert "/odom [nav_msgs/msg/Odometry" in lines[0] and "/cmd_vel" in lines[0]
+    assert not (tmp_path / "t.yaml").exists()
+
+
+@pytest.mark.parametrize("kind", ["empty", "truncated", "not_a_bag"])
+def test_cli_bad_files_exit_2_with_one_line(demo_bag, tmp_path, kind, capsys):
+    path = tmp_path / "bad.mcap"
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        path.write_bytes(demo_bag.read_bytes()[: demo_bag.stat().st_size * 2 // 3])
+    else:
+        path.write_text("odom,cmd_vel\n0,0\n")
+    assert fit.main([str(path), "--out", str(tmp_path / "t.yaml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("offline.fit: error: ") and str(path) in err
+
+
+def test_cli_truncated_bag_has_no_traceback(demo_bag, tmp_path):
+    path = tmp_path / "cut.mcap"
+    path.write_bytes(demo_bag.read_bytes()[:5000])
+    res = run_cli(str(path), "--out", str(tmp_path / "t.yaml"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "truncated or corrupt" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_too_few_aligned_samples_says_how_many_and_why(demo_bag, tmp_path, capsys):
+    bag = copy_bag(demo_bag, tmp_path / "short.mcap", keep_first=6)
+    assert fit.main([str(bag), "--out", str(tmp_path / "t.yaml"), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "too few samples: found 7 aligned samples" in err and "need at least 10" in err
+    # stale odometry: one odometry message per 0.5 s, commands every 50 ms, at most 60 ms old allowed
+    stale = tmp_path / "stale.mcap"
+    with BagWriter(stale) as w:
+        for i in range(40):
+            t = 1_000_000_000 + 50_000_000 * i
+            if i % 10 == 0:
+                w.odom(t, 0.0, 0.0, 0.0, 0.0, 0.0)
+            w.cmd_vel(t + 1000, 0.5, 0.0)
+            w.subgoal(t, 1.0, 0.0)
+    assert fit.main([str(stale), "--out", str(tmp_path / "t.yaml"), "--obstacles", "none",
+                     "--max-odom-age-s", "0.06", *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "found 8 aligned samples" in err and "from 40 expert commands" in err
+    assert "32 had no odometry within 0.06 s before" in err
+
+
+def test_out_is_replaced_atomically_and_kept_when_the_fit_fails(demo_bag, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "robot.yaml"
+    out.write_text("previous θ\n")
+
+    def boom(*a, **k):
+        raise RuntimeError("solver crashed mid-fit")
+
+    monkeypatch.setattr(fit, "fit_inverse", boom)
+    with pytest.raises(RuntimeError):
+        fit.main([str(demo_bag), "--out", str(out), *FAST])
+    assert out.read_text() == "previous θ\n"
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fit, "fit_inverse", interrupted)
+    assert fit.main([str(demo_bag), "--out", str(out), *FAST]) == 130
+    assert out.read_text() == "previous θ\n" and "was not changed" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["robot.yaml"]
+
+
+def test_help_lists_the_options():
+    text = fit.build_parser().format_help()
+    for opt in ("--K", "--l", "--rho", "--method", "--time-limit-s", "--held-out", "--seed", "--out", "--obstacles"):
+        assert opt in text
+    assert "--episodes" in demos.build_parser().format_help()
+
+
+# ------------------------------------------------------------------------------ pieces (no solver)
+def test_alignment_uses_latest_odometry_and_nearest_subgoal(tmp_path):
+    path = tmp_path / "a.mcap"
+    with BagWriter(path) as w:
+        w.odom(1_000, 1.0, 0.0, 0.0, 0.0, 0.0)
+        w.odom(3_000, 2.0, 0.0, 0.0, 0.0, 0.0)      # after the command: not the state it acted on
+        w.subgoal(1_500, 5.0, 5.0)                   # 500 ns before the command
+        w.subgoal(2_400, 6.0, 6.0)                   # 400 ns after: the nearest
+        w.cmd_vel(2_000, 0.3, 0.1)
+        w.obstacles(0, [[1.0, 1.0, 0.2]])
+    samples, stats = align_bag(read_robot_bag(path))
+    [s] = samples
+    assert s.state[0] == 1.0 and list(s.subgoal_xy) == [6.0, 6.0] and list(s.u_expert) == [0.3, 0.1]
+    np.testing.assert_allclose(s.obstacles_xyr, [[1.0, 1.0, 0.2]])
+    assert stats.commands == stats.aligned == 1
+
+
+def test_metrics_and_split():
+    m = action_metrics(np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([[1.0, 0.0], [0.0, 1.0]]))
+    assert m == {"cosine": pytest.approx(1.0), "l2": 0.0, "l1": 0.0}
+    m = action_metrics(np.array([[1.0, 1.0]]), np.array([[1.0, -1.0]]))
+    assert m["cosine"] == pytest.approx(0.0) and m["l2"] == pytest.approx(2.0) and m["l1"] == pytest.approx(2.0)
+    train, held = split_indices(10, 0.2, seed=3)
+    assert len(held) == 2 and sorted([*train, *held]) == list(range(10))
+    assert (split_indices(10, 0.2, seed=3)[1] == held).all()
