@@ -131,6 +131,25 @@ def build_or_load(name: str, structure: dict[str, Any], make_ocp: Callable[[], A
     return FastSolver(solver)
 
 
+_LIBC = None
+_DEVNULL = None
+
+
+def _libc():
+    global _LIBC
+    if _LIBC is None:
+        _LIBC = ctypes.CDLL(None)
+        _LIBC.fflush.argtypes = [ctypes.c_void_p]
+    return _LIBC
+
+
+def _devnull_fd() -> int:
+    global _DEVNULL
+    if _DEVNULL is None:
+        _DEVNULL = os.open(os.devnull, os.O_WRONLY)
+    return _DEVNULL
+
+
 @contextlib.contextmanager
 def _quiet():
     """Silence acados' prints (and the C compiler's) while building/loading a solver."""
@@ -218,6 +237,21 @@ class FastSolver:
 
     def solve(self) -> int:
         return int(self._solve(self._capsule))
+
+    def solve_quietly(self) -> int:
+        """Solve with C stdout muted: this acados build prints "maximum iterations reached"
+        unconditionally, which would flood a node's log when iteration-capped solves are normal."""
+        libc = _libc()
+        libc.fflush(None)
+        saved = os.dup(1)
+        try:
+            os.dup2(_devnull_fd(), 1)
+            status = int(self._solve(self._capsule))
+            libc.fflush(None)
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+        return status
 
     def reset(self) -> None:
         self._reset(self._capsule, 1)
