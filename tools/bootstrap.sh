@@ -13,7 +13,12 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/python"
 fi
 echo "[bootstrap] setting up $venv (first run takes a few minutes)" >&2
 [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
-pip=("$venv/bin/python" -m pip install --disable-pip-version-check -q)
+pipi() {  # pip install, without the machine's noisy "local index location ignored" warnings
+  "$venv/bin/python" -m pip install --disable-pip-version-check -q "$@" 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; } >&2
+  return "${PIPESTATUS[0]}"
+}
+pip=(pipi)
 "${pip[@]}" --upgrade pip setuptools wheel
 # 1. torch, pinned (CPU wheel on this machine kind); before anything that depends on torch
 "${pip[@]}" torch==2.13.0

@@ -1,0 +1,39 @@
+# hiopt — every target creates/reuses .venv/ (tools/bootstrap.sh) before it runs.
+PY := .venv/bin/python
+export PYTHONPATH := $(CURDIR)
+export PYTHONUNBUFFERED := 1
+
+.PHONY: help venv nav nav-expert test bench loop demos fit bench-fit clean-cache
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
+
+venv:  ## create/refresh .venv/ with everything hiopt needs
+	@bash tools/bootstrap.sh
+
+nav: venv  ## main job: sim + planner + FOP controller as ROS 2 processes, headless, on the default course
+	$(PY) -m hiopt_ros.launcher $(ARGS)
+
+nav-expert: venv  ## same course driven by the MPC expert (records a demonstration bag)
+	$(PY) -m hiopt_ros.launcher --expert $(ARGS)
+
+test: venv  ## the test suite
+	$(PY) -m pytest $(ARGS)
+
+bench: venv  ## FOP / MPC solve-time benchmark vs CasADi + IPOPT (median, p99)
+	$(PY) -m hiopt_ros.bench --json results/bench.json --markdown results/bench.md $(ARGS)
+
+loop: venv  ## pure-Python closed loop (no ROS, no physics): MPC and bi-level FOP
+	$(PY) -m sim.kinematic_loop --plot results/kinematic_loop.png $(ARGS)
+
+demos: venv  ## record expert demonstrations on random courses into a bag
+	$(PY) -m offline.demos --out results/demos.mcap $(ARGS)
+
+fit: venv  ## fit θ from demonstration bags (BAGS=...)
+	$(PY) -m offline.fit $(BAGS) --out config/theta/robot.yaml $(ARGS)
+
+bench-fit: venv  ## inverse-optimization scaling benchmark (global vs scalable)
+	$(PY) -m offline.bench_fit --markdown results/bench_fit.md $(ARGS)
+
+clean-cache:  ## delete generated acados solvers (they are rebuilt on demand)
+	rm -rf "$${HIOPT_CACHE_DIR:-$${XDG_CACHE_HOME:-$$HOME/.cache}/hiopt}/acados"
