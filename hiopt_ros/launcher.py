@@ -1,0 +1,266 @@
+"""The main job: run the whole navigation stack headless, record it, and summarise the run.
+
+    python -m hiopt_ros.launcher [--params config/nav.yaml] [--theta config/theta/x.yaml]
+                                 [--expert] [--gui] [--out runs/] [--timeout-s 60]
+
+It starts the node graph of :mod:`hiopt_ros.bringup` (the same processes, parameters and arguments
+that ``ros2 launch hiopt_ros nav.launch.py`` starts), each node as its own process talking over DDS,
+using only the pip wheels (no ``ros2`` CLI). A monitor in this process records /odom, /cmd_vel,
+/hiopt/subgoal and /hiopt/obstacles to a rosbag2 (MCAP) and ends the run when the goal is reached,
+on a collision, or after ``--timeout-s`` seconds of driving. It then interrupts the nodes (SIGINT,
+then SIGTERM/SIGKILL if they hang) and waits for them — also on Ctrl-C or an error — and writes
+
+    <out>/<timestamp>/trajectory.png   top view: obstacles, path, subgoals
+    <out>/<timestamp>/bag/             rosbag2, MCAP storage (ros2 bag info / Foxglove / rosbags)
+    <out>/<timestamp>/summary.json     the printed summary, machine-readable
+    <out>/<timestamp>/logs/<node>.log  each node's output
+
+``--expert`` runs the MPC expert instead of planner + controller: that is how demonstrations for
+``python -m offline.fit`` are recorded. Exit status: 0 when the goal was reached without a
+collision, 1 otherwise, 2 on a start-up error.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from hiopt_ros import bringup
+
+STARTUP_TIMEOUT_S = 90.0     # wheels re-exec Python, acados loads, DDS discovers: be generous
+SHUTDOWN_GRACE_S = 10.0
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Children get SIGTERM if the launcher dies without cleaning up (kill -9): no orphans."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def default_domain_id() -> int:
+    """$ROS_DOMAIN_ID if set, else one derived from our pid so parallel runs do not see each other."""
+    env = os.environ.get("ROS_DOMAIN_ID")
+    if env:
+        return int(env)
+    return 1 + os.getpid() % 100
+
+
+class NodeProcesses:
+    """The graph's node processes; a context manager that always stops and reaps them."""
+
+    def __init__(self, specs, params_file: Path, log_dir: Path | None, env: dict[str, str],
+                 echo: bool = False) -> None:
+        self.specs, self.params_file, self.log_dir, self.env, self.echo = specs, params_file, log_dir, env, echo
+        self.procs: dict[str, subprocess.Popen] = {}
+        self._logs: list = []
+
+    def __enter__(self) -> "NodeProcesses":
+        try:
+            for spec in self.specs:
+                out = None
+                if self.log_dir is not None and not self.echo:
+                    self.log_dir.mkdir(parents=True, exist_ok=True)
+                    out = open(self.log_dir / f"{spec.name}.log", "w")
+                    self._logs.append(out)
+                self.procs[spec.name] = subprocess.Popen(
+                    bringup.command(spec, self.params_file), env=self.env, stdout=out,
+                    stderr=subprocess.STDOUT if out else None, stdin=subprocess.DEVNULL,
+                    start_new_session=True,  # the terminal's Ctrl-C reaches us; we stop the nodes in order
+                    preexec_fn=_die_with_parent)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def dead(self) -> dict[str, int]:
+        """{node: exit code} of nodes that have exited."""
+        return {n: p.returncode for n, p in self.procs.items() if p.poll() is not None}
+
+    def kill(self, name: str, sig: int = signal.SIGINT) -> None:
+        proc = self.procs[name]
+        if proc.poll() is None:
+            proc.send_signal(sig)
+
+    def stop(self, grace_s: float = SHUTDOWN_GRACE_S) -> dict[str, int]:
+        """SIGINT every node (the controller then publishes a last stop), escalate, reap."""
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            deadline = time.monotonic() + grace_s
+            while time.monotonic() < deadline and any(p.poll() is None for p in self.procs.values()):
+                time.sleep(0.05)
+            for proc in self.procs.values():
+                if proc.poll() is None:
+                    proc.send_signal(sig)
+        for proc in self.procs.values():
+            proc.wait()
+        for fh in self._logs:
+            fh.close()
+        self._logs.clear()
+        return {n: p.returncode for n, p in self.procs.items()}
+
+
+def new_run_dir(out: Path) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    run = out / stamp
+    k = 1
+    while run.exists():
+        k += 1
+        run = out / f"{stamp}-{k}"
+    run.mkdir(parents=True)
+    return run
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        prog="python -m hiopt_ros.launcher",
+        description="Run the hiopt navigation stack (sim, planner, controller as separate ROS 2 processes) "
+                    "headless from start to goal, record a bag and print a summary.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--params", type=Path, default=bringup.default_params_file(),
+                    help="ROS 2 parameter file of every node (the course lives here)")
+    ap.add_argument("--theta", default="", help="θ file (config/theta/*.yaml) for the controller's FOP; "
+                                                 "default: the unchanged FOP")
+    ap.add_argument("--expert", action="store_true", help="drive with the MPC expert instead of planner + FOP "
+                                                          "(records a demonstration)")
+    ap.add_argument("--gui", action="store_true", help="open the PyBullet GUI (needs a display)")
+    ap.add_argument("--out", type=Path, default=Path("runs"), help="parent folder of the run folder")
+    ap.add_argument("--timeout-s", type=float, default=60.0, help="end the run after this many seconds of driving")
+    ap.add_argument("--domain-id", type=int, default=None,
+                    help="ROS_DOMAIN_ID of the run (default: $ROS_DOMAIN_ID, else derived from the pid)")
+    ap.add_argument("--use-sim-time", action="store_true", help="the sim publishes /clock and nodes follow it")
+    ap.add_argument("--no-bag", action="store_true", help="do not record a bag")
+    ap.add_argument("--echo", action="store_true", help="show the nodes' output here instead of logs/")
+    args = ap.parse_args(argv)
+    if not args.params.exists():
+        ap.error(f"--params: {args.params} does not exist")
+    if args.theta and not Path(args.theta).exists():
+        ap.error(f"--theta: {args.theta} does not exist")
+    if args.timeout_s <= 0:
+        ap.error("--timeout-s must be > 0")
+    return args
+
+
+def run(args: argparse.Namespace, *, on_ready=None, log=print) -> tuple["RunSummary", Path]:  # noqa: F821
+    """Run the stack once; returns (summary, run folder). `on_ready(processes, monitor)` is a test hook."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
+
+    from hiopt_ros.recording import RunMonitor, write_plot
+    from sim.course import load_course
+
+    params = args.params.resolve()
+    course = load_course(params)
+    sections = bringup.load_sections(params)
+    mode = "expert" if args.expert else "bilevel"
+    driver = sections.get("expert_node" if args.expert else "controller_node", {})
+    stamped = bool(sections.get("controller_node", {}).get("enable_stamped_cmd_vel", False))
+    domain_id = args.domain_id if args.domain_id is not None else default_domain_id()
+    specs = bringup.graph(params, theta_file=args.theta, use_expert=args.expert, gui=args.gui,
+                          use_sim_time=args.use_sim_time)
+    run_dir = new_run_dir(args.out)
+    log(f"run folder: {run_dir}  (ROS_DOMAIN_ID={domain_id}; nodes: {', '.join(s.name for s in specs)})")
+
+    env = bringup.child_env(domain_id)
+    os.environ["ROS_DOMAIN_ID"] = str(domain_id)  # the monitor in this process joins the same domain
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    bag = None
+    if not args.no_bag:
+        from offline.bags import BagWriter
+        bag = BagWriter(run_dir / "bag", storage="mcap")
+    context = rclpy.Context()
+    # no rclpy signal handlers: Ctrl-C must raise KeyboardInterrupt here so the nodes get stopped
+    rclpy.init(context=context, domain_id=domain_id, signal_handler_options=SignalHandlerOptions.NO)
+    executor = SingleThreadedExecutor(context=context)
+    monitor = None
+    summary = None
+    try:
+        monitor = RunMonitor(bag=bag, stamped_cmd_vel=stamped, mode=mode, goal_xy=course.goal_xy,
+                             commanded_rate_hz=float(driver.get("control_rate_hz", 50.0)), context=context)
+        executor.add_node(monitor)
+        with NodeProcesses(specs, params, run_dir / "logs", env, echo=args.echo) as nodes:
+            t0 = time.monotonic()
+            while not monitor.ready():
+                executor.spin_once(timeout_sec=0.1)
+                if nodes.dead():
+                    raise RuntimeError(f"node(s) exited during start-up: {nodes.dead()} (see {run_dir / 'logs'})")
+                if time.monotonic() - t0 > STARTUP_TIMEOUT_S:
+                    raise RuntimeError(f"the stack did not come up within {STARTUP_TIMEOUT_S:.0f} s "
+                                       f"(see {run_dir / 'logs'})")
+            log(f"stack up after {time.monotonic() - t0:.1f} s; driving to {course.goal_xy.tolist()}")
+            if on_ready is not None:
+                on_ready(nodes, monitor)
+            t_drive = time.monotonic()
+            end_reason = "timeout"
+            while time.monotonic() - t_drive < args.timeout_s:
+                executor.spin_once(timeout_sec=0.05)
+                if monitor.reached:
+                    end_reason = "goal reached"
+                    break
+                if monitor.collided:
+                    end_reason = "collision"
+                    break
+                if nodes.dead():
+                    end_reason = f"node(s) exited: {nodes.dead()}"
+                    break
+            end_t = monitor.now_s()
+            monitor.wait_for_world_update(lambda t: executor.spin_once(timeout_sec=t))
+            summary = monitor.summary(end_reason, end_t if end_reason != "goal reached" else monitor.reached_t)
+        # nodes are stopped and reaped here
+    finally:
+        if bag is not None:
+            bag.close()  # keep what was recorded, also after an error
+        if monitor is not None:
+            executor.remove_node(monitor)
+            monitor.destroy_node()
+        executor.shutdown()
+        rclpy.try_shutdown(context=context)
+
+    summary.run_dir, summary.domain_id = str(run_dir), domain_id
+    title = f"{'expert MPC' if args.expert else 'bi-level (planner + FOP)'}: " + \
+            ("goal reached" if summary.reached else summary.end_reason) + (", collision" if summary.collided else "")
+    write_plot(run_dir / "trajectory.png", course, monitor, title)
+    (run_dir / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+    return summary, run_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    def _terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)  # `kill <launcher>` also stops the nodes
+    try:
+        summary, run_dir = run(args)
+    except KeyboardInterrupt:
+        print("interrupted: nodes stopped", file=sys.stderr)
+        return 130
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    what = "expert MPC" if args.expert else "bi-level: geometric/torch planner + FOP"
+    theta = f", θ {args.theta}" if args.theta else (", unchanged FOP" if not args.expert else "")
+    print(f"\nhiopt navigation run ({what}{theta})")
+    print(summary.text())
+    counts = ", ".join(f"{t} {n}" for t, n in summary.message_counts.items())
+    print(f"run folder: {run_dir}\n  trajectory.png, bag/ (MCAP: {counts}), summary.json, logs/")
+    return 0 if summary.success else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,266 @@
+"""What every hiopt node shares: parameter declaration + validation, QoS profiles, message helpers, main().
+
+Nodes stay thin: they declare their parameters through :class:`Params` (one call per parameter,
+with a description, read once), convert messages with the helpers below and call the ROS-free core
+(``hiopt_ros.control``, ``hiopt_ros.planning``, ``sim``).
+
+QoS (chosen on purpose, publishers and subscribers use the same profiles):
+
+==========================  =========================================  ==============================
+profile                     used for                                   why
+==========================  =========================================  ==============================
+``SENSOR_QOS``              /odom                                      best effort, depth 5: a late
+                                                                       sample is useless, a fresh one
+                                                                       follows
+``COMMAND_QOS``             /cmd_vel, /hiopt/subgoal, solve time       reliable, volatile, depth 10
+``LATCHED_QOS``             /hiopt/obstacles, /hiopt/collision,        reliable + transient local,
+                            /hiopt/goal_reached                        depth 1: late joiners get the
+                                                                       last value
+==========================  =========================================  ==============================
+"""
+from __future__ import annotations
+
+import math
+import signal
+import sys
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from rcl_interfaces.msg import ParameterDescriptor, ParameterType
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
+                       qos_profile_sensor_data)
+
+SENSOR_QOS = qos_profile_sensor_data
+COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.VOLATILE, history=HistoryPolicy.KEEP_LAST)
+LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL, history=HistoryPolicy.KEEP_LAST)
+CLOCK_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)  # what rclpy's TimeSource uses
+
+#: topic names (Nav2 conventions + the /hiopt namespace); remap them with --ros-args -r
+TOPIC_ODOM = "/odom"
+TOPIC_CMD_VEL = "/cmd_vel"
+TOPIC_GOAL = "/goal_pose"
+TOPIC_SUBGOAL = "/hiopt/subgoal"
+TOPIC_OBSTACLES = "/hiopt/obstacles"
+TOPIC_COLLISION = "/hiopt/collision"
+TOPIC_GOAL_REACHED = "/hiopt/goal_reached"
+TOPIC_SOLVE_TIME = "/hiopt/solve_time_us"
+TOPIC_DIAGNOSTICS = "/diagnostics"
+
+OBSTACLE_NS = "obstacles"       # same marker convention as offline/bags.py
+OBSTACLE_HEIGHT_M = 0.5
+
+
+class ParameterError(ValueError):
+    """A node parameter has a bad value; the message names the node and the parameter."""
+
+
+class Params:
+    """Declare-and-read helper: every parameter gets a default, a description and a check.
+
+    Errors are collected and raised together by :meth:`check` so a user sees every bad value at
+    once, each as ``<node>.<param>: <what is wrong>``.
+    """
+
+    def __init__(self, node) -> None:
+        self._node = node
+        self._errors: list[str] = []
+
+    def _declare(self, name: str, default: Any, description: str, ptype: int | None, dynamic: bool) -> Any:
+        desc = ParameterDescriptor(description=description, dynamic_typing=dynamic)
+        if ptype is not None:
+            desc.type = ptype
+        try:
+            return self._node.declare_parameter(name, default, desc).value
+        except Exception as exc:  # wrong type in the parameter file, ...
+            self.error(name, f"cannot be read ({type(exc).__name__}: {exc})")
+            return default
+
+    def error(self, name: str, what: str) -> None:
+        self._errors.append(f"{self._node.get_name()}.{name}: {what}")
+
+    def number(self, name: str, default: float, description: str, *, min_value: float | None = None,
+               max_value: float | None = None, strict_min: bool = False) -> float:
+        """A finite float (ints in the YAML are accepted) within [min_value, max_value]."""
+        raw = self._declare(name, float(default), description, None, True)
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+            self.error(name, f"must be a number, got {raw!r}")
+            return float(default)
+        val = float(raw)
+        if not math.isfinite(val):
+            self.error(name, f"must be finite, got {val}")
+        elif min_value is not None and (val <= min_value if strict_min else val < min_value):
+            self.error(name, f"must be {'>' if strict_min else '>='} {min_value}, got {val}")
+        elif max_value is not None and val > max_value:
+            self.error(name, f"must be <= {max_value}, got {val}")
+        return val
+
+    def integer(self, name: str, default: int, description: str, *, min_value: int | None = None) -> int:
+        raw = self._declare(name, int(default), description, None, True)
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            self.error(name, f"must be an integer, got {raw!r}")
+            return int(default)
+        if min_value is not None and raw < min_value:
+            self.error(name, f"must be >= {min_value}, got {raw}")
+        return int(raw)
+
+    def flag(self, name: str, default: bool, description: str) -> bool:
+        raw = self._declare(name, bool(default), description, ParameterType.PARAMETER_BOOL, False)
+        return bool(raw)
+
+    def text(self, name: str, default: str, description: str) -> str:
+        raw = self._declare(name, str(default), description, ParameterType.PARAMETER_STRING, False)
+        return str(raw)
+
+    def vector(self, name: str, default: Sequence[float], description: str, *,
+               size: int | None = None, multiple_of: int | None = None) -> np.ndarray:
+        """A finite float array; `size` exact length or `multiple_of` (e.g. 3 for [x, y, r] triples)."""
+        from rclpy.parameter import Parameter
+
+        # an empty default would make rclpy infer BYTE_ARRAY: declare the type explicitly then
+        initial = [float(v) for v in default] if len(default) else Parameter.Type.DOUBLE_ARRAY
+        raw = self._declare(name, initial, description, ParameterType.PARAMETER_DOUBLE_ARRAY, False)
+        if raw is None:
+            raw = []
+        try:
+            arr = np.asarray(list(raw), dtype=float).reshape(-1)
+        except (TypeError, ValueError):
+            self.error(name, f"must be a list of numbers, got {raw!r}")
+            return np.asarray(default, dtype=float)
+        if not np.all(np.isfinite(arr)):
+            self.error(name, f"must be finite, got {arr.tolist()}")
+        elif size is not None and arr.size != size:
+            self.error(name, f"must have {size} entries, got {arr.size}")
+        elif multiple_of is not None and arr.size % multiple_of:
+            self.error(name, f"must hold a multiple of {multiple_of} numbers, got {arr.size}")
+        return arr
+
+    def require(self, ok: bool, name: str, what: str) -> None:
+        """Cross-parameter check (e.g. min <= max)."""
+        if not ok:
+            self.error(name, what)
+
+    def check(self) -> None:
+        if self._errors:
+            raise ParameterError("invalid parameter(s):\n  " + "\n  ".join(self._errors))
+
+
+# ------------------------------------------------------------------------------------------------
+# message helpers (no math beyond frame conversions)
+
+def yaw_from_quaternion(q) -> float:
+    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+
+
+def set_yaw(q, yaw: float) -> None:
+    q.x, q.y, q.z, q.w = 0.0, 0.0, math.sin(0.5 * yaw), math.cos(0.5 * yaw)
+
+
+def odom_state(msg) -> np.ndarray:
+    """[x_m, y_m, yaw_rad] of a nav_msgs/Odometry."""
+    p = msg.pose.pose
+    return np.array([p.position.x, p.position.y, yaw_from_quaternion(p.orientation)])
+
+
+def obstacles_from_markers(msg) -> np.ndarray:
+    """(m, 3) [x, y, radius] of the CYLINDER markers being added (DELETEALL markers carry none)."""
+    rows = [[m.pose.position.x, m.pose.position.y, 0.5 * max(m.scale.x, m.scale.y)]
+            for m in msg.markers if m.type == m.CYLINDER and m.action == m.ADD]
+    return np.asarray(rows, dtype=float).reshape(-1, 3)
+
+
+def markers_from_obstacles(obstacles_xyr: np.ndarray, stamp, frame_id: str):
+    """visualization_msgs/MarkerArray: a DELETEALL, then one CYLINDER per obstacle (scale = diameter)."""
+    from visualization_msgs.msg import Marker, MarkerArray
+
+    out = MarkerArray()
+    clear = Marker()
+    clear.header.stamp, clear.header.frame_id = stamp, frame_id
+    clear.ns, clear.action = OBSTACLE_NS, Marker.DELETEALL
+    out.markers.append(clear)
+    for j, (x, y, r) in enumerate(np.asarray(obstacles_xyr, float).reshape(-1, 3)):
+        m = Marker()
+        m.header.stamp, m.header.frame_id = stamp, frame_id
+        m.ns, m.id, m.type, m.action = OBSTACLE_NS, j, Marker.CYLINDER, Marker.ADD
+        m.pose.position.x, m.pose.position.y, m.pose.position.z = float(x), float(y), OBSTACLE_HEIGHT_M / 2
+        m.pose.orientation.w = 1.0
+        m.scale.x = m.scale.y = 2.0 * float(r)
+        m.scale.z = OBSTACLE_HEIGHT_M
+        m.color.r, m.color.g, m.color.b, m.color.a = 0.8, 0.3, 0.2, 0.9
+        out.markers.append(m)
+    return out
+
+
+def twist_type(stamped: bool):
+    """Nav2's enable_stamped_cmd_vel convention: TwistStamped when true, Twist when false."""
+    from geometry_msgs.msg import Twist, TwistStamped
+
+    return TwistStamped if stamped else Twist
+
+
+def make_twist(stamped: bool, v: float, omega: float, stamp=None, frame_id: str = "base_link"):
+    msg = twist_type(stamped)()
+    twist = msg.twist if stamped else msg
+    twist.linear.x, twist.angular.z = float(v), float(omega)
+    if stamped:
+        msg.header.frame_id = frame_id
+        if stamp is not None:
+            msg.header.stamp = stamp
+    return msg
+
+
+def twist_values(msg) -> tuple[float, float]:
+    """(v, omega) of a Twist or TwistStamped."""
+    twist = getattr(msg, "twist", msg)
+    return float(twist.linear.x), float(twist.angular.z)
+
+
+def key_values(values: dict[str, Any]):
+    from diagnostic_msgs.msg import KeyValue
+
+    return [KeyValue(key=k, value=(f"{v:.6g}" if isinstance(v, float) else str(v))) for k, v in values.items()]
+
+
+# ------------------------------------------------------------------------------------------------
+# main()
+
+def run_node(factory: Callable[[], Any], args: list[str] | None = None) -> int:
+    """rclpy.init, build the node, spin until SIGINT/SIGTERM, then let the node stop cleanly.
+
+    rclpy's own signal handler would shut the context down before the node could publish its last
+    message (a stop command), so SIGINT and SIGTERM are handled here as KeyboardInterrupt instead.
+    A :class:`ParameterError` at start-up prints the message and exits with status 2.
+    """
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+    from rclpy.signals import SignalHandlerOptions
+
+    rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
+
+    def _interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    node = None
+    code = 0
+    try:
+        node = factory()
+        rclpy.spin(node)
+    except ParameterError as exc:
+        print(f"[FATAL] {exc}", file=sys.stderr, flush=True)
+        code = 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not break the clean-up
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if node is not None:
+            try:
+                if hasattr(node, "shutdown"):
+                    node.shutdown()
+            finally:
+                node.destroy_node()
+        rclpy.try_shutdown()
+    return code

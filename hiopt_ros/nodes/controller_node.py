@@ -1,0 +1,268 @@
+"""controller_node: the lower level. Solves FOP_θ (Eq. 32) at the control rate and publishes /cmd_vel.
+
+Every cycle it publishes exactly one command. It is the FOP's action when all inputs are fresh and
+the solve succeeded, and the stop command (0, 0) otherwise, with the reason logged (throttled) and
+counted in the diagnostics: no/stale odometry, no/stale subgoal, no obstacle map yet, non-finite
+state, solver failure. It never publishes NaN. When the robot is within ``arrive_radius_m`` of the
+subgoal it holds still (a unicycle cannot settle on a point behind it).
+
+θ (the learned ReLU terms) comes from ``theta_file`` (config/theta/*.yaml, the schema of
+hiopt_ros.control.theta). The solver is built once with ``relu_terms`` slots; loading another θ,
+also at run time (``ros2 param set /controller_node theta_file ...``), never rebuilds it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from geometry_msgs.msg import PointStamped
+from nav_msgs.msg import Odometry
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.node import Node
+from std_msgs.msg import Float64
+
+from . import common as c
+from .watchdog import Watchdog
+
+NAME = "controller_node"
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    control_rate_hz: float
+    enable_stamped_cmd_vel: bool
+    theta_file: str
+    odom_timeout_s: float
+    subgoal_timeout_s: float
+    arrive_radius_m: float
+    diagnostics_rate_hz: float
+    Ts_s: float
+    c_p: float
+    c_h: float
+    c_u: float
+    v_min_mps: float
+    v_max_mps: float
+    omega_min_radps: float
+    omega_max_radps: float
+    robot_radius_m: float
+    d_safe_m: float
+    relu_terms: int
+    max_obstacles: int
+
+
+def declare_limits(p: c.Params) -> dict:
+    """Input bounds (32e–f), shared by the controller and the expert."""
+    lim = dict(
+        v_min_mps=p.number("v_min_mps", 0.0, "lower speed bound (32e) [m/s]", max_value=0.0),
+        v_max_mps=p.number("v_max_mps", 1.0, "upper speed bound (32e) [m/s]", min_value=0.0, strict_min=True),
+        omega_min_radps=p.number("omega_min_radps", -1.5, "lower turn-rate bound (32f) [rad/s]", max_value=0.0),
+        omega_max_radps=p.number("omega_max_radps", 1.5, "upper turn-rate bound (32f) [rad/s]",
+                                 min_value=0.0, strict_min=True),
+    )
+    return lim
+
+
+class ControllerNode(Node):
+    """FOP_θ at the control rate; see the module docstring and README's topic table."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(NAME, **kwargs)
+        p = c.Params(self)
+        self.cfg = ControllerConfig(
+            control_rate_hz=p.number("control_rate_hz", 50.0, "FOP solve and /cmd_vel rate [Hz]",
+                                     min_value=0.0, strict_min=True),
+            enable_stamped_cmd_vel=p.flag("enable_stamped_cmd_vel", False,
+                                          "publish geometry_msgs/TwistStamped (true) or Twist (false), as Nav2"),
+            theta_file=p.text("theta_file", "", "fitted θ (config/theta/*.yaml); empty: the unchanged FOP"),
+            odom_timeout_s=p.number("odom_timeout_s", 0.5, "stop when /odom is older than this [s]",
+                                    min_value=0.0, strict_min=True),
+            subgoal_timeout_s=p.number("subgoal_timeout_s", 1.0, "stop when /hiopt/subgoal is older than this [s]",
+                                       min_value=0.0, strict_min=True),
+            arrive_radius_m=p.number("arrive_radius_m", 0.05, "hold still within this distance of the subgoal [m]",
+                                     min_value=0.0),
+            diagnostics_rate_hz=p.number("diagnostics_rate_hz", 1.0, "/diagnostics publication rate [Hz]",
+                                         min_value=0.0, strict_min=True),
+            Ts_s=p.number("Ts_s", 0.1, "prediction step of Eq. 32 (not the control period) [s]",
+                          min_value=0.0, strict_min=True),
+            c_p=p.number("c_p", 1.0, "position weight of Eq. 32a", min_value=0.0),
+            c_h=p.number("c_h", 0.1, "heading weight of Eq. 32a", min_value=0.0),
+            c_u=p.number("c_u", 0.01, "input weight of Eq. 32a", min_value=0.0),
+            **declare_limits(p),
+            robot_radius_m=p.number("robot_radius_m", 0.3, "radius of the circle enclosing the robot [m]",
+                                    min_value=0.0, strict_min=True),
+            d_safe_m=p.number("d_safe_m", 0.1, "clearance kept from obstacles (32g) [m]", min_value=0.0),
+            relu_terms=p.integer("relu_terms", 4, "ReLU slots K the solver is built with (structural)", min_value=0),
+            max_obstacles=p.integer("max_obstacles", 4, "obstacle slots M the solver is built with (nearest M)",
+                                    min_value=0),
+        )
+        cfg = self.cfg
+        p.require(cfg.v_min_mps <= cfg.v_max_mps, "v_min_mps", "must be <= v_max_mps")
+        theta = None
+        if cfg.theta_file:
+            theta = self._load_theta(p, cfg.theta_file)
+        p.check()
+
+        from hiopt_ros.control.fop import Fop, FopConfig
+        from hiopt_ros.control.model import UnicycleLimits
+
+        limits = UnicycleLimits(cfg.v_min_mps, cfg.v_max_mps, cfg.omega_min_radps, cfg.omega_max_radps)
+        self.fop = Fop(FopConfig(Ts_s=cfg.Ts_s, K=cfg.relu_terms, M=cfg.max_obstacles, c_p=cfg.c_p, c_h=cfg.c_h,
+                                 c_u=cfg.c_u, limits=limits, robot_radius_m=cfg.robot_radius_m,
+                                 d_safe_m=cfg.d_safe_m), theta)
+
+        self.watchdog = Watchdog(self.get_clock(), {"odometry": cfg.odom_timeout_s, "subgoal": cfg.subgoal_timeout_s})
+        self.state: np.ndarray | None = None
+        self.subgoal: np.ndarray | None = None
+        self.obstacles: np.ndarray | None = None
+        self.counters = {"cycles": 0, "commands": 0, "stops": 0, "solver_failures": 0, "stale_odometry": 0,
+                         "stale_subgoal": 0, "nonfinite_state": 0, "waiting": 0, "at_subgoal": 0}
+        self._solve_times_us: list[float] = []
+        self._last_status = "starting"
+        self._last_reason = ""
+
+        self.cmd_pub = self.create_publisher(c.twist_type(cfg.enable_stamped_cmd_vel), c.TOPIC_CMD_VEL, c.COMMAND_QOS)
+        self.solve_time_pub = self.create_publisher(Float64, c.TOPIC_SOLVE_TIME, c.COMMAND_QOS)
+        self.diag_pub = self.create_publisher(DiagnosticArray, c.TOPIC_DIAGNOSTICS, 10)
+        self.create_subscription(Odometry, c.TOPIC_ODOM, self.on_odom, c.SENSOR_QOS)
+        self.create_subscription(PointStamped, c.TOPIC_SUBGOAL, self.on_subgoal, c.COMMAND_QOS)
+        from visualization_msgs.msg import MarkerArray
+        self.create_subscription(MarkerArray, c.TOPIC_OBSTACLES, self.on_obstacles, c.LATCHED_QOS)
+        self.create_timer(1.0 / cfg.control_rate_hz, self.on_control)
+        self.create_timer(1.0 / cfg.diagnostics_rate_hz, self.on_diagnostics)
+        self.add_on_set_parameters_callback(self.on_set_parameters)
+        self.get_logger().info(
+            f"FOP ready (K={cfg.relu_terms}, M={cfg.max_obstacles}, "
+            f"θ: {cfg.theta_file or 'none, unchanged FOP'}), {cfg.control_rate_hz:g} Hz, "
+            f"{'TwistStamped' if cfg.enable_stamped_cmd_vel else 'Twist'} on {c.TOPIC_CMD_VEL}")
+
+    def _load_theta(self, p: c.Params | None, path: str):
+        from hiopt_ros.control.theta import load_theta
+
+        try:
+            theta = load_theta(path)
+        except Exception as exc:
+            if p is None:
+                raise
+            p.error("theta_file", f"cannot load {path!r}: {exc}")
+            return None
+        if theta.K > self.cfg.relu_terms:
+            msg = f"{path!r} has {theta.K} ReLU terms but relu_terms={self.cfg.relu_terms}"
+            if p is None:
+                raise ValueError(msg)
+            p.error("theta_file", msg)
+            return None
+        return theta
+
+    # ---------------------------------------------------------------- inputs
+    def on_odom(self, msg: Odometry) -> None:
+        self.state = c.odom_state(msg)
+        self.watchdog.feed("odometry")
+
+    def on_subgoal(self, msg: PointStamped) -> None:
+        self.subgoal = np.array([msg.point.x, msg.point.y])
+        self.watchdog.feed("subgoal")
+
+    def on_obstacles(self, msg) -> None:
+        self.obstacles = c.obstacles_from_markers(msg)
+
+    def on_set_parameters(self, params) -> SetParametersResult:
+        """Runtime θ swap (no rebuild); every other parameter is read once at start-up."""
+        for prm in params:
+            if prm.name == "theta_file":
+                try:
+                    theta = self._load_theta(None, prm.value) if prm.value else None
+                    from hiopt_ros.control.theta import Theta
+                    self.fop.set_theta(theta if theta is not None else Theta.zero(0))
+                except Exception as exc:
+                    return SetParametersResult(successful=False, reason=f"theta_file: {exc}")
+                self.get_logger().info(f"θ now {prm.value or 'none (unchanged FOP)'}")
+            elif prm.name not in ("use_sim_time",):
+                return SetParametersResult(successful=False,
+                                           reason=f"{prm.name} is read at start-up only; restart the node")
+        return SetParametersResult(successful=True)
+
+    # ---------------------------------------------------------------- control cycle
+    def on_control(self) -> None:
+        self.counters["cycles"] += 1
+        v, omega, status, reason, counter = 0.0, 0.0, "stopped", "", None
+        stale = self.watchdog.stale()
+        if self.state is None:
+            reason, counter = "waiting for odometry on /odom", "waiting"
+        elif self.subgoal is None:
+            reason, counter = "waiting for a subgoal on /hiopt/subgoal", "waiting"
+        elif self.obstacles is None:
+            reason, counter = "waiting for obstacles on /hiopt/obstacles", "waiting"
+        elif "odometry" in stale:
+            reason, counter = f"odometry stale ({stale['odometry']:.2f} s > odom_timeout_s)", "stale_odometry"
+        elif "subgoal" in stale:
+            reason, counter = f"subgoal stale ({stale['subgoal']:.2f} s > subgoal_timeout_s)", "stale_subgoal"
+        elif not np.all(np.isfinite(self.state)):
+            reason, counter = f"non-finite state {self.state.tolist()}", "nonfinite_state"
+        elif math.dist(self.state[:2], self.subgoal) <= self.cfg.arrive_radius_m:
+            status, counter = "at subgoal", "at_subgoal"
+        else:
+            try:
+                u, info = self.fop.solve(self.state, self.subgoal, self.obstacles)
+            except ValueError as exc:  # e.g. non-finite subgoal
+                u, info = None, None
+                reason, counter = f"bad FOP input: {exc}", "solver_failures"
+            if info is not None:
+                self.solve_time_pub.publish(Float64(data=float(info.solve_time_us)))
+                self._solve_times_us.append(info.solve_time_us)
+                if info.ok and np.all(np.isfinite(u)):
+                    v, omega, status = float(u[0]), float(u[1]), "ok"
+                else:
+                    reason, counter = info.message, "solver_failures"
+        self.publish_command(v, omega)
+        if counter is not None:
+            self.counters[counter] += 1
+        if reason:
+            self.counters["stops"] += 1
+            status = reason
+            log = self.get_logger().info if counter == "waiting" else self.get_logger().warning
+            if reason != self._last_reason or counter != "waiting":
+                log(f"stop: {reason}", throttle_duration_sec=1.0)
+        elif self._last_reason:
+            self.get_logger().info("inputs fresh again: driving")
+        self._last_reason, self._last_status = reason, status
+
+    def publish_command(self, v: float, omega: float) -> None:
+        if not (math.isfinite(v) and math.isfinite(omega)):  # defence in depth: never NaN on the wire
+            v, omega = 0.0, 0.0
+        self.counters["commands"] += 1
+        self.cmd_pub.publish(c.make_twist(self.cfg.enable_stamped_cmd_vel, v, omega,
+                                          self.get_clock().now().to_msg()))
+
+    def on_diagnostics(self) -> None:
+        times = np.asarray(self._solve_times_us[-1000:])
+        self._solve_times_us = self._solve_times_us[-1000:]
+        st = DiagnosticStatus(name=f"{NAME}: FOP", hardware_id="hiopt")
+        failing = self._last_status not in ("ok", "at subgoal") and not self._last_status.startswith("waiting")
+        st.level = DiagnosticStatus.WARN if failing else DiagnosticStatus.OK
+        st.message = self._last_status
+        values = {**self.counters}
+        if times.size:
+            values.update(solve_time_p50_us=float(np.percentile(times, 50)),
+                          solve_time_p99_us=float(np.percentile(times, 99)),
+                          solve_time_max_us=float(times.max()))
+        st.values = c.key_values(values)
+        arr = DiagnosticArray(status=[st])
+        arr.header.stamp = self.get_clock().now().to_msg()
+        self.diag_pub.publish(arr)
+
+    def shutdown(self) -> None:
+        """Leave the robot stopped."""
+        try:
+            self.publish_command(0.0, 0.0)
+        except Exception:  # context already gone
+            pass
+
+
+def main(args: list[str] | None = None) -> int:
+    return c.run_node(ControllerNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

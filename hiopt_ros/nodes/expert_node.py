@@ -1,0 +1,211 @@
+"""expert_node: the MPC expert driving the robot directly, for recording demonstrations.
+
+It replaces planner + controller: every control cycle it solves the N-step MPC
+(hiopt_ros.control.mpc) towards the goal, publishes the first input on /cmd_vel, the subgoal the
+plan implies (its position ``subgoal_steps`` ahead) on /hiopt/subgoal, and the plan on
+/hiopt/expert_plan. Recorded /odom, /cmd_vel and /hiopt/subgoal are what ``offline.fit`` needs.
+Same safety rules as the controller: stale/missing inputs or a failed solve → stop command, logged
+and counted. At the goal it publishes ``true`` on /hiopt/goal_reached and holds still.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from geometry_msgs.msg import PointStamped, PoseStamped
+from nav_msgs.msg import Odometry, Path
+from rclpy.node import Node
+from std_msgs.msg import Bool, Float64
+
+from . import common as c
+from .controller_node import declare_limits
+from .watchdog import Watchdog
+
+NAME = "expert_node"
+
+
+@dataclass(frozen=True)
+class ExpertConfig:
+    control_rate_hz: float
+    enable_stamped_cmd_vel: bool
+    goal_xy: np.ndarray
+    goal_tolerance_m: float
+    odom_timeout_s: float
+    diagnostics_rate_hz: float
+    horizon_steps: int
+    Ts_s: float
+    subgoal_steps: int
+    v_min_mps: float
+    v_max_mps: float
+    omega_min_radps: float
+    omega_max_radps: float
+    robot_radius_m: float
+    d_safe_m: float
+    max_obstacles: int
+    frame_id: str
+
+
+class ExpertNode(Node):
+    """MPC expert; see the module docstring and README's topic table."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(NAME, **kwargs)
+        p = c.Params(self)
+        self.cfg = ExpertConfig(
+            control_rate_hz=p.number("control_rate_hz", 50.0, "MPC solve and /cmd_vel rate [Hz]",
+                                     min_value=0.0, strict_min=True),
+            enable_stamped_cmd_vel=p.flag("enable_stamped_cmd_vel", False,
+                                          "publish geometry_msgs/TwistStamped (true) or Twist (false), as Nav2"),
+            goal_xy=p.vector("goal_xy", [4.0, 0.0], "goal [x_m, y_m] until one arrives on /goal_pose", size=2),
+            goal_tolerance_m=p.number("goal_tolerance_m", 0.15, "goal reached within this distance [m]",
+                                      min_value=0.0, strict_min=True),
+            odom_timeout_s=p.number("odom_timeout_s", 0.5, "stop when /odom is older than this [s]",
+                                    min_value=0.0, strict_min=True),
+            diagnostics_rate_hz=p.number("diagnostics_rate_hz", 1.0, "/diagnostics publication rate [Hz]",
+                                         min_value=0.0, strict_min=True),
+            horizon_steps=p.integer("horizon_steps", 20, "MPC horizon N (structural)", min_value=1),
+            Ts_s=p.number("Ts_s", 0.1, "MPC prediction step [s]", min_value=0.0, strict_min=True),
+            subgoal_steps=p.integer("subgoal_steps", 5, "implied subgoal = planned position this many steps ahead",
+                                    min_value=1),
+            **declare_limits(p),
+            robot_radius_m=p.number("robot_radius_m", 0.3, "radius of the circle enclosing the robot [m]",
+                                    min_value=0.0, strict_min=True),
+            d_safe_m=p.number("d_safe_m", 0.1, "clearance kept from obstacles [m]", min_value=0.0),
+            max_obstacles=p.integer("max_obstacles", 4, "obstacle slots M (nearest M are used)", min_value=0),
+            frame_id=p.text("frame_id", "odom", "frame of the published subgoal and plan"),
+        )
+        cfg = self.cfg
+        p.require(cfg.subgoal_steps <= cfg.horizon_steps, "subgoal_steps",
+                  f"must be <= horizon_steps ({cfg.horizon_steps}), got {cfg.subgoal_steps}")
+        p.require(cfg.v_min_mps <= cfg.v_max_mps, "v_min_mps", "must be <= v_max_mps")
+        p.check()
+
+        from hiopt_ros.control.model import UnicycleLimits
+        from hiopt_ros.control.mpc import Mpc, MpcConfig
+
+        limits = UnicycleLimits(cfg.v_min_mps, cfg.v_max_mps, cfg.omega_min_radps, cfg.omega_max_radps)
+        self.mpc = Mpc(MpcConfig(N=cfg.horizon_steps, Ts_s=cfg.Ts_s, M=cfg.max_obstacles, limits=limits,
+                                 robot_radius_m=cfg.robot_radius_m, d_safe_m=cfg.d_safe_m,
+                                 subgoal_steps=cfg.subgoal_steps))
+        self.goal = cfg.goal_xy.copy()
+        self.reached = False
+        self.state: np.ndarray | None = None
+        self.obstacles: np.ndarray | None = None
+        self.watchdog = Watchdog(self.get_clock(), {"odometry": cfg.odom_timeout_s})
+        self.counters = {"cycles": 0, "stops": 0, "solver_failures": 0, "stale_odometry": 0, "waiting": 0}
+        self._solve_times_us: list[float] = []
+        self._last_status = "starting"
+
+        self.cmd_pub = self.create_publisher(c.twist_type(cfg.enable_stamped_cmd_vel), c.TOPIC_CMD_VEL, c.COMMAND_QOS)
+        self.subgoal_pub = self.create_publisher(PointStamped, c.TOPIC_SUBGOAL, c.COMMAND_QOS)
+        self.plan_pub = self.create_publisher(Path, "/hiopt/expert_plan", c.COMMAND_QOS)
+        self.reached_pub = self.create_publisher(Bool, c.TOPIC_GOAL_REACHED, c.LATCHED_QOS)
+        self.solve_time_pub = self.create_publisher(Float64, c.TOPIC_SOLVE_TIME, c.COMMAND_QOS)
+        self.diag_pub = self.create_publisher(DiagnosticArray, c.TOPIC_DIAGNOSTICS, 10)
+        self.create_subscription(Odometry, c.TOPIC_ODOM, self.on_odom, c.SENSOR_QOS)
+        self.create_subscription(PoseStamped, c.TOPIC_GOAL, self.on_goal, c.COMMAND_QOS)
+        from visualization_msgs.msg import MarkerArray
+        self.create_subscription(MarkerArray, c.TOPIC_OBSTACLES, self.on_obstacles, c.LATCHED_QOS)
+        self.create_timer(1.0 / cfg.control_rate_hz, self.on_control)
+        self.create_timer(1.0 / cfg.diagnostics_rate_hz, self.on_diagnostics)
+        self.reached_pub.publish(Bool(data=False))
+        self.get_logger().info(f"MPC expert ready (N={cfg.horizon_steps}, subgoal {cfg.subgoal_steps} steps ahead), "
+                               f"goal {self.goal.tolist()}, {cfg.control_rate_hz:g} Hz")
+
+    def on_odom(self, msg: Odometry) -> None:
+        self.state = c.odom_state(msg)
+        self.watchdog.feed("odometry")
+
+    def on_obstacles(self, msg) -> None:
+        self.obstacles = c.obstacles_from_markers(msg)
+
+    def on_goal(self, msg: PoseStamped) -> None:
+        goal = np.array([msg.pose.position.x, msg.pose.position.y])
+        if np.all(np.isfinite(goal)):
+            self.goal, self.reached = goal, False
+            self.reached_pub.publish(Bool(data=False))
+            self.mpc.reset()
+            self.get_logger().info(f"new goal {goal.tolist()}")
+
+    def on_control(self) -> None:
+        self.counters["cycles"] += 1
+        reason, counter, v, omega = "", None, 0.0, 0.0
+        if self.state is None or self.obstacles is None:
+            reason, counter = "waiting for /odom and /hiopt/obstacles", "waiting"
+        elif self.watchdog.stale():
+            reason, counter = f"odometry stale ({self.watchdog.age_s('odometry'):.2f} s)", "stale_odometry"
+        elif not np.all(np.isfinite(self.state)):
+            reason, counter = f"non-finite state {self.state.tolist()}", "solver_failures"
+        elif math.dist(self.state[:2], self.goal) <= self.cfg.goal_tolerance_m:
+            if not self.reached:
+                self.reached = True
+                self.reached_pub.publish(Bool(data=True))
+                self.get_logger().info("goal reached")
+            self._last_status = "at goal"
+        else:
+            u, info = self.mpc.solve(self.state, self.goal, self.obstacles)
+            self.solve_time_pub.publish(Float64(data=float(info.solve_time_us)))
+            self._solve_times_us.append(info.solve_time_us)
+            if info.ok and np.all(np.isfinite(u)):
+                v, omega = float(u[0]), float(u[1])
+                self._publish_subgoal(info.subgoal, info.trajectory)
+                self._last_status = info.message
+            else:
+                reason, counter = info.message, "solver_failures"
+        if not (math.isfinite(v) and math.isfinite(omega)):
+            v, omega = 0.0, 0.0
+        self.cmd_pub.publish(c.make_twist(self.cfg.enable_stamped_cmd_vel, v, omega, self.get_clock().now().to_msg()))
+        if counter is not None:
+            self.counters[counter] += 1
+        if reason:
+            self.counters["stops"] += 1
+            self._last_status = reason
+            (self.get_logger().info if counter == "waiting" else self.get_logger().warning)(
+                f"stop: {reason}", throttle_duration_sec=1.0)
+
+    def _publish_subgoal(self, subgoal: np.ndarray, trajectory: np.ndarray) -> None:
+        stamp = self.get_clock().now().to_msg()
+        msg = PointStamped()
+        msg.header.stamp, msg.header.frame_id = stamp, self.cfg.frame_id
+        msg.point.x, msg.point.y = float(subgoal[0]), float(subgoal[1])
+        self.subgoal_pub.publish(msg)
+        path = Path()
+        path.header = msg.header
+        for x, y, yaw in trajectory:
+            pose = PoseStamped()
+            pose.header = msg.header
+            pose.pose.position.x, pose.pose.position.y = float(x), float(y)
+            c.set_yaw(pose.pose.orientation, float(yaw))
+            path.poses.append(pose)
+        self.plan_pub.publish(path)
+
+    def on_diagnostics(self) -> None:
+        times = np.asarray(self._solve_times_us[-1000:])
+        self._solve_times_us = self._solve_times_us[-1000:]
+        st = DiagnosticStatus(name=f"{NAME}: MPC", hardware_id="hiopt")
+        st.level = DiagnosticStatus.WARN if self.counters["solver_failures"] else DiagnosticStatus.OK
+        st.message = self._last_status
+        values = dict(self.counters)
+        if times.size:
+            values.update(solve_time_p50_us=float(np.percentile(times, 50)),
+                          solve_time_p99_us=float(np.percentile(times, 99)))
+        st.values = c.key_values(values)
+        arr = DiagnosticArray(status=[st])
+        arr.header.stamp = self.get_clock().now().to_msg()
+        self.diag_pub.publish(arr)
+
+    def shutdown(self) -> None:
+        try:
+            self.cmd_pub.publish(c.make_twist(self.cfg.enable_stamped_cmd_vel, 0.0, 0.0))
+        except Exception:
+            pass
+
+
+def main(args: list[str] | None = None) -> int:
+    return c.run_node(ExpertNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,140 @@
+"""planner_node: the upper level. Publishes the subgoal p̂ₜ on /hiopt/subgoal at the planner rate.
+
+The policy is pluggable: a trained torch policy when ``policy_checkpoint`` names a TorchScript file
+(hiopt_ros.planning.torch_policy), otherwise the geometric look-ahead policy
+(hiopt_ros.planning.geometric). The goal is the ``goal_xy`` parameter until a
+geometry_msgs/PoseStamped arrives on /goal_pose. When the robot is within ``goal_tolerance_m`` of
+the goal the node publishes ``true`` on /hiopt/goal_reached (latched) and from then on proposes the
+goal itself as the subgoal; a new goal resets the flag.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from geometry_msgs.msg import PointStamped, PoseStamped
+from nav_msgs.msg import Odometry
+from rclpy.node import Node
+from std_msgs.msg import Bool
+
+from . import common as c
+from .watchdog import Watchdog
+
+NAME = "planner_node"
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    goal_xy: np.ndarray
+    goal_tolerance_m: float
+    planner_rate_hz: float
+    policy_checkpoint: str
+    lookahead_m: float
+    robot_radius_m: float
+    odom_timeout_s: float
+    frame_id: str
+
+
+class PlannerNode(Node):
+    """Waypoint planner; see the module docstring and README's topic table."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(NAME, **kwargs)
+        p = c.Params(self)
+        self.cfg = PlannerConfig(
+            goal_xy=p.vector("goal_xy", [4.0, 0.0], "goal [x_m, y_m] until one arrives on /goal_pose", size=2),
+            goal_tolerance_m=p.number("goal_tolerance_m", 0.15, "goal reached within this distance [m]",
+                                      min_value=0.0, strict_min=True),
+            planner_rate_hz=p.number("planner_rate_hz", 10.0, "subgoal publication rate [Hz]",
+                                     min_value=0.0, strict_min=True),
+            policy_checkpoint=p.text("policy_checkpoint", "",
+                                     "TorchScript subgoal policy (.pt); empty: geometric look-ahead policy"),
+            lookahead_m=p.number("lookahead_m", 0.6, "look-ahead distance of the geometric policy [m]",
+                                 min_value=0.0, strict_min=True),
+            robot_radius_m=p.number("robot_radius_m", 0.3, "radius of the circle enclosing the robot [m]",
+                                    min_value=0.0, strict_min=True),
+            odom_timeout_s=p.number("odom_timeout_s", 0.5, "no subgoal is published from older odometry [s]",
+                                    min_value=0.0, strict_min=True),
+            frame_id=p.text("frame_id", "odom", "frame of the published subgoal"),
+        )
+        cfg = self.cfg
+        self.policy = None
+        if cfg.policy_checkpoint:
+            from hiopt_ros.planning.torch_policy import TorchPolicy
+            try:
+                self.policy = TorchPolicy.load(cfg.policy_checkpoint)
+            except Exception as exc:
+                p.error("policy_checkpoint", f"cannot load {cfg.policy_checkpoint!r}: {exc}")
+        p.check()
+        if self.policy is None:
+            from hiopt_ros.planning.geometric import LookaheadPolicy
+            self.policy = LookaheadPolicy(lookahead_m=cfg.lookahead_m)
+
+        self.goal = cfg.goal_xy.copy()
+        self.state: np.ndarray | None = None
+        self.obstacles: np.ndarray | None = None
+        self.reached = False
+        self.watchdog = Watchdog(self.get_clock(), {"odometry": cfg.odom_timeout_s})
+
+        self.subgoal_pub = self.create_publisher(PointStamped, c.TOPIC_SUBGOAL, c.COMMAND_QOS)
+        self.reached_pub = self.create_publisher(Bool, c.TOPIC_GOAL_REACHED, c.LATCHED_QOS)
+        self.create_subscription(Odometry, c.TOPIC_ODOM, self.on_odom, c.SENSOR_QOS)
+        self.create_subscription(PoseStamped, c.TOPIC_GOAL, self.on_goal, c.COMMAND_QOS)
+        from visualization_msgs.msg import MarkerArray
+        self.create_subscription(MarkerArray, c.TOPIC_OBSTACLES, self.on_obstacles, c.LATCHED_QOS)
+        self.create_timer(1.0 / cfg.planner_rate_hz, self.on_plan)
+        self.reached_pub.publish(Bool(data=False))
+        self.get_logger().info(f"policy: {type(self.policy).__name__}"
+                               f"{' ' + cfg.policy_checkpoint if cfg.policy_checkpoint else ''}; "
+                               f"goal {self.goal.tolist()} ± {cfg.goal_tolerance_m} m; {cfg.planner_rate_hz:g} Hz")
+
+    def on_odom(self, msg: Odometry) -> None:
+        self.state = c.odom_state(msg)
+        self.watchdog.feed("odometry")
+
+    def on_obstacles(self, msg) -> None:
+        self.obstacles = c.obstacles_from_markers(msg)
+
+    def on_goal(self, msg: PoseStamped) -> None:
+        goal = np.array([msg.pose.position.x, msg.pose.position.y])
+        if not np.all(np.isfinite(goal)):
+            self.get_logger().error(f"ignoring non-finite goal {goal.tolist()}")
+            return
+        self.goal = goal
+        if self.reached:
+            self.reached = False
+            self.reached_pub.publish(Bool(data=False))
+        self.get_logger().info(f"new goal {goal.tolist()} (frame {msg.header.frame_id or '?'})")
+
+    def on_plan(self) -> None:
+        if self.state is None or self.obstacles is None or self.watchdog.stale():
+            return  # no subgoal from missing or old inputs: the controller then times out and stops
+        if not np.all(np.isfinite(self.state)):
+            self.get_logger().error("non-finite odometry; not planning", throttle_duration_sec=1.0)
+            return
+        dist = math.dist(self.state[:2], self.goal)
+        if not self.reached and dist <= self.cfg.goal_tolerance_m:
+            self.reached = True
+            self.reached_pub.publish(Bool(data=True))
+            self.get_logger().info(f"goal reached ({dist:.3f} m from {self.goal.tolist()})")
+        if self.reached:
+            subgoal = self.goal
+        else:
+            subgoal = np.asarray(self.policy.subgoal(self.state, self.goal, self.obstacles, self.cfg.robot_radius_m))
+        if subgoal.shape != (2,) or not np.all(np.isfinite(subgoal)):
+            self.get_logger().error(f"policy returned an invalid subgoal {subgoal!r}; not publishing",
+                                    throttle_duration_sec=1.0)
+            return
+        msg = PointStamped()
+        msg.header.stamp, msg.header.frame_id = self.get_clock().now().to_msg(), self.cfg.frame_id
+        msg.point.x, msg.point.y = float(subgoal[0]), float(subgoal[1])
+        self.subgoal_pub.publish(msg)
+
+
+def main(args: list[str] | None = None) -> int:
+    return c.run_node(PlannerNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,222 @@
+"""sim_node: the PyBullet world as a ROS robot (cmd_vel in; odometry, TF, obstacles, collision out).
+
+Physics is stepped by a wall-clock (steady) timer, so the simulation runs in real time whatever
+``use_sim_time`` says. With ``publish_clock`` the node also publishes the simulated time on /clock
+and stamps its messages with it, so nodes started with ``use_sim_time:=true`` follow the sim.
+
+Like a real base driver, the robot stops when /cmd_vel has been silent for ``cmd_vel_timeout_s``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from nav_msgs.msg import Odometry
+from rclpy.clock import Clock, ClockType
+from rclpy.node import Node
+from rclpy.time import Time
+from std_msgs.msg import Bool
+
+from . import common as c
+
+NAME = "sim_node"
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    start_xyyaw: np.ndarray
+    obstacles_xyr: np.ndarray
+    goal_xy: np.ndarray | None
+    robot_radius_m: float
+    goal_tolerance_m: float
+    step_rate_hz: float
+    physics_rate_hz: float
+    odom_rate_hz: float
+    diagnostics_rate_hz: float
+    cmd_vel_timeout_s: float
+    publish_clock: bool
+    gui: bool
+    seed: int
+    enable_stamped_cmd_vel: bool
+    odom_frame: str
+    base_frame: str
+
+
+class SimNode(Node):
+    """Runs sim.world.World; see the module docstring and README's topic table."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(NAME, **kwargs)
+        p = c.Params(self)
+        start = p.vector("start_xyyaw", [0.0, 0.0, 0.0], "start pose [x_m, y_m, yaw_rad]", size=3)
+        obstacles = p.vector("obstacles_xyr", [], "static cylinders, flattened [x_m, y_m, radius_m] triples",
+                             multiple_of=3)
+        goal = p.vector("goal_xy", [], "goal [x_m, y_m], only drawn in the GUI (empty: none)")
+        self.cfg = SimConfig(
+            start_xyyaw=start,
+            obstacles_xyr=obstacles.reshape(-1, 3) if obstacles.size % 3 == 0 else np.zeros((0, 3)),
+            goal_xy=goal if goal.size == 2 else None,
+            robot_radius_m=p.number("robot_radius_m", 0.3, "radius of the circle enclosing the robot [m]",
+                                    min_value=0.0, strict_min=True),
+            goal_tolerance_m=p.number("goal_tolerance_m", 0.15, "goal radius drawn in the GUI [m]",
+                                      min_value=0.0, strict_min=True),
+            step_rate_hz=p.number("step_rate_hz", 100.0, "physics update timer rate (wall clock) [Hz]",
+                                  min_value=0.0, strict_min=True),
+            physics_rate_hz=p.number("physics_rate_hz", 240.0, "PyBullet internal step rate [Hz]",
+                                     min_value=0.0, strict_min=True),
+            odom_rate_hz=p.number("odom_rate_hz", 50.0, "/odom and TF publication rate [Hz]",
+                                  min_value=0.0, strict_min=True),
+            diagnostics_rate_hz=p.number("diagnostics_rate_hz", 2.0, "world status on /diagnostics [Hz]",
+                                         min_value=0.0, strict_min=True),
+            cmd_vel_timeout_s=p.number("cmd_vel_timeout_s", 0.5,
+                                       "stop the wheels when /cmd_vel is silent this long [s]",
+                                       min_value=0.0, strict_min=True),
+            publish_clock=p.flag("publish_clock", False, "publish simulated time on /clock"),
+            gui=p.flag("gui", False, "open the PyBullet GUI (needs a display)"),
+            seed=p.integer("seed", 0, "world seed", min_value=0),
+            enable_stamped_cmd_vel=p.flag("enable_stamped_cmd_vel", False,
+                                          "/cmd_vel is geometry_msgs/TwistStamped (true) or Twist (false)"),
+            odom_frame=p.text("odom_frame", "odom", "frame of the odometry pose"),
+            base_frame=p.text("base_frame", "base_link", "robot body frame"),
+        )
+        cfg = self.cfg
+        p.require(cfg.goal_xy is not None or goal.size == 0, "goal_xy", f"must be empty or [x, y], got {goal.tolist()}")
+        if obstacles.size % 3 == 0 and cfg.obstacles_xyr.size:
+            p.require(bool(np.all(cfg.obstacles_xyr[:, 2] > 0)), "obstacles_xyr", "every radius must be > 0")
+        p.require(cfg.physics_rate_hz >= cfg.step_rate_hz, "physics_rate_hz",
+                  f"must be >= step_rate_hz ({cfg.step_rate_hz})")
+        p.check()
+
+        from sim.course import Course
+        from sim.world import World
+
+        self.course = Course(start_xyyaw=cfg.start_xyyaw,
+                             goal_xy=cfg.goal_xy if cfg.goal_xy is not None else cfg.start_xyyaw[:2],
+                             obstacles_xyr=cfg.obstacles_xyr, robot_radius_m=cfg.robot_radius_m,
+                             goal_tolerance_m=cfg.goal_tolerance_m)
+        self.world = World(self.course, physics_rate_hz=cfg.physics_rate_hz, gui=cfg.gui, seed=cfg.seed)
+        self.world.reset(seed=cfg.seed)
+        self._dt_s = 1.0 / cfg.step_rate_hz
+        self._command = (0.0, 0.0)
+        self._wall = Clock(clock_type=ClockType.STEADY_TIME)
+        self._last_cmd_wall: Time | None = None
+        self._collided = False
+        self._start_ns = self.get_clock().now().nanoseconds
+
+        self.odom_pub = self.create_publisher(Odometry, c.TOPIC_ODOM, c.SENSOR_QOS)
+        from visualization_msgs.msg import MarkerArray
+        self.obstacles_pub = self.create_publisher(MarkerArray, c.TOPIC_OBSTACLES, c.LATCHED_QOS)
+        self.collision_pub = self.create_publisher(Bool, c.TOPIC_COLLISION, c.LATCHED_QOS)
+        self.diag_pub = self.create_publisher(DiagnosticArray, c.TOPIC_DIAGNOSTICS, 10)
+        self.tf_pub, self._tf_type = self._make_tf_publisher()
+        self.clock_pub = None
+        if cfg.publish_clock:
+            from rosgraph_msgs.msg import Clock as ClockMsg
+            self.clock_pub = self.create_publisher(ClockMsg, "/clock", c.CLOCK_QOS)
+        self.create_subscription(c.twist_type(cfg.enable_stamped_cmd_vel), c.TOPIC_CMD_VEL,
+                                 self.on_cmd_vel, c.COMMAND_QOS)
+        # all timers on the steady clock: the sim itself defines simulated time
+        self.create_timer(self._dt_s, self.on_step, clock=self._wall)
+        self.create_timer(1.0 / cfg.odom_rate_hz, self.on_publish_odom, clock=self._wall)
+        self.create_timer(1.0 / cfg.diagnostics_rate_hz, self.on_diagnostics, clock=self._wall)
+
+        self.obstacles_pub.publish(c.markers_from_obstacles(cfg.obstacles_xyr, self.stamp(), cfg.odom_frame))
+        self.collision_pub.publish(Bool(data=False))
+        self.on_publish_odom()
+        self.get_logger().info(
+            f"world ready: start {cfg.start_xyyaw.tolist()}, {len(cfg.obstacles_xyr)} obstacles, "
+            f"stepping {cfg.step_rate_hz:g} Hz (physics {cfg.physics_rate_hz:g} Hz), odom {cfg.odom_rate_hz:g} Hz"
+            + (", publishing /clock" if cfg.publish_clock else ""))
+
+    def _make_tf_publisher(self):
+        """odom→base_link on /tf when tf2_msgs is installed (it is with any ROS 2 distribution; the
+        pip wheels lack it, and then the frames are only carried by /odom's header/child_frame_id)."""
+        try:
+            from tf2_msgs.msg import TFMessage
+        except ImportError:
+            self.get_logger().info("tf2_msgs is not installed: not publishing /tf (odom carries the frames)")
+            return None, None
+        from rclpy.qos import QoSProfile
+        return self.create_publisher(TFMessage, "/tf", QoSProfile(depth=100)), TFMessage
+
+    def stamp(self):
+        """Message stamp: simulated time when publishing /clock, else the node clock."""
+        if self.cfg.publish_clock:
+            return Time(nanoseconds=int(round(self.world.time_s * 1e9))).to_msg()
+        return self.get_clock().now().to_msg()
+
+    # ---------------------------------------------------------------- callbacks
+    def on_cmd_vel(self, msg) -> None:
+        v, omega = c.twist_values(msg)
+        if not (math.isfinite(v) and math.isfinite(omega)):
+            self.get_logger().error(f"ignoring non-finite /cmd_vel ({v}, {omega}); stopping", throttle_duration_sec=1.0)
+            v, omega = 0.0, 0.0
+        self._command = (v, omega)
+        self._last_cmd_wall = self._wall.now()
+
+    def on_step(self) -> None:
+        v, omega = self._command
+        if self._last_cmd_wall is None or \
+                (self._wall.now() - self._last_cmd_wall).nanoseconds * 1e-9 > self.cfg.cmd_vel_timeout_s:
+            v, omega = 0.0, 0.0
+        self.world.apply_command(v, omega)
+        self.world.step(self._dt_s)
+        if self.clock_pub is not None:
+            from rosgraph_msgs.msg import Clock as ClockMsg
+            self.clock_pub.publish(ClockMsg(clock=self.stamp()))
+        if self.world.collided and not self._collided:
+            self._collided = True
+            self.collision_pub.publish(Bool(data=True))
+            self.get_logger().error(f"collision at {np.round(self.world.pose(), 3).tolist()} "
+                                    f"(t = {self.world.time_s:.2f} s)")
+            self.on_diagnostics()
+
+    def on_publish_odom(self) -> None:
+        cfg = self.cfg
+        x, y, yaw = (float(v) for v in self.world.pose())
+        v, omega = (float(u) for u in self.world.velocity())
+        stamp = self.stamp()
+        msg = Odometry()
+        msg.header.stamp, msg.header.frame_id, msg.child_frame_id = stamp, cfg.odom_frame, cfg.base_frame
+        msg.pose.pose.position.x, msg.pose.pose.position.y = x, y
+        c.set_yaw(msg.pose.pose.orientation, yaw)
+        msg.twist.twist.linear.x, msg.twist.twist.angular.z = v, omega
+        # simulated ground truth: tiny variances on the planar dimensions, huge on the unused ones
+        msg.pose.covariance = [1e-6 if i in (0, 7, 35) else (1e3 if i in (14, 21, 28) else 0.0) for i in range(36)]
+        msg.twist.covariance = [1e-6 if i in (0, 7, 35) else (1e3 if i in (14, 21, 28) else 0.0) for i in range(36)]
+        self.odom_pub.publish(msg)
+        if self.tf_pub is not None:
+            from geometry_msgs.msg import TransformStamped
+            tf = TransformStamped()
+            tf.header.stamp, tf.header.frame_id, tf.child_frame_id = stamp, cfg.odom_frame, cfg.base_frame
+            tf.transform.translation.x, tf.transform.translation.y = x, y
+            tf.transform.rotation = msg.pose.pose.orientation
+            self.tf_pub.publish(self._tf_type(transforms=[tf]))
+
+    def on_diagnostics(self) -> None:
+        w = self.world
+        st = DiagnosticStatus(name=f"{NAME}: world", hardware_id="pybullet")
+        st.level = DiagnosticStatus.ERROR if w.collided else DiagnosticStatus.OK
+        st.message = "collision" if w.collided else "running"
+        st.values = c.key_values({
+            "sim_time_s": float(w.time_s), "energy_j": float(w.energy_j),
+            "min_clearance_m": float(w.min_clearance_m), "collided": bool(w.collided),
+            "x_m": float(w.pose()[0]), "y_m": float(w.pose()[1]), "yaw_rad": float(w.pose()[2]),
+        })
+        arr = DiagnosticArray(status=[st])
+        arr.header.stamp = self.get_clock().now().to_msg()
+        self.diag_pub.publish(arr)
+
+    def shutdown(self) -> None:
+        self.world.close()
+
+
+def main(args: list[str] | None = None) -> int:
+    return c.run_node(SimNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
