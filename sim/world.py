@@ -56,9 +56,11 @@ class World:
     context manager or call ``close()``.
     """
 
-    # Per wheel motor. Above the traction limit of the 9.1 kg robot (μ = 1), so acceleration is
-    # grip-limited at ≈ 7.5 m/s²: a 0.5 m/s step settles in ~70 ms, 3.5 periods of a 50 Hz controller.
-    MAX_WHEEL_TORQUE_NM = 3.0
+    # Per wheel motor: ≈ 6 m/s² on the 9.1 kg robot, so a 0.5 m/s step settles in ~85 ms (4 periods
+    # of a 50 Hz controller). Kept below what the tyres can transmit (wheel μ = 2 in the URDF; Bullet's
+    # friction solver lets μ = 1 tyres spin under hard yaw reversals at this torque): the motor, not
+    # grip, limits acceleration, wheels do not slip, and braking work shows up in energy_j.
+    MAX_WHEEL_TORQUE_NM = 2.0
     OBSTACLE_HEIGHT_M = 0.5
     GROUND_FRICTION = 1.0
     _WHEEL_JOINTS = ("left_wheel_joint", "right_wheel_joint")
