@@ -57,28 +57,26 @@ def default_domain_id() -> int:
 class NodeProcesses:
     """The graph's node processes; a context manager that always stops and reaps them."""
 
-    def __init__(self, specs, params_file: Path, log_dir: Path | None, env: dict[str, str],
-                 echo: bool = False) -> None:
-        self.specs, self.params_file, self.log_dir, self.env, self.echo = specs, params_file, log_dir, env, echo
+    def __init__(self, params_file: Path, log_dir: Path | None, env: dict[str, str], echo: bool = False) -> None:
+        self.params_file, self.log_dir, self.env, self.echo = params_file, log_dir, env, echo
         self.procs: dict[str, subprocess.Popen] = {}
         self._logs: list = []
 
+    def start(self, spec) -> subprocess.Popen:
+        """Start one node of the graph as its own process (output to logs/<node>.log)."""
+        out = None
+        if self.log_dir is not None and not self.echo:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            out = open(self.log_dir / f"{spec.name}.log", "w")
+            self._logs.append(out)
+        self.procs[spec.name] = subprocess.Popen(
+            bringup.command(spec, self.params_file), env=self.env, stdout=out,
+            stderr=subprocess.STDOUT if out else None, stdin=subprocess.DEVNULL,
+            start_new_session=True,  # the terminal's Ctrl-C reaches us only; we stop the nodes
+            preexec_fn=_die_with_parent)
+        return self.procs[spec.name]
+
     def __enter__(self) -> "NodeProcesses":
-        try:
-            for spec in self.specs:
-                out = None
-                if self.log_dir is not None and not self.echo:
-                    self.log_dir.mkdir(parents=True, exist_ok=True)
-                    out = open(self.log_dir / f"{spec.name}.log", "w")
-                    self._logs.append(out)
-                self.procs[spec.name] = subprocess.Popen(
-                    bringup.command(spec, self.params_file), env=self.env, stdout=out,
-                    stderr=subprocess.STDOUT if out else None, stdin=subprocess.DEVNULL,
-                    start_new_session=True,  # the terminal's Ctrl-C reaches us; we stop the nodes in order
-                    preexec_fn=_die_with_parent)
-        except BaseException:
-            self.stop()
-            raise
         return self
 
     def __exit__(self, *exc) -> None:
@@ -192,15 +190,25 @@ def run(args: argparse.Namespace, *, on_ready=None, log=print) -> tuple["RunSumm
         monitor = RunMonitor(bag=bag, stamped_cmd_vel=stamped, mode=mode, goal_xy=course.goal_xy,
                              commanded_rate_hz=float(driver.get("control_rate_hz", 50.0)), context=context)
         executor.add_node(monitor)
-        with NodeProcesses(specs, params, run_dir / "logs", env, echo=args.echo) as nodes:
+        with NodeProcesses(params, run_dir / "logs", env, echo=args.echo) as nodes:
             t0 = time.monotonic()
-            while not monitor.ready():
-                executor.spin_once(timeout_sec=0.1)
-                if nodes.dead():
-                    raise RuntimeError(f"node(s) exited during start-up: {nodes.dead()} (see {run_dir / 'logs'})")
-                if time.monotonic() - t0 > STARTUP_TIMEOUT_S:
-                    raise RuntimeError(f"the stack did not come up within {STARTUP_TIMEOUT_S:.0f} s "
-                                       f"(see {run_dir / 'logs'})")
+
+            def wait_until(what: str, ready) -> None:
+                while not ready():
+                    executor.spin_once(timeout_sec=0.1)
+                    if nodes.dead():
+                        raise RuntimeError(f"node(s) exited during start-up: {nodes.dead()} (see {run_dir / 'logs'})")
+                    if time.monotonic() - t0 > STARTUP_TIMEOUT_S:
+                        raise RuntimeError(f"{what} within {STARTUP_TIMEOUT_S:.0f} s (see {run_dir / 'logs'})")
+
+            # The simulator first, and the nodes that move the robot only once this monitor receives
+            # odometry: the recorded trajectory then starts at the start pose, however long DDS
+            # discovery takes between this process and each node.
+            nodes.start(specs[0])
+            wait_until("no odometry from sim_node", lambda: bool(monitor.odom_t))
+            for spec in specs[1:]:
+                nodes.start(spec)
+            wait_until("the stack did not come up", monitor.ready)
             log(f"stack up after {time.monotonic() - t0:.1f} s; driving to {course.goal_xy.tolist()}")
             if on_ready is not None:
                 on_ready(nodes, monitor)
