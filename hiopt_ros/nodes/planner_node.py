@@ -30,6 +30,7 @@ class PlannerConfig:
     goal_tolerance_m: float
     planner_rate_hz: float
     policy_checkpoint: str
+    policy_max_distance_m: float
     lookahead_m: float
     robot_radius_m: float
     odom_timeout_s: float
@@ -50,6 +51,9 @@ class PlannerNode(Node):
                                      min_value=0.0, strict_min=True),
             policy_checkpoint=p.text("policy_checkpoint", "",
                                      "TorchScript subgoal policy (.pt); empty: geometric look-ahead policy"),
+            policy_max_distance_m=p.number("policy_max_distance_m", 1.5,
+                                           "torch policy: subgoals are clipped to this distance [m]",
+                                           min_value=0.0, strict_min=True),
             lookahead_m=p.number("lookahead_m", 0.6, "look-ahead distance of the geometric policy [m]",
                                  min_value=0.0, strict_min=True),
             robot_radius_m=p.number("robot_radius_m", 0.3, "radius of the circle enclosing the robot [m]",
@@ -63,7 +67,7 @@ class PlannerNode(Node):
         if cfg.policy_checkpoint:
             from hiopt_ros.planning.torch_policy import TorchPolicy
             try:
-                self.policy = TorchPolicy.load(cfg.policy_checkpoint)
+                self.policy = TorchPolicy.load(cfg.policy_checkpoint, max_distance_m=cfg.policy_max_distance_m)
             except Exception as exc:
                 p.error("policy_checkpoint", f"cannot load {cfg.policy_checkpoint!r}: {exc}")
         p.check()
@@ -121,7 +125,12 @@ class PlannerNode(Node):
         if self.reached:
             subgoal = self.goal
         else:
-            subgoal = np.asarray(self.policy.subgoal(self.state, self.goal, self.obstacles, self.cfg.robot_radius_m))
+            try:
+                subgoal = np.asarray(self.policy.subgoal(self.state, self.goal, self.obstacles,
+                                                         self.cfg.robot_radius_m), dtype=float)
+            except ValueError as exc:
+                self.get_logger().error(f"policy failed: {exc}; not publishing", throttle_duration_sec=1.0)
+                return
         if subgoal.shape != (2,) or not np.all(np.isfinite(subgoal)):
             self.get_logger().error(f"policy returned an invalid subgoal {subgoal!r}; not publishing",
                                     throttle_duration_sec=1.0)

@@ -1,0 +1,128 @@
+"""A trained upper level: a TorchScript module mapping an observation vector to a subgoal.
+
+The RL training (sim/) saves its policy with ``torch.jit.save`` and the planner node loads it here
+when ``policy_checkpoint`` is set. Training and deployment build the observation with the same
+function, :func:`observation`, so the layout below is the contract between them.
+
+Observation (float32, length ``3 + 3 * n_obstacles``; everything in the robot's body frame:
+x forward, y left, origin at the robot):
+
+    [0:2]   goal position relative to the robot, body frame [m]
+    [2]     distance to the goal [m]
+    [3 + 3j : 6 + 3j], j = 0..n_obstacles-1, the n nearest obstacles by clearance, nearest first:
+            obstacle centre relative to the robot, body frame [m] (2), clearance from the robot's
+            circle to the obstacle's surface [m] (1). Missing obstacles are padded with
+            ``PAD = (0, 0, PAD_CLEARANCE_M)`` (far away, no direction).
+
+Action (module output, length 2): the subgoal relative to the robot in the body frame [m]. It is
+clipped to ``max_distance_m`` and turned into a world-frame point p̂ = p + R(yaw) · action.
+
+The module may carry the attributes ``n_obstacles`` (int) and ``observation_version`` (int,
+:data:`OBSERVATION_VERSION`); when present they are checked against this layout at load time.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..control.model import check_obstacles, check_vector
+
+OBSERVATION_VERSION = 1
+DEFAULT_N_OBSTACLES = 4
+PAD_CLEARANCE_M = 10.0
+
+
+def observation_size(n_obstacles: int = DEFAULT_N_OBSTACLES) -> int:
+    return 3 + 3 * n_obstacles
+
+
+def observation(state, goal_xy, obstacles_xyr=None, robot_radius_m: float = 0.3,
+                n_obstacles: int = DEFAULT_N_OBSTACLES) -> np.ndarray:
+    """The policy's input (see the module docstring): shape (3 + 3·n_obstacles,), float32."""
+    state = check_vector("state", state, 3)
+    goal = check_vector("goal_xy", goal_xy, 2)
+    obs = check_obstacles(obstacles_xyr)
+    c, s = math.cos(state[2]), math.sin(state[2])
+    to_body = np.array([[c, s], [-s, c]])  # R(yaw)ᵀ
+    out = np.empty(observation_size(n_obstacles), dtype=np.float32)
+    rel_goal = to_body @ (goal - state[:2])
+    out[0:2] = rel_goal
+    out[2] = np.linalg.norm(rel_goal)
+    rows = []
+    for ox, oy, r in obs:
+        rel = to_body @ (np.array([ox, oy]) - state[:2])
+        rows.append((float(np.linalg.norm(rel)) - r - robot_radius_m, rel[0], rel[1]))
+    rows.sort()
+    for j in range(n_obstacles):
+        if j < len(rows):
+            clearance, dx, dy = rows[j]
+            out[3 + 3 * j: 6 + 3 * j] = (dx, dy, clearance)
+        else:
+            out[3 + 3 * j: 6 + 3 * j] = (0.0, 0.0, PAD_CLEARANCE_M)
+    return out
+
+
+def action_to_subgoal(state, action, max_distance_m: float) -> np.ndarray:
+    """World-frame subgoal from a body-frame offset, clipped to max_distance_m."""
+    state = check_vector("state", state, 3)
+    action = check_vector("action", action, 2)
+    norm = float(np.linalg.norm(action))
+    if norm > max_distance_m:
+        action = action * (max_distance_m / norm)
+    c, s = math.cos(state[2]), math.sin(state[2])
+    return state[:2] + np.array([c * action[0] - s * action[1], s * action[0] + c * action[1]])
+
+
+class TorchPolicy:
+    """Subgoal policy backed by a TorchScript module; same ``subgoal`` signature as LookaheadPolicy."""
+
+    def __init__(self, module, n_obstacles: int = DEFAULT_N_OBSTACLES, max_distance_m: float = 1.5,
+                 source: str = "") -> None:
+        if not (max_distance_m > 0 and math.isfinite(max_distance_m)):
+            raise ValueError(f"max_distance_m must be > 0, got {max_distance_m!r}")
+        self.module = module
+        self.n_obstacles = int(n_obstacles)
+        self.max_distance_m = float(max_distance_m)
+        self.source = source
+
+    @classmethod
+    def load(cls, path: str | Path, max_distance_m: float = 1.5) -> "TorchPolicy":
+        """Load a ``torch.jit.save``-d module; checks its declared layout and output shape."""
+        import torch
+
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"policy checkpoint not found: {path}")
+        try:
+            module = torch.jit.load(str(path), map_location="cpu")
+        except Exception as exc:
+            raise ValueError(f"{path} is not a TorchScript module (save it with torch.jit.save): {exc}") from None
+        module.eval()
+        version = getattr(module, "observation_version", OBSERVATION_VERSION)
+        if int(version) != OBSERVATION_VERSION:
+            raise ValueError(f"{path}: observation_version {version}, this planner builds version "
+                             f"{OBSERVATION_VERSION} (see hiopt_ros/planning/torch_policy.py)")
+        n_obs = int(getattr(module, "n_obstacles", DEFAULT_N_OBSTACLES))
+        policy = cls(module, n_obstacles=n_obs, max_distance_m=max_distance_m, source=str(path))
+        probe = policy._forward(np.zeros(observation_size(n_obs), dtype=np.float32))
+        if probe.shape != (2,):
+            raise ValueError(f"{path}: the module must map an observation of size {observation_size(n_obs)} "
+                             f"to 2 numbers (subgoal offset), got output shape {probe.shape}")
+        return policy
+
+    def _forward(self, obs: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            out = self.module(torch.from_numpy(obs).unsqueeze(0))
+        return np.asarray(out.detach().cpu().numpy(), dtype=float).reshape(-1)
+
+    def subgoal(self, state, goal_xy, obstacles_xyr=None, robot_radius_m: float = 0.3) -> np.ndarray:
+        """World-frame subgoal p̂ (2,); raises ValueError on a non-finite module output."""
+        obs = observation(state, goal_xy, obstacles_xyr, robot_radius_m, self.n_obstacles)
+        action = self._forward(obs)
+        if action.shape != (2,) or not np.all(np.isfinite(action)):
+            raise ValueError(f"policy output must be 2 finite numbers, got {action.tolist()}")
+        return action_to_subgoal(state, action, self.max_distance_m)

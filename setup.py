@@ -1,0 +1,43 @@
+"""One distribution installing hiopt_ros (online stack), sim and offline, as an ament_python package.
+
+`colcon build` in a ROS 2 workspace installs the node executables into lib/hiopt_ros (setup.cfg),
+launch/ and config/ into share/hiopt_ros, and the ament index marker, so
+`ros2 launch hiopt_ros nav.launch.py` and `ros2 run hiopt_ros controller_node` work.
+"""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "hiopt_ros"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(include=["hiopt_ros", "hiopt_ros.*", "sim", "sim.*", "offline", "offline.*"]),
+    package_data={"sim": ["urdf/*"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/config/theta", glob("config/theta/*.yaml")),
+        (f"share/{PACKAGE}/config/policy", glob("config/policy/*.pt")),
+    ],
+    install_requires=["setuptools", "numpy", "pyyaml", "matplotlib"],
+    zip_safe=True,
+    maintainer="hiopt maintainers",
+    maintainer_email="hiopt@example.com",
+    description="Bi-level navigation: learned waypoint planner + inverse-optimized one-step FOP (acados), "
+                "PyBullet simulator node, MPC expert",
+    license="MIT",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [
+            "sim_node = hiopt_ros.nodes.sim_node:main",
+            "planner_node = hiopt_ros.nodes.planner_node:main",
+            "controller_node = hiopt_ros.nodes.controller_node:main",
+            "expert_node = hiopt_ros.nodes.expert_node:main",
+            "hiopt_launcher = hiopt_ros.launcher:main",
+        ],
+    },
+)
