@@ -75,7 +75,7 @@ class Params:
             return self._node.declare_parameter(name, default, desc).value
         except Exception as exc:  # wrong type in the parameter file, ...
             self.error(name, f"cannot be read ({type(exc).__name__}: {exc})")
-            return default
+            return default if not isinstance(default, list) else list(default)
 
     def error(self, name: str, what: str) -> None:
         self._errors.append(f"{self._node.get_name()}.{name}: {what}")
@@ -116,13 +116,13 @@ class Params:
     def vector(self, name: str, default: Sequence[float], description: str, *,
                size: int | None = None, multiple_of: int | None = None) -> np.ndarray:
         """A finite float array; `size` exact length or `multiple_of` (e.g. 3 for [x, y, r] triples)."""
-        from rclpy.parameter import Parameter
-
-        # an empty default would make rclpy infer BYTE_ARRAY: declare the type explicitly then
-        initial = [float(v) for v in default] if len(default) else Parameter.Type.DOUBLE_ARRAY
-        raw = self._declare(name, initial, description, ParameterType.PARAMETER_DOUBLE_ARRAY, False)
+        # dynamic typing: YAML gives INTEGER_ARRAY for [0, 0, 0] and an untyped [] for an empty list
+        raw = self._declare(name, [float(v) for v in default], description, None, True)
         if raw is None:
             raw = []
+        if isinstance(raw, (str, bytes)) or not hasattr(raw, "__len__"):
+            self.error(name, f"must be a list of numbers, got {raw!r}")
+            return np.asarray(default, dtype=float)
         try:
             arr = np.asarray(list(raw), dtype=float).reshape(-1)
         except (TypeError, ValueError):

@@ -221,11 +221,13 @@ class ControllerNode(Node):
         if reason:
             self.counters["stops"] += 1
             status = reason
-            log = self.get_logger().info if counter == "waiting" else self.get_logger().warning
-            if reason != self._last_reason or counter != "waiting":
-                log(f"stop: {reason}", throttle_duration_sec=1.0)
+            # (rclpy wants one severity per call site)
+            if counter != "waiting":
+                self.get_logger().warning(f"stop: {reason}", throttle_duration_sec=1.0)
+            elif reason != self._last_reason:
+                self.get_logger().info(f"stop: {reason}")
         elif self._last_reason:
-            self.get_logger().info("inputs fresh again: driving")
+            self.get_logger().info("driving")
         self._last_reason, self._last_status = reason, status
 
     def publish_command(self, v: float, omega: float) -> None:

@@ -162,8 +162,10 @@ class ExpertNode(Node):
         if reason:
             self.counters["stops"] += 1
             self._last_status = reason
-            (self.get_logger().info if counter == "waiting" else self.get_logger().warning)(
-                f"stop: {reason}", throttle_duration_sec=1.0)
+            if counter == "waiting":
+                self.get_logger().info(f"stop: {reason}", throttle_duration_sec=2.0)
+            else:
+                self.get_logger().warning(f"stop: {reason}", throttle_duration_sec=1.0)
 
     def _publish_subgoal(self, subgoal: np.ndarray, trajectory: np.ndarray) -> None:
         stamp = self.get_clock().now().to_msg()

@@ -1,0 +1,342 @@
+"""Node-level tests with an in-process executor: parameter validation and the stop-on-failure paths."""
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+from geometry_msgs.msg import PointStamped, Twist  # noqa: E402
+from nav_msgs.msg import Odometry  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from std_msgs.msg import Bool  # noqa: E402
+
+from hiopt_ros.control.fop import SolveInfo  # noqa: E402
+from hiopt_ros.nodes import common as c  # noqa: E402
+from hiopt_ros.nodes.controller_node import ControllerNode  # noqa: E402
+from hiopt_ros.nodes.planner_node import PlannerNode  # noqa: E402
+from hiopt_ros.nodes.sim_node import SimNode  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+OBSTACLES = np.array([[1.3, 0.25, 0.3], [2.7, -0.3, 0.3]])
+
+
+@pytest.fixture
+def ctx():
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=150 + os.getpid() % 80)
+    yield context
+    rclpy.try_shutdown(context=context)
+
+
+def overrides(**kw) -> list[Parameter]:
+    return [Parameter(k, value=v) for k, v in kw.items()]
+
+
+class Rig:
+    """A helper node that feeds a node under test and records what it publishes, one executor."""
+
+    def __init__(self, ctx, node) -> None:
+        from visualization_msgs.msg import MarkerArray
+
+        self.node = node
+        self.io = rclpy.create_node("test_rig", context=ctx)
+        self.exe = SingleThreadedExecutor(context=ctx)
+        self.exe.add_node(node)
+        self.exe.add_node(self.io)
+        self.odom_pub = self.io.create_publisher(Odometry, c.TOPIC_ODOM, c.SENSOR_QOS)
+        self.subgoal_pub = self.io.create_publisher(PointStamped, c.TOPIC_SUBGOAL, c.COMMAND_QOS)
+        self.obstacles_pub = self.io.create_publisher(MarkerArray, c.TOPIC_OBSTACLES, c.LATCHED_QOS)
+        self.cmds: list[tuple[float, float]] = []
+        self.subgoals: list[tuple[float, float]] = []
+        self.reached: list[bool] = []
+        self.odoms: list[np.ndarray] = []
+        self.io.create_subscription(Twist, c.TOPIC_CMD_VEL, lambda m: self.cmds.append(c.twist_values(m)),
+                                    c.COMMAND_QOS)
+        self.io.create_subscription(PointStamped, c.TOPIC_SUBGOAL,
+                                    lambda m: self.subgoals.append((m.point.x, m.point.y)), c.COMMAND_QOS)
+        self.io.create_subscription(Bool, c.TOPIC_GOAL_REACHED, lambda m: self.reached.append(m.data), c.LATCHED_QOS)
+        self.io.create_subscription(Odometry, c.TOPIC_ODOM, lambda m: self.odoms.append(c.odom_state(m)),
+                                    c.SENSOR_QOS)
+
+    def odom(self, x: float, y: float, yaw: float) -> None:
+        msg = Odometry()
+        msg.header.frame_id, msg.child_frame_id = "odom", "base_link"
+        msg.pose.pose.position.x, msg.pose.pose.position.y = x, y
+        c.set_yaw(msg.pose.pose.orientation, yaw)  # a NaN yaw gives a NaN quaternion
+        self.odom_pub.publish(msg)
+
+    def subgoal(self, x: float, y: float) -> None:
+        msg = PointStamped()
+        msg.header.frame_id = "odom"
+        msg.point.x, msg.point.y = x, y
+        self.subgoal_pub.publish(msg)
+
+    def obstacles(self, obs=OBSTACLES) -> None:
+        self.obstacles_pub.publish(c.markers_from_obstacles(obs, self.io.get_clock().now().to_msg(), "odom"))
+
+    def spin(self, seconds: float, feed=None) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if feed is not None:
+                feed()
+            self.exe.spin_once(timeout_sec=0.01)
+
+    def spin_until(self, cond, timeout_s: float = 5.0, feed=None) -> bool:
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            if cond():
+                return True
+            if feed is not None:
+                feed()
+            self.exe.spin_once(timeout_sec=0.01)
+        return cond()
+
+    def close(self) -> None:
+        self.exe.shutdown()
+        self.io.destroy_node()
+        self.node.destroy_node()
+
+
+# ------------------------------------------------------------------------------------------------
+# parameter validation: bad values -> one clear error at start-up naming node.parameter
+
+@pytest.mark.parametrize("node_cls, params, expect", [
+    (ControllerNode, dict(control_rate_hz=-5.0), "controller_node.control_rate_hz: must be > 0.0, got -5.0"),
+    (ControllerNode, dict(odom_timeout_s=0.0), "controller_node.odom_timeout_s: must be > 0.0"),
+    (ControllerNode, dict(v_max_mps=float("nan")), "controller_node.v_max_mps: must be finite"),
+    (ControllerNode, dict(control_rate_hz="fast"), "controller_node.control_rate_hz: must be a number"),
+    (ControllerNode, dict(theta_file="/nonexistent/theta.yaml"), "controller_node.theta_file: cannot load"),
+    (ControllerNode, dict(relu_terms=-1), "controller_node.relu_terms: must be >= 0"),
+    (PlannerNode, dict(goal_xy=[1.0, 2.0, 3.0]), "planner_node.goal_xy: must have 2 entries, got 3"),
+    (PlannerNode, dict(policy_checkpoint="/nonexistent/policy.pt"), "planner_node.policy_checkpoint: cannot load"),
+    (SimNode, dict(obstacles_xyr=[1.0, 2.0]), "sim_node.obstacles_xyr: must hold a multiple of 3 numbers"),
+    (SimNode, dict(obstacles_xyr=[1.0, 2.0, -0.3]), "sim_node.obstacles_xyr: every radius must be > 0"),
+    (SimNode, dict(start_xyyaw=[0.0, 0.0]), "sim_node.start_xyyaw: must have 3 entries"),
+])
+def test_bad_parameter_is_a_clear_startup_error(ctx, node_cls, params, expect):
+    with pytest.raises(c.ParameterError) as err:
+        node_cls(context=ctx, parameter_overrides=overrides(**params))
+    assert expect in str(err.value)
+
+
+def test_all_bad_parameters_are_reported_together(ctx):
+    with pytest.raises(c.ParameterError) as err:
+        ControllerNode(context=ctx, parameter_overrides=overrides(control_rate_hz=0.0, subgoal_timeout_s=-1.0))
+    assert "control_rate_hz" in str(err.value) and "subgoal_timeout_s" in str(err.value)
+
+
+def test_node_process_exits_2_with_the_message_on_a_bad_parameter():
+    env = {**os.environ, "PYTHONPATH": str(REPO), "ROS_DOMAIN_ID": str(150 + os.getpid() % 80)}
+    out = subprocess.run([sys.executable, "-m", "hiopt_ros.nodes.planner_node", "--ros-args",
+                          "-p", "planner_rate_hz:=-1.0"], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "planner_node.planner_rate_hz: must be > 0.0, got -1.0" in out.stderr
+
+
+def test_shipped_parameter_file_is_valid(ctx):
+    """Every node accepts config/nav.yaml's values (the file bringup hands to every process)."""
+    from hiopt_ros import bringup
+
+    sections = bringup.load_sections(REPO / "config" / "nav.yaml")
+    for spec in bringup.graph(REPO / "config" / "nav.yaml"):
+        values = {**sections.get(spec.name, {}), **spec.parameters}
+        if spec.name == "controller_node":
+            node = ControllerNode(context=ctx, parameter_overrides=overrides(**values))
+            assert node.cfg.control_rate_hz == 50.0
+            node.destroy_node()
+        elif spec.name == "planner_node":
+            PlannerNode(context=ctx, parameter_overrides=overrides(**values)).destroy_node()
+
+
+# ------------------------------------------------------------------------------------------------
+# controller: every stop path publishes (0, 0), says why, and counts it; never NaN
+
+@pytest.fixture
+def controller(ctx):
+    node = ControllerNode(context=ctx, parameter_overrides=overrides(odom_timeout_s=0.2, subgoal_timeout_s=0.3))
+    rig = Rig(ctx, node)
+    yield node, rig
+    rig.close()
+
+
+def _fresh(rig, x=0.0, y=0.0, yaw=0.0, sub=(1.0, 0.0)):
+    def feed():
+        rig.odom(x, y, yaw)
+        rig.subgoal(*sub)
+    return feed
+
+
+def test_controller_waits_then_drives_on_fresh_inputs(controller):
+    node, rig = controller
+    rig.spin(0.2)
+    assert rig.cmds and all(cmd == (0.0, 0.0) for cmd in rig.cmds)
+    assert node.counters["waiting"] > 0
+    rig.obstacles()
+    feed = _fresh(rig)
+    assert rig.spin_until(lambda: rig.cmds and rig.cmds[-1][0] > 0.1, feed=feed)
+    assert node._last_status == "ok"
+
+
+def test_controller_stops_on_stale_odometry(controller):
+    node, rig = controller
+    rig.obstacles()
+    assert rig.spin_until(lambda: rig.cmds and rig.cmds[-1][0] > 0.1, feed=_fresh(rig))
+    # subgoals keep coming, odometry stops: a stop within odom_timeout_s (+ a cycle)
+    t0 = time.monotonic()
+    assert rig.spin_until(lambda: rig.cmds[-1] == (0.0, 0.0), timeout_s=2.0, feed=lambda: rig.subgoal(1.0, 0.0))
+    assert time.monotonic() - t0 < 0.2 + 0.2
+    assert node.counters["stale_odometry"] > 0 and "odometry stale" in node._last_status
+
+
+def test_controller_stops_on_stale_subgoal(controller):
+    node, rig = controller
+    rig.obstacles()
+    assert rig.spin_until(lambda: rig.cmds and rig.cmds[-1][0] > 0.1, feed=_fresh(rig))
+    t0 = time.monotonic()
+    assert rig.spin_until(lambda: rig.cmds[-1] == (0.0, 0.0), timeout_s=2.0, feed=lambda: rig.odom(0.0, 0.0, 0.0))
+    assert time.monotonic() - t0 < 0.3 + 0.2
+    assert node.counters["stale_subgoal"] > 0 and "subgoal stale" in node._last_status
+    # fresh subgoals again: it drives again
+    assert rig.spin_until(lambda: rig.cmds[-1][0] > 0.1, feed=_fresh(rig))
+
+
+def test_controller_stops_on_non_finite_state(controller):
+    node, rig = controller
+    rig.obstacles()
+    assert rig.spin_until(lambda: rig.cmds and rig.cmds[-1][0] > 0.1, feed=_fresh(rig))
+    assert rig.spin_until(lambda: node.counters["nonfinite_state"] > 2, feed=_fresh(rig, yaw=float("nan")))
+    rig.spin(0.1, feed=_fresh(rig, yaw=float("nan")))
+    assert rig.cmds[-1] == (0.0, 0.0)
+    assert all(math.isfinite(v) and math.isfinite(w) for v, w in rig.cmds)
+
+
+@pytest.mark.parametrize("failure", ["status", "nan_action", "exception"])
+def test_controller_stops_on_solver_failure(controller, failure):
+    node, rig = controller
+    rig.obstacles()
+    assert rig.spin_until(lambda: rig.cmds and rig.cmds[-1][0] > 0.1, feed=_fresh(rig))
+
+    def broken_solve(state, subgoal, obstacles=None):
+        if failure == "status":
+            return np.zeros(2), SolveInfo(False, 4, "FOP failed (QP solver failed); stopping", 3, 50.0)
+        if failure == "nan_action":
+            return np.array([np.nan, 0.3]), SolveInfo(True, 0, "ok", 1, 50.0)
+        raise ValueError("subgoal_xy must be finite, got [nan, 0.0]")
+
+    node.fop.solve = broken_solve
+    before = node.counters["solver_failures"]
+    rig.spin(0.2, feed=_fresh(rig))
+    assert node.counters["solver_failures"] > before
+    assert rig.cmds[-1] == (0.0, 0.0)
+    assert all(math.isfinite(v) and math.isfinite(w) for v, w in rig.cmds)
+
+
+def test_controller_publishes_diagnostics_and_solve_times(controller):
+    from diagnostic_msgs.msg import DiagnosticArray
+    from std_msgs.msg import Float64
+
+    node, rig = controller
+    diags, times = [], []
+    rig.io.create_subscription(DiagnosticArray, c.TOPIC_DIAGNOSTICS, diags.append, 10)
+    rig.io.create_subscription(Float64, c.TOPIC_SOLVE_TIME, lambda m: times.append(m.data), c.COMMAND_QOS)
+    rig.obstacles()
+    assert rig.spin_until(lambda: diags and len(times) > 10, timeout_s=3.0, feed=_fresh(rig))
+    values = {kv.key: kv.value for kv in diags[-1].status[0].values}
+    assert {"cycles", "solver_failures", "stale_odometry", "stale_subgoal"} <= set(values)
+    assert all(0 < t < 1e5 for t in times)
+
+
+def test_controller_theta_file_loads_without_rebuild(ctx, tmp_path):
+    from hiopt_ros.control import acados_env
+    from hiopt_ros.control.theta import Theta, save_theta
+
+    path = save_theta(tmp_path / "theta.yaml", Theta(alpha=np.array([[1.0, 0.0]]), beta=np.array([0.3]), l=0.0))
+    node = ControllerNode(context=ctx, parameter_overrides=overrides(theta_file=str(path)))
+    builds = acados_env.BUILD_COUNT
+    assert node.fop.theta.K == 1
+    result = node.set_parameters([Parameter("theta_file", value="")])[0]
+    assert result.successful and node.fop.theta.K == 0
+    assert acados_env.BUILD_COUNT == builds
+    assert not node.set_parameters([Parameter("c_p", value=2.0)])[0].successful  # start-up only
+    node.destroy_node()
+
+
+# ------------------------------------------------------------------------------------------------
+# planner and sim
+
+def test_planner_publishes_subgoals_and_reports_goal_reached(ctx):
+    node = PlannerNode(context=ctx, parameter_overrides=overrides(goal_xy=[1.0, 0.0], planner_rate_hz=50.0))
+    rig = Rig(ctx, node)
+    try:
+        rig.obstacles(np.zeros((0, 3)))
+        assert rig.spin_until(lambda: len(rig.subgoals) > 2, feed=lambda: rig.odom(0.0, 0.0, 0.0))
+        assert rig.subgoals[-1] == pytest.approx((0.6, 0.0))  # look-ahead towards the goal
+        assert rig.reached and rig.reached[-1] is False
+        assert rig.spin_until(lambda: rig.reached[-1], feed=lambda: rig.odom(0.9, 0.0, 0.0))
+        assert rig.subgoals[-1] == pytest.approx((1.0, 0.0))
+    finally:
+        rig.close()
+
+
+def test_planner_is_silent_without_fresh_odometry(ctx):
+    node = PlannerNode(context=ctx, parameter_overrides=overrides(planner_rate_hz=50.0, odom_timeout_s=0.2))
+    rig = Rig(ctx, node)
+    try:
+        rig.obstacles()
+        assert rig.spin_until(lambda: len(rig.subgoals) > 0, feed=lambda: rig.odom(0.0, 0.0, 0.0))
+        rig.spin(0.3)
+        n = len(rig.subgoals)
+        rig.spin(0.3)
+        assert len(rig.subgoals) == n
+    finally:
+        rig.close()
+
+
+def test_sim_node_publishes_odometry_obstacles_and_collision(ctx):
+    from visualization_msgs.msg import MarkerArray
+
+    node = SimNode(context=ctx, parameter_overrides=overrides(obstacles_xyr=[0.75, 0.0, 0.3]))
+    rig = Rig(ctx, node)
+    late: list = []
+    collisions: list = []
+    rig.io.create_subscription(Bool, c.TOPIC_COLLISION, lambda m: collisions.append(m.data), c.LATCHED_QOS)
+    try:
+        assert rig.spin_until(lambda: len(rig.odoms) > 3)
+        assert rig.odoms[-1] == pytest.approx([0.0, 0.0, 0.0], abs=1e-3)
+        # a late joiner still gets the obstacles (transient local)
+        rig.io.create_subscription(MarkerArray, c.TOPIC_OBSTACLES, late.append, c.LATCHED_QOS)
+        assert rig.spin_until(lambda: late)
+        assert c.obstacles_from_markers(late[0]) == pytest.approx(np.array([[0.75, 0.0, 0.3]]))
+        cmd = rig.io.create_publisher(Twist, c.TOPIC_CMD_VEL, c.COMMAND_QOS)
+
+        def drive():
+            msg = Twist()
+            msg.linear.x = 0.5
+            cmd.publish(msg)
+        assert rig.spin_until(lambda: collisions and collisions[-1], timeout_s=5.0, feed=drive)
+        assert collisions[0] is False and node.world.collided
+        assert rig.odoms[-1][0] > 0.1
+    finally:
+        rig.close()
+
+
+def test_sim_node_stops_the_wheels_when_cmd_vel_goes_silent(ctx):
+    node = SimNode(context=ctx, parameter_overrides=overrides(obstacles_xyr=[], cmd_vel_timeout_s=0.2))
+    rig = Rig(ctx, node)
+    try:
+        cmd = rig.io.create_publisher(Twist, c.TOPIC_CMD_VEL, c.COMMAND_QOS)
+        msg = Twist()
+        msg.linear.x = 0.5
+        assert rig.spin_until(lambda: node.world.velocity()[0] > 0.3, feed=lambda: cmd.publish(msg))
+        rig.spin(0.8)
+        assert abs(node.world.velocity()[0]) < 0.05
+    finally:
+        rig.close()
