@@ -67,7 +67,7 @@ class NodeProcesses:
         out = None
         if self.log_dir is not None and not self.echo:
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            out = open(self.log_dir / f"{spec.name}.log", "w")
+            out = open(self.log_dir / f"{spec.name}.log", "a")  # a restarted node appends
             self._logs.append(out)
         self.procs[spec.name] = subprocess.Popen(
             bringup.command(spec, self.params_file), env=self.env, stdout=out,

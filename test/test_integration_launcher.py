@@ -1,0 +1,130 @@
+"""The main job (`python -m hiopt_ros.launcher`) end to end: summary, run folder, bag, clean stop."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("rclpy")
+rosbags = pytest.importorskip("rosbags")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+
+
+def _launch(tmp_path: Path, *extra: str, domain_id: int) -> tuple[subprocess.CompletedProcess, Path]:
+    out = subprocess.run([sys.executable, "-m", "hiopt_ros.launcher", "--out", str(tmp_path), "--timeout-s", "60",
+                          "--domain-id", str(domain_id), *extra], cwd=REPO, env=_env(), capture_output=True,
+                         text=True, timeout=240)
+    m = re.search(r"^run folder: (\S+)", out.stdout, re.M)
+    assert m, f"no run folder printed:\n{out.stdout}\n{out.stderr}"
+    return out, Path(m.group(1))
+
+
+def _bag_counts(bag: Path) -> tuple[dict[str, int], dict[str, str]]:
+    from rosbags.highlevel import AnyReader
+
+    with AnyReader([bag]) as reader:
+        counts = {c.topic: 0 for c in reader.connections}
+        types = {c.topic: c.msgtype for c in reader.connections}
+        for conn, _, raw in reader.messages():
+            reader.deserialize(raw, conn.msgtype)  # every message decodes
+            counts[conn.topic] += 1
+    return counts, types
+
+
+def test_help_lists_the_flags():
+    out = subprocess.run([sys.executable, "-m", "hiopt_ros.launcher", "--help"], env=_env(),
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0
+    for flag in ("--params", "--theta", "--expert", "--gui", "--out", "--timeout-s"):
+        assert flag in out.stdout
+
+
+def test_main_job_drives_to_goal_and_writes_plot_bag_summary(tmp_path):
+    out, run = _launch(tmp_path, domain_id=1 + (os.getpid() + 11) % 200)
+    assert out.returncode == 0, out.stdout + out.stderr
+    for line in ("reached the goal, no collision", "travel time", "path length", "energy", "min clearance",
+                 "control rate", "FOP solve time"):
+        assert line in out.stdout
+    assert (run / "trajectory.png").stat().st_size > 10_000
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["success"] and summary["reached"] and not summary["collided"]
+    assert summary["achieved_rate_hz"] >= 0.9 * summary["commanded_rate_hz"]
+    assert summary["min_clearance_m"] > 0 and summary["energy_j"] > 0 and summary["path_length_m"] > 4.0
+    assert 0 < summary["solve_time_p50_us"] <= summary["solve_time_p99_us"]
+
+    # the bag: MCAP rosbag2 directory, the expected topics, types and message counts
+    bag = run / "bag"
+    assert (bag / "metadata.yaml").exists() and list(bag.glob("*.mcap"))
+    counts, types = _bag_counts(bag)
+    assert types == {"/odom": "nav_msgs/msg/Odometry", "/cmd_vel": "geometry_msgs/msg/Twist",
+                     "/hiopt/subgoal": "geometry_msgs/msg/PointStamped",
+                     "/hiopt/obstacles": "visualization_msgs/msg/MarkerArray"}
+    assert counts == summary["message_counts"]
+    travel = summary["travel_time_s"]
+    assert counts["/odom"] >= 0.8 * 50 * travel and counts["/cmd_vel"] >= 0.8 * 50 * travel
+    assert counts["/hiopt/subgoal"] >= 0.8 * 10 * travel and counts["/hiopt/obstacles"] == 1
+
+    from offline.bags import read_robot_bag
+    data = read_robot_bag(bag)
+    assert len(data.odom) == counts["/odom"] and data.obstacles is not None
+
+
+def test_expert_flag_records_a_demonstration(tmp_path):
+    out, run = _launch(tmp_path, "--expert", domain_id=1 + (os.getpid() + 23) % 200)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "expert MPC" in out.stdout and "MPC solve time" in out.stdout
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["mode"] == "expert" and summary["success"]
+    counts, _ = _bag_counts(run / "bag")
+    assert counts["/hiopt/subgoal"] > 50 and counts == summary["message_counts"]
+    from offline.bags import read_robot_bag
+    data = read_robot_bag(run / "bag")
+    assert len(data.subgoal) == counts["/hiopt/subgoal"]
+
+
+def _node_pids(domain_id: int) -> list[int]:
+    """Processes of our node modules running in the given ROS domain."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes()
+            env = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if b"hiopt_ros.nodes." in cmd and f"ROS_DOMAIN_ID={domain_id}\0".encode() in env:
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 130)])
+def test_interrupting_the_launcher_stops_every_node(tmp_path, sig, code):
+    domain_id = 1 + (os.getpid() + 37 * int(sig)) % 200  # ROS domain ids must stay <= 232
+    proc = subprocess.Popen([sys.executable, "-m", "hiopt_ros.launcher", "--out", str(tmp_path),
+                             "--domain-id", str(domain_id)], cwd=REPO, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith("stack up"):
+                break
+        assert len(_node_pids(domain_id)) == 3
+        proc.send_signal(sig)
+        assert proc.wait(timeout=30) == code
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    time.sleep(0.2)
+    assert _node_pids(domain_id) == []
