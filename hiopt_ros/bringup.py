@@ -104,33 +104,45 @@ def graph(params_file: str | os.PathLike | None = None, *, theta_file: str = "",
     return [NodeSpec(n, overrides[n]) for n in names]
 
 
-def format_value(value: Any) -> str:
-    """A parameter value as `-p name:=value` text (YAML syntax, as rcl parses it)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(format_value(v) for v in value) + "]"
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
-    return str(value)
+def write_overrides(spec: NodeSpec, folder: str | os.PathLike) -> Path:
+    """The node's overrides as a parameter file keyed by its fully qualified name (what launch_ros does).
+
+    They cannot be `-p name:=value` arguments: rcl files those under `/**`, and a node's own section
+    in the parameter file (`sim_node: ros__parameters: ...`) beats `/**`, so they would be ignored.
+    Among files keyed by the node's name, the last one wins.
+    """
+    import yaml
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{spec.name}.overrides.yaml"
+    path.write_text(yaml.safe_dump({f"/{spec.name}": {"ros__parameters": dict(spec.parameters)}},
+                                   default_flow_style=None, sort_keys=False))
+    return path
 
 
-def ros_args(spec: NodeSpec, params_file: str | os.PathLike | None = None) -> list[str]:
-    """The --ros-args a launch_ros Node with the same name, parameters and remappings would get."""
+def ros_args(spec: NodeSpec, params_file: str | os.PathLike | None = None,
+             overrides_dir: str | os.PathLike | None = None) -> list[str]:
+    """The --ros-args a launch_ros Node with the same name, parameters and remappings gets.
+
+    `overrides_dir` receives the node's override file (default: a new temporary folder).
+    """
+    import tempfile
+
     params_file = Path(params_file) if params_file else default_params_file()
     args = ["--ros-args", "-r", f"__node:={spec.name}", "--params-file", str(params_file)]
-    for key, value in spec.parameters.items():
-        args += ["-p", f"{key}:={format_value(value)}"]
+    if spec.parameters:
+        folder = overrides_dir if overrides_dir is not None else tempfile.mkdtemp(prefix="hiopt_params_")
+        args += ["--params-file", str(write_overrides(spec, folder))]
     for src, dst in spec.remappings:
         args += ["-r", f"{src}:={dst}"]
     return args
 
 
-def command(spec: NodeSpec, params_file: str | os.PathLike | None = None, python: str | None = None) -> list[str]:
+def command(spec: NodeSpec, params_file: str | os.PathLike | None = None, python: str | None = None,
+            overrides_dir: str | os.PathLike | None = None) -> list[str]:
     """argv that runs one node of the graph with the project's Python (no ros2 CLI needed)."""
-    return [python or sys.executable, "-m", spec.module, *ros_args(spec, params_file)]
+    return [python or sys.executable, "-m", spec.module, *ros_args(spec, params_file, overrides_dir)]
 
 
 def child_env(domain_id: int | None = None, base: dict[str, str] | None = None) -> dict[str, str]:

@@ -59,6 +59,8 @@ class NodeProcesses:
 
     def __init__(self, params_file: Path, log_dir: Path | None, env: dict[str, str], echo: bool = False) -> None:
         self.params_file, self.log_dir, self.env, self.echo = params_file, log_dir, env, echo
+        # each node's overrides file (see bringup.write_overrides) lives beside its log
+        self.overrides_dir = (log_dir.parent / "params") if log_dir is not None else None
         self.procs: dict[str, subprocess.Popen] = {}
         self._logs: list = []
 
@@ -70,7 +72,7 @@ class NodeProcesses:
             out = open(self.log_dir / f"{spec.name}.log", "a")  # a restarted node appends
             self._logs.append(out)
         self.procs[spec.name] = subprocess.Popen(
-            bringup.command(spec, self.params_file), env=self.env, stdout=out,
+            bringup.command(spec, self.params_file, overrides_dir=self.overrides_dir), env=self.env, stdout=out,
             stderr=subprocess.STDOUT if out else None, stdin=subprocess.DEVNULL,
             start_new_session=True,  # the terminal's Ctrl-C reaches us only; we stop the nodes
             preexec_fn=_die_with_parent)

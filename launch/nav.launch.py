@@ -6,6 +6,8 @@
 The node graph (which nodes, which parameter overrides) comes from hiopt_ros.bringup, the same
 module the pip-only launcher (`python -m hiopt_ros.launcher`) uses, so both start the same thing.
 """
+import tempfile
+
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
@@ -27,9 +29,13 @@ def _nodes(context, *args, **kwargs):
         gui=_truthy(LaunchConfiguration("gui").perform(context)),
         use_sim_time=_truthy(LaunchConfiguration("use_sim_time").perform(context)),
     )
+    # overrides go in a file keyed by the node's name (bringup.write_overrides), exactly as the pip-only
+    # launcher passes them: a dict (or -p) would land under /** and lose to the node's own section
+    overrides_dir = tempfile.mkdtemp(prefix="hiopt_launch_params_")
     return [
         Node(package=bringup.PACKAGE, executable=spec.executable, name=spec.name, output="screen",
-             emulate_tty=True, parameters=[params_file, spec.parameters], remappings=list(spec.remappings))
+             emulate_tty=True, parameters=[params_file, str(bringup.write_overrides(spec, overrides_dir))],
+             remappings=list(spec.remappings))
         for spec in specs
     ]
 

@@ -340,3 +340,33 @@ def test_sim_node_stops_the_wheels_when_cmd_vel_goes_silent(ctx):
         assert abs(node.world.velocity()[0]) < 0.05
     finally:
         rig.close()
+
+
+@pytest.mark.parametrize("use_expert", [False, True])
+def test_bringup_arguments_really_set_every_override(ctx, tmp_path, use_expert):
+    """The exact --ros-args the launcher (and nav.launch.py) give each node: overrides beat the node's
+    own section of the parameter file, and the file's values arrive too."""
+    from hiopt_ros import bringup
+
+    params = REPO / "config" / "nav.yaml"
+    sections = bringup.load_sections(params)
+    theta = tmp_path / "theta.yaml"
+    theta.write_text("x")
+    specs = bringup.graph(params, theta_file=str(theta), use_expert=use_expert, gui=True, use_sim_time=True)
+    assert [s.name for s in specs] == (["sim_node", "expert_node"] if use_expert
+                                       else ["sim_node", "planner_node", "controller_node"])
+    for spec in specs:
+        args = bringup.ros_args(spec, params, overrides_dir=tmp_path)
+        node = rclpy.create_node("x", context=ctx, cli_args=args,
+                                 automatically_declare_parameters_from_overrides=True)
+        try:
+            assert node.get_name() == spec.name
+            for key, value in {**sections.get(spec.name, {}), **spec.parameters}.items():
+                assert node.get_parameter(key).value == value, f"{spec.name}.{key}"
+        finally:
+            node.destroy_node()
+    sim = specs[0].parameters
+    assert sim["gui"] is True and sim["publish_clock"] is True and sim["goal_xy"] == sections["planner_node"]["goal_xy"]
+    if not use_expert:
+        assert specs[2].parameters["theta_file"] == str(theta.resolve())
+        assert specs[2].parameters["use_sim_time"] is True
