@@ -263,7 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    what = "expert MPC" if args.expert else "bi-level: geometric/torch planner + FOP"
+    checkpoint = bringup.load_sections(args.params).get("planner_node", {}).get("policy_checkpoint", "")
+    planner = f"torch policy {checkpoint}" if checkpoint else "geometric look-ahead planner"
+    what = "expert MPC" if args.expert else f"bi-level: {planner} + FOP"
     theta = f", θ {args.theta}" if args.theta else (", unchanged FOP" if not args.expert else "")
     print(f"\nhiopt navigation run ({what}{theta})")
     print(summary.text())
