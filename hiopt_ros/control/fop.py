@@ -30,10 +30,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from . import acados_env
-from .model import UnicycleLimits, casadi_step, check_obstacles, check_vector, wrap_angle
+from .model import UnicycleLimits, casadi_step, check_obstacles, check_vector, nearest_obstacles, pack_obstacles
 from .theta import Theta
 
-PARK_OFFSET_M = 20.0  # unused obstacle slots sit this far from the robot (in x and y) with zero radius
 _UNUSED_BETA = 1.0       # unused ReLU slots: α = 0, β = 1 → α·u − β = −1, strictly inactive
 # parameter layout (per stage): [p̂x, p̂y, yaw_ref, c_p, c_h, c_u_total, Ts, α (K×2), β (K), obs (M×3)]
 _N_FIXED = 7
@@ -222,24 +221,15 @@ class Fop:
     def effective_obstacles(self, state: np.ndarray, obstacles_xyr) -> np.ndarray:
         """The (≤ M nearest) obstacles as [x, y, r_eff] with r_eff = r + robot radius + d_safe,
         relaxed to the current distance when the robot is already inside the margin."""
+        return np.array(self._obstacle_rows(state, obstacles_xyr)).reshape(-1, 3)
+
+    def _obstacle_rows(self, state, obstacles_xyr) -> list[tuple[float, float, float]]:
         if obstacles_xyr is not self._obs_in:  # validate once per new obstacle array (hot path)
             self._obs_checked = check_obstacles(obstacles_xyr)
             self._obs_in = obstacles_xyr
-        obs = self._obs_checked
-        m = obs.shape[0]
-        if m == 0:
-            return obs
-        margin = self.config.robot_radius_m + self.config.d_safe_m
-        x, y = float(state[0]), float(state[1])
-        rows = []
-        for ox, oy, r in obs.tolist():  # plain floats: far cheaper than numpy for a handful of rows
-            dist = math.hypot(ox - x, oy - y)
-            r_eff = r + margin
-            rows.append((dist - r_eff, ox, oy, min(r_eff, dist * (1 - 1e-9))))
-        if m > self.config.M:
-            rows.sort()
-            rows = rows[: self.config.M]
-        return np.array([row[1:] for row in rows])
+        cfg = self.config
+        return nearest_obstacles(state, self._obs_checked, cfg.robot_radius_m + cfg.d_safe_m, cfg.M,
+                                 relax_inside=True)
 
     def cost_terms(self, state, subgoal_xy) -> tuple[np.ndarray, np.ndarray, float]:
         """Eq. 32a without the ReLU terms and without l, as uᵀQu + cᵀu + const at fixed x_t."""
@@ -290,13 +280,9 @@ class Fop:
         state = check_vector("state", state, 3)
         subgoal_xy = check_vector("subgoal_xy", subgoal_xy, 2)
         cfg, p, s = self.config, self._p, self._solver
-        obs = self.effective_obstacles(state, obstacles_xyr)
         p[0:2] = subgoal_xy
         p[2] = self.yaw_reference(state, subgoal_xy)
-        park = self._obs_params
-        park[:] = (state[0] + PARK_OFFSET_M, state[1] + PARK_OFFSET_M, 0.0)
-        if obs.shape[0]:
-            park[: obs.shape[0]] = obs
+        pack_obstacles(self._obs_params, state, self._obstacle_rows(state, obstacles_xyr))
         s.set_params(0, p)
         s.set_params(1, p)
         self._x0[:] = state

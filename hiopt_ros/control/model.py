@@ -92,3 +92,35 @@ def check_obstacles(value, max_count: int | None = None) -> np.ndarray:
         raise ValueError(f"obstacles_xyr has {arr.shape[0]} rows but the solver was built for at most "
                          f"{max_count} (raise M in the config; that is a structural change)")
     return arr
+
+
+PARK_OFFSET_M = 20.0  # unused obstacle slots of a solver sit this far from the robot (in x and y), radius 0
+
+
+def nearest_obstacles(state, obstacles: np.ndarray, margin_m: float, max_count: int,
+                      relax_inside: bool) -> list[tuple[float, float, float]]:
+    """The ≤ max_count obstacles nearest to the robot as (x, y, r_eff), r_eff = r + margin_m.
+
+    With relax_inside, an obstacle whose margin already contains the robot gets r_eff equal to the
+    current distance ("get no closer than now"), so a one-step problem stays feasible. Plain
+    floats: a handful of rows is far cheaper in Python than in numpy (this is on the hot path).
+    """
+    x, y = float(state[0]), float(state[1])
+    rows = []
+    for ox, oy, r in obstacles.tolist():
+        dist = math.hypot(ox - x, oy - y)
+        r_eff = r + margin_m
+        if relax_inside:
+            r_eff = min(r_eff, dist * (1 - 1e-9))
+        rows.append((dist - r - margin_m, ox, oy, r_eff))
+    if len(rows) > max_count:
+        rows.sort()
+        rows = rows[:max_count]
+    return [row[1:] for row in rows]
+
+
+def pack_obstacles(dest: np.ndarray, state, rows: list[tuple[float, float, float]]) -> None:
+    """Write obstacle rows into a solver's (M, 3) parameter block, parking the unused slots."""
+    dest[:] = (float(state[0]) + PARK_OFFSET_M, float(state[1]) + PARK_OFFSET_M, 0.0)
+    if rows:
+        dest[: len(rows)] = rows

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from . import acados_env
-from .fop import PARK_OFFSET_M, SolveInfo
-from .model import UnicycleLimits, casadi_step, check_obstacles, check_vector, unicycle_step
+from .fop import SolveInfo
+from .model import (UnicycleLimits, casadi_step, check_obstacles, check_vector, nearest_obstacles,
+                    pack_obstacles, unicycle_step)
 
 # parameter layout (per stage): [gx, gy, w_pos, w_v, w_omega, w_terminal, Ts, obs (M×3)]
 _N_FIXED = 7
@@ -169,26 +170,20 @@ class Mpc:
         self._warm = False
         self._solver.reset()
 
-    def _effective_obstacles(self, state: np.ndarray, obstacles_xyr) -> np.ndarray:
-        obs = check_obstacles(obstacles_xyr)
-        if obs.shape[0] == 0:
-            return obs
-        dist = np.hypot(obs[:, 0] - state[0], obs[:, 1] - state[1])
-        r_eff = obs[:, 2] + self.config.robot_radius_m + self.config.d_safe_m
-        order = np.argsort(dist - r_eff)[: self.config.M]
-        return np.column_stack([obs[order, :2], r_eff[order]])
+    def effective_obstacles(self, state: np.ndarray, obstacles_xyr) -> np.ndarray:
+        """The (≤ M nearest) obstacles as [x, y, r + robot radius + d_safe] (soft in the MPC)."""
+        cfg = self.config
+        return np.array(nearest_obstacles(state, check_obstacles(obstacles_xyr), cfg.robot_radius_m + cfg.d_safe_m,
+                                          cfg.M, relax_inside=False)).reshape(-1, 3)
 
     def solve(self, state, goal_xy, obstacles_xyr=None) -> tuple[np.ndarray, MpcInfo]:
         t0 = time.perf_counter()
         state = check_vector("state", state, 3)
         goal_xy = check_vector("goal_xy", goal_xy, 2)
         cfg, s, p = self.config, self._solver, self._p
-        obs = self._effective_obstacles(state, obstacles_xyr)
         p[0:2] = goal_xy
         p[2:7] = (cfg.w_pos, cfg.w_v, cfg.w_omega, cfg.w_terminal, cfg.Ts_s)
-        self._obs_params[:] = (state[0] + PARK_OFFSET_M, state[1] + PARK_OFFSET_M, 0.0)
-        if obs.shape[0]:
-            self._obs_params[: obs.shape[0]] = obs
+        pack_obstacles(self._obs_params, state, self.effective_obstacles(state, obstacles_xyr).tolist())
         for i in range(cfg.N + 1):
             s.set_params(i, p)
         self._x0[:] = state

@@ -14,7 +14,7 @@ import casadi as ca
 import numpy as np
 
 from .fop import Fop
-from .model import casadi_step
+from .model import casadi_step, pack_obstacles
 from .mpc import Mpc
 
 _IPOPT_OPTS = {"ipopt.print_level": 0, "print_time": 0, "ipopt.sb": "yes", "ipopt.tol": 1e-10,
@@ -50,9 +50,8 @@ class IpoptFop:
         t0 = time.perf_counter()
         fop, cfg = self.fop, self.fop.config
         state, subgoal_xy = np.asarray(state, float), np.asarray(subgoal_xy, float)
-        obs = fop.effective_obstacles(state, obstacles_xyr)
-        park = np.tile([state[0] + 20.0, state[1] + 20.0, 0.0], (cfg.M, 1))
-        park[: obs.shape[0]] = obs
+        park = np.zeros((cfg.M, 3))
+        pack_obstacles(park, state, fop.effective_obstacles(state, obstacles_xyr).tolist())
         theta = fop.theta
         alpha = np.zeros((cfg.K, 2))
         beta = np.ones(cfg.K)
@@ -105,9 +104,8 @@ class IpoptMpc:
         cfg = self.mpc.config
         N, M = cfg.N, cfg.M
         state = np.asarray(state, float)
-        obs = self.mpc._effective_obstacles(state, obstacles_xyr)
-        park = np.tile([state[0] + 20.0, state[1] + 20.0, 0.0], (M, 1))
-        park[: obs.shape[0]] = obs
+        park = np.zeros((M, 3))
+        pack_obstacles(park, state, self.mpc.effective_obstacles(state, obstacles_xyr).tolist())
         p = np.concatenate([state, np.asarray(goal_xy, float), park.reshape(-1)])
         nx = 3 * (N + 1)
         lbx = np.concatenate([np.full(nx, -np.inf), np.tile(cfg.limits.lower, N), np.zeros(M * (N + 1))])
