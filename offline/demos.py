@@ -109,15 +109,29 @@ def run_episode(mpc, course: Course, writer: BagWriter, t0_ns: int, dt_s: float,
 
 
 def mpc_config_from_params(params_path: str | Path):
-    """MpcConfig with the robot radius and safety distance of the parameter file."""
+    """MpcConfig as the expert node builds it: the model it shares with the FOP (controller_node:
+    Ts_s, d_safe_m, input bounds, max_obstacles; sim_node: robot_radius_m) and expert_node's
+    horizon_steps and subgoal_steps."""
+    from hiopt_ros.control.model import UnicycleLimits
     from hiopt_ros.control.mpc import MpcConfig
 
     params = load_params(params_path)
-    kw = {}
-    if "robot_radius_m" in params.get("sim_node", {}):
-        kw["robot_radius_m"] = float(params["sim_node"]["robot_radius_m"])
-    if "d_safe_m" in params.get("controller_node", {}):
-        kw["d_safe_m"] = float(params["controller_node"]["d_safe_m"])
+    sim, ctrl, expert = (params.get(n, {}) for n in ("sim_node", "controller_node", "expert_node"))
+    kw: dict = {}
+    if "robot_radius_m" in sim:
+        kw["robot_radius_m"] = float(sim["robot_radius_m"])
+    for name in ("d_safe_m", "Ts_s"):
+        if name in ctrl:
+            kw[name] = float(ctrl[name])
+    if "max_obstacles" in ctrl:
+        kw["M"] = int(ctrl["max_obstacles"])
+    bounds = {k: float(ctrl[k]) for k in ("v_min_mps", "v_max_mps", "omega_min_radps", "omega_max_radps") if k in ctrl}
+    if bounds:
+        kw["limits"] = UnicycleLimits(**bounds)
+    if "horizon_steps" in expert:
+        kw["N"] = int(expert["horizon_steps"])
+    if "subgoal_steps" in expert:
+        kw["subgoal_steps"] = int(expert["subgoal_steps"])
     return MpcConfig(**kw)
 
 

@@ -30,6 +30,14 @@ import yaml
 
 from sim.course import DEFAULT_PARAMS, load_course, load_params
 
+try:
+    # SCIP must be loaded before acados: acados preloads blasfeo with RTLD_GLOBAL, and blasfeo's
+    # dgemm_/dpotrf_ then interpose on the LAPACK that libscip bundles, and SCIP segfaults.
+    # Python dlopens with RTLD_NOW, so loading libscip first binds it to its own copies.
+    import pyscipopt  # noqa: F401
+except ImportError:  # the alternating solver still works; the global one reports the missing package
+    pass
+
 from .bags import BagError, RobotTopics, read_robot_bag
 from .robot_data import (AlignmentStats, DemonstrationError, RobotSample, action_metrics, align_bag,
                          fop_actions, inverse_samples, split_indices)
@@ -45,20 +53,24 @@ def fit_inverse(*args: Any, **kwargs: Any):
 
 
 def fop_config_from_params(params_path: str | Path, K: int):
-    """FopConfig as the controller uses it: robot radius (sim_node), safety distance and any
-    FopConfig field (Ts_s, M, c_p, c_h, c_u) set under controller_node, with K ReLU slots."""
+    """FopConfig as the controller node builds it from its parameters (controller_node: Ts_s, c_p,
+    c_h, c_u, d_safe_m, input bounds, max_obstacles; sim_node: robot_radius_m), with K ReLU slots."""
     from hiopt_ros.control.fop import FopConfig
+    from hiopt_ros.control.model import UnicycleLimits
 
     params = load_params(params_path)
     sim, ctrl = params.get("sim_node", {}), params.get("controller_node", {})
     kw: dict[str, Any] = {"K": int(K)}
     if "robot_radius_m" in sim:
         kw["robot_radius_m"] = float(sim["robot_radius_m"])
-    for name in ("d_safe_m", "robot_radius_m", "Ts_s", "c_p", "c_h", "c_u"):
+    for name in ("d_safe_m", "Ts_s", "c_p", "c_h", "c_u"):
         if name in ctrl:
             kw[name] = float(ctrl[name])
-    if "M" in ctrl:
-        kw["M"] = int(ctrl["M"])
+    if "max_obstacles" in ctrl:
+        kw["M"] = int(ctrl["max_obstacles"])
+    bounds = {k: float(ctrl[k]) for k in ("v_min_mps", "v_max_mps", "omega_min_radps", "omega_max_radps") if k in ctrl}
+    if bounds:
+        kw["limits"] = UnicycleLimits(**bounds)
     return FopConfig(**kw)
 
 
@@ -254,6 +266,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "time_limit_s": args.time_limit_s, "mip_gap": args.mip_gap,
         "gaps": {**_gap_stats(fit.gaps), "prop4_bound": _num(fit.prop4_bound)},
         "held_out": held_out,
+        "controller_relu_terms": load_params(args.params).get("controller_node", {}).get("relu_terms"),
         "fop": {"Ts_s": fop_cfg.Ts_s, "c_p": fop_cfg.c_p, "c_h": fop_cfg.c_h, "c_u": fop_cfg.c_u,
                 "robot_radius_m": fop_cfg.robot_radius_m, "d_safe_m": fop_cfg.d_safe_m, "M": fop_cfg.M,
                 "limits": [fop_cfg.limits.v_min_mps, fop_cfg.limits.v_max_mps,
@@ -306,6 +319,10 @@ def format_report(rep: dict[str, Any]) -> str:
     th = rep["theta"]
     for k in range(th.K):
         lines.append(f"  θ_{k + 1} = α = [{th.alpha[k, 0]: .4f}, {th.alpha[k, 1]: .4f}]   ν_{k + 1} = β = {th.beta[k]: .4f}")
+    slots = rep.get("controller_relu_terms")
+    if slots is not None and slots < rep["K"]:
+        lines.append(f"  note: controller_node.relu_terms = {slots} < K = {rep['K']}: raise relu_terms in the "
+                     "parameter file, or the controller will refuse this θ")
     lines.append(f"wrote {rep['out']} ({rep['fit_time_s']:.1f} s)")
     return "\n".join(lines)
 

@@ -14,7 +14,10 @@ from offline.bags import BagWriter, bag_sha256, read_robot_bag, read_topic_raw
 from offline.robot_data import align_bag, action_metrics, split_indices
 
 REPO = Path(__file__).resolve().parents[1]
-FAST = ["--K", "2", "--time-limit-s", "20", "--max-train", "60", "--no-progress"]
+# quick fits for the plumbing tests; the quality fit below uses every training sample (the held-out
+# comparison is only meaningful when the inverse problem sees enough data)
+FAST = ["--K", "2", "--method", "alternating", "--time-limit-s", "5", "--max-train", "40", "--no-progress"]
+QUALITY = ["--K", "2", "--time-limit-s", "60", "--no-progress"]
 
 
 # ------------------------------------------------------------------------------ fixtures
@@ -30,8 +33,8 @@ def demo_bag(tmp_path_factory) -> Path:
 def fitted(demo_bag, tmp_path_factory):
     """One fit of the demo bag; (θ path, report dict)."""
     out = tmp_path_factory.mktemp("theta") / "robot.yaml"
-    args = fit.build_parser().parse_args([str(demo_bag), "--out", str(out), *FAST])
-    args.argv = [str(demo_bag), "--out", str(out), *FAST]
+    args = fit.build_parser().parse_args([str(demo_bag), "--out", str(out), *QUALITY])
+    args.argv = [str(demo_bag), "--out", str(out), *QUALITY]
     return out, fit.run(args)
 
 
@@ -67,7 +70,7 @@ def test_fit_writes_theta_with_provenance_and_reports_held_out_metrics(demo_bag,
     prov = theta.provenance
     assert prov["bags"][0]["name"] == "demos.mcap" and prov["bags"][0]["sha256"] == bag_sha256(demo_bag)
     n = prov["samples"]
-    assert n["total"] == n["train"] + n["held_out"] + n["unused"] >= 100 and n["train"] == 60
+    assert n["total"] == n["train"] + n["held_out"] >= 100 and n["unused"] == 0
     for key in ("K", "l", "rho", "method", "solver_status", "fit_time_s", "gaps", "held_out", "command"):
         assert key in prov
     assert prov["gaps"]["n"] == prov["samples"]["train"] and prov["gaps"]["max"] >= 0
