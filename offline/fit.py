@@ -43,6 +43,11 @@ from .robot_data import (AlignmentStats, DemonstrationError, RobotSample, action
                          fop_actions, inverse_samples, split_indices)
 
 EXIT_BAD_INPUT = 2
+EXIT_FIT_FAILED = 1
+
+
+class FitFailed(Exception):
+    """The solver failed on valid input; one line meant for the user."""
 
 
 def fit_inverse(*args: Any, **kwargs: Any):
@@ -227,9 +232,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(f"offline.fit: {len(samples)} samples from {len(args.bags)} bag(s): {len(train_idx)} train, "
           f"{len(held_idx)} held out; fitting K={args.K} ReLU terms ({args.method}, time limit "
           f"{args.time_limit_s:g} s)", file=sys.stderr)
-    fit = fit_inverse(train, K=args.K, l=args.l, rho=args.rho, method=args.method,
-                      time_limit_s=args.time_limit_s, mip_gap=args.mip_gap, theta_bound=args.theta_bound,
-                      seed=args.seed, progress=progress)
+    try:
+        fit = fit_inverse(train, K=args.K, l=args.l, rho=args.rho, method=args.method,
+                          time_limit_s=args.time_limit_s, mip_gap=args.mip_gap, theta_bound=args.theta_bound,
+                          seed=args.seed, progress=progress)
+    except RuntimeError as exc:  # solver failures: say so in one line, leave --out alone
+        raise FitFailed(f"the inverse problem could not be solved ({exc!r}); {out} was not changed") from exc
     theta_hat = Theta(alpha=np.asarray(fit.theta, float), beta=np.asarray(fit.nu, float), l=float(fit.l),
                       case_study="robot")
 
@@ -336,6 +344,9 @@ def main(argv: list[str] | None = None) -> int:
     except (BagError, DemonstrationError) as exc:
         print(f"offline.fit: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except FitFailed as exc:
+        print(f"offline.fit: error: {exc}", file=sys.stderr)
+        return EXIT_FIT_FAILED
     except KeyboardInterrupt:
         print(f"offline.fit: interrupted; {args.out} was not changed", file=sys.stderr)
         return 130

@@ -199,7 +199,16 @@ def test_out_is_replaced_atomically_and_kept_when_the_fit_fails(demo_bag, tmp_pa
         raise RuntimeError("solver crashed mid-fit")
 
     monkeypatch.setattr(fit, "fit_inverse", boom)
-    with pytest.raises(RuntimeError):
+    assert fit.main([str(demo_bag), "--out", str(out), *FAST]) == 1
+    err = capsys.readouterr().err
+    assert "solver crashed mid-fit" in err and "was not changed" in err and "Traceback" not in err
+    assert out.read_text() == "previous θ\n"
+
+    def bug(*a, **k):
+        raise ZeroDivisionError("a bug, not a solver failure")
+
+    monkeypatch.setattr(fit, "fit_inverse", bug)
+    with pytest.raises(ZeroDivisionError):   # bugs keep their traceback
         fit.main([str(demo_bag), "--out", str(out), *FAST])
     assert out.read_text() == "previous θ\n"
 
