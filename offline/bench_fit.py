@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     ap.add_argument("--global-time-limit", type=float, default=120.0,
                     help="SCIP time limit [s]; global runs on sizes ≤ --global-max-size")
     ap.add_argument("--global-max-size", type=int, default=200)
-    ap.add_argument("--time-limit", type=float, default=600.0, help="alternating method time limit [s]")
+    ap.add_argument("--time-limit", type=float, default=240.0, help="alternating method time limit [s]")
     ap.add_argument("--restarts", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--markdown", type=Path, default=None, help="write the table to this Markdown file")

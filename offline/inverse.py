@@ -220,11 +220,16 @@ def _check_l(l: float) -> float:
 
 # ----------------------------------------------------------------------------- HiGHS helper
 
-#: qp_regularization_value ladder for HiGHS QPs (its default 1e-7 stalls on some θ-steps)
-QP_REGULARISATION = (1e-5, 1e-4, 1e-3)
+#: θ-step LPs with more columns than this use HiGHS' interior point method
+IPM_MIN_COLUMNS = 20_000
+#: samples per block-diagonal forward QP (HiGHS' active-set QP time grows superlinearly with size)
+FORWARD_CHUNK = 50
+#: qp_regularization_value ladder for HiGHS QPs (forward problems): the regularisation perturbs
+#: the solution (1e-5 moved u by 1e-5 at l = 1e-2), so start near zero; larger values only if that fails
+QP_REGULARISATION = (1e-10, 1e-7, 1e-5)
 
 
-def _highs(cost, A, row_lo, row_hi, col_lo, col_hi, hess_diag=None, lp_only_ipm=False, time_limit_s=None):
+def _highs(cost, A, row_lo, row_hi, col_lo, col_hi, hess_diag=None, ipm=False, time_limit_s=None):
     """Solve min ½xᵀ diag(h) x + costᵀx s.t. row_lo ≤ Ax ≤ row_hi, col_lo ≤ x ≤ col_hi with HiGHS.
 
     Returns (status string, x or None, objective). A diagonal Hessian is all our QPs need.
@@ -260,11 +265,12 @@ def _highs(cost, A, row_lo, row_hi, col_lo, col_hi, hess_diag=None, lp_only_ipm=
         model.hessian_.start_ = start
         model.hessian_.index_ = nz.astype(np.int32)
         model.hessian_.value_ = hd[nz]
-    elif lp_only_ipm:
+    elif ipm:   # large LPs: interior point without crossover is 3x faster than simplex here
         h.setOptionValue("solver", "ipm")
+        h.setOptionValue("run_crossover", "off")
     h.passModel(model)
-    # HiGHS' active-set QP solver can stall on our degenerate QPs (many free duals, semidefinite
-    # Hessian); a stronger regularisation of its reduced Hessian fixes that, a bit more if needed
+    # HiGHS' active-set QP solver can stall on degenerate QPs; a stronger regularisation of its
+    # reduced Hessian is the fallback
     for reg in ((None,) if model.hessian_.dim_ == 0 else QP_REGULARISATION):
         if reg is not None:
             h.setOptionValue("qp_regularization_value", reg)
@@ -350,20 +356,30 @@ def _fop_model(preps: Sequence[_Prep], theta: np.ndarray, nu: np.ndarray):
 
 
 def forward_solve_batch(samples: Sequence[InverseSample], theta, nu, l: float) -> np.ndarray:
-    """FOP_θ of every sample (T, n), solved as one block-diagonal convex QP with HiGHS.
+    """FOP_θ of every sample (T, n), as block-diagonal convex QPs of FORWARD_CHUNK samples (HiGHS).
 
-    Falls back to one solve per sample if the batch fails, so that the error names the sample.
+    Falls back to one solve per sample if a block fails, so that the error names the sample.
     """
     l = _check_l(l)
+    if isinstance(samples, InverseSample):
+        samples = [samples]
     preps = _prepare_all(samples, l)
     n = preps[0].c.shape[0]
     theta, nu = _check_theta(theta, nu, n)
-    K = theta.shape[0]
-    cost, A, rlo, rhi, clo, chi, hd, Vs, offs = _fop_model(preps, theta, nu)
-    st, x, _ = _highs(cost, A, rlo, rhi, clo, chi, hd)
-    if x is None:
-        return np.array([forward_solve(s, theta, nu, l) for s in samples])
-    return np.array([V @ x[o:o + n] for V, o in zip(Vs, offs)])
+    out = np.empty((len(preps), n))
+    for i0 in range(0, len(preps), FORWARD_CHUNK):
+        chunk = preps[i0:i0 + FORWARD_CHUNK]
+        cost, A, rlo, rhi, clo, chi, hd, Vs, offs = _fop_model(chunk, theta, nu)
+        st, x, _ = _highs(cost, A, rlo, rhi, clo, chi, hd)
+        for j, s in enumerate(chunk):
+            if x is not None:
+                out[i0 + j] = Vs[j] @ x[offs[j]:offs[j] + n]
+            else:
+                try:
+                    out[i0 + j] = forward_solve(samples[i0 + j], theta, nu, l)
+                except RuntimeError as e:
+                    raise RuntimeError(f"sample {i0 + j}: {e}") from None
+    return out
 
 
 def forward_solve(sample: InverseSample, theta, nu, l: float) -> np.ndarray:
@@ -477,7 +493,8 @@ def duality_gaps(samples: Sequence[InverseSample], theta, nu, l: float, stationa
     """Per-sample duality gap ε_t ≥ 0 at (θ, ν): the smallest f(u_t) − g over duals.
 
     stationarity="exact" (Problem 11): duals feasible for (11b), (11c), (11f) at the expert u_t,
-        one LP per sample; inf where (11c) has no solution at this θ.
+        one LP per sample; inf where (11c) has no solution at this θ. Where the LP's tolerance
+        puts it below the relaxed gap (a lower bound on it), the relaxed gap is returned.
     stationarity="relaxed": all duals of (11b), (11f), with the full dual function g (module
         docstring); by strong duality this is f_θ(u_t) − min f_θ, never larger than "exact".
     """
@@ -485,8 +502,8 @@ def duality_gaps(samples: Sequence[InverseSample], theta, nu, l: float, stationa
     preps = _prepare_all(samples, l, check_feasible=True)
     theta, nu = _check_theta(theta, nu, preps[0].c.shape[0])
     if stationarity == "exact":
-        eps, _ = _exact_gaps(preps, theta, nu)
-        return np.where(np.isnan(eps), np.inf, eps)
+        eps, bad = _final_gaps(preps, samples, theta, nu, l, False)
+        return np.where(bad, np.inf, eps)
     if stationarity == "relaxed":
         ustar = forward_solve_batch(samples, theta, nu, l)
         return _relaxed_from_actions(preps, theta, nu, ustar)
@@ -502,13 +519,18 @@ def _relaxed_from_actions(preps, theta, nu, ustar) -> np.ndarray:
 
 
 def _final_gaps(preps, samples, theta, nu, l, progress):
-    """Re-evaluated gaps: exact (11c) best dual, Lagrangian-dual gap where (11c) is infeasible."""
+    """Re-evaluated gaps: the exact (11c) best dual, and the Lagrangian-dual gap where (11c) is infeasible.
+
+    The relaxed gap f(u_t) − f(u*_t) is a lower bound on the (11c) one, so the LP's value is raised
+    to it where the LP's tolerances (~1e-9 on tiny gaps) put it below: Prop. 4 is sensitive to that
+    (√(ε/l) turns an error of 1e-12 into 1e-5).
+    """
     eps, _ = _exact_gaps(preps, theta, nu, progress)
-    bad = np.flatnonzero(np.isnan(eps))
-    if len(bad):
-        ustar = forward_solve_batch([samples[i] for i in bad], theta, nu, l)
-        eps[bad] = _relaxed_from_actions([preps[i] for i in bad], theta, nu, ustar)
-    return eps, len(bad)
+    ustar = forward_solve_batch(samples, theta, nu, l)
+    relaxed = _relaxed_from_actions(preps, theta, nu, ustar)
+    bad = np.isnan(eps)
+    eps = np.where(bad, relaxed, np.maximum(eps, relaxed))
+    return eps, bad
 
 
 def _bar(it, progress, desc, total=None):
@@ -680,10 +702,11 @@ def _theta_step(preps, Z, K, rho, theta_bound, nu_bound, mu: float | None, time_
         off += m + p + K + 1 + 2 * n
     A, rlo, rhi = rows.matrix(off)
     st, x, _ = _highs(np.concatenate(cost), A, rlo, rhi, np.concatenate(lo), np.concatenate(hi),
-                      time_limit_s=time_limit_s)
+                      ipm=off > IPM_MIN_COLUMNS, time_limit_s=time_limit_s)
     if x is None:
         return None
-    return x[:K * n].reshape(K, n), x[K * n:K * n + K], x[np.array(ieps)]
+    return (np.clip(x[:K * n], -theta_bound, theta_bound).reshape(K, n),
+            np.clip(x[K * n:K * n + K], -nu_bound, nu_bound), x[np.array(ieps)])
 
 
 def _objective(eps, theta, rho) -> float:
@@ -691,21 +714,30 @@ def _objective(eps, theta, rho) -> float:
 
 
 def _refine(preps, th, nu, rho, theta_bound, nu_bound, mu_schedule, uscale, max_iter, tol, deadline,
-            history, tag):
+            history, tag, progress=False):
     """Alternate best duals (z-step) and θ-steps along the μ schedule (None = exact (11c))."""
     status = "converged"
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(desc=f"alternating ({tag})", unit="step", file=sys.stderr, leave=False)
     for mu_rel in mu_schedule:
         mu = None if mu_rel is None else mu_rel * uscale
         j_prev = np.inf
         for it in range(max_iter):
             left = deadline - time.perf_counter()
             if left <= 0:
+                if bar is not None:
+                    bar.close()
                 return th, nu, "time_limit"
             duals = _best_duals(preps, th, nu, mu=mu, time_limit_s=left)             # z-step
             if duals is None:
                 break   # (11c) infeasible at this θ: stay with the penalised solution
             j = float(np.sum(duals["eps"]) + (mu or 0.0) * np.abs(duals["resid"]).sum() + rho * np.abs(th).sum())
             history.append((tag, mu_rel, it, j))
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(mu="exact" if mu_rel is None else f"{mu_rel:g}", objective=f"{j:.4g}")
             if np.isfinite(j_prev) and j_prev - j <= tol * max(j_prev, 1e-12):
                 break
             j_prev = j
@@ -714,11 +746,14 @@ def _refine(preps, th, nu, rho, theta_bound, nu_bound, mu_schedule, uscale, max_
             if step is None:
                 break
             th, nu, _ = step
+    if bar is not None:
+        bar.close()
     return th, nu, status
 
 
 def _fit_alternating(preps, K, l, rho, time_limit_s, theta_bound, nu_bound, seed, progress,
                      restarts=4, max_iter=30, tol=1e-4, subsample=30, subsample_time_frac=0.3,
+                     subsample_time_max_s=60.0,
                      mu_schedule=(1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3, 1e4)):
     """Scalable fit: candidates from a global solve on a subsample and random starts, refined on all data.
 
@@ -726,8 +761,9 @@ def _fit_alternating(preps, K, l, rho, time_limit_s, theta_bound, nu_bound, seed
     Problem 11 itself barely moves from where it starts, and from random starts it stalls in poor
     local minima. Hence the candidates:
       1. Problem 11 solved globally (SCIP) on `subsample` random samples (a fraction
-         subsample_time_frac of the time limit): the ReLU structure is shared by all samples, so a
-         small subsample locates it; then exact alternation on all samples.
+         subsample_time_frac of the time limit, at most subsample_time_max_s): the ReLU structure is shared by all samples, so a
+         small subsample locates it; then refined on all samples by exact alternation and,
+         separately, by the penalised alternation of 2. started from μ = mu_schedule[1].
       2. `restarts` random starts, alternating on the penalised L1 surrogate
              min Σ_t ε_t + μ Σ_t ‖e_t‖₁ + ρ Σ_k ‖θ_k‖₁,  e_t the residual of (11c),
          (both blocks are LPs, each step decreases it) with μ raised along mu_schedule (relative
@@ -757,13 +793,19 @@ def _fit_alternating(preps, K, l, rho, time_limit_s, theta_bound, nu_bound, seed
         idx = np.sort(rng.choice(T, size=min(subsample, T), replace=False))
         try:
             th, nu, st, lb, _, ginfo = _fit_global([preps[i] for i in idx], K, l, rho,
-                                                   subsample_time_frac * time_limit_s, 1e-4, theta_bound,
+                                                   min(subsample_time_frac * time_limit_s, subsample_time_max_s),
+                                                   1e-4, theta_bound,
                                                    nu_bound, None, progress)
             info.update(subsample=len(idx), subsample_status=st, subsample_bound=lb)
-            if T > len(idx):
-                th, nu, st2 = _refine(preps, th, nu, rho, theta_bound, nu_bound, (None,) + tuple(mu_schedule[-3:])
-                                      + (None,), uscale, max_iter, tol, deadline, history, "subsample")
             consider(th, nu, "converged", "subsample")
+            if T > len(idx):
+                # exact alternation keeps the subsample's structure; the penalised one from a small μ
+                # may move it to fit the other samples better: keep the better of both
+                for tag, sched in (("subsample+exact", (None,)),
+                                   ("subsample+penalised", tuple(mu_schedule[1:]) + (None,))):
+                    th1, nu1, _ = _refine(preps, th, nu, rho, theta_bound, nu_bound, sched, uscale, max_iter,
+                                          tol, deadline, history, tag, progress)
+                    consider(th1, nu1, "converged", tag)
         except RuntimeError as e:
             info["subsample_error"] = str(e)
     for r in _bar(range(restarts), progress, "alternating restarts"):
@@ -776,7 +818,7 @@ def _fit_alternating(preps, K, l, rho, time_limit_s, theta_bound, nu_bound, seed
         th = np.clip(th, -theta_bound, theta_bound)
         nu = np.clip(np.einsum("kn,kn->k", th, U[rng.integers(0, T, size=K)]), -nu_bound, nu_bound)
         th, nu, st = _refine(preps, th, nu, rho, theta_bound, nu_bound, tuple(mu_schedule) + (None,), uscale,
-                             max_iter, tol, deadline, history, r)
+                             max_iter, tol, deadline, history, f"restart {r}", progress and T >= 1000)
         consider(th, nu, st, r)
     if best is None:
         raise RuntimeError("alternating method found no candidate within the time limit")
@@ -829,7 +871,8 @@ def fit_inverse(samples: Sequence[InverseSample], K: int, l: float = 1e-2, rho: 
                                                              subsample)
     else:
         raise ValueError(f"method must be 'auto', 'global' or 'alternating', got {method!r}")
-    gaps, n_bad = _final_gaps(preps, samples, theta, nu, l, progress)
+    gaps, bad = _final_gaps(preps, samples, theta, nu, l, progress)
+    n_bad = int(bad.sum())
     dt = time.perf_counter() - t0
     return InverseFit(theta=theta, nu=nu, l=l, rho=float(rho), gaps=gaps,
                       prop4_bound=float(math.sqrt(gaps.max() / l)), objective=_objective(gaps, theta, rho),
