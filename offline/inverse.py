@@ -31,10 +31,13 @@ complementary-slackness residual
 (non-negative for a feasible expert action because τ_k ≥ max(θ_kᵀu_t − ν_k, 0) and z_k ∈ [0, 1]).
 Weak duality g ≤ f(u*) ≤ f(u_t) gives Prop. 4: ‖u*_t − u_t‖ ≤ √(ε_t / l).
 
-Two solvers: `global` is Problem 11 in Pyomo solved by SCIP's spatial branch-and-bound (bilinear
-terms z_kt·θ_k in 11c and z_kt·ν_k in 11d); `alternating` scales to thousands of samples: with z
-fixed Problem 11 is a convex QP in (θ, ν, λ, w, τ, ε); with (θ, ν) fixed it separates into one LP
-per sample (the best dual). Both are solved with HiGHS as single block-structured models.
+Two solvers. `global` is Problem 11 in Pyomo solved by SCIP's spatial branch-and-bound (bilinear
+terms z_kt·θ_k in 11c and z_kt·ν_k in 11d, every variable boxed). `alternating` scales to
+thousands of samples: with z fixed Problem 11 is convex in (θ, ν, λ, w, τ, ε); with (θ, ν) fixed
+it separates into one LP per sample (the best dual). Both blocks are solved as single
+block-structured HiGHS LPs (an L1 surrogate of (11a), see _fit_alternating), started from a
+global solve on a random subsample and from random points. Whatever the method, the reported
+gaps are re-evaluated at the returned (θ, ν) with the best (11c)-feasible duals.
 """
 from __future__ import annotations
 
@@ -859,18 +862,27 @@ def fit_inverse(samples: Sequence[InverseSample], K: int, l: float = 1e-2, rho: 
     samples = list(samples)
     preps = _prepare_all(samples, l, check_feasible=True)
     T = len(preps)
-    if method == "auto":
+    if method not in ("auto", "global", "alternating"):
+        raise ValueError(f"method must be 'auto', 'global' or 'alternating', got {method!r}")
+    auto = method == "auto"
+    if auto:
         method = "global" if (T <= AUTO_GLOBAL_MAX_T and T * K <= AUTO_GLOBAL_MAX_TK) else "alternating"
     t0 = time.perf_counter()
+    result = None
     if method == "global":
-        theta, nu, status, bound, _, info = _fit_global(preps, K, l, rho, time_limit_s, mip_gap, theta_bound,
-                                                        nu_bound, dual_bound, progress)
-    elif method == "alternating":
-        theta, nu, status, bound, _, info = _fit_alternating(preps, K, l, rho, time_limit_s, theta_bound,
-                                                             nu_bound, seed, progress, restarts, max_iter, tol,
-                                                             subsample)
-    else:
-        raise ValueError(f"method must be 'auto', 'global' or 'alternating', got {method!r}")
+        try:
+            result = _fit_global(preps, K, l, rho, time_limit_s, mip_gap, theta_bound, nu_bound, dual_bound,
+                                 progress)
+        except RuntimeError as e:
+            if not auto:
+                raise
+            warnings.warn(f"global solve failed ({e}); method='auto' falls back to 'alternating'",
+                          RuntimeWarning, stacklevel=2)
+            method = "alternating"
+    if result is None:
+        result = _fit_alternating(preps, K, l, rho, time_limit_s, theta_bound, nu_bound, seed, progress,
+                                  restarts, max_iter, tol, subsample)
+    theta, nu, status, bound, _, info = result
     gaps, bad = _final_gaps(preps, samples, theta, nu, l, progress)
     n_bad = int(bad.sum())
     dt = time.perf_counter() - t0
