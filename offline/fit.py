@@ -30,14 +30,6 @@ import yaml
 
 from sim.course import DEFAULT_PARAMS, load_course, load_params
 
-try:
-    # SCIP must be loaded before acados: acados preloads blasfeo with RTLD_GLOBAL, and blasfeo's
-    # dgemm_/dpotrf_ then interpose on the LAPACK that libscip bundles, and SCIP segfaults.
-    # Python dlopens with RTLD_NOW, so loading libscip first binds it to its own copies.
-    import pyscipopt  # noqa: F401
-except ImportError:  # the alternating solver still works; the global one reports the missing package
-    pass
-
 from .bags import BagError, RobotTopics, read_robot_bag
 from .robot_data import (AlignmentStats, DemonstrationError, RobotSample, action_metrics, align_bag,
                          fop_actions, inverse_samples, split_indices)

@@ -230,3 +230,24 @@ def test_mpc_plan_and_implied_subgoal():
     assert u[0] > 0.5  # heads for the goal
     with pytest.raises(ValueError, match="goal_xy"):
         mpc.solve([0, 0, 0], [np.inf, 0])
+
+
+def test_scip_still_works_after_acados_is_loaded(tmp_path):
+    """acados' libraries must not leak blasfeo's BLAS/LAPACK symbols into SCIP (it segfaulted)."""
+    script = textwrap.dedent("""
+        import numpy as np
+        from hiopt_ros.control.fop import Fop
+        u, info = Fop().solve([0, 0, 0], [1, 0])
+        assert info.ok
+        from offline.inverse import InverseSample, fit_inverse
+        rng = np.random.default_rng(0)
+        samples = [InverseSample(c=rng.normal(size=2), Q=np.diag(rng.uniform(0.01, 0.1, 2)),
+                                 u=np.clip(rng.normal(size=2), -1, 1),
+                                 H=np.vstack([np.eye(2), -np.eye(2)]), b=np.ones(4)) for _ in range(10)]
+        fit = fit_inverse(samples, K=2, method="global", time_limit_s=5, progress=False)
+        print("SCIP", fit.status)
+    """)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "SCIP" in proc.stdout

@@ -4,8 +4,8 @@ acados comes from the `comma-deps-acados` wheel (shared libraries, headers, the 
 template binary and the `acados_template` Python API). This module
 
 * points acados' environment variables at the wheel before `acados_template` is imported,
-* preloads the acados libraries with RTLD_GLOBAL so the generated solver resolves its symbols
-  without LD_LIBRARY_PATH,
+* preloads the acados libraries (RTLD_LOCAL, by soname) so the generated solver resolves its
+  dependencies without LD_LIBRARY_PATH and without leaking blasfeo's BLAS symbols into SCIP,
 * generates and compiles a solver once per problem *structure* into a user cache folder keyed by a
   hash of that structure (never into the source tree), under a file lock so two processes that
   build at once do not trample each other, and
@@ -63,9 +63,13 @@ def ensure_loaded() -> None:
         os.environ.setdefault("ACADOS_SOURCE_DIR", acados.DIR)
         os.environ.setdefault("ACADOS_PYTHON_INTERFACE_PATH", acados.TEMPLATE_DIR)
         libdir = Path(acados.LIB_DIR)
-        # order matters: each library needs the ones before it
+        # Order matters: each library needs the ones before it. Once loaded, the dynamic loader
+        # resolves the generated solver's NEEDED entries (libacados.so → libhpipm.so → ...) by
+        # soname, so no LD_LIBRARY_PATH is needed. RTLD_LOCAL on purpose: with RTLD_GLOBAL,
+        # blasfeo's BLAS/LAPACK symbols (dgemm_, dpotrf_) would replace the ones SCIP
+        # (pyscipopt) uses, and any later SCIP solve in the process would crash.
         for name in ("libblasfeo.so", "libhpipm.so", "libqpOASES_e.so.3.1", "libacados.so"):
-            ctypes.CDLL(str(libdir / name), mode=ctypes.RTLD_GLOBAL)
+            ctypes.CDLL(str(libdir / name), mode=ctypes.RTLD_LOCAL)
         _LOADED = True
 
 
