@@ -388,7 +388,9 @@ def forward_solve_batch(samples: Sequence[InverseSample], theta, nu, l: float) -
 def forward_solve(sample: InverseSample, theta, nu, l: float) -> np.ndarray:
     """The FOP_θ optimal action u (n,) of one sample: a strongly convex QP (epigraph with τ_k), HiGHS.
 
-    Raises RuntimeError if the FOP is infeasible.
+    HiGHS' QP solver occasionally fails on a tiny, well-posed instance ("Solve error", about 1 in
+    1000 of our random robot-shaped FOPs); then SLSQP solves the same epigraph QP from a feasible
+    point found by HiGHS' LP solver. Raises RuntimeError if the FOP is infeasible.
     """
     l = _check_l(l)
     s = _prepare(sample, 0, l)
@@ -397,8 +399,27 @@ def forward_solve(sample: InverseSample, theta, nu, l: float) -> np.ndarray:
     cost, A, rlo, rhi, clo, chi, hd, Vs, offs = _fop_model([s], theta, nu)
     st, x, _ = _highs(cost, A, rlo, rhi, clo, chi, hd)
     if x is None:
-        raise RuntimeError(f"forward problem not solved: HiGHS status '{st}'")
+        x = _slsqp_fallback(cost, A, rlo, rhi, clo, chi, hd)
+        if x is None:
+            raise RuntimeError(f"forward problem not solved: HiGHS status '{st}', SLSQP failed too")
     return Vs[0] @ x[:n]
+
+
+def _slsqp_fallback(cost, A, rlo, rhi, clo, chi, hd):
+    """min ½xᵀdiag(hd)x + costᵀx on the same rows and bounds, with scipy's SLSQP from an LP-feasible start."""
+    from scipy.optimize import minimize
+    st, x0, _ = _highs(np.zeros_like(cost), A, rlo, rhi, clo, chi)
+    if x0 is None:     # infeasible (or HiGHS' LP failed as well)
+        return None
+    A = A.toarray()
+    lo_rows, hi_rows = np.isfinite(rlo), np.isfinite(rhi)
+    cons = [{"type": "ineq", "fun": lambda x: A[lo_rows] @ x - rlo[lo_rows], "jac": lambda x: A[lo_rows]},
+            {"type": "ineq", "fun": lambda x: rhi[hi_rows] - A[hi_rows] @ x, "jac": lambda x: -A[hi_rows]}]
+    bounds = [(None if not np.isfinite(a) else a, None if not np.isfinite(b) else b) for a, b in zip(clo, chi)]
+    r = minimize(lambda x: 0.5 * hd @ x ** 2 + cost @ x, x0, jac=lambda x: hd * x + cost, bounds=bounds,
+                 constraints=cons, method="SLSQP", options={"ftol": 1e-14, "maxiter": 1000})
+    viol = max(np.max(rlo[lo_rows] - A[lo_rows] @ r.x, initial=0), np.max(A[hi_rows] @ r.x - rhi[hi_rows], initial=0))
+    return r.x if r.success and viol < 1e-8 else None
 
 
 # ----------------------------------------------------------------------------- duals and gaps

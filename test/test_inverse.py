@@ -73,6 +73,23 @@ def test_forward_solve_with_equality_rows_against_a_grid():
     assert np.linalg.norm(u - U[np.argmin(vals)]) < 1e-4
 
 
+def test_forward_solve_survives_a_highs_qp_failure():
+    # HiGHS' QP solver returns "Solve error" on this well-posed instance; the SLSQP fallback must
+    # give the optimum
+    theta = np.array([[-1.0532872082383082, -0.11086376689579722],
+                      [-0.8907164981397943, 0.46305158946540836],
+                      [-1.5571305322808344, -0.7844918466565063]])
+    nu = np.array([-0.4183150649952748, -0.5541024604838962, -1.4966649024598002])
+    s = InverseSample(c=np.array([0.13593901, -0.34199513]), Q=np.diag([0.27448143, 0.94060828]),
+                      u=np.zeros(2), H=np.array([[1.0, 0], [-1, 0], [0, 1], [0, -1], [0.25536984, -0.96684344]]),
+                      b=np.array([1.0, 0.0, 1.5, 1.5, -0.44764267]))
+    u = forward_solve(s, theta, nu, L)
+    ref = _slsqp(s, theta, nu, L)
+    assert np.all(s.H @ u <= s.b + 1e-8)
+    assert np.linalg.norm(u - ref) < 1e-5
+    assert np.allclose(forward_solve_batch([s, s], theta, nu, L), [u, u], atol=1e-9)
+
+
 def test_synthetic_data_has_active_relu_terms_and_bounds(data):
     train, _, theta, nu = data
     act = activity(train, theta, nu)
