@@ -123,13 +123,14 @@ def test_runtime_changes_never_rebuild(fop, tmp_path):
     rng = np.random.default_rng(3)
     for _ in range(5):
         fop.set_theta(Theta(alpha=rng.normal(size=(3, 2)), beta=rng.normal(size=3), l=0.05))
-        fop.set_weights(c_p=rng.uniform(0.5, 2), c_h=rng.uniform(0, 1), c_u=rng.uniform(0.001, 0.1))
+        fop.set_weights(c_p=rng.uniform(50, 200), c_h=rng.uniform(0, 100), c_u=rng.uniform(0.1, 10))
         fop.set_limits(UnicycleLimits(0.0, rng.uniform(0.5, 1.5), -1.0, 1.0))
         u, info = fop.solve([0, 0, 0], [1, 1], rng.uniform(2, 3, (2, 3)))
         assert info.ok
     Fop(FopConfig(K=4, M=4))  # same structure: loads from the cache
     assert acados_env.BUILD_COUNT == builds and Fop.build_count == fop_builds
-    fop.set_weights(c_p=1.0, c_h=0.1, c_u=0.01)
+    defaults = FopConfig()
+    fop.set_weights(c_p=defaults.c_p, c_h=defaults.c_h, c_u=defaults.c_u)
     fop.set_limits(UnicycleLimits())
 
 
@@ -176,7 +177,7 @@ def test_failing_solve_yields_stop():
     assert not info.ok and info.status != 0
     assert "stopping" in info.message
     np.testing.assert_array_equal(u, [0.0, 0.0])
-    fop.set_weights(c_p=1.0)  # restoring the parameters restores the solver
+    fop.set_weights(c_p=FopConfig().c_p)  # restoring the parameters restores the solver
     u, info = fop.solve([0, 0, 0], [1, 0])
     assert info.ok and u[0] > 0
 

@@ -45,9 +45,13 @@ class FopConfig:
     Ts_s: float = 0.1          # prediction step of Eq. 32 (not the control period)
     K: int = 4                 # number of ReLU terms the solver is built with (structural)
     M: int = 4                 # number of obstacle constraints the solver is built with (structural)
-    c_p: float = 1.0
-    c_h: float = 0.1
-    c_u: float = 0.01
+    # Only ratios matter to the argmin; the scale is chosen so the cost's Hessian in u is O(1)
+    # (c_p·Ts² + c_u = 2, c_h·Ts² + c_u = 1.3). Inverse optimization compares θ, l and the duality
+    # gaps against this scale: with a Hessian of 0.01 a fitted ReLU slope of 0.04 would already
+    # swing ω by a rad/s. c_h/c_p = 0.3 turns the robot firmly towards its subgoal.
+    c_p: float = 100.0
+    c_h: float = 30.0
+    c_u: float = 1.0
     limits: UnicycleLimits = field(default_factory=UnicycleLimits)
     robot_radius_m: float = 0.3
     d_safe_m: float = 0.1

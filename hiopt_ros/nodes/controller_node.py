@@ -23,10 +23,13 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from std_msgs.msg import Float64
 
+from hiopt_ros.control.fop import FopConfig
+
 from . import common as c
 from .watchdog import Watchdog
 
 NAME = "controller_node"
+_FOP_DEFAULTS = FopConfig()  # one source of truth for the FOP's default weights
 
 
 @dataclass(frozen=True)
@@ -86,9 +89,9 @@ class ControllerNode(Node):
                                          min_value=0.0, strict_min=True),
             Ts_s=p.number("Ts_s", 0.1, "prediction step of Eq. 32 (not the control period) [s]",
                           min_value=0.0, strict_min=True),
-            c_p=p.number("c_p", 1.0, "position weight of Eq. 32a", min_value=0.0),
-            c_h=p.number("c_h", 0.1, "heading weight of Eq. 32a", min_value=0.0),
-            c_u=p.number("c_u", 0.01, "input weight of Eq. 32a", min_value=0.0),
+            c_p=p.number("c_p", _FOP_DEFAULTS.c_p, "position weight of Eq. 32a", min_value=0.0),
+            c_h=p.number("c_h", _FOP_DEFAULTS.c_h, "heading weight of Eq. 32a", min_value=0.0),
+            c_u=p.number("c_u", _FOP_DEFAULTS.c_u, "input weight of Eq. 32a", min_value=0.0),
             **declare_limits(p),
             robot_radius_m=p.number("robot_radius_m", 0.3, "radius of the circle enclosing the robot [m]",
                                     min_value=0.0, strict_min=True),
