@@ -277,9 +277,10 @@ def test_planner_publishes_subgoals_and_reports_goal_reached(ctx):
     rig = Rig(ctx, node)
     try:
         rig.obstacles(np.zeros((0, 3)))
-        assert rig.spin_until(lambda: len(rig.subgoals) > 2, feed=lambda: rig.odom(0.0, 0.0, 0.0))
+        # the latched goal-reached flag and the subgoals arrive on different topics: wait for both
+        assert rig.spin_until(lambda: len(rig.subgoals) > 2 and rig.reached, feed=lambda: rig.odom(0.0, 0.0, 0.0))
         assert rig.subgoals[-1] == pytest.approx((0.6, 0.0))  # look-ahead towards the goal
-        assert rig.reached and rig.reached[-1] is False
+        assert rig.reached[-1] is False
         assert rig.spin_until(lambda: rig.reached[-1], feed=lambda: rig.odom(0.9, 0.0, 0.0))
         assert rig.subgoals[-1] == pytest.approx((1.0, 0.0))
     finally:
