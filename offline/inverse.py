@@ -232,14 +232,43 @@ FORWARD_CHUNK = 50
 QP_REGULARISATION = (1e-10, 1e-7, 1e-5)
 
 
+_HIGHS_BANNER_SHOWN = False
+
+
+def _new_highs():
+    """A silent HiGHS instance. The first construction in a process prints a licence banner to
+    stdout (C level), which would interleave with our reports: swallow that once."""
+    global _HIGHS_BANNER_SHOWN
+    import os
+    import sys
+
+    import highspy
+
+    if _HIGHS_BANNER_SHOWN:
+        h = highspy.Highs()
+    else:
+        sys.stdout.flush()
+        saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 1)
+            h = highspy.Highs()
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+            os.close(devnull)
+        _HIGHS_BANNER_SHOWN = True
+    h.setOptionValue("output_flag", False)
+    return h
+
+
 def _highs(cost, A, row_lo, row_hi, col_lo, col_hi, hess_diag=None, ipm=False, time_limit_s=None):
     """Solve min ½xᵀ diag(h) x + costᵀx s.t. row_lo ≤ Ax ≤ row_hi, col_lo ≤ x ≤ col_hi with HiGHS.
 
     Returns (status string, x or None, objective). A diagonal Hessian is all our QPs need.
     """
     import highspy
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
+
+    h = _new_highs()
     if time_limit_s is not None:
         h.setOptionValue("time_limit", float(max(time_limit_s, 0.1)))
     A = sp.csc_matrix(A)
