@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "when small enough (default auto)")
     g.add_argument("--time-limit-s", type=float, default=300.0, help="solver time limit [s] (default 300)")
     g.add_argument("--mip-gap", type=float, default=1e-4, help="relative optimality gap of the global solve")
-    g.add_argument("--theta-bound", type=float, default=10.0, help="bound |θ_k|, |ν_k| ≤ this (default 10)")
+    g.add_argument("--theta-bound", type=float, default=10.0, help="box on each entry of θ_k (default 10); ν_k is boxed by theta_bound·max‖u‖₁ + 1")
     d = ap.add_argument_group("data")
     d.add_argument("--held-out", type=float, default=0.2, help="fraction of samples held out (default 0.2)")
     d.add_argument("--seed", type=int, default=0, help="seed of the split, subsampling and solver (default 0)")
