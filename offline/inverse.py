@@ -227,6 +227,10 @@ def _check_l(l: float) -> float:
 IPM_MIN_COLUMNS = 20_000
 #: samples per block-diagonal forward QP (HiGHS' active-set QP time grows superlinearly with size)
 FORWARD_CHUNK = 50
+# HiGHS' QP solver can stall on a degenerate forward QP; a stalled chunk falls back to per-sample
+# solves, and a stalled sample to SLSQP, so no forward solve can hang a fit.
+FORWARD_CHUNK_TIME_LIMIT_S = 5.0
+FORWARD_SAMPLE_TIME_LIMIT_S = 1.0
 #: qp_regularization_value ladder for HiGHS QPs (forward problems): the regularisation perturbs
 #: the solution (1e-5 moved u by 1e-5 at l = 1e-2), so start near zero; larger values only if that fails
 QP_REGULARISATION = (1e-10, 1e-7, 1e-5)
@@ -402,7 +406,7 @@ def forward_solve_batch(samples: Sequence[InverseSample], theta, nu, l: float) -
     for i0 in range(0, len(preps), FORWARD_CHUNK):
         chunk = preps[i0:i0 + FORWARD_CHUNK]
         cost, A, rlo, rhi, clo, chi, hd, Vs, offs = _fop_model(chunk, theta, nu)
-        st, x, _ = _highs(cost, A, rlo, rhi, clo, chi, hd)
+        st, x, _ = _highs(cost, A, rlo, rhi, clo, chi, hd, time_limit_s=FORWARD_CHUNK_TIME_LIMIT_S)
         for j, s in enumerate(chunk):
             if x is not None:
                 out[i0 + j] = Vs[j] @ x[offs[j]:offs[j] + n]
@@ -426,7 +430,7 @@ def forward_solve(sample: InverseSample, theta, nu, l: float) -> np.ndarray:
     n = s.c.shape[0]
     theta, nu = _check_theta(theta, nu, n)
     cost, A, rlo, rhi, clo, chi, hd, Vs, offs = _fop_model([s], theta, nu)
-    st, x, _ = _highs(cost, A, rlo, rhi, clo, chi, hd)
+    st, x, _ = _highs(cost, A, rlo, rhi, clo, chi, hd, time_limit_s=FORWARD_SAMPLE_TIME_LIMIT_S)
     if x is None:
         x = _slsqp_fallback(cost, A, rlo, rhi, clo, chi, hd)
         if x is None:
