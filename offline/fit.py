@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--K", type=int, default=4, help="number of ReLU terms (default 4; the controller's "
                                                     "FOP must be built with at least this many)")
     g.add_argument("--l", type=float, default=1e-2, help="weight l of l‖u‖² in FOP_θ (Eq. 10, default 1e-2)")
-    g.add_argument("--rho", type=float, default=1e-3, help="weight ρ of Σ‖θ_k‖² in (11a) (default 1e-3)")
+    g.add_argument("--rho", type=float, default=1.0, help="weight ρ of Σ‖θ_k‖² in (11a) (default 1.0: on the robot FOP's cost scale, smaller values let a few demonstrations bias θ and slow the closed loop)")
     g.add_argument("--method", choices=("auto", "global", "alternating"), default="auto",
                    help="global: spatial branch-and-bound (SCIP); alternating: local; auto: global "
                         "when small enough (default auto)")
