@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.course import DEFAULT_PARAMS, Course, load_course, load_params
+from hiopt_ros.control.params import mpc_config_from_params
+from sim.course import DEFAULT_PARAMS, Course, load_course
 
 from .bags import BagError, BagWriter
 
@@ -106,33 +107,6 @@ def run_episode(mpc, course: Course, writer: BagWriter, t0_ns: int, dt_s: float,
             break
     writer.odom(t_ns, state[0], state[1], state[2], applied[0], applied[1])
     return EpisodeResult(steps, samples, reached, collided, steps * dt_s, min_clear, failures), t_ns + EPISODE_GAP_NS
-
-
-def mpc_config_from_params(params_path: str | Path):
-    """MpcConfig as the expert node builds it: the model it shares with the FOP (controller_node:
-    Ts_s, d_safe_m, input bounds, max_obstacles; sim_node: robot_radius_m) and expert_node's
-    horizon_steps and subgoal_steps."""
-    from hiopt_ros.control.model import UnicycleLimits
-    from hiopt_ros.control.mpc import MpcConfig
-
-    params = load_params(params_path)
-    sim, ctrl, expert = (params.get(n, {}) for n in ("sim_node", "controller_node", "expert_node"))
-    kw: dict = {}
-    if "robot_radius_m" in sim:
-        kw["robot_radius_m"] = float(sim["robot_radius_m"])
-    for name in ("d_safe_m", "Ts_s"):
-        if name in ctrl:
-            kw[name] = float(ctrl[name])
-    if "max_obstacles" in ctrl:
-        kw["M"] = int(ctrl["max_obstacles"])
-    bounds = {k: float(ctrl[k]) for k in ("v_min_mps", "v_max_mps", "omega_min_radps", "omega_max_radps") if k in ctrl}
-    if bounds:
-        kw["limits"] = UnicycleLimits(**bounds)
-    if "horizon_steps" in expert:
-        kw["N"] = int(expert["horizon_steps"])
-    if "subgoal_steps" in expert:
-        kw["subgoal_steps"] = int(expert["subgoal_steps"])
-    return MpcConfig(**kw)
 
 
 def record(out: str | Path, episodes: int, seed: int, *, dt_s: float = 0.05, max_time_s: float | None = None,

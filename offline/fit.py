@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from hiopt_ros.control.params import fop_config_from_params
 from sim.course import DEFAULT_PARAMS, load_course, load_params
 
 from .bags import BagError, RobotTopics, read_robot_bag
@@ -47,28 +48,6 @@ def fit_inverse(*args: Any, **kwargs: Any):
     from .inverse import fit_inverse as _fit
 
     return _fit(*args, **kwargs)
-
-
-def fop_config_from_params(params_path: str | Path, K: int):
-    """FopConfig as the controller node builds it from its parameters (controller_node: Ts_s, c_p,
-    c_h, c_u, d_safe_m, input bounds, max_obstacles; sim_node: robot_radius_m), with K ReLU slots."""
-    from hiopt_ros.control.fop import FopConfig
-    from hiopt_ros.control.model import UnicycleLimits
-
-    params = load_params(params_path)
-    sim, ctrl = params.get("sim_node", {}), params.get("controller_node", {})
-    kw: dict[str, Any] = {"K": int(K)}
-    if "robot_radius_m" in sim:
-        kw["robot_radius_m"] = float(sim["robot_radius_m"])
-    for name in ("d_safe_m", "Ts_s", "c_p", "c_h", "c_u"):
-        if name in ctrl:
-            kw[name] = float(ctrl[name])
-    if "max_obstacles" in ctrl:
-        kw["M"] = int(ctrl["max_obstacles"])
-    bounds = {k: float(ctrl[k]) for k in ("v_min_mps", "v_max_mps", "omega_min_radps", "omega_max_radps") if k in ctrl}
-    if bounds:
-        kw["limits"] = UnicycleLimits(**bounds)
-    return FopConfig(**kw)
 
 
 def load_obstacles(spec: str) -> np.ndarray:

@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
+
+from hiopt_ros.control.params import load_params  # noqa: F401  (re-exported: sim.course.load_params)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_PARAMS = REPO_ROOT / "config" / "nav.yaml"
+DEFAULT_PARAMS = REPO_ROOT / "config" / "nav.yaml"  # the same file as hiopt_ros.control.params.DEFAULT_PARAMS
 
 
 @dataclass(frozen=True)
@@ -53,18 +54,6 @@ class Course:
             return float("inf")
         d = np.linalg.norm(self.obstacles_xyr[:, :2] - np.asarray(xy, float)[:2], axis=1)
         return float(np.min(d - self.obstacles_xyr[:, 2] - self.robot_radius_m))
-
-
-def load_params(path: str | Path = DEFAULT_PARAMS) -> dict:
-    """Read a ROS 2 parameter file into {node_name: {param: value}}."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"parameter file not found: {path}") from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping of node names to 'ros__parameters'")
-    return {node: (body or {}).get("ros__parameters", {}) for node, body in raw.items()}
 
 
 def load_course(path: str | Path = DEFAULT_PARAMS) -> Course:

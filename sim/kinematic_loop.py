@@ -18,6 +18,7 @@ import numpy as np
 from hiopt_ros.control.fop import Fop, FopConfig
 from hiopt_ros.control.model import unicycle_step
 from hiopt_ros.control.mpc import Mpc, MpcConfig
+from hiopt_ros.control.params import fop_config_from_params, mpc_config_from_params
 from hiopt_ros.control.theta import Theta, load_theta
 from hiopt_ros.planning.geometric import LookaheadPolicy
 from sim.course import DEFAULT_PARAMS, Course, load_course
@@ -103,11 +104,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     results = []
     for ctrl in (["mpc", "fop"] if args.controller == "both" else [args.controller]):
-        fop = None
+        # the FOP and MPC exactly as controller_node / expert_node build them from the same file
+        fop = mpc = None
         if ctrl == "fop":
-            fop = Fop(FopConfig(robot_radius_m=course.robot_radius_m, K=max(4, theta.K if theta else 0)),
-                      theta=theta)
-        res = run_episode(course, ctrl, fop=fop, dt_s=args.dt, max_time_s=args.max_time)
+            cfg = fop_config_from_params(args.params)
+            cfg.K = max(cfg.K, theta.K if theta else 0)
+            fop = Fop(cfg, theta=theta)
+        else:
+            mpc = Mpc(mpc_config_from_params(args.params))
+        res = run_episode(course, ctrl, fop=fop, mpc=mpc, dt_s=args.dt, max_time_s=args.max_time)
         results.append(res)
         print(res.summary())
     if args.plot:

@@ -116,7 +116,7 @@ def test_shipped_theta_drives_the_bilevel_loop_to_the_goal():
     from hiopt_ros.control.fop import Fop
     from hiopt_ros.control.theta import load_theta
     from sim.course import load_course
-    from offline.fit import fop_config_from_params
+    from hiopt_ros.control.params import fop_config_from_params
     from sim.kinematic_loop import run_episode
 
     course = load_course()
