@@ -55,16 +55,27 @@ class ControllerConfig:
     max_obstacles: int
 
 
-def declare_limits(p: c.Params) -> dict:
-    """Input bounds (32e–f), shared by the controller and the expert."""
-    lim = dict(
-        v_min_mps=p.number("v_min_mps", 0.0, "lower speed bound (32e) [m/s]", max_value=0.0),
-        v_max_mps=p.number("v_max_mps", 1.0, "upper speed bound (32e) [m/s]", min_value=0.0, strict_min=True),
-        omega_min_radps=p.number("omega_min_radps", -1.5, "lower turn-rate bound (32f) [rad/s]", max_value=0.0),
-        omega_max_radps=p.number("omega_max_radps", 1.5, "upper turn-rate bound (32f) [rad/s]",
+def declare_shared_model(p: c.Params) -> dict:
+    """The model the controller's FOP and the expert's MPC share (bringup copies the controller's
+    values to the expert): prediction step, input bounds (32e–f), robot radius, d_safe (32g) and
+    obstacle slots. Defaults come from FopConfig, the one source of truth."""
+    d = _FOP_DEFAULTS
+    return dict(
+        Ts_s=p.number("Ts_s", d.Ts_s, "prediction step of the FOP / MPC model (not the control period) [s]",
+                      min_value=0.0, strict_min=True),
+        v_min_mps=p.number("v_min_mps", d.limits.v_min_mps, "lower speed bound (32e) [m/s]", max_value=0.0),
+        v_max_mps=p.number("v_max_mps", d.limits.v_max_mps, "upper speed bound (32e) [m/s]",
+                           min_value=0.0, strict_min=True),
+        omega_min_radps=p.number("omega_min_radps", d.limits.omega_min_radps, "lower turn-rate bound (32f) [rad/s]",
+                                 max_value=0.0),
+        omega_max_radps=p.number("omega_max_radps", d.limits.omega_max_radps, "upper turn-rate bound (32f) [rad/s]",
                                  min_value=0.0, strict_min=True),
+        robot_radius_m=p.number("robot_radius_m", d.robot_radius_m, "radius of the circle enclosing the robot [m]",
+                                min_value=0.0, strict_min=True),
+        d_safe_m=p.number("d_safe_m", d.d_safe_m, "clearance kept from obstacles (32g) [m]", min_value=0.0),
+        max_obstacles=p.integer("max_obstacles", d.M, "obstacle slots M the solver is built with (nearest M)",
+                                min_value=0),
     )
-    return lim
 
 
 class ControllerNode(Node):
@@ -87,18 +98,12 @@ class ControllerNode(Node):
                                      min_value=0.0),
             diagnostics_rate_hz=p.number("diagnostics_rate_hz", 1.0, "/diagnostics publication rate [Hz]",
                                          min_value=0.0, strict_min=True),
-            Ts_s=p.number("Ts_s", 0.1, "prediction step of Eq. 32 (not the control period) [s]",
-                          min_value=0.0, strict_min=True),
             c_p=p.number("c_p", _FOP_DEFAULTS.c_p, "position weight of Eq. 32a", min_value=0.0),
             c_h=p.number("c_h", _FOP_DEFAULTS.c_h, "heading weight of Eq. 32a", min_value=0.0),
             c_u=p.number("c_u", _FOP_DEFAULTS.c_u, "input weight of Eq. 32a", min_value=0.0),
-            **declare_limits(p),
-            robot_radius_m=p.number("robot_radius_m", 0.3, "radius of the circle enclosing the robot [m]",
-                                    min_value=0.0, strict_min=True),
-            d_safe_m=p.number("d_safe_m", 0.1, "clearance kept from obstacles (32g) [m]", min_value=0.0),
-            relu_terms=p.integer("relu_terms", 4, "ReLU slots K the solver is built with (structural)", min_value=0),
-            max_obstacles=p.integer("max_obstacles", 4, "obstacle slots M the solver is built with (nearest M)",
-                                    min_value=0),
+            **declare_shared_model(p),
+            relu_terms=p.integer("relu_terms", _FOP_DEFAULTS.K, "ReLU slots K the solver is built with (structural)",
+                                 min_value=0),
         )
         cfg = self.cfg
         p.require(cfg.v_min_mps <= cfg.v_max_mps, "v_min_mps", "must be <= v_max_mps")

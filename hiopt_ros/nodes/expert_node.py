@@ -20,7 +20,7 @@ from rclpy.node import Node
 from std_msgs.msg import Bool, Float64
 
 from . import common as c
-from .controller_node import declare_limits
+from .controller_node import declare_shared_model
 from .watchdog import Watchdog
 
 NAME = "expert_node"
@@ -66,14 +66,9 @@ class ExpertNode(Node):
             diagnostics_rate_hz=p.number("diagnostics_rate_hz", 1.0, "/diagnostics publication rate [Hz]",
                                          min_value=0.0, strict_min=True),
             horizon_steps=p.integer("horizon_steps", 20, "MPC horizon N (structural)", min_value=1),
-            Ts_s=p.number("Ts_s", 0.1, "MPC prediction step [s]", min_value=0.0, strict_min=True),
             subgoal_steps=p.integer("subgoal_steps", 5, "implied subgoal = planned position this many steps ahead",
                                     min_value=1),
-            **declare_limits(p),
-            robot_radius_m=p.number("robot_radius_m", 0.3, "radius of the circle enclosing the robot [m]",
-                                    min_value=0.0, strict_min=True),
-            d_safe_m=p.number("d_safe_m", 0.1, "clearance kept from obstacles [m]", min_value=0.0),
-            max_obstacles=p.integer("max_obstacles", 4, "obstacle slots M (nearest M are used)", min_value=0),
+            **declare_shared_model(p),
             frame_id=p.text("frame_id", "odom", "frame of the published subgoal and plan"),
         )
         cfg = self.cfg
