@@ -2,14 +2,16 @@
 
 Both ``launch/nav.launch.py`` (machines with ROS 2 installed) and ``hiopt_ros.launcher`` (machines
 with only the pip wheels) start exactly what :func:`graph` returns, with the same parameter file
-and the same per-node parameter overrides:
+and the same per-node parameter overrides. The graphs (:data:`GRAPHS`):
 
-* bi-level stack (default): ``sim_node``, ``planner_node``, ``controller_node``;
-* ``use_expert``: ``sim_node``, ``expert_node`` (the MPC drives; used to record demonstrations).
+* ``bilevel`` (default): ``sim_node``, ``planner_node``, ``controller_node``;
+* ``expert`` (``use_expert``): ``sim_node``, ``expert_node`` (the MPC drives; records demonstrations).
 
-Parameters live in ``config/nav.yaml``. A fact that several nodes need is written once there and
-copied to the others here (:data:`SHARED`), so e.g. the robot radius or the goal cannot disagree
-between nodes. The launch arguments (θ file, GUI, sim time) become overrides too.
+A new graph is one entry in :data:`GRAPHS` (and its node in :data:`NODE_MODULES`).
+
+Parameters live in ``config/nav.yaml``. Facts several nodes share (the robot model, the goal) are
+written once under ``/**`` there and every node reads them from there, so nothing is copied here.
+Only the launch arguments (θ file, GUI, sim time) become per-node overrides.
 """
 from __future__ import annotations
 
@@ -19,22 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PACKAGE = "hiopt_ros"
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-#: (source node, parameter) -> nodes that receive the same value
-SHARED: dict[tuple[str, str], tuple[str, ...]] = {
-    ("sim_node", "robot_radius_m"): ("planner_node", "controller_node", "expert_node"),
-    ("planner_node", "goal_xy"): ("sim_node", "expert_node"),
-    ("planner_node", "goal_tolerance_m"): ("sim_node", "expert_node"),
-    ("controller_node", "d_safe_m"): ("expert_node",),
-    ("controller_node", "Ts_s"): ("expert_node",),
-    ("controller_node", "v_min_mps"): ("expert_node",),
-    ("controller_node", "v_max_mps"): ("expert_node",),
-    ("controller_node", "omega_min_radps"): ("expert_node",),
-    ("controller_node", "omega_max_radps"): ("expert_node",),
-    ("controller_node", "max_obstacles"): ("expert_node",),
-}
+from hiopt_ros.config import IMPORT_ROOT, PACKAGE, default_params_file  # noqa: F401 (re-exported)
+from hiopt_ros.control.params import node_sections
 
 #: node name -> Python module whose main() runs it (also the console_scripts entry of setup.py)
 NODE_MODULES: dict[str, str] = {
@@ -44,17 +32,11 @@ NODE_MODULES: dict[str, str] = {
     "expert_node": "hiopt_ros.nodes.expert_node",
 }
 
-
-def default_params_file() -> Path:
-    """config/nav.yaml of the source tree, else of the installed package (share/hiopt_ros/config)."""
-    src = REPO_ROOT / "config" / "nav.yaml"
-    if src.exists():
-        return src
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        return Path(get_package_share_directory(PACKAGE)) / "config" / "nav.yaml"
-    except Exception:  # pragma: no cover - neither a checkout nor an install
-        return src
+#: graph name -> its nodes in start order (the simulator first; the last node drives the robot)
+GRAPHS: dict[str, tuple[str, ...]] = {
+    "bilevel": ("sim_node", "planner_node", "controller_node"),
+    "expert": ("sim_node", "expert_node"),
+}
 
 
 @dataclass(frozen=True)
@@ -75,26 +57,24 @@ class NodeSpec:
 
 
 def load_sections(params_file: str | os.PathLike) -> dict[str, dict[str, Any]]:
-    """{node: parameters} of a ROS 2 parameter file, with the `/**` section merged into each node."""
-    from sim.course import load_params
-
-    raw = load_params(params_file)
-    common = raw.get("/**", {})
-    return {node: {**common, **body} for node, body in raw.items() if node != "/**"}
+    """{node: parameters} of a ROS 2 parameter file, with the `/**` section merged into each node
+    (ValueError when a node's section repeats a shared fact, see hiopt_ros.control.params)."""
+    return node_sections(params_file)
 
 
 def graph(params_file: str | os.PathLike | None = None, *, theta_file: str = "", use_expert: bool = False,
-          gui: bool = False, use_sim_time: bool = False) -> list[NodeSpec]:
-    """The processes to start, in start order (the simulator first)."""
+          gui: bool = False, use_sim_time: bool = False, mode: str | None = None) -> list[NodeSpec]:
+    """The processes to start, in start order (the simulator first).
+
+    `mode` names a graph of :data:`GRAPHS` (default "bilevel", or "expert" with `use_expert`).
+    """
     params_file = Path(params_file) if params_file else default_params_file()
-    sections = load_sections(params_file)
-    names = ["sim_node", "expert_node"] if use_expert else ["sim_node", "planner_node", "controller_node"]
+    node_sections(params_file)  # a misplaced shared fact fails here, before any process starts
+    mode = mode or ("expert" if use_expert else "bilevel")
+    if mode not in GRAPHS:
+        raise ValueError(f"unknown graph {mode!r}; choose one of {', '.join(GRAPHS)}")
+    names = GRAPHS[mode]
     overrides: dict[str, dict[str, Any]] = {n: {} for n in names}
-    for (src, key), dests in SHARED.items():
-        if key in sections.get(src, {}):
-            for dest in dests:
-                if dest in overrides:
-                    overrides[dest][key] = sections[src][key]
     overrides["sim_node"]["gui"] = bool(gui)
     overrides["sim_node"]["publish_clock"] = bool(use_sim_time)
     if theta_file and "controller_node" in overrides:
@@ -148,7 +128,7 @@ def command(spec: NodeSpec, params_file: str | os.PathLike | None = None, python
 def child_env(domain_id: int | None = None, base: dict[str, str] | None = None) -> dict[str, str]:
     """Environment for node processes: the source tree importable, DDS kept on this machine."""
     env = dict(os.environ if base is None else base)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
+    env["PYTHONPATH"] = os.pathsep.join([str(IMPORT_ROOT), *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     env.setdefault("RCUTILS_COLORIZED_OUTPUT", "0")

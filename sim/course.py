@@ -1,7 +1,8 @@
 """The navigation course (start, goal, static cylindrical obstacles), read from config/nav.yaml.
 
 config/nav.yaml is the one source of truth for the course: the simulator node, the planner node,
-the pure-Python closed loop and the tests all read it through :func:`load_course`.
+the pure-Python closed loop and the tests all read it through :func:`load_course` (start and
+obstacles from sim_node's section, the goal and the robot radius from the shared `/**` section).
 """
 from __future__ import annotations
 
@@ -10,10 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hiopt_ros.control.params import load_params  # noqa: F401  (re-exported: sim.course.load_params)
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_PARAMS = REPO_ROOT / "config" / "nav.yaml"  # the same file as hiopt_ros.control.params.DEFAULT_PARAMS
+from hiopt_ros.control.model import DEFAULT_ROBOT
+from hiopt_ros.control.params import (DEFAULT_GOAL_TOLERANCE_M, DEFAULT_PARAMS, load_params,  # noqa: F401
+                                      node_sections)                 # (DEFAULT_PARAMS, load_params re-exported)
 
 
 @dataclass(frozen=True)
@@ -26,8 +26,8 @@ class Course:
     start_xyyaw: np.ndarray
     goal_xy: np.ndarray
     obstacles_xyr: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
-    robot_radius_m: float = 0.3
-    goal_tolerance_m: float = 0.15
+    robot_radius_m: float = DEFAULT_ROBOT.robot_radius_m
+    goal_tolerance_m: float = DEFAULT_GOAL_TOLERANCE_M
 
     def __post_init__(self) -> None:
         start = np.asarray(self.start_xyyaw, dtype=float).reshape(-1)
@@ -57,17 +57,18 @@ class Course:
 
 
 def load_course(path: str | Path = DEFAULT_PARAMS) -> Course:
-    """The course described by the sim_node and planner_node sections of a parameter file."""
-    params = load_params(path)
-    sim, planner = params.get("sim_node", {}), params.get("planner_node", {})
-    missing = [k for k, sec in (("sim_node.start_xyyaw", sim), ("planner_node.goal_xy", planner))
-               if k.split(".")[1] not in sec]
+    """The course of a parameter file: sim_node's start and obstacles, the shared goal and robot radius."""
+    from hiopt_ros.control.params import robot_model_from_params
+
+    sections = node_sections(path)
+    sim = sections.get("sim_node", sections["/**"])
+    missing = [k for k, key in (("sim_node.start_xyyaw", "start_xyyaw"), ("/**.goal_xy", "goal_xy")) if key not in sim]
     if missing:
         raise ValueError(f"{path}: missing parameter(s) {', '.join(missing)}")
     return Course(
         start_xyyaw=sim["start_xyyaw"],
-        goal_xy=planner["goal_xy"],
+        goal_xy=sim["goal_xy"],
         obstacles_xyr=sim.get("obstacles_xyr", []),
-        robot_radius_m=float(sim.get("robot_radius_m", 0.3)),
-        goal_tolerance_m=float(planner.get("goal_tolerance_m", 0.15)),
+        robot_radius_m=robot_model_from_params(path).robot_radius_m,
+        goal_tolerance_m=float(sim.get("goal_tolerance_m", DEFAULT_GOAL_TOLERANCE_M)),
     )

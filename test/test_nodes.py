@@ -141,19 +141,36 @@ def test_node_process_exits_2_with_the_message_on_a_bad_parameter():
     assert "planner_node.planner_rate_hz: must be > 0.0, got -1.0" in out.stderr
 
 
-def test_shipped_parameter_file_is_valid(ctx):
-    """Every node accepts config/nav.yaml's values (the file bringup hands to every process)."""
+@pytest.mark.parametrize("use_expert", [False, True])
+def test_shipped_parameter_file_is_valid_and_every_node_sees_one_robot_model(ctx, use_expert):
+    """Every node accepts config/nav.yaml's values (the file bringup hands to every process) and
+    declares the same robot model, the one hiopt_ros.control.params reads for the offline tools."""
     from hiopt_ros import bringup
+    from hiopt_ros.control.params import robot_model_from_params
+    from hiopt_ros.nodes.expert_node import ExpertNode
 
-    sections = bringup.load_sections(REPO / "config" / "nav.yaml")
-    for spec in bringup.graph(REPO / "config" / "nav.yaml"):
-        values = {**sections.get(spec.name, {}), **spec.parameters}
-        if spec.name == "controller_node":
-            node = ControllerNode(context=ctx, parameter_overrides=overrides(**values))
-            assert node.cfg.control_rate_hz == 50.0
+    params = REPO / "config" / "nav.yaml"
+    model = robot_model_from_params(params)
+    classes = {"sim_node": SimNode, "planner_node": PlannerNode, "controller_node": ControllerNode,
+               "expert_node": ExpertNode}
+    for spec in bringup.graph(params, use_expert=use_expert):
+        node = classes[spec.name](context=ctx, cli_args=["--ros-args", "--params-file", str(params)])
+        try:
+            assert node.cfg.model == model, spec.name
+            if spec.name in ("planner_node", "expert_node"):
+                assert node.cfg.goal_xy.tolist() == [4.0, 0.0]
+        finally:
             node.destroy_node()
-        elif spec.name == "planner_node":
-            PlannerNode(context=ctx, parameter_overrides=overrides(**values)).destroy_node()
+
+
+def test_a_shared_fact_in_a_node_section_is_rejected(tmp_path):
+    from hiopt_ros.control.params import node_sections
+
+    bad = tmp_path / "nav.yaml"
+    bad.write_text((REPO / "config" / "nav.yaml").read_text().replace(
+        "controller_node:\n  ros__parameters:\n", "controller_node:\n  ros__parameters:\n    robot_radius_m: 0.5\n"))
+    with pytest.raises(ValueError, match=r"controller_node: robot_radius_m belong\(s\) under '/\*\*'"):
+        node_sections(bad)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -367,7 +384,7 @@ def test_bringup_arguments_really_set_every_override(ctx, tmp_path, use_expert):
         finally:
             node.destroy_node()
     sim = specs[0].parameters
-    assert sim["gui"] is True and sim["publish_clock"] is True and sim["goal_xy"] == sections["planner_node"]["goal_xy"]
+    assert sim["gui"] is True and sim["publish_clock"] is True
     if not use_expert:
         assert specs[2].parameters["theta_file"] == str(theta.resolve())
         assert specs[2].parameters["use_sim_time"] is True

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from . import acados_env
-from .model import UnicycleLimits, casadi_step, check_obstacles, check_vector, nearest_obstacles, pack_obstacles
+from .model import DEFAULT_ROBOT, UnicycleLimits, casadi_step, check_obstacles, check_vector, nearest_obstacles, pack_obstacles
 from .theta import Theta
 
 _UNUSED_BETA = 1.0       # unused ReLU slots: α = 0, β = 1 → α·u − β = −1, strictly inactive
@@ -42,9 +42,9 @@ _N_FIXED = 7
 class FopConfig:
     """Structure (K, M) and default runtime values of the FOP of Eq. 32."""
 
-    Ts_s: float = 0.1          # prediction step of Eq. 32 (not the control period)
+    Ts_s: float = DEFAULT_ROBOT.Ts_s  # prediction step of Eq. 32 (not the control period)
     K: int = 4                 # number of ReLU terms the solver is built with (structural)
-    M: int = 4                 # number of obstacle constraints the solver is built with (structural)
+    M: int = DEFAULT_ROBOT.max_obstacles  # number of obstacle constraints the solver is built with (structural)
     # Only ratios matter to the argmin; the scale is chosen so the cost's Hessian in u is O(1)
     # (c_p·Ts² + c_u = 2, c_h·Ts² + c_u = 1.3). Inverse optimization compares θ, l and the duality
     # gaps against this scale: with a Hessian of 0.01 a fitted ReLU slope of 0.04 would already
@@ -53,8 +53,8 @@ class FopConfig:
     c_h: float = 30.0
     c_u: float = 1.0
     limits: UnicycleLimits = field(default_factory=UnicycleLimits)
-    robot_radius_m: float = 0.3
-    d_safe_m: float = 0.1
+    robot_radius_m: float = DEFAULT_ROBOT.robot_radius_m
+    d_safe_m: float = DEFAULT_ROBOT.d_safe_m
     max_iter: int = 50
     tol: float = 1e-8
 

@@ -1,8 +1,14 @@
-"""The unicycle (differential-drive) model of Eq. 32b–d: one source of truth for dynamics and limits."""
+"""The unicycle (differential-drive) model of Eq. 32b–d and the robot model every consumer shares.
+
+One source of truth for dynamics, limits and :class:`RobotModel` (robot radius, d_safe, Ts, input
+bounds, obstacle slots): the nodes declare it from here, the FOP, the MPC, the course, the planning
+policies and the offline tools take their defaults from :data:`DEFAULT_ROBOT`.
+"""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -37,6 +43,64 @@ class UnicycleLimits:
     @property
     def upper(self) -> np.ndarray:
         return np.array([self.v_max_mps, self.omega_max_radps])
+
+
+@dataclass(frozen=True)
+class RobotModel:
+    """The robot as the controller (FOP, Eq. 32), the expert (MPC), the simulator, the planner and
+    the offline tools all see it. Declared once: under ``/**`` in config/nav.yaml (flat parameter
+    names, :data:`PARAMETERS`), defaults here.
+    """
+
+    robot_radius_m: float = 0.3      # radius of the circle enclosing the robot footprint [m]
+    d_safe_m: float = 0.1            # clearance kept between robot circle and obstacle surfaces (32g) [m]
+    Ts_s: float = 0.1                # prediction step of the FOP / MPC model (not the control period) [s]
+    limits: UnicycleLimits = field(default_factory=UnicycleLimits)   # input bounds (32e–f)
+    max_obstacles: int = 4           # obstacle slots M a solver is built with (the nearest M are used)
+
+    #: the flat ROS parameter names of the model, in declaration order
+    PARAMETERS = ("robot_radius_m", "d_safe_m", "Ts_s", "v_min_mps", "v_max_mps", "omega_min_radps",
+                  "omega_max_radps", "max_obstacles")
+
+    def __post_init__(self) -> None:
+        for name in ("robot_radius_m", "d_safe_m", "Ts_s"):
+            val = getattr(self, name)
+            if isinstance(val, bool) or not isinstance(val, (int, float)) or not math.isfinite(val) or val < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {val!r}")
+        if self.robot_radius_m <= 0 or self.Ts_s <= 0:
+            raise ValueError(f"robot_radius_m and Ts_s must be > 0, got {self.robot_radius_m}, {self.Ts_s}")
+        if isinstance(self.max_obstacles, bool) or not isinstance(self.max_obstacles, int) or self.max_obstacles < 0:
+            raise ValueError(f"max_obstacles must be an integer >= 0, got {self.max_obstacles!r}")
+
+    @classmethod
+    def from_parameters(cls, values: Mapping[str, Any]) -> "RobotModel":
+        """The model from flat parameters (a parameter file's ``/**`` section); missing ones keep
+        their defaults, other keys are ignored. Raises ValueError naming a bad value."""
+        d = DEFAULT_ROBOT
+        bounds = {k: float(values.get(k, getattr(d.limits, k))) for k in PARAMETER_BOUNDS}
+        max_obstacles = values.get("max_obstacles", d.max_obstacles)
+        if isinstance(max_obstacles, float) and max_obstacles.is_integer():
+            max_obstacles = int(max_obstacles)
+        return cls(robot_radius_m=float(values.get("robot_radius_m", d.robot_radius_m)),
+                   d_safe_m=float(values.get("d_safe_m", d.d_safe_m)), Ts_s=float(values.get("Ts_s", d.Ts_s)),
+                   limits=UnicycleLimits(**bounds), max_obstacles=max_obstacles)
+
+    def parameters(self) -> dict[str, float | int]:
+        """The flat ROS parameters of this model ({name: value}, the names of :data:`PARAMETERS`)."""
+        lim = self.limits
+        return {"robot_radius_m": self.robot_radius_m, "d_safe_m": self.d_safe_m, "Ts_s": self.Ts_s,
+                "v_min_mps": lim.v_min_mps, "v_max_mps": lim.v_max_mps, "omega_min_radps": lim.omega_min_radps,
+                "omega_max_radps": lim.omega_max_radps, "max_obstacles": self.max_obstacles}
+
+    def solver_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of FopConfig and MpcConfig that this model fixes (Ts_s, M, limits, radius, d_safe)."""
+        return {"Ts_s": self.Ts_s, "M": self.max_obstacles, "limits": self.limits,
+                "robot_radius_m": self.robot_radius_m, "d_safe_m": self.d_safe_m}
+
+
+PARAMETER_BOUNDS = ("v_min_mps", "v_max_mps", "omega_min_radps", "omega_max_radps")
+#: the defaults of the robot model (the one place they are written)
+DEFAULT_ROBOT = RobotModel()
 
 
 def wrap_angle(a):

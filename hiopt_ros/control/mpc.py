@@ -22,7 +22,7 @@ import numpy as np
 
 from . import acados_env
 from .fop import SolveInfo
-from .model import (UnicycleLimits, casadi_step, check_obstacles, check_vector, nearest_obstacles,
+from .model import (DEFAULT_ROBOT, UnicycleLimits, casadi_step, check_obstacles, check_vector, nearest_obstacles,
                     pack_obstacles, unicycle_step)
 
 # parameter layout (per stage): [gx, gy, w_pos, w_v, w_omega, w_terminal, Ts, obs (M×3)]
@@ -32,11 +32,11 @@ _N_FIXED = 7
 @dataclass
 class MpcConfig:
     N: int = 20                 # horizon length (structural)
-    Ts_s: float = 0.1           # step of the prediction model [s]
-    M: int = 4                  # obstacle slots (structural)
+    Ts_s: float = DEFAULT_ROBOT.Ts_s  # step of the prediction model [s]
+    M: int = DEFAULT_ROBOT.max_obstacles  # obstacle slots (structural)
     limits: UnicycleLimits = field(default_factory=UnicycleLimits)
-    robot_radius_m: float = 0.3
-    d_safe_m: float = 0.1
+    robot_radius_m: float = DEFAULT_ROBOT.robot_radius_m
+    d_safe_m: float = DEFAULT_ROBOT.d_safe_m
     w_pos: float = 1.0
     w_v: float = 0.01
     w_omega: float = 0.01

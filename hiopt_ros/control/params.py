@@ -1,10 +1,14 @@
-"""Solver configurations from a ROS parameter file (config/nav.yaml), for code that runs without ROS.
+"""The stack's ROS parameter file (config/nav.yaml) read without ROS: sections, robot model, solver configs.
 
-The nodes read these values as ROS parameters; the offline tools (demonstrations, offline.fit) and
-the pure-Python loop read the same file through these two functions, so the FOP they fit or run
-and the MPC that records demonstrations are the ones the stack runs. The shared model (Ts_s,
-d_safe_m, input bounds, max_obstacles) lives under controller_node, the robot radius under
-sim_node (see the header of config/nav.yaml).
+The nodes read these values as ROS parameters; bringup, the launcher, the offline tools
+(demonstrations, offline.fit) and the pure-Python loop read the same file through this module, so
+the FOP they fit or run and the MPC that records demonstrations are the ones the stack runs.
+
+Layout of the file: facts several nodes share live once under ``/**`` (:data:`SHARED_PARAMETERS`:
+the robot model of :class:`~hiopt_ros.control.model.RobotModel`, the goal, the /cmd_vel type);
+every node reads them from there and its own section holds only what is its own. A shared
+parameter inside a node's section is an error (:func:`node_sections` says which), because that node
+would then disagree with the others.
 """
 from __future__ import annotations
 
@@ -13,16 +17,24 @@ from typing import Any
 
 import yaml
 
+from ..config import default_params_file
 from .fop import FopConfig
-from .model import UnicycleLimits
+from .model import RobotModel
 from .mpc import MpcConfig
 
-DEFAULT_PARAMS = Path(__file__).resolve().parents[2] / "config" / "nav.yaml"
-_BOUNDS = ("v_min_mps", "v_max_mps", "omega_min_radps", "omega_max_radps")
+DEFAULT_PARAMS = default_params_file()
+#: the section of a ROS 2 parameter file that applies to every node
+SHARED_SECTION = "/**"
+#: the task every node that needs it reads from `/**`: goal and its tolerance (the course's goal)
+TASK_PARAMETERS = ("goal_xy", "goal_tolerance_m")
+DEFAULT_GOAL_XY = (4.0, 0.0)          # [m]
+DEFAULT_GOAL_TOLERANCE_M = 0.15       # the goal is reached within this distance [m]
+#: parameters that must live under `/**` only
+SHARED_PARAMETERS = (*RobotModel.PARAMETERS, *TASK_PARAMETERS, "enable_stamped_cmd_vel")
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, dict[str, Any]]:
-    """Read a ROS 2 parameter file into {node_name: {param: value}}."""
+    """Read a ROS 2 parameter file into {section: {param: value}} (sections: node names and `/**`)."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -30,30 +42,51 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, dict[str, Any]]:
         raise FileNotFoundError(f"parameter file not found: {path}") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a mapping of node names to 'ros__parameters'")
-    return {node: (body or {}).get("ros__parameters", {}) for node, body in raw.items()}
+    out = {}
+    for node, body in raw.items():
+        if body is not None and not isinstance(body, dict):
+            raise ValueError(f"{path}: section {node!r} must be a mapping with 'ros__parameters'")
+        out[str(node)] = dict((body or {}).get("ros__parameters") or {})
+    return out
 
 
-def _shared_model(params: dict) -> dict[str, Any]:
-    sim, ctrl = params.get("sim_node", {}), params.get("controller_node", {})
-    kw: dict[str, Any] = {}
-    if "robot_radius_m" in sim:
-        kw["robot_radius_m"] = float(sim["robot_radius_m"])
-    for name in ("d_safe_m", "Ts_s"):
-        if name in ctrl:
-            kw[name] = float(ctrl[name])
-    if "max_obstacles" in ctrl:
-        kw["M"] = int(ctrl["max_obstacles"])
-    bounds = {k: float(ctrl[k]) for k in _BOUNDS if k in ctrl}
-    if bounds:
-        kw["limits"] = UnicycleLimits(**bounds)
-    return kw
+def shared_parameters(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
+    """The `/**` section of a parameter file, after checking no node section repeats a shared fact."""
+    return node_sections(path).get(SHARED_SECTION, {})
+
+
+def node_sections(path: str | Path = DEFAULT_PARAMS) -> dict[str, dict[str, Any]]:
+    """{node: parameters as that node sees them (`/**` merged in)}, plus `/**` itself.
+
+    Raises ValueError naming the file, the node and the parameter when a node's own section holds
+    one of :data:`SHARED_PARAMETERS` (move it under `/**`).
+    """
+    raw = load_params(path)
+    common = raw.get(SHARED_SECTION, {})
+    for node, body in raw.items():
+        if node == SHARED_SECTION:
+            continue
+        misplaced = [k for k in body if k in SHARED_PARAMETERS]
+        if misplaced:
+            raise ValueError(f"{path}: {node}: {', '.join(misplaced)} belong(s) under '/**' (shared by every "
+                             f"node, declared once); move them there")
+    out = {node: {**common, **body} for node, body in raw.items() if node != SHARED_SECTION}
+    out[SHARED_SECTION] = dict(common)
+    return out
+
+
+def robot_model_from_params(params_path: str | Path = DEFAULT_PARAMS) -> RobotModel:
+    """The robot model every node of the stack declares from this file."""
+    try:
+        return RobotModel.from_parameters(shared_parameters(params_path))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{params_path}: robot model under '/**': {exc}") from None
 
 
 def fop_config_from_params(params_path: str | Path = DEFAULT_PARAMS, K: int | None = None) -> FopConfig:
-    """FopConfig as controller_node builds it (weights c_p, c_h, c_u and relu_terms too)."""
-    params = load_params(params_path)
-    ctrl = params.get("controller_node", {})
-    kw = _shared_model(params)
+    """FopConfig as controller_node builds it (robot model, weights c_p, c_h, c_u and relu_terms)."""
+    ctrl = node_sections(params_path).get("controller_node", {})
+    kw: dict[str, Any] = robot_model_from_params(params_path).solver_kwargs()
     for name in ("c_p", "c_h", "c_u"):
         if name in ctrl:
             kw[name] = float(ctrl[name])
@@ -62,10 +95,9 @@ def fop_config_from_params(params_path: str | Path = DEFAULT_PARAMS, K: int | No
 
 
 def mpc_config_from_params(params_path: str | Path = DEFAULT_PARAMS) -> MpcConfig:
-    """MpcConfig as expert_node builds it: the shared model plus horizon_steps and subgoal_steps."""
-    params = load_params(params_path)
-    expert = params.get("expert_node", {})
-    kw = _shared_model(params)
+    """MpcConfig as expert_node builds it: the robot model plus horizon_steps and subgoal_steps."""
+    expert = node_sections(params_path).get("expert_node", {})
+    kw: dict[str, Any] = robot_model_from_params(params_path).solver_kwargs()
     if "horizon_steps" in expert:
         kw["N"] = int(expert["horizon_steps"])
     if "subgoal_steps" in expert:

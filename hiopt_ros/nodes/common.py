@@ -30,6 +30,9 @@ from rcl_interfaces.msg import ParameterDescriptor, ParameterType
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
 
+from hiopt_ros.control.model import DEFAULT_ROBOT, RobotModel
+from hiopt_ros.control.params import DEFAULT_GOAL_TOLERANCE_M, DEFAULT_GOAL_XY
+
 SENSOR_QOS = qos_profile_sensor_data
 COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.VOLATILE, history=HistoryPolicy.KEEP_LAST)
@@ -67,8 +70,10 @@ class Params:
         self._node = node
         self._errors: list[str] = []
 
-    def _declare(self, name: str, default: Any, description: str, ptype: int | None, dynamic: bool) -> Any:
-        desc = ParameterDescriptor(description=description, dynamic_typing=dynamic)
+    def _declare(self, name: str, default: Any, description: str, ptype: int | None, dynamic: bool,
+                 read_only: bool = True) -> Any:
+        # start-up values are read once, so they are read-only: `ros2 param set` is refused with a reason
+        desc = ParameterDescriptor(description=description, dynamic_typing=dynamic, read_only=read_only)
         if ptype is not None:
             desc.type = ptype
         try:
@@ -109,8 +114,9 @@ class Params:
         raw = self._declare(name, bool(default), description, ParameterType.PARAMETER_BOOL, False)
         return bool(raw)
 
-    def text(self, name: str, default: str, description: str) -> str:
-        raw = self._declare(name, str(default), description, ParameterType.PARAMETER_STRING, False)
+    def text(self, name: str, default: str, description: str, *, read_only: bool = True) -> str:
+        """A string; ``read_only=False`` for the few parameters a node acts on at run time."""
+        raw = self._declare(name, str(default), description, ParameterType.PARAMETER_STRING, False, read_only)
         return str(raw)
 
     def vector(self, name: str, default: Sequence[float], description: str, *,
@@ -136,6 +142,10 @@ class Params:
             self.error(name, f"must hold a multiple of {multiple_of} numbers, got {arr.size}")
         return arr
 
+    @property
+    def has_errors(self) -> bool:
+        return bool(self._errors)
+
     def require(self, ok: bool, name: str, what: str) -> None:
         """Cross-parameter check (e.g. min <= max)."""
         if not ok:
@@ -144,6 +154,45 @@ class Params:
     def check(self) -> None:
         if self._errors:
             raise ParameterError("invalid parameter(s):\n  " + "\n  ".join(self._errors))
+
+
+def declare_robot_model(p: Params) -> RobotModel:
+    """Declare the shared robot model (config/nav.yaml `/**`, defaults of RobotModel) and read it.
+
+    Every node calls this, so sim, planner, controller and expert see one robot: its footprint
+    radius, d_safe (32g), the prediction step Ts, the input bounds (32e–f) and the obstacle slots M.
+    """
+    d = DEFAULT_ROBOT
+    values = dict(
+        robot_radius_m=p.number("robot_radius_m", d.robot_radius_m, "radius of the circle enclosing the robot [m]",
+                                min_value=0.0, strict_min=True),
+        d_safe_m=p.number("d_safe_m", d.d_safe_m, "clearance kept from obstacles (32g) [m]", min_value=0.0),
+        Ts_s=p.number("Ts_s", d.Ts_s, "prediction step of the FOP / MPC model (not the control period) [s]",
+                      min_value=0.0, strict_min=True),
+        v_min_mps=p.number("v_min_mps", d.limits.v_min_mps, "lower speed bound (32e) [m/s]", max_value=0.0),
+        v_max_mps=p.number("v_max_mps", d.limits.v_max_mps, "upper speed bound (32e) [m/s]",
+                           min_value=0.0, strict_min=True),
+        omega_min_radps=p.number("omega_min_radps", d.limits.omega_min_radps, "lower turn-rate bound (32f) [rad/s]",
+                                 max_value=0.0),
+        omega_max_radps=p.number("omega_max_radps", d.limits.omega_max_radps, "upper turn-rate bound (32f) [rad/s]",
+                                 min_value=0.0, strict_min=True),
+        max_obstacles=p.integer("max_obstacles", d.max_obstacles,
+                                "obstacle slots M the solvers are built with (the nearest M are used)", min_value=0),
+    )
+    try:
+        return RobotModel.from_parameters(values)
+    except ValueError as exc:  # the per-parameter checks above already named a bad value
+        if not p.has_errors:
+            p.error("robot model", str(exc))
+        return d
+
+
+def declare_goal(p: Params) -> tuple[np.ndarray, float]:
+    """Declare the task's goal (config/nav.yaml `/**`): goal_xy [m] and goal_tolerance_m [m]."""
+    goal = p.vector("goal_xy", DEFAULT_GOAL_XY, "goal [x_m, y_m] until one arrives on /goal_pose", size=2)
+    tol = p.number("goal_tolerance_m", DEFAULT_GOAL_TOLERANCE_M, "goal reached within this distance [m]",
+                   min_value=0.0, strict_min=True)
+    return goal, tol
 
 
 # ------------------------------------------------------------------------------------------------

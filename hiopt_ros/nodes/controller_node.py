@@ -24,6 +24,7 @@ from rclpy.node import Node
 from std_msgs.msg import Float64
 
 from hiopt_ros.control.fop import FopConfig
+from hiopt_ros.control.model import RobotModel
 
 from . import common as c
 from .watchdog import Watchdog
@@ -41,41 +42,11 @@ class ControllerConfig:
     subgoal_timeout_s: float
     arrive_radius_m: float
     diagnostics_rate_hz: float
-    Ts_s: float
     c_p: float
     c_h: float
     c_u: float
-    v_min_mps: float
-    v_max_mps: float
-    omega_min_radps: float
-    omega_max_radps: float
-    robot_radius_m: float
-    d_safe_m: float
     relu_terms: int
-    max_obstacles: int
-
-
-def declare_shared_model(p: c.Params) -> dict:
-    """The model the controller's FOP and the expert's MPC share (bringup copies the controller's
-    values to the expert): prediction step, input bounds (32e–f), robot radius, d_safe (32g) and
-    obstacle slots. Defaults come from FopConfig, the one source of truth."""
-    d = _FOP_DEFAULTS
-    return dict(
-        Ts_s=p.number("Ts_s", d.Ts_s, "prediction step of the FOP / MPC model (not the control period) [s]",
-                      min_value=0.0, strict_min=True),
-        v_min_mps=p.number("v_min_mps", d.limits.v_min_mps, "lower speed bound (32e) [m/s]", max_value=0.0),
-        v_max_mps=p.number("v_max_mps", d.limits.v_max_mps, "upper speed bound (32e) [m/s]",
-                           min_value=0.0, strict_min=True),
-        omega_min_radps=p.number("omega_min_radps", d.limits.omega_min_radps, "lower turn-rate bound (32f) [rad/s]",
-                                 max_value=0.0),
-        omega_max_radps=p.number("omega_max_radps", d.limits.omega_max_radps, "upper turn-rate bound (32f) [rad/s]",
-                                 min_value=0.0, strict_min=True),
-        robot_radius_m=p.number("robot_radius_m", d.robot_radius_m, "radius of the circle enclosing the robot [m]",
-                                min_value=0.0, strict_min=True),
-        d_safe_m=p.number("d_safe_m", d.d_safe_m, "clearance kept from obstacles (32g) [m]", min_value=0.0),
-        max_obstacles=p.integer("max_obstacles", d.M, "obstacle slots M the solver is built with (nearest M)",
-                                min_value=0),
-    )
+    model: RobotModel
 
 
 class ControllerNode(Node):
@@ -89,7 +60,8 @@ class ControllerNode(Node):
                                      min_value=0.0, strict_min=True),
             enable_stamped_cmd_vel=p.flag("enable_stamped_cmd_vel", False,
                                           "publish geometry_msgs/TwistStamped (true) or Twist (false), as Nav2"),
-            theta_file=p.text("theta_file", "", "fitted θ (config/theta/*.yaml); empty: the unchanged FOP"),
+            theta_file=p.text("theta_file", "", "fitted θ (config/theta/*.yaml); empty: the unchanged FOP",
+                              read_only=False),
             odom_timeout_s=p.number("odom_timeout_s", 0.5, "stop when /odom is older than this [s]",
                                     min_value=0.0, strict_min=True),
             subgoal_timeout_s=p.number("subgoal_timeout_s", 1.0, "stop when /hiopt/subgoal is older than this [s]",
@@ -101,24 +73,20 @@ class ControllerNode(Node):
             c_p=p.number("c_p", _FOP_DEFAULTS.c_p, "position weight of Eq. 32a", min_value=0.0),
             c_h=p.number("c_h", _FOP_DEFAULTS.c_h, "heading weight of Eq. 32a", min_value=0.0),
             c_u=p.number("c_u", _FOP_DEFAULTS.c_u, "input weight of Eq. 32a", min_value=0.0),
-            **declare_shared_model(p),
             relu_terms=p.integer("relu_terms", _FOP_DEFAULTS.K, "ReLU slots K the solver is built with (structural)",
                                  min_value=0),
+            model=c.declare_robot_model(p),
         )
         cfg = self.cfg
-        p.require(cfg.v_min_mps <= cfg.v_max_mps, "v_min_mps", "must be <= v_max_mps")
         theta = None
         if cfg.theta_file:
             theta = self._load_theta(p, cfg.theta_file)
         p.check()
 
-        from hiopt_ros.control.fop import Fop, FopConfig
-        from hiopt_ros.control.model import UnicycleLimits
+        from hiopt_ros.control.fop import Fop
 
-        limits = UnicycleLimits(cfg.v_min_mps, cfg.v_max_mps, cfg.omega_min_radps, cfg.omega_max_radps)
-        self.fop = Fop(FopConfig(Ts_s=cfg.Ts_s, K=cfg.relu_terms, M=cfg.max_obstacles, c_p=cfg.c_p, c_h=cfg.c_h,
-                                 c_u=cfg.c_u, limits=limits, robot_radius_m=cfg.robot_radius_m,
-                                 d_safe_m=cfg.d_safe_m), theta)
+        self.fop = Fop(FopConfig(**cfg.model.solver_kwargs(), K=cfg.relu_terms, c_p=cfg.c_p, c_h=cfg.c_h,
+                                 c_u=cfg.c_u), theta)
 
         self.watchdog = Watchdog(self.get_clock(), {"odometry": cfg.odom_timeout_s, "subgoal": cfg.subgoal_timeout_s})
         self.state: np.ndarray | None = None
@@ -141,7 +109,7 @@ class ControllerNode(Node):
         self.create_timer(1.0 / cfg.diagnostics_rate_hz, self.on_diagnostics)
         self.add_on_set_parameters_callback(self.on_set_parameters)
         self.get_logger().info(
-            f"FOP ready (K={cfg.relu_terms}, M={cfg.max_obstacles}, "
+            f"FOP ready (K={cfg.relu_terms}, M={cfg.model.max_obstacles}, "
             f"θ: {cfg.theta_file or 'none, unchanged FOP'}), {cfg.control_rate_hz:g} Hz, "
             f"{'TwistStamped' if cfg.enable_stamped_cmd_vel else 'Twist'} on {c.TOPIC_CMD_VEL}")
 

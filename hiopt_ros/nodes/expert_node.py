@@ -19,8 +19,9 @@ from nav_msgs.msg import Odometry, Path
 from rclpy.node import Node
 from std_msgs.msg import Bool, Float64
 
+from hiopt_ros.control.model import RobotModel
+
 from . import common as c
-from .controller_node import declare_shared_model
 from .watchdog import Watchdog
 
 NAME = "expert_node"
@@ -35,16 +36,9 @@ class ExpertConfig:
     odom_timeout_s: float
     diagnostics_rate_hz: float
     horizon_steps: int
-    Ts_s: float
     subgoal_steps: int
-    v_min_mps: float
-    v_max_mps: float
-    omega_min_radps: float
-    omega_max_radps: float
-    robot_radius_m: float
-    d_safe_m: float
-    max_obstacles: int
     frame_id: str
+    model: RobotModel
 
 
 class ExpertNode(Node):
@@ -53,14 +47,14 @@ class ExpertNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__(NAME, **kwargs)
         p = c.Params(self)
+        goal_xy, goal_tolerance_m = c.declare_goal(p)
         self.cfg = ExpertConfig(
             control_rate_hz=p.number("control_rate_hz", 50.0, "MPC solve and /cmd_vel rate [Hz]",
                                      min_value=0.0, strict_min=True),
             enable_stamped_cmd_vel=p.flag("enable_stamped_cmd_vel", False,
                                           "publish geometry_msgs/TwistStamped (true) or Twist (false), as Nav2"),
-            goal_xy=p.vector("goal_xy", [4.0, 0.0], "goal [x_m, y_m] until one arrives on /goal_pose", size=2),
-            goal_tolerance_m=p.number("goal_tolerance_m", 0.15, "goal reached within this distance [m]",
-                                      min_value=0.0, strict_min=True),
+            goal_xy=goal_xy,
+            goal_tolerance_m=goal_tolerance_m,
             odom_timeout_s=p.number("odom_timeout_s", 0.5, "stop when /odom is older than this [s]",
                                     min_value=0.0, strict_min=True),
             diagnostics_rate_hz=p.number("diagnostics_rate_hz", 1.0, "/diagnostics publication rate [Hz]",
@@ -68,22 +62,17 @@ class ExpertNode(Node):
             horizon_steps=p.integer("horizon_steps", 20, "MPC horizon N (structural)", min_value=1),
             subgoal_steps=p.integer("subgoal_steps", 5, "implied subgoal = planned position this many steps ahead",
                                     min_value=1),
-            **declare_shared_model(p),
             frame_id=p.text("frame_id", "odom", "frame of the published subgoal and plan"),
+            model=c.declare_robot_model(p),
         )
         cfg = self.cfg
         p.require(cfg.subgoal_steps <= cfg.horizon_steps, "subgoal_steps",
                   f"must be <= horizon_steps ({cfg.horizon_steps}), got {cfg.subgoal_steps}")
-        p.require(cfg.v_min_mps <= cfg.v_max_mps, "v_min_mps", "must be <= v_max_mps")
         p.check()
 
-        from hiopt_ros.control.model import UnicycleLimits
         from hiopt_ros.control.mpc import Mpc, MpcConfig
 
-        limits = UnicycleLimits(cfg.v_min_mps, cfg.v_max_mps, cfg.omega_min_radps, cfg.omega_max_radps)
-        self.mpc = Mpc(MpcConfig(N=cfg.horizon_steps, Ts_s=cfg.Ts_s, M=cfg.max_obstacles, limits=limits,
-                                 robot_radius_m=cfg.robot_radius_m, d_safe_m=cfg.d_safe_m,
-                                 subgoal_steps=cfg.subgoal_steps))
+        self.mpc = Mpc(MpcConfig(**cfg.model.solver_kwargs(), N=cfg.horizon_steps, subgoal_steps=cfg.subgoal_steps))
         self.goal = cfg.goal_xy.copy()
         self.reached = False
         self.state: np.ndarray | None = None

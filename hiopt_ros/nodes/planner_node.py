@@ -18,6 +18,8 @@ from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from std_msgs.msg import Bool
 
+from hiopt_ros.control.model import RobotModel
+
 from . import common as c
 from .watchdog import Watchdog
 
@@ -32,9 +34,9 @@ class PlannerConfig:
     policy_checkpoint: str
     policy_max_distance_m: float
     lookahead_m: float
-    robot_radius_m: float
     odom_timeout_s: float
     frame_id: str
+    model: RobotModel
 
 
 class PlannerNode(Node):
@@ -43,10 +45,10 @@ class PlannerNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__(NAME, **kwargs)
         p = c.Params(self)
+        goal_xy, goal_tolerance_m = c.declare_goal(p)
         self.cfg = PlannerConfig(
-            goal_xy=p.vector("goal_xy", [4.0, 0.0], "goal [x_m, y_m] until one arrives on /goal_pose", size=2),
-            goal_tolerance_m=p.number("goal_tolerance_m", 0.15, "goal reached within this distance [m]",
-                                      min_value=0.0, strict_min=True),
+            goal_xy=goal_xy,
+            goal_tolerance_m=goal_tolerance_m,
             planner_rate_hz=p.number("planner_rate_hz", 10.0, "subgoal publication rate [Hz]",
                                      min_value=0.0, strict_min=True),
             policy_checkpoint=p.text("policy_checkpoint", "",
@@ -56,11 +58,10 @@ class PlannerNode(Node):
                                            min_value=0.0, strict_min=True),
             lookahead_m=p.number("lookahead_m", 0.6, "look-ahead distance of the geometric policy [m]",
                                  min_value=0.0, strict_min=True),
-            robot_radius_m=p.number("robot_radius_m", 0.3, "radius of the circle enclosing the robot [m]",
-                                    min_value=0.0, strict_min=True),
             odom_timeout_s=p.number("odom_timeout_s", 0.5, "no subgoal is published from older odometry [s]",
                                     min_value=0.0, strict_min=True),
             frame_id=p.text("frame_id", "odom", "frame of the published subgoal"),
+            model=c.declare_robot_model(p),
         )
         cfg = self.cfg
         self.policy = None
@@ -127,7 +128,7 @@ class PlannerNode(Node):
         else:
             try:
                 subgoal = np.asarray(self.policy.subgoal(self.state, self.goal, self.obstacles,
-                                                         self.cfg.robot_radius_m), dtype=float)
+                                                         self.cfg.model.robot_radius_m), dtype=float)
             except ValueError as exc:
                 self.get_logger().error(f"policy failed: {exc}; not publishing", throttle_duration_sec=1.0)
                 return

@@ -20,6 +20,8 @@ from rclpy.node import Node
 from rclpy.time import Time
 from std_msgs.msg import Bool
 
+from hiopt_ros.control.model import RobotModel
+
 from . import common as c
 
 NAME = "sim_node"
@@ -29,8 +31,7 @@ NAME = "sim_node"
 class SimConfig:
     start_xyyaw: np.ndarray
     obstacles_xyr: np.ndarray
-    goal_xy: np.ndarray | None
-    robot_radius_m: float
+    goal_xy: np.ndarray
     goal_tolerance_m: float
     step_rate_hz: float
     physics_rate_hz: float
@@ -43,6 +44,7 @@ class SimConfig:
     enable_stamped_cmd_vel: bool
     odom_frame: str
     base_frame: str
+    model: RobotModel
 
 
 class SimNode(Node):
@@ -54,15 +56,12 @@ class SimNode(Node):
         start = p.vector("start_xyyaw", [0.0, 0.0, 0.0], "start pose [x_m, y_m, yaw_rad]", size=3)
         obstacles = p.vector("obstacles_xyr", [], "static cylinders, flattened [x_m, y_m, radius_m] triples",
                              multiple_of=3)
-        goal = p.vector("goal_xy", [], "goal [x_m, y_m], only drawn in the GUI (empty: none)")
+        goal_xy, goal_tolerance_m = c.declare_goal(p)  # only drawn in the GUI
         self.cfg = SimConfig(
             start_xyyaw=start,
             obstacles_xyr=obstacles.reshape(-1, 3) if obstacles.size % 3 == 0 else np.zeros((0, 3)),
-            goal_xy=goal if goal.size == 2 else None,
-            robot_radius_m=p.number("robot_radius_m", 0.3, "radius of the circle enclosing the robot [m]",
-                                    min_value=0.0, strict_min=True),
-            goal_tolerance_m=p.number("goal_tolerance_m", 0.15, "goal radius drawn in the GUI [m]",
-                                      min_value=0.0, strict_min=True),
+            goal_xy=goal_xy,
+            goal_tolerance_m=goal_tolerance_m,
             step_rate_hz=p.number("step_rate_hz", 100.0, "physics update timer rate (wall clock) [Hz]",
                                   min_value=0.0, strict_min=True),
             physics_rate_hz=p.number("physics_rate_hz", 240.0, "PyBullet internal step rate [Hz]",
@@ -81,9 +80,9 @@ class SimNode(Node):
                                           "/cmd_vel is geometry_msgs/TwistStamped (true) or Twist (false)"),
             odom_frame=p.text("odom_frame", "odom", "frame of the odometry pose"),
             base_frame=p.text("base_frame", "base_link", "robot body frame"),
+            model=c.declare_robot_model(p),
         )
         cfg = self.cfg
-        p.require(cfg.goal_xy is not None or goal.size == 0, "goal_xy", f"must be empty or [x, y], got {goal.tolist()}")
         if obstacles.size % 3 == 0 and cfg.obstacles_xyr.size:
             p.require(bool(np.all(cfg.obstacles_xyr[:, 2] > 0)), "obstacles_xyr", "every radius must be > 0")
         p.require(cfg.physics_rate_hz >= cfg.step_rate_hz, "physics_rate_hz",
@@ -94,8 +93,8 @@ class SimNode(Node):
         from sim.world import World
 
         self.course = Course(start_xyyaw=cfg.start_xyyaw,
-                             goal_xy=cfg.goal_xy if cfg.goal_xy is not None else cfg.start_xyyaw[:2],
-                             obstacles_xyr=cfg.obstacles_xyr, robot_radius_m=cfg.robot_radius_m,
+                             goal_xy=cfg.goal_xy,
+                             obstacles_xyr=cfg.obstacles_xyr, robot_radius_m=cfg.model.robot_radius_m,
                              goal_tolerance_m=cfg.goal_tolerance_m)
         self.world = World(self.course, physics_rate_hz=cfg.physics_rate_hz, gui=cfg.gui, seed=cfg.seed)
         self.world.reset(seed=cfg.seed)
@@ -104,7 +103,6 @@ class SimNode(Node):
         self._wall = Clock(clock_type=ClockType.STEADY_TIME)
         self._last_cmd_wall: Time | None = None
         self._collided = False
-        self._start_ns = self.get_clock().now().nanoseconds
 
         self.odom_pub = self.create_publisher(Odometry, c.TOPIC_ODOM, c.SENSOR_QOS)
         from visualization_msgs.msg import MarkerArray

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..control.model import check_obstacles, check_vector
+from ..control.model import DEFAULT_ROBOT, check_obstacles, check_vector
 
 
 def _segment_point_distance(a: np.ndarray, b: np.ndarray, p: np.ndarray) -> float:
@@ -37,7 +37,7 @@ class LookaheadPolicy:
         if not (self.clearance_m >= 0 and math.isfinite(self.clearance_m)):
             raise ValueError(f"clearance_m must be >= 0, got {self.clearance_m!r}")
 
-    def subgoal(self, state, goal_xy, obstacles_xyr=None, robot_radius_m: float = 0.3) -> np.ndarray:
+    def subgoal(self, state, goal_xy, obstacles_xyr=None, robot_radius_m: float = DEFAULT_ROBOT.robot_radius_m) -> np.ndarray:
         state = check_vector("state", state, 3)
         goal = check_vector("goal_xy", goal_xy, 2)
         obs = check_obstacles(obstacles_xyr)

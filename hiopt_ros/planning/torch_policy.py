@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..control.model import check_obstacles, check_vector
+from ..control.model import DEFAULT_ROBOT, check_obstacles, check_vector
 
 OBSERVATION_VERSION = 1
 DEFAULT_N_OBSTACLES = 4
@@ -38,7 +38,7 @@ def observation_size(n_obstacles: int = DEFAULT_N_OBSTACLES) -> int:
     return 3 + 3 * n_obstacles
 
 
-def observation(state, goal_xy, obstacles_xyr=None, robot_radius_m: float = 0.3,
+def observation(state, goal_xy, obstacles_xyr=None, robot_radius_m: float = DEFAULT_ROBOT.robot_radius_m,
                 n_obstacles: int = DEFAULT_N_OBSTACLES) -> np.ndarray:
     """The policy's input (see the module docstring): shape (3 + 3·n_obstacles,), float32."""
     state = check_vector("state", state, 3)
@@ -119,7 +119,7 @@ class TorchPolicy:
             out = self.module(torch.from_numpy(obs).unsqueeze(0))
         return np.asarray(out.detach().cpu().numpy(), dtype=float).reshape(-1)
 
-    def subgoal(self, state, goal_xy, obstacles_xyr=None, robot_radius_m: float = 0.3) -> np.ndarray:
+    def subgoal(self, state, goal_xy, obstacles_xyr=None, robot_radius_m: float = DEFAULT_ROBOT.robot_radius_m) -> np.ndarray:
         """World-frame subgoal p̂ (2,); raises ValueError on a non-finite module output."""
         obs = observation(state, goal_xy, obstacles_xyr, robot_radius_m, self.n_obstacles)
         action = self._forward(obs)
