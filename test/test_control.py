@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,16 @@ def _next_clearances(fop: Fop, state, u, obstacles) -> np.ndarray:
     p1 = unicycle_step(state, u, fop.config.Ts_s)[:2]
     obstacles = np.asarray(obstacles, float)
     return np.hypot(obstacles[:, 0] - p1[0], obstacles[:, 1] - p1[1]) - obstacles[:, 2] - _margin(fop)
+
+
+def _effective_clearances(fop: Fop, state, u, obstacles) -> np.ndarray:
+    """(32g) as the FOP states it: distance of p_{t+1} to each of the nearest M obstacles minus its
+    effective radius (r + robot radius + d_safe, or the current distance when already inside)."""
+    p1 = unicycle_step(state, u, fop.config.Ts_s)[:2]
+    eff = fop.effective_obstacles(state, obstacles)
+    if len(eff) == 0:
+        return np.array([np.inf])
+    return np.hypot(eff[:, 0] - p1[0], eff[:, 1] - p1[1]) - eff[:, 2]
 
 
 def _random_instances(fop: Fop, n: int, seed: int = 0):
@@ -252,3 +263,109 @@ def test_scip_still_works_after_acados_is_loaded(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "SCIP" in proc.stdout
+
+
+# ---------------------------------------------------------------- which local optimum (issue 8 item 1)
+FIXTURE = REPO / "test" / "data" / "fop_near_obstacle_cases.json"
+
+
+def _theta0_global_cost(fop: Fop, state, subgoal, obstacles, n_grid: int = 20001) -> float:
+    """Independent oracle of Eq. 32's global minimum for θ = 0, l = 0.
+
+    Without ReLU terms the cost separates: c_p‖p_{t+1}(v) − p̂‖² + c_u v²  +  c_h (yaw_{t+1}(ω) − yaw_ref)² + c_u ω²,
+    and (32g) constrains v only. The ω part is minimised in closed form (clipped); the v part on a
+    dense grid of feasible speeds (resolution 5e-5 m/s).
+    """
+    cfg, ts, lim = fop.config, fop.config.Ts_s, fop.config.limits
+    state, subgoal = np.asarray(state, float), np.asarray(subgoal, float)
+    yaw_ref = fop.yaw_reference(state, subgoal)
+    a, b = cfg.c_h * ts * ts + cfg.c_u, cfg.c_h * ts * (state[2] - yaw_ref)
+    w = float(np.clip(-b / a, lim.omega_min_radps, lim.omega_max_radps))
+    cost_w = cfg.c_h * (state[2] + ts * w - yaw_ref) ** 2 + cfg.c_u * w * w
+    v = np.linspace(lim.v_min_mps, lim.v_max_mps, n_grid)
+    p1 = state[:2] + ts * v[:, None] * np.array([math.cos(state[2]), math.sin(state[2])])
+    feasible = np.ones(n_grid, bool)
+    for ox, oy, r_eff in fop.effective_obstacles(state, obstacles):
+        feasible &= np.hypot(p1[:, 0] - ox, p1[:, 1] - oy) >= r_eff
+    cost_v = cfg.c_p * np.sum((p1 - subgoal) ** 2, axis=1) + cfg.c_u * v * v
+    return float(cost_v[feasible].min() + cost_w)
+
+
+@pytest.fixture(scope="module")
+def fop_pair():
+    """The controller's FOP (θ = 0) with one SQP start per feasible speed slab, and with the stop command only."""
+    from hiopt_ros.control.params import fop_config_from_params
+
+    cfg = fop_config_from_params()
+    return Fop(replace(cfg, multi_start=True)), Fop(replace(cfg, multi_start=False))
+
+
+def test_multi_start_finds_the_lower_cost_pass_on_recorded_near_obstacle_cases(fop_pair):
+    """Cases recorded from MPC demonstrations (offline.fop_starts) where SQP from u = 0 stops short
+    of an obstacle margin: the multi-start FOP returns the feasible action of lower (global) cost."""
+    import json
+
+    multi, one = fop_pair
+    cases = json.loads(FIXTURE.read_text())["cases"]
+    assert len(cases) >= 10
+    for case in cases:
+        state, subgoal, obstacles = (np.array(case[k]) for k in ("state", "subgoal_xy", "obstacles_xyr"))
+        u1, info1 = one.solve(state, subgoal, obstacles)
+        u2, info2 = multi.solve(state, subgoal, obstacles)
+        assert info1.ok and info2.ok, (info1.message, info2.message)
+        assert info2.starts >= 2 and info2.start >= 1, "the winning start is not the stop command"
+        c1, c2 = one.objective(state, subgoal, u1), multi.objective(state, subgoal, u2)
+        assert info2.cost == pytest.approx(c2, rel=1e-9, abs=1e-9)
+        assert c2 < c1 - 1e-3, case
+        assert c2 <= _theta0_global_cost(multi, state, subgoal, obstacles) + 1e-4
+        assert np.min(_effective_clearances(multi, state, u2, obstacles)) >= -1e-6
+        assert u2[0] > u1[0]  # it passes instead of stopping at the margin
+
+
+def _near_obstacle_instance(rng: np.random.Generator, theta_scale: float):
+    """A state heading past 1–4 obstacles whose margins cross the reachable segment [p_t, p_t + Ts v_max h]."""
+    state = np.array([0.0, 0.0, rng.uniform(-math.pi, math.pi)])
+    h = np.array([math.cos(state[2]), math.sin(state[2])])
+    n = np.array([-h[1], h[0]])
+    obstacles = []
+    for _ in range(int(rng.integers(1, 5))):
+        r = rng.uniform(0.05, 0.4)
+        margin = r + 0.4  # robot radius 0.3 + d_safe 0.1
+        along, off = rng.uniform(0.0, 0.12), rng.uniform(0.97, 1.03) * margin
+        centre = along * h + rng.choice([-1, 1]) * off * n
+        obstacles.append([*centre, r])
+    subgoal = state[:2] + rng.uniform(0.2, 1.2) * np.array([math.cos(state[2] + rng.normal(0, 0.6)),
+                                                            math.sin(state[2] + rng.normal(0, 0.6))])
+    theta = Theta(alpha=theta_scale * rng.normal(size=(4, 2)), beta=theta_scale * rng.normal(size=4),
+                  l=float(rng.uniform(0, 0.5)) if theta_scale else 0.0)
+    return state, subgoal, np.array(obstacles), theta
+
+
+def test_multi_start_never_costs_more_than_the_single_start(fop_pair):
+    """Property: on near-obstacle instances with random θ (ReLU terms and l), the multi-start FOP
+    is feasible whenever the single start is, and its Eq. 32a cost is never higher."""
+    multi, one = fop_pair
+    rng = np.random.default_rng(11)
+    lower = several = 0
+    try:
+        for i in range(300):
+            state, subgoal, obstacles, theta = _near_obstacle_instance(rng, theta_scale=0.0 if i % 3 == 0 else 2.0)
+            multi.set_theta(theta)
+            one.set_theta(theta)
+            u1, info1 = one.solve(state, subgoal, obstacles)
+            u2, info2 = multi.solve(state, subgoal, obstacles)
+            several += info2.starts > 1
+            if not info1.ok:
+                continue
+            assert info2.ok, info2.message
+            c1, c2 = one.objective(state, subgoal, u1), multi.objective(state, subgoal, u2)
+            assert c2 <= c1 + 1e-7 * (1 + abs(c1)), (state, subgoal, obstacles, theta)
+            lower += c2 < c1 - 1e-6
+            assert np.min(_effective_clearances(multi, state, u2, obstacles)) >= -1e-6
+            if theta.K == 0 or not np.any(theta.alpha):
+                assert c2 <= _theta0_global_cost(multi, state, subgoal, obstacles) + 1e-4
+    finally:
+        multi.set_theta(Theta.zero(0))
+        one.set_theta(Theta.zero(0))
+    # the instances do exercise the non-convexity: several slabs, and strictly better answers
+    assert several >= 50 and lower >= 20, (several, lower)

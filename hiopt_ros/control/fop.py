@@ -16,10 +16,25 @@ How it maps onto acados (built once per (K, M), see acados_env.py):
 * subgoal, yaw_ref, weights, Ts, α, β and obstacles are parameters, and input bounds are
   settable bounds, so a new θ, new obstacles or new weights never trigger code generation.
 
-Safety: if acados fails or returns a non-finite action, `solve` returns the stop command (0, 0)
-with `info.ok = False` and a message saying why. If the robot is already inside an obstacle's
-safety margin (e.g. after a tracking error), that obstacle's constraint becomes "get no closer
-than now", so the problem stays feasible and the robot can leave the margin.
+Which local optimum (issue 8): (32g) is non-convex, but p_{t+1} = p_t + Ts·v·[cos yaw_t, sin yaw_t]
+depends on v alone, so every obstacle forbids one open interval of speeds (the speeds whose next
+position lies inside its margin) and the feasible set is a union of at most M + 1 slabs
+{v ∈ [a_i, b_i]} × [ω_min, ω_max]. On each slab Eq. 32 is convex (the cost is a convex quadratic
+plus ReLUs in u). SQP started inside a slab stays in it (the linearisation of a convex g_j at a
+feasible point is a half-line inside g_j's feasible component), so `solve` starts one SQP per slab —
+from the stop command in the slab that holds it, from (v_max, 0) in the slab that holds v_max, from
+the middle of any other — each with its rollout as the state guess, and returns the feasible
+solution of lowest Eq. 32a cost: the global optimum up to the solver tolerance. When no obstacle's
+margin crosses the reachable segment (the common case) there is one slab and one solve, exactly
+the single start from the stop command of before. A single start from u = 0 stopped at the
+near-side local minimum (v just short of a margin) in ~15 % of near-obstacle samples while a pass
+of lower cost was feasible; `FopConfig(multi_start=False)` keeps that behaviour for comparison.
+
+Safety: if no start gives a finite action that acados reports converged and that satisfies (32e–g),
+`solve` returns the stop command (0, 0) with `info.ok = False` and a message saying why. If the
+robot is already inside an obstacle's safety margin (e.g. after a tracking error), that obstacle's
+constraint becomes "get no closer than now", so the problem stays feasible and the robot can leave
+the margin.
 """
 from __future__ import annotations
 
@@ -34,6 +49,7 @@ from .model import DEFAULT_ROBOT, UnicycleLimits, casadi_step, check_obstacles, 
 from .theta import Theta
 
 _UNUSED_BETA = 1.0       # unused ReLU slots: α = 0, β = 1 → α·u − β = −1, strictly inactive
+_FEAS_TOL_M2 = 1e-6      # a start's solution must satisfy (32g) as ‖p_{t+1} − p_j‖² − r_eff² ≥ −this
 # parameter layout (per stage): [p̂x, p̂y, yaw_ref, c_p, c_h, c_u_total, Ts, α (K×2), β (K), obs (M×3)]
 _N_FIXED = 7
 
@@ -57,6 +73,8 @@ class FopConfig:
     d_safe_m: float = DEFAULT_ROBOT.d_safe_m
     max_iter: int = 50
     tol: float = 1e-8
+    # one SQP start per feasible speed slab (global optimum); False: only from the stop command
+    multi_start: bool = True
 
     def __post_init__(self) -> None:
         if not (isinstance(self.K, int) and self.K >= 0 and isinstance(self.M, int) and self.M >= 0):
@@ -82,7 +100,9 @@ class SolveInfo:
     iterations: int
     solve_time_us: float
     relu_penalty: float = 0.0
-    cost: float = float("nan")
+    cost: float = float("nan")   # Eq. 32a at the returned action (θ's ReLU terms and l included)
+    starts: int = 1              # SQP starts tried (one per feasible speed slab, see fop.py)
+    start: int = 0               # index of the start whose solution was returned (0: the stop command)
 
 
 def _build_ocp(K: int, M: int, max_iter: int, tol: float):
@@ -169,6 +189,7 @@ class Fop:
         self._x0 = np.zeros(3)
         self._u = np.zeros(2)
         self._u_guess = np.zeros(2)
+        self._x1_guess = np.zeros(3)
         self._slack = np.zeros(max(2 * cfg.K, 1))
         self._alpha = np.zeros((cfg.K, 2))
         self._beta = np.full(cfg.K, _UNUSED_BETA)
@@ -272,43 +293,144 @@ class Fop:
         return np.array(H), np.array(b)
 
     def objective(self, state, subgoal_xy, u) -> float:
-        """Eq. 32a at u with the current θ and l (for reports and tests)."""
-        Q, c, const = self.cost_terms(state, subgoal_xy)
-        u = np.asarray(u, float)
-        return float(u @ Q @ u + c @ u + const + self.theta.l * u @ u + self.theta.relu_penalty(u))
+        """Eq. 32a at u with the weights, θ (ReLU terms) and l installed in the solver."""
+        state = check_vector("state", state, 3)
+        subgoal_xy = check_vector("subgoal_xy", subgoal_xy, 2)
+        u = check_vector("u", u, 2)
+        return self._cost(state, subgoal_xy, self.yaw_reference(state, subgoal_xy), float(u[0]), float(u[1]))
+
+    def _cost(self, state, subgoal_xy, yaw_ref: float, v: float, w: float) -> float:
+        """Eq. 32a from the parameters acados optimises (p: c_p, c_h, c_u + l; α, β), in floats."""
+        p, ts = self._p, self._p[6]
+        yaw = float(state[2])
+        ex = float(state[0]) + ts * v * math.cos(yaw) - float(subgoal_xy[0])
+        ey = float(state[1]) + ts * v * math.sin(yaw) - float(subgoal_xy[1])
+        eh = yaw + ts * w - yaw_ref
+        cost = float(p[3]) * (ex * ex + ey * ey) + float(p[4]) * eh * eh + float(p[5]) * (v * v + w * w)
+        for (a_v, a_w), b in zip(self._alpha.tolist(), self._beta.tolist()):
+            cost += max(a_v * v + a_w * w - b, 0.0)
+        return cost
+
+    def speed_slabs(self, state, rows: list[tuple[float, float, float]]) -> list[tuple[float, float]]:
+        """The feasible speeds of (32e) ∩ (32g) as disjoint closed intervals [a, b], ascending.
+
+        ‖p_t + Ts·v·h − p_j‖² − r_j² is a convex quadratic in v (h = heading), negative on one open
+        interval (v_lo, v_hi) at most: the speeds whose next position lies inside obstacle j's
+        margin. `rows` are the effective obstacles (x, y, r_eff) of `_obstacle_rows`.
+        """
+        lim = self.config.limits
+        ts = float(self._p[6])
+        hx, hy = math.cos(float(state[2])), math.sin(float(state[2]))
+        slabs = [(lim.v_min_mps, lim.v_max_mps)]
+        for ox, oy, r_eff in rows:
+            dx, dy = float(state[0]) - ox, float(state[1]) - oy
+            hd = hx * dx + hy * dy                    # g(v) = Ts²v² + 2 Ts v hd + (‖d‖² − r²)
+            disc = hd * hd - (dx * dx + dy * dy - r_eff * r_eff)
+            if disc <= 0.0:
+                continue
+            root = math.sqrt(disc)
+            v_lo, v_hi = (-hd - root) / ts, (-hd + root) / ts
+            cut = []
+            for a, b in slabs:
+                if v_hi <= a or v_lo >= b:
+                    cut.append((a, b))
+                    continue
+                if a <= v_lo:
+                    cut.append((a, v_lo))
+                if v_hi <= b:
+                    cut.append((v_hi, b))
+            slabs = cut
+        return slabs
+
+    def start_actions(self, state, obstacles_xyr=None) -> np.ndarray:
+        """The SQP starts `solve` uses at `state`, (S, 2) rows [v_mps, omega_radps]; row 0 is the stop command."""
+        state = check_vector("state", state, 3)
+        return np.array([[v, 0.0] for v in self._start_speeds(state, self._obstacle_rows(state, obstacles_xyr))])
+
+    def _start_speeds(self, state, rows) -> list[float]:
+        """One start per slab: the stop command first, then (v_max, ·), then slab midpoints."""
+        if not self.config.multi_start:
+            return [0.0]
+        slabs = self.speed_slabs(state, rows)
+        if len(slabs) <= 1:
+            return [0.0]
+        lim = self.config.limits
+        starts = [0.0]
+        for a, b in slabs:
+            if a <= 0.0 <= b:
+                continue  # the stop command's slab (always feasible, see effective_obstacles)
+            starts.append(lim.v_max_mps if b >= lim.v_max_mps else lim.v_min_mps if a <= lim.v_min_mps
+                          else 0.5 * (a + b))
+        return starts
+
+    def _violation(self, state, rows, v: float) -> float:
+        """Largest violation of (32g) at p_{t+1}(v) in m² (≤ 0 when feasible)."""
+        ts = float(self._p[6])
+        px = float(state[0]) + ts * v * math.cos(float(state[2]))
+        py = float(state[1]) + ts * v * math.sin(float(state[2]))
+        worst = -math.inf
+        for ox, oy, r_eff in rows:
+            worst = max(worst, r_eff * r_eff - (px - ox) ** 2 - (py - oy) ** 2)
+        return worst
 
     # ---------------------------------------------------------------- solve
     def solve(self, state, subgoal_xy, obstacles_xyr=None) -> tuple[np.ndarray, SolveInfo]:
-        """Solve Eq. 32 at `state` for `subgoal_xy`; returns (u, info), u = stop on failure."""
+        """Solve Eq. 32 at `state` for `subgoal_xy`; returns (u, info), u = stop on failure.
+
+        One SQP start per feasible speed slab (module docstring); the lowest-cost feasible
+        solution wins. info.cost is Eq. 32a at the returned u.
+        """
         t0 = time.perf_counter()
         state = check_vector("state", state, 3)
         subgoal_xy = check_vector("subgoal_xy", subgoal_xy, 2)
         cfg, p, s = self.config, self._p, self._solver
+        yaw_ref = self.yaw_reference(state, subgoal_xy)
+        rows = self._obstacle_rows(state, obstacles_xyr)
         p[0:2] = subgoal_xy
-        p[2] = self.yaw_reference(state, subgoal_xy)
-        pack_obstacles(self._obs_params, state, self._obstacle_rows(state, obstacles_xyr))
+        p[2] = yaw_ref
+        pack_obstacles(self._obs_params, state, rows)
         s.set_params(0, p)
         s.set_params(1, p)
         self._x0[:] = state
         s.set_bound(0, b"lbx", self._x0)
         s.set_bound(0, b"ubx", self._x0)
-        # start every solve from the stop command: feasible for the obstacles (see effective_obstacles)
-        s.set_out(0, b"x", self._x0)
-        s.set_out(1, b"x", self._x0)
-        s.set_out(0, b"u", self._u_guess)
-        status = s.solve()
-        u = s.get_out(0, b"u", self._u).copy()
-        iters = s.sqp_iter()
+        starts = self._start_speeds(state, rows)
+        lim = cfg.limits
+        best_u, best_cost, best_relu, best_start = None, math.inf, 0.0, 0
+        iters, failures, fail_status = 0, [], 0
+        for k, v0 in enumerate(starts):
+            # the start and its rollout: x_{t+1} = step(x_t, (v0, 0))
+            self._u_guess[0], self._u_guess[1] = v0, 0.0
+            self._x1_guess[0] = state[0] + p[6] * v0 * math.cos(state[2])
+            self._x1_guess[1] = state[1] + p[6] * v0 * math.sin(state[2])
+            self._x1_guess[2] = state[2]
+            s.set_out(0, b"x", self._x0)
+            s.set_out(1, b"x", self._x1_guess)
+            s.set_out(0, b"u", self._u_guess)
+            status = s.solve()
+            u = s.get_out(0, b"u", self._u)
+            iters += s.sqp_iter()
+            if status != 0 or not (math.isfinite(u[0]) and math.isfinite(u[1])):
+                why = acados_env.STATUS_TEXT.get(status, f"acados status {status}")
+                failures.append(why if status != 0 else f"non-finite action {u.tolist()}")
+                fail_status = fail_status or status
+                s.reset()
+                continue
+            # HPIPM may overshoot a bound by ~tol; never command beyond the limits
+            v = min(max(float(u[0]), lim.v_min_mps), lim.v_max_mps)
+            w = min(max(float(u[1]), lim.omega_min_radps), lim.omega_max_radps)
+            if rows and self._violation(state, rows, v) > _FEAS_TOL_M2:
+                failures.append(f"obstacle constraint violated by {self._violation(state, rows, v):.2e} m²")
+                continue
+            cost = self._cost(state, subgoal_xy, yaw_ref, v, w)
+            if best_u is None or cost < best_cost:
+                # the ReLU penalty as acados sees it: the L1 slacks of the soft constraints (su at stage 0)
+                relu = float(s.get_out(0, b"su", self._slack[: cfg.K]).sum()) if cfg.K else 0.0
+                best_u, best_cost, best_relu, best_start = np.array([v, w]), cost, relu, k
         elapsed_us = (time.perf_counter() - t0) * 1e6
-        if status != 0 or not np.all(np.isfinite(u)):
-            why = acados_env.STATUS_TEXT.get(status, f"acados status {status}")
-            if status == 0:
-                why = f"non-finite action {u.tolist()}"
-            s.reset()
-            return np.zeros(2), SolveInfo(False, status, f"FOP failed ({why}); stopping", iters, elapsed_us)
-        lim = cfg.limits  # HPIPM may overshoot a bound by ~tol; never command beyond the limits
-        u[0] = min(max(u[0], lim.v_min_mps), lim.v_max_mps)
-        u[1] = min(max(u[1], lim.omega_min_radps), lim.omega_max_radps)
-        # the ReLU penalty as acados sees it: the L1 slacks of the soft constraints (su at stage 0)
-        relu = float(s.get_out(0, b"su", self._slack[: cfg.K]).sum()) if cfg.K else 0.0
-        return u, SolveInfo(True, 0, "ok", iters, elapsed_us, relu)
+        if best_u is None:
+            why = "; ".join(dict.fromkeys(failures))
+            return np.zeros(2), SolveInfo(False, fail_status, f"FOP failed ({why}); stopping", iters, elapsed_us,
+                                          starts=len(starts))
+        msg = "ok" if not failures else f"ok ({len(failures)} of {len(starts)} starts failed: {failures[0]})"
+        return best_u, SolveInfo(True, 0, msg, iters, elapsed_us, best_relu, best_cost, len(starts), best_start)

@@ -46,8 +46,21 @@ class IpoptFop:
                                  _IPOPT_OPTS)
 
     def solve(self, state, subgoal_xy, obstacles_xyr=None) -> tuple[np.ndarray, float]:
-        """Return (u, wall time in µs of the whole call)."""
+        """Return (u, wall time in µs of the whole call): IPOPT from each of the acados FOP's starts
+        (one per feasible speed slab, `Fop.start_actions`), the feasible solution of lowest cost."""
         t0 = time.perf_counter()
+        best, best_cost = None, np.inf
+        for u0 in self.fop.start_actions(state, obstacles_xyr):
+            u, ok = self.solve_from(state, subgoal_xy, obstacles_xyr, u0)
+            cost = self.fop.objective(state, subgoal_xy, u)
+            if ok and cost < best_cost:
+                best, best_cost = u, cost
+        if best is None:
+            best = np.zeros(2)
+        return best, (time.perf_counter() - t0) * 1e6
+
+    def solve_from(self, state, subgoal_xy, obstacles_xyr, u0) -> tuple[np.ndarray, bool]:
+        """IPOPT from the initial guess u0; returns (u, IPOPT reported success)."""
         fop, cfg = self.fop, self.fop.config
         state, subgoal_xy = np.asarray(state, float), np.asarray(subgoal_xy, float)
         park = np.zeros((cfg.M, 3))
@@ -64,10 +77,11 @@ class IpoptFop:
         ubx = np.concatenate([lim.upper, np.full(cfg.K, np.inf)])
         lbg = np.zeros(self._ng)
         ubg = np.full(self._ng, np.inf)
-        x0 = np.concatenate([np.zeros(2), np.maximum(alpha @ np.zeros(2) - beta, 0.0)])
+        u0 = np.asarray(u0, float)
+        x0 = np.concatenate([u0, np.maximum(alpha @ u0 - beta, 0.0)])
         sol = self._solver(x0=x0, p=p, lbx=lbx, ubx=ubx, lbg=lbg, ubg=ubg)
         u = np.array(sol["x"]).reshape(-1)[:2]
-        return u, (time.perf_counter() - t0) * 1e6
+        return u, bool(self._solver.stats()["success"])
 
 
 class IpoptMpc:
