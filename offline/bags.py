@@ -17,7 +17,6 @@ holds.
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import shutil
 import tempfile
@@ -28,6 +27,8 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 import yaml
+
+from hiopt_ros import conversions as conv
 
 #: The navigation stack's topics and the message types the writer uses for them.
 TOPICS: dict[str, str] = {
@@ -48,8 +49,6 @@ ACCEPTED_TYPES: dict[str, tuple[str, ...]] = {
 MCAP_MAGIC = b"\x89MCAP0\r\n"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 STORAGE_SUFFIX = {"mcap": ".mcap", "sqlite3": ".db3"}
-OBSTACLE_NS = "obstacles"
-OBSTACLE_HEIGHT_M = 0.5
 
 
 class BagError(Exception):
@@ -157,21 +156,8 @@ def new_message(msgtype: str) -> Any:
     return store.types[msgtype](**{name: _default_value(desc) for name, desc in fields})
 
 
-def _stamp(msg: Any, t_ns: int, frame_id: str) -> None:
-    msg.header.stamp.sec = int(t_ns // 1_000_000_000)
-    msg.header.stamp.nanosec = int(t_ns % 1_000_000_000)
-    msg.header.frame_id = frame_id
-
-
 def odometry_message(t_ns: int, x: float, y: float, yaw: float, v: float, omega: float) -> Any:
-    msg = new_message("nav_msgs/msg/Odometry")
-    _stamp(msg, t_ns, "odom")
-    msg.child_frame_id = "base_link"
-    msg.pose.pose.position.x, msg.pose.pose.position.y = float(x), float(y)
-    msg.pose.pose.orientation.z = math.sin(float(yaw) / 2.0)
-    msg.pose.pose.orientation.w = math.cos(float(yaw) / 2.0)
-    msg.twist.twist.linear.x, msg.twist.twist.angular.z = float(v), float(omega)
-    return msg
+    return conv.fill_odometry(new_message("nav_msgs/msg/Odometry"), t_ns, x, y, yaw, v, omega)
 
 
 def twist_message(v: float, omega: float) -> Any:
@@ -180,33 +166,18 @@ def twist_message(v: float, omega: float) -> Any:
     return msg
 
 
-def point_stamped_message(t_ns: int, x: float, y: float, frame_id: str = "map") -> Any:
+def point_stamped_message(t_ns: int, x: float, y: float, frame_id: str = conv.FRAME_ODOM) -> Any:
     msg = new_message("geometry_msgs/msg/PointStamped")
-    _stamp(msg, t_ns, frame_id)
+    conv.set_header(msg, t_ns, frame_id)
     msg.point.x, msg.point.y = float(x), float(y)
     return msg
 
 
-def marker_array_message(t_ns: int, obstacles_xyr: Any, frame_id: str = "map") -> Any:
-    """Obstacles as CYLINDER markers (scale.x = scale.y = diameter), preceded by a DELETEALL."""
-    obs = np.asarray(obstacles_xyr, dtype=float).reshape(-1, 3)
+def marker_array_message(t_ns: int, obstacles_xyr: Any, frame_id: str = conv.FRAME_ODOM) -> Any:
+    """Obstacles as the stack publishes them (hiopt_ros.conversions.obstacle_markers)."""
     arr = new_message("visualization_msgs/msg/MarkerArray")
-    clear = new_message("visualization_msgs/msg/Marker")
-    _stamp(clear, t_ns, frame_id)
-    clear.ns, clear.action = OBSTACLE_NS, 3  # DELETEALL: a display drops markers of earlier sets
-    markers = [clear]
-    for j, (x, y, r) in enumerate(obs):
-        m = new_message("visualization_msgs/msg/Marker")
-        _stamp(m, t_ns, frame_id)
-        m.ns, m.id, m.type, m.action = OBSTACLE_NS, j, 3, 0  # CYLINDER, ADD
-        m.pose.position.x, m.pose.position.y = float(x), float(y)
-        m.pose.position.z = OBSTACLE_HEIGHT_M / 2.0
-        m.pose.orientation.w = 1.0
-        m.scale.x = m.scale.y = 2.0 * float(r)
-        m.scale.z = OBSTACLE_HEIGHT_M
-        m.color.r, m.color.g, m.color.b, m.color.a = 0.8, 0.2, 0.2, 0.8
-        markers.append(m)
-    arr.markers = markers
+    arr.markers = conv.obstacle_markers(obstacles_xyr, lambda: new_message("visualization_msgs/msg/Marker"),
+                                        t_ns, frame_id)
     return arr
 
 
@@ -300,7 +271,7 @@ class BagWriter:
         self.write(topic, twist_message(v, omega), t_ns)
 
     def subgoal(self, t_ns: int, x: float, y: float, topic: str = "/hiopt/subgoal") -> None:
-        """geometry_msgs/PointStamped in frame ``map``: the subgoal position x̂ [m]."""
+        """geometry_msgs/PointStamped in frame ``odom`` (as the stack): the subgoal position x̂ [m]."""
         self.write(topic, point_stamped_message(t_ns, x, y), t_ns)
 
     def obstacles(self, t_ns: int, obstacles_xyr: Any, topic: str = "/hiopt/obstacles") -> None:
@@ -426,28 +397,14 @@ def format_topics(topics: Mapping[str, tuple[str, int]]) -> str:
     return ", ".join(f"{name} [{typ}, {n} msgs]" for name, (typ, n) in sorted(topics.items()))
 
 
-def _yaw(q: Any) -> float:
-    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
-
-
-def _header_ns(msg: Any) -> int:
-    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
-
-
 def _decode(role: str, msg: Any) -> Any:
     if role == "odom":
-        p, tw = msg.pose.pose, msg.twist.twist
-        return [p.position.x, p.position.y, _yaw(p.orientation), tw.linear.x, tw.angular.z]
+        return conv.odom_values(msg)
     if role == "cmd_vel":
-        tw = msg.twist if hasattr(msg, "twist") else msg
-        return [tw.linear.x, tw.angular.z]
+        return list(conv.twist_values(msg))
     if role == "subgoal":
-        pt = msg.point if hasattr(msg, "point") else msg.pose.position
-        return [pt.x, pt.y]
-    # obstacles: CYLINDER markers being added; a DELETEALL / DELETE marker carries no obstacle
-    rows = [[m.pose.position.x, m.pose.position.y, 0.5 * max(m.scale.x, m.scale.y)]
-            for m in msg.markers if m.type == 3 and m.action == 0]
-    return np.asarray(rows, dtype=float).reshape(-1, 3)
+        return list(conv.point_values(msg))
+    return conv.obstacles_from_markers(msg)
 
 
 COLUMNS = {
@@ -498,7 +455,7 @@ def read_robot_bag(path: str | os.PathLike, topics: RobotTopics = RobotTopics(),
                 except Exception:  # noqa: BLE001 - one bad message must not sink the bag
                     undecodable[conn.topic] = undecodable.get(conn.topic, 0) + 1
                     continue
-                t = _header_ns(msg) if stamp == "header" and hasattr(msg, "header") else int(t_log)
+                t = conv.header_ns(msg) if stamp == "header" and hasattr(msg, "header") else int(t_log)
                 times[role].append(t)
                 values[role].append(val)
     except BagError:

@@ -243,23 +243,15 @@ def _new_highs():
     """A silent HiGHS instance. The first construction in a process prints a licence banner to
     stdout (C level), which would interleave with our reports: swallow that once."""
     global _HIGHS_BANNER_SHOWN
-    import os
-    import sys
-
     import highspy
+
+    from hiopt_ros.stdio import mute_c_stdout
 
     if _HIGHS_BANNER_SHOWN:
         h = highspy.Highs()
     else:
-        sys.stdout.flush()
-        saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, 1)
+        with mute_c_stdout():
             h = highspy.Highs()
-        finally:
-            os.dup2(saved, 1)
-            os.close(saved)
-            os.close(devnull)
         _HIGHS_BANNER_SHOWN = True
     h.setOptionValue("output_flag", False)
     return h

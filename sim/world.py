@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import pybullet as p
 
+from hiopt_ros.conversions import OBSTACLE_HEIGHT_M
 from sim.course import Course
 
 URDF_PATH = Path(__file__).resolve().parent / "urdf" / "diffbot.urdf"
@@ -61,7 +62,7 @@ class World:
     # friction solver lets μ = 1 tyres spin under hard yaw reversals at this torque): the motor, not
     # grip, limits acceleration, wheels do not slip, and braking work shows up in energy_j.
     MAX_WHEEL_TORQUE_NM = 2.0
-    OBSTACLE_HEIGHT_M = 0.5
+    OBSTACLE_HEIGHT_M = OBSTACLE_HEIGHT_M   # the markers draw the same cylinders
     GROUND_FRICTION = 1.0
     _WHEEL_JOINTS = ("left_wheel_joint", "right_wheel_joint")
     _CASTER_LINKS = ("front_caster_link", "rear_caster_link")

@@ -73,9 +73,9 @@ class Rig:
         c.set_yaw(msg.pose.pose.orientation, yaw)  # a NaN yaw gives a NaN quaternion
         self.odom_pub.publish(msg)
 
-    def subgoal(self, x: float, y: float) -> None:
+    def subgoal(self, x: float, y: float, frame_id: str = "odom") -> None:
         msg = PointStamped()
-        msg.header.frame_id = "odom"
+        msg.header.frame_id = frame_id
         msg.point.x, msg.point.y = x, y
         self.subgoal_pub.publish(msg)
 
@@ -222,6 +222,20 @@ def test_controller_stops_on_stale_subgoal(controller):
     assert time.monotonic() - t0 < 0.3 + 0.2
     assert node.counters["stale_subgoal"] > 0 and "subgoal stale" in node._last_status
     # fresh subgoals again: it drives again
+    assert rig.spin_until(lambda: rig.cmds[-1][0] > 0.1, feed=_fresh(rig))
+
+
+def test_controller_rejects_subgoals_in_another_frame(controller):
+    node, rig = controller
+    rig.obstacles()
+
+    def feed():
+        rig.odom(0.0, 0.0, 0.0)
+        rig.subgoal(1.0, 0.0, frame_id="map")
+    assert rig.spin_until(lambda: node.counters["rejected_subgoals"] > 3, feed=feed)
+    assert rig.cmds and all(cmd == (0.0, 0.0) for cmd in rig.cmds)
+    assert node.subgoal is None and "waiting for a subgoal" in node._last_status
+    # the same point in the controller's frame is accepted
     assert rig.spin_until(lambda: rig.cmds[-1][0] > 0.1, feed=_fresh(rig))
 
 

@@ -18,12 +18,10 @@ parameter or settable bound of the built solver: nothing here is rebuilt when it
 """
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import fcntl
 import hashlib
 import inspect
-import io
 import json
 import os
 import shutil
@@ -33,6 +31,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from ..stdio import mute_c_stdout
 
 _LOADED = False
 _LOCK = threading.Lock()
@@ -124,7 +124,7 @@ def build_or_load(name: str, structure: dict[str, Any], make_ocp: Callable[[], A
         try:
             # acados writes some files relative to cwd; keep them inside the cache folder
             os.chdir(folder)
-            with _quiet():
+            with mute_c_stdout(python_too=True):  # acados' and the C compiler's chatter
                 solver = AcadosOcpSolver(ocp, json_file=str(json_file), build=fresh, generate=fresh,
                                          verbose=False)
         finally:
@@ -133,42 +133,6 @@ def build_or_load(name: str, structure: dict[str, Any], make_ocp: Callable[[], A
             done_marker.write_text(key)
             BUILD_COUNT += 1
     return FastSolver(solver)
-
-
-_LIBC = None
-_DEVNULL = None
-
-
-def _libc():
-    global _LIBC
-    if _LIBC is None:
-        _LIBC = ctypes.CDLL(None)
-        _LIBC.fflush.argtypes = [ctypes.c_void_p]
-    return _LIBC
-
-
-def _devnull_fd() -> int:
-    global _DEVNULL
-    if _DEVNULL is None:
-        _DEVNULL = os.open(os.devnull, os.O_WRONLY)
-    return _DEVNULL
-
-
-@contextlib.contextmanager
-def _quiet():
-    """Silence acados' prints (and the C compiler's) while building/loading a solver."""
-    saved = os.dup(1)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        sys.stdout.flush()
-        os.dup2(devnull, 1)
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-        os.close(devnull)
 
 
 class FastSolver:
@@ -245,17 +209,8 @@ class FastSolver:
     def solve_quietly(self) -> int:
         """Solve with C stdout muted: this acados build prints "maximum iterations reached"
         unconditionally, which would flood a node's log when iteration-capped solves are normal."""
-        libc = _libc()
-        libc.fflush(None)
-        saved = os.dup(1)
-        try:
-            os.dup2(_devnull_fd(), 1)
-            status = int(self._solve(self._capsule))
-            libc.fflush(None)
-        finally:
-            os.dup2(saved, 1)
-            os.close(saved)
-        return status
+        with mute_c_stdout():
+            return int(self._solve(self._capsule))
 
     def reset(self) -> None:
         self._reset(self._capsule, 1)

@@ -30,7 +30,7 @@ TASK_PARAMETERS = ("goal_xy", "goal_tolerance_m")
 DEFAULT_GOAL_XY = (4.0, 0.0)          # [m]
 DEFAULT_GOAL_TOLERANCE_M = 0.15       # the goal is reached within this distance [m]
 #: parameters that must live under `/**` only
-SHARED_PARAMETERS = (*RobotModel.PARAMETERS, *TASK_PARAMETERS, "enable_stamped_cmd_vel")
+SHARED_PARAMETERS = (*RobotModel.PARAMETERS, *TASK_PARAMETERS, "enable_stamped_cmd_vel", "odom_frame", "base_frame")
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, dict[str, Any]]:

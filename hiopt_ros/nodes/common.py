@@ -32,6 +32,8 @@ from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityP
 
 from hiopt_ros.control.model import DEFAULT_ROBOT, RobotModel
 from hiopt_ros.control.params import DEFAULT_GOAL_TOLERANCE_M, DEFAULT_GOAL_XY
+from hiopt_ros.conversions import (FRAME_BASE, FRAME_ODOM, obstacle_markers, obstacles_from_markers,  # noqa: F401
+                                   odom_state, set_yaw, twist_values, yaw_from_quaternion)
 
 SENSOR_QOS = qos_profile_sensor_data
 COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
@@ -51,8 +53,6 @@ TOPIC_GOAL_REACHED = "/hiopt/goal_reached"
 TOPIC_SOLVE_TIME = "/hiopt/solve_time_us"
 TOPIC_DIAGNOSTICS = "/diagnostics"
 
-OBSTACLE_NS = "obstacles"       # same marker convention as offline/bags.py
-OBSTACLE_HEIGHT_M = 0.5
 
 
 class ParameterError(ValueError):
@@ -187,6 +187,19 @@ def declare_robot_model(p: Params) -> RobotModel:
         return d
 
 
+def declare_frames(p: Params) -> tuple[str, str]:
+    """Declare the frames every node agrees on (config/nav.yaml `/**`; defaults in hiopt_ros.conversions).
+
+    Returns (odom_frame, base_frame): the fixed frame of odometry, subgoals, goals and obstacles,
+    and the robot body frame (REP 105).
+    """
+    odom = p.text("odom_frame", FRAME_ODOM, "fixed frame of odometry, subgoals, goals and obstacles")
+    base = p.text("base_frame", FRAME_BASE, "robot body frame (child of odom_frame)")
+    p.require(bool(odom) and bool(base) and odom != base, "odom_frame",
+              f"odom_frame and base_frame must be two different non-empty names, got {odom!r}, {base!r}")
+    return odom, base
+
+
 def declare_goal(p: Params) -> tuple[np.ndarray, float]:
     """Declare the task's goal (config/nav.yaml `/**`): goal_xy [m] and goal_tolerance_m [m]."""
     goal = p.vector("goal_xy", DEFAULT_GOAL_XY, "goal [x_m, y_m] until one arrives on /goal_pose", size=2)
@@ -196,49 +209,14 @@ def declare_goal(p: Params) -> tuple[np.ndarray, float]:
 
 
 # ------------------------------------------------------------------------------------------------
-# message helpers (no math beyond frame conversions)
-
-def yaw_from_quaternion(q) -> float:
-    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
-
-
-def set_yaw(q, yaw: float) -> None:
-    q.x, q.y, q.z, q.w = 0.0, 0.0, math.sin(0.5 * yaw), math.cos(0.5 * yaw)
-
-
-def odom_state(msg) -> np.ndarray:
-    """[x_m, y_m, yaw_rad] of a nav_msgs/Odometry."""
-    p = msg.pose.pose
-    return np.array([p.position.x, p.position.y, yaw_from_quaternion(p.orientation)])
-
-
-def obstacles_from_markers(msg) -> np.ndarray:
-    """(m, 3) [x, y, radius] of the CYLINDER markers being added (DELETEALL markers carry none)."""
-    rows = [[m.pose.position.x, m.pose.position.y, 0.5 * max(m.scale.x, m.scale.y)]
-            for m in msg.markers if m.type == m.CYLINDER and m.action == m.ADD]
-    return np.asarray(rows, dtype=float).reshape(-1, 3)
-
+# message helpers (the conversions themselves live in hiopt_ros.conversions, shared with offline.bags)
 
 def markers_from_obstacles(obstacles_xyr: np.ndarray, stamp, frame_id: str):
     """visualization_msgs/MarkerArray: a DELETEALL, then one CYLINDER per obstacle (scale = diameter)."""
     from visualization_msgs.msg import Marker, MarkerArray
 
-    out = MarkerArray()
-    clear = Marker()
-    clear.header.stamp, clear.header.frame_id = stamp, frame_id
-    clear.ns, clear.action = OBSTACLE_NS, Marker.DELETEALL
-    out.markers.append(clear)
-    for j, (x, y, r) in enumerate(np.asarray(obstacles_xyr, float).reshape(-1, 3)):
-        m = Marker()
-        m.header.stamp, m.header.frame_id = stamp, frame_id
-        m.ns, m.id, m.type, m.action = OBSTACLE_NS, j, Marker.CYLINDER, Marker.ADD
-        m.pose.position.x, m.pose.position.y, m.pose.position.z = float(x), float(y), OBSTACLE_HEIGHT_M / 2
-        m.pose.orientation.w = 1.0
-        m.scale.x = m.scale.y = 2.0 * float(r)
-        m.scale.z = OBSTACLE_HEIGHT_M
-        m.color.r, m.color.g, m.color.b, m.color.a = 0.8, 0.3, 0.2, 0.9
-        out.markers.append(m)
-    return out
+    t_ns = int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+    return MarkerArray(markers=obstacle_markers(obstacles_xyr, Marker, t_ns, frame_id))
 
 
 def twist_type(stamped: bool):
@@ -248,7 +226,7 @@ def twist_type(stamped: bool):
     return TwistStamped if stamped else Twist
 
 
-def make_twist(stamped: bool, v: float, omega: float, stamp=None, frame_id: str = "base_link"):
+def make_twist(stamped: bool, v: float, omega: float, stamp=None, frame_id: str = FRAME_BASE):
     msg = twist_type(stamped)()
     twist = msg.twist if stamped else msg
     twist.linear.x, twist.angular.z = float(v), float(omega)
@@ -257,12 +235,6 @@ def make_twist(stamped: bool, v: float, omega: float, stamp=None, frame_id: str 
         if stamp is not None:
             msg.header.stamp = stamp
     return msg
-
-
-def twist_values(msg) -> tuple[float, float]:
-    """(v, omega) of a Twist or TwistStamped."""
-    twist = getattr(msg, "twist", msg)
-    return float(twist.linear.x), float(twist.angular.z)
 
 
 def key_values(values: dict[str, Any]):

@@ -46,6 +46,8 @@ class ControllerConfig:
     c_h: float
     c_u: float
     relu_terms: int
+    odom_frame: str
+    base_frame: str
     model: RobotModel
 
 
@@ -55,6 +57,7 @@ class ControllerNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__(NAME, **kwargs)
         p = c.Params(self)
+        odom_frame, base_frame = c.declare_frames(p)
         self.cfg = ControllerConfig(
             control_rate_hz=p.number("control_rate_hz", 50.0, "FOP solve and /cmd_vel rate [Hz]",
                                      min_value=0.0, strict_min=True),
@@ -75,6 +78,8 @@ class ControllerNode(Node):
             c_u=p.number("c_u", _FOP_DEFAULTS.c_u, "input weight of Eq. 32a", min_value=0.0),
             relu_terms=p.integer("relu_terms", _FOP_DEFAULTS.K, "ReLU slots K the solver is built with (structural)",
                                  min_value=0),
+            odom_frame=odom_frame,
+            base_frame=base_frame,
             model=c.declare_robot_model(p),
         )
         cfg = self.cfg
@@ -93,7 +98,8 @@ class ControllerNode(Node):
         self.subgoal: np.ndarray | None = None
         self.obstacles: np.ndarray | None = None
         self.counters = {"cycles": 0, "commands": 0, "stops": 0, "solver_failures": 0, "stale_odometry": 0,
-                         "stale_subgoal": 0, "nonfinite_state": 0, "waiting": 0, "at_subgoal": 0}
+                         "stale_subgoal": 0, "nonfinite_state": 0, "waiting": 0, "at_subgoal": 0,
+                         "rejected_subgoals": 0}
         self._solve_times_us: list[float] = []
         self._last_status = "starting"
         self._last_reason = ""
@@ -137,6 +143,13 @@ class ControllerNode(Node):
         self.watchdog.feed("odometry")
 
     def on_subgoal(self, msg: PointStamped) -> None:
+        if msg.header.frame_id != self.cfg.odom_frame:
+            # a point in another frame would be steered to as if it were in odom (no tf lookup here):
+            # drop it, so a planner publishing in the wrong frame makes the robot stop, not wander
+            self.counters["rejected_subgoals"] += 1
+            self.get_logger().error(f"rejecting subgoals in frame {msg.header.frame_id!r}: the FOP works in "
+                                    f"{self.cfg.odom_frame!r}", throttle_duration_sec=2.0)
+            return
         self.subgoal = np.array([msg.point.x, msg.point.y])
         self.watchdog.feed("subgoal")
 
@@ -211,7 +224,7 @@ class ControllerNode(Node):
             v, omega = 0.0, 0.0
         self.counters["commands"] += 1
         self.cmd_pub.publish(c.make_twist(self.cfg.enable_stamped_cmd_vel, v, omega,
-                                          self.get_clock().now().to_msg()))
+                                          self.get_clock().now().to_msg(), self.cfg.base_frame))
 
     def on_diagnostics(self) -> None:
         times = np.asarray(self._solve_times_us[-1000:])

@@ -37,7 +37,8 @@ class ExpertConfig:
     diagnostics_rate_hz: float
     horizon_steps: int
     subgoal_steps: int
-    frame_id: str
+    odom_frame: str
+    base_frame: str
     model: RobotModel
 
 
@@ -48,6 +49,7 @@ class ExpertNode(Node):
         super().__init__(NAME, **kwargs)
         p = c.Params(self)
         goal_xy, goal_tolerance_m = c.declare_goal(p)
+        odom_frame, base_frame = c.declare_frames(p)
         self.cfg = ExpertConfig(
             control_rate_hz=p.number("control_rate_hz", 50.0, "MPC solve and /cmd_vel rate [Hz]",
                                      min_value=0.0, strict_min=True),
@@ -62,7 +64,8 @@ class ExpertNode(Node):
             horizon_steps=p.integer("horizon_steps", 20, "MPC horizon N (structural)", min_value=1),
             subgoal_steps=p.integer("subgoal_steps", 5, "implied subgoal = planned position this many steps ahead",
                                     min_value=1),
-            frame_id=p.text("frame_id", "odom", "frame of the published subgoal and plan"),
+            odom_frame=odom_frame,
+            base_frame=base_frame,
             model=c.declare_robot_model(p),
         )
         cfg = self.cfg
@@ -107,6 +110,10 @@ class ExpertNode(Node):
 
     def on_goal(self, msg: PoseStamped) -> None:
         goal = np.array([msg.pose.position.x, msg.pose.position.y])
+        if msg.header.frame_id not in ("", self.cfg.odom_frame):
+            self.get_logger().error(f"ignoring a goal in frame {msg.header.frame_id!r}: goals must be in "
+                                    f"{self.cfg.odom_frame!r} (no tf lookup here)")
+            return
         if np.all(np.isfinite(goal)):
             self.goal, self.reached = goal, False
             self.reached_pub.publish(Bool(data=False))
@@ -140,7 +147,8 @@ class ExpertNode(Node):
                 reason, counter = info.message, "solver_failures"
         if not (math.isfinite(v) and math.isfinite(omega)):
             v, omega = 0.0, 0.0
-        self.cmd_pub.publish(c.make_twist(self.cfg.enable_stamped_cmd_vel, v, omega, self.get_clock().now().to_msg()))
+        self.cmd_pub.publish(c.make_twist(self.cfg.enable_stamped_cmd_vel, v, omega, self.get_clock().now().to_msg(),
+                                          self.cfg.base_frame))
         if counter is not None:
             self.counters[counter] += 1
         if reason:
@@ -154,7 +162,7 @@ class ExpertNode(Node):
     def _publish_subgoal(self, subgoal: np.ndarray, trajectory: np.ndarray) -> None:
         stamp = self.get_clock().now().to_msg()
         msg = PointStamped()
-        msg.header.stamp, msg.header.frame_id = stamp, self.cfg.frame_id
+        msg.header.stamp, msg.header.frame_id = stamp, self.cfg.odom_frame
         msg.point.x, msg.point.y = float(subgoal[0]), float(subgoal[1])
         self.subgoal_pub.publish(msg)
         path = Path()
@@ -184,7 +192,7 @@ class ExpertNode(Node):
 
     def shutdown(self) -> None:
         try:
-            self.cmd_pub.publish(c.make_twist(self.cfg.enable_stamped_cmd_vel, 0.0, 0.0))
+            self.cmd_pub.publish(c.make_twist(self.cfg.enable_stamped_cmd_vel, 0.0, 0.0, frame_id=self.cfg.base_frame))
         except Exception:
             pass
 

@@ -35,7 +35,7 @@ class PlannerConfig:
     policy_max_distance_m: float
     lookahead_m: float
     odom_timeout_s: float
-    frame_id: str
+    odom_frame: str
     model: RobotModel
 
 
@@ -60,7 +60,7 @@ class PlannerNode(Node):
                                  min_value=0.0, strict_min=True),
             odom_timeout_s=p.number("odom_timeout_s", 0.5, "no subgoal is published from older odometry [s]",
                                     min_value=0.0, strict_min=True),
-            frame_id=p.text("frame_id", "odom", "frame of the published subgoal"),
+            odom_frame=c.declare_frames(p)[0],
             model=c.declare_robot_model(p),
         )
         cfg = self.cfg
@@ -103,6 +103,10 @@ class PlannerNode(Node):
 
     def on_goal(self, msg: PoseStamped) -> None:
         goal = np.array([msg.pose.position.x, msg.pose.position.y])
+        if msg.header.frame_id not in ("", self.cfg.odom_frame):
+            self.get_logger().error(f"ignoring a goal in frame {msg.header.frame_id!r}: goals must be in "
+                                    f"{self.cfg.odom_frame!r} (no tf lookup here)")
+            return
         if not np.all(np.isfinite(goal)):
             self.get_logger().error(f"ignoring non-finite goal {goal.tolist()}")
             return
@@ -110,7 +114,7 @@ class PlannerNode(Node):
         if self.reached:
             self.reached = False
             self.reached_pub.publish(Bool(data=False))
-        self.get_logger().info(f"new goal {goal.tolist()} (frame {msg.header.frame_id or '?'})")
+        self.get_logger().info(f"new goal {goal.tolist()} (frame {msg.header.frame_id or self.cfg.odom_frame})")
 
     def on_plan(self) -> None:
         if self.state is None or self.obstacles is None or self.watchdog.stale():
@@ -137,7 +141,7 @@ class PlannerNode(Node):
                                     throttle_duration_sec=1.0)
             return
         msg = PointStamped()
-        msg.header.stamp, msg.header.frame_id = self.get_clock().now().to_msg(), self.cfg.frame_id
+        msg.header.stamp, msg.header.frame_id = self.get_clock().now().to_msg(), self.cfg.odom_frame
         msg.point.x, msg.point.y = float(subgoal[0]), float(subgoal[1])
         self.subgoal_pub.publish(msg)
 

@@ -57,6 +57,7 @@ class SimNode(Node):
         obstacles = p.vector("obstacles_xyr", [], "static cylinders, flattened [x_m, y_m, radius_m] triples",
                              multiple_of=3)
         goal_xy, goal_tolerance_m = c.declare_goal(p)  # only drawn in the GUI
+        odom_frame, base_frame = c.declare_frames(p)
         self.cfg = SimConfig(
             start_xyyaw=start,
             obstacles_xyr=obstacles.reshape(-1, 3) if obstacles.size % 3 == 0 else np.zeros((0, 3)),
@@ -78,8 +79,8 @@ class SimNode(Node):
             seed=p.integer("seed", 0, "world seed", min_value=0),
             enable_stamped_cmd_vel=p.flag("enable_stamped_cmd_vel", False,
                                           "/cmd_vel is geometry_msgs/TwistStamped (true) or Twist (false)"),
-            odom_frame=p.text("odom_frame", "odom", "frame of the odometry pose"),
-            base_frame=p.text("base_frame", "base_link", "robot body frame"),
+            odom_frame=odom_frame,
+            base_frame=base_frame,
             model=c.declare_robot_model(p),
         )
         cfg = self.cfg
