@@ -1,0 +1,83 @@
+"""The shared experiment runner (offline.experiments): case interface, seeds, outputs."""
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from offline.experiments import Episode, Prepared, load_case
+from offline.experiments import table1
+from offline.experiments.__main__ import main
+
+
+class FakeCase:
+    """A case whose reward is a known function of (method, seed): the table must reproduce it."""
+    name = "fake"
+    title = "Table 1: fake"
+    methods = ("MPC", "Bi-level-unchanged", "Bi-level-learned")
+
+    def __init__(self, train_seeds=range(0, 5)):
+        self.train_seeds = train_seeds
+        self.calls = []
+
+    def add_arguments(self, parser):
+        parser.add_argument("--fake-scale", type=float, default=1.0)
+
+    def prepare(self, args, work_dir, log):
+        return Prepared(state={"scale": 1.0}, train_seeds=self.train_seeds, notes=["fake scenario"])
+
+    def run_episode(self, prepared, method, seed):
+        self.calls.append((method, seed))
+        base = {"MPC": 100.0, "Bi-level-unchanged": 90.0, "Bi-level-learned": 98.0}[method]
+        return Episode(reward=base + seed % 3, served_demand=base / 10, decision_times_s=[0.001 * (1 + seed % 2)] * 4)
+
+
+def _args(tmp_path, **kw):
+    ns = argparse.Namespace(case="fake", episodes=3, eval_seed=100, methods=None, out=tmp_path / "out",
+                            work_dir=tmp_path / "work", quiet=True)
+    for k, v in kw.items():
+        setattr(ns, k, v)
+    return ns
+
+
+def test_table1_runs_every_method_on_the_same_seeds_and_writes_outputs(tmp_path, capsys):
+    case = FakeCase()
+    res = table1.run(_args(tmp_path), case=case)
+    seeds = [100, 101, 102]
+    assert case.calls == [(m, s) for m in case.methods for s in seeds]   # reference first, same seeds
+    t = res["table"]
+    assert t.stats("MPC", "reward")[0] == pytest.approx(np.mean([100 + s % 3 for s in seeds]))
+    pct = t.values("Bi-level-learned", "reward_pct_ref")
+    assert pct == pytest.approx([100 * (98 + s % 3) / (100 + s % 3) for s in seeds])   # paired per seed
+    assert t.stats("MPC", "decision_ms")[0] == pytest.approx(1e3 * np.mean([0.001 * (1 + s % 2) for s in seeds]))
+    for key in ("markdown", "csv", "episodes_csv", "png"):
+        assert res["paths"][key].exists(), key
+    rows = list(csv.DictReader(open(res["paths"]["csv"])))
+    assert [r["method"] for r in rows] == list(case.methods)
+    md = res["paths"]["markdown"].read_text()
+    assert "100–102" in md and "0–4" in md and "fake scenario" in md
+    assert "results folder" in capsys.readouterr().out
+
+
+def test_table1_refuses_evaluation_seeds_used_for_training(tmp_path):
+    with pytest.raises(SystemExit, match="were used for training"):
+        table1.run(_args(tmp_path, eval_seed=3), case=FakeCase())
+
+
+def test_table1_methods_subset_keeps_the_case_order(tmp_path):
+    case = FakeCase()
+    table1.run(_args(tmp_path, methods="Bi-level-learned,MPC", episodes=1), case=case)
+    assert [m for m, _ in case.calls] == ["MPC", "Bi-level-learned"]
+    with pytest.raises(SystemExit, match="unknown"):
+        table1.run(_args(tmp_path, methods="Oracle"), case=FakeCase())
+
+
+def test_unknown_case_is_a_one_line_error(capsys):
+    with pytest.raises(ValueError, match="unknown case study 'nope'"):
+        load_case("nope")
+    with pytest.raises(SystemExit):
+        main(["table1", "--case", "nope"])
+    assert "invalid choice" in capsys.readouterr().err
