@@ -32,7 +32,8 @@ from hiopt_ros.control.params import fop_config_from_params
 from sim.course import DEFAULT_PARAMS, load_course, load_params
 
 from .bags import BagError, RobotTopics, read_robot_bag
-from .robot_data import (AlignmentStats, DemonstrationError, RobotSample, action_metrics, align_bag,
+from .inverse.metrics import action_metrics
+from .robot_data import (AlignmentStats, DemonstrationError, RobotSample, align_bag,
                          fop_actions, inverse_samples, split_indices)
 
 EXIT_BAD_INPUT = 2
@@ -44,7 +45,7 @@ class FitFailed(Exception):
 
 
 def fit_inverse(*args: Any, **kwargs: Any):
-    """offline.inverse.fit_inverse (imported late: it loads Pyomo)."""
+    """offline.inverse.fit_inverse (imported late: the solver stack is only needed for a fit)."""
     from .inverse import fit_inverse as _fit
 
     return _fit(*args, **kwargs)

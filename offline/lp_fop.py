@@ -60,7 +60,7 @@ class ReluLpFop:
                  names: Sequence[str] | None = None) -> None:
         import highspy
 
-        from offline.inverse import _new_highs
+        from offline.inverse.highs import new_highs as _new_highs
 
         A = sp.csr_matrix(A, dtype=float)
         self.m, self.n = A.shape
@@ -237,5 +237,5 @@ class ReluLpFop:
         kw = {}
         if eq.size:
             kw = {"B": B if sparse else B.toarray(), "a": np.zeros(eq.size), "xhat": rl[eq].copy()}
-        return InverseSample(c=c.copy(), Q=np.diag(0.5 * self.q_diag), u=x.copy(),
+        return InverseSample(c=c.copy(), Q=0.5 * self.q_diag, u=x.copy(),   # (n,): a diagonal Q stays a vector
                              H=H if sparse else H.toarray(), b=b, **kw)

@@ -224,22 +224,6 @@ def split_indices(n: int, held_out_fraction: float, seed: int) -> tuple[np.ndarr
     return np.sort(perm[n_held:]), np.sort(perm[:n_held])
 
 
-def action_metrics(actions: np.ndarray, expert: np.ndarray) -> dict[str, float]:
-    """The paper's similarity metrics (Tables 4–5) between predicted and expert actions (T, n).
-
-    cosine: cosine similarity of the stacked action sequences (all samples, all inputs) — defined
-    even when single actions are zero (the robot standing at the goal);
-    l2 / l1: mean per-sample Euclidean / Manhattan distance.
-    """
-    a = np.asarray(actions, float).reshape(len(actions), -1)
-    e = np.asarray(expert, float).reshape(len(expert), -1)
-    na, ne = np.linalg.norm(a), np.linalg.norm(e)
-    cos = float(a.ravel() @ e.ravel() / (na * ne)) if na > 0 and ne > 0 else float("nan")
-    d = a - e
-    return {"cosine": cos, "l2": float(np.mean(np.linalg.norm(d, axis=1))) if len(d) else float("nan"),
-            "l1": float(np.mean(np.abs(d).sum(axis=1))) if len(d) else float("nan")}
-
-
 def fop_actions(fop: Any, samples: Iterable[RobotSample], progress: Any = None) -> tuple[np.ndarray, int]:
     """FOP actions at each sample's state, subgoal and obstacles; (actions (T, 2), number of failed solves)."""
     acts, failed = [], 0

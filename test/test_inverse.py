@@ -146,9 +146,9 @@ def test_global_bound_and_scalable_objective(fits):
 
 
 def test_auto_picks_scalable_for_many_samples(data, monkeypatch):
-    import offline.inverse as inv
+    import offline.inverse.fitting as inv
     called = {}
-    monkeypatch.setattr(inv, "_fit_alternating", lambda *a, **k: called.setdefault("alt", True) or None)
+    monkeypatch.setattr(inv, "fit_alternating", lambda *a, **k: called.setdefault("alt", True) or None)
     monkeypatch.setattr(inv, "AUTO_GLOBAL_MAX_T", 5)
     with pytest.raises(TypeError):   # the stub returns nothing; we only check the dispatch
         fit_inverse(data[0], K=2, method="auto", progress=False)
@@ -195,3 +195,44 @@ def test_bad_arguments():
         fit_inverse([eq_partial], K=1, progress=False)
     with pytest.raises(ValueError, match="theta"):
         forward_solve(_good(), np.zeros((2, 3)), np.zeros(2), L)
+
+
+# ------------------------------------------------------------------------------ LP lower levels with network rows
+def _network_samples(T, seed, R=10, E=80, l=1e-3, theta=None, nu=None):
+    """AMoD-shaped FOPs: u = (rebalancing f, passenger g) per edge, n = 2E, Q = 0 (an LP plus l‖u‖²),
+    sparse rows: u ≥ 0, g ≤ demand, outflow of each region ≤ its idle vehicles; expert = FOP_θ*."""
+    import scipy.sparse as sp
+    rng = np.random.default_rng(seed)
+    o = rng.integers(0, R, E)
+    out = sp.csr_matrix((np.ones(E), (o, np.arange(E))), shape=(R, E))
+    n = 2 * E
+    H = sp.vstack([-sp.eye(n), sp.hstack([sp.csr_matrix((E, E)), sp.eye(E)]), sp.hstack([out, out])]).tocsr()
+    samples = []
+    for _ in range(T):
+        b = np.r_[np.zeros(n), rng.poisson(3, E).astype(float), rng.uniform(5, 15, R)]
+        c = np.r_[rng.uniform(1, 3, E), -rng.uniform(2, 8, E)]      # rebalancing cost, −price of a trip
+        samples.append(InverseSample(c=c, Q=np.zeros(n), u=np.zeros(n), H=H, b=b))
+    if theta is None:
+        theta = np.zeros((1, n))
+        theta[0, E:] = rng.uniform(0, 6, E) * (rng.uniform(size=E) < 0.3)   # penalise serving some edges
+        nu = np.array([1.0])
+    U = forward_solve_batch(samples, theta, nu, l)
+    for s, u in zip(samples, U):
+        s.u = u
+    return samples, theta, nu
+
+
+def test_lp_lower_level_with_sparse_network_rows():
+    import scipy.sparse as sp
+    from offline.inverse.data import prepare
+    samples, theta, nu = _network_samples(6, seed=0)
+    s0 = prepare(samples[0], 0, 1e-3)
+    assert sp.issparse(s0.H) and s0.Q.diagonal and s0.n == 160      # nothing densified
+    # the expert is FOP_θ*'s optimum: an independent certificate is the dual LP's gap (≈ 0), and
+    # every row holds
+    gaps = duality_gaps(samples, theta, nu, 1e-3)
+    assert gaps.max() < 1e-5
+    for s in samples:
+        assert np.all(s.H @ s.u <= s.b + 1e-7)
+    # θ = 0 is a different FOP: its optimum is not the expert's, and the gaps say so
+    assert duality_gaps(samples, np.zeros((1, 160)), np.zeros(1), 1e-3).max() > 1e-2

@@ -11,7 +11,8 @@ import pytest
 
 from offline import demos, fit
 from offline.bags import BagWriter, bag_sha256, read_robot_bag, read_topic_raw
-from offline.robot_data import align_bag, action_metrics, split_indices
+from offline.inverse.metrics import action_metrics
+from offline.robot_data import align_bag, split_indices
 
 REPO = Path(__file__).resolve().parents[1]
 # quick fits for the plumbing tests; the quality fit below uses every training sample (the held-out
