@@ -1,7 +1,8 @@
 """A trained upper level: a TorchScript module mapping an observation vector to a subgoal.
 
-The RL training (sim/) saves its policy with ``torch.jit.save`` and the planner node loads it here
-when ``policy_checkpoint`` is set. Training and deployment build the observation with the same
+The RL training (``python -m sim.train``) saves its policy with ``torch.jit.save`` and the planner
+node loads it here when ``policy_checkpoint`` is set; the end-to-end baseline's module (same
+observation, output (v, ω)) is loaded by :class:`TorchCommandPolicy`. Training and deployment build the observation with the same
 function, :func:`observation`, so the layout below is the contract between them.
 
 Observation (float32, length ``3 + 3 * n_obstacles``; everything in the robot's body frame:
@@ -17,8 +18,12 @@ x forward, y left, origin at the robot):
 Action (module output, length 2): the subgoal relative to the robot in the body frame [m]. It is
 clipped to ``max_distance_m`` and turned into a world-frame point p̂ = p + R(yaw) · action.
 
-The module may carry the attributes ``n_obstacles`` (int) and ``observation_version`` (int,
-:data:`OBSERVATION_VERSION`); when present they are checked against this layout at load time.
+End-to-end action (``action_kind == "cmd_vel"``): (v [m/s], ω [rad/s]), clipped to the bounds.
+
+The module may carry the attributes ``n_obstacles`` (int), ``observation_version`` (int,
+:data:`OBSERVATION_VERSION`) and ``action_kind`` (str, :data:`ACTION_SUBGOAL` or
+:data:`ACTION_COMMAND`); when present they are checked at load time, so a planner never mistakes
+an end-to-end policy's (v, ω) for a subgoal offset.
 """
 from __future__ import annotations
 
@@ -30,6 +35,8 @@ import numpy as np
 from ..control.model import DEFAULT_ROBOT, check_obstacles, check_vector
 
 OBSERVATION_VERSION = 1
+ACTION_SUBGOAL = "subgoal_offset_body_m"   # output: subgoal offset [m], body frame (bi-level upper level)
+ACTION_COMMAND = "cmd_vel"                 # output: (v [m/s], ω [rad/s]) (end-to-end baseline)
 DEFAULT_N_OBSTACLES = 4
 PAD_CLEARANCE_M = 10.0
 
@@ -75,6 +82,43 @@ def action_to_subgoal(state, action, max_distance_m: float) -> np.ndarray:
     return state[:2] + np.array([c * action[0] - s * action[1], s * action[0] + c * action[1]])
 
 
+def load_module(path: str | Path, expect_action_kind: str = ACTION_SUBGOAL):
+    """(module, n_obstacles) of a ``torch.jit.save``-d policy; checks its declared layout, action kind
+    and output shape, with errors that name the file."""
+    import torch
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"policy checkpoint not found: {path}")
+    try:
+        module = torch.jit.load(str(path), map_location="cpu")
+    except Exception as exc:
+        raise ValueError(f"{path} is not a TorchScript module (save it with torch.jit.save): {exc}") from None
+    module.eval()
+    version = getattr(module, "observation_version", OBSERVATION_VERSION)
+    if int(version) != OBSERVATION_VERSION:
+        raise ValueError(f"{path}: observation_version {version}, this planner builds version "
+                         f"{OBSERVATION_VERSION} (see hiopt_ros/planning/torch_policy.py)")
+    kind = str(getattr(module, "action_kind", ACTION_SUBGOAL))
+    if kind != expect_action_kind:
+        raise ValueError(f"{path}: its action is {kind!r}, expected {expect_action_kind!r} "
+                         f"({'an end-to-end policy is run by e2e_node, not planner_node' if kind == ACTION_COMMAND else 'a subgoal policy is run by planner_node'})")
+    n_obs = int(getattr(module, "n_obstacles", DEFAULT_N_OBSTACLES))
+    probe = _forward(module, np.zeros(observation_size(n_obs), dtype=np.float32))
+    if probe.shape != (2,):
+        raise ValueError(f"{path}: the module must map an observation of size {observation_size(n_obs)} "
+                         f"to 2 numbers, got output shape {probe.shape}")
+    return module, n_obs
+
+
+def _forward(module, obs: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        out = module(torch.from_numpy(obs).unsqueeze(0))
+    return np.asarray(out.detach().cpu().numpy(), dtype=float).reshape(-1)
+
+
 class TorchPolicy:
     """Subgoal policy backed by a TorchScript module; same ``subgoal`` signature as LookaheadPolicy."""
 
@@ -89,35 +133,12 @@ class TorchPolicy:
 
     @classmethod
     def load(cls, path: str | Path, max_distance_m: float = 1.5) -> "TorchPolicy":
-        """Load a ``torch.jit.save``-d module; checks its declared layout and output shape."""
-        import torch
-
-        path = Path(path).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"policy checkpoint not found: {path}")
-        try:
-            module = torch.jit.load(str(path), map_location="cpu")
-        except Exception as exc:
-            raise ValueError(f"{path} is not a TorchScript module (save it with torch.jit.save): {exc}") from None
-        module.eval()
-        version = getattr(module, "observation_version", OBSERVATION_VERSION)
-        if int(version) != OBSERVATION_VERSION:
-            raise ValueError(f"{path}: observation_version {version}, this planner builds version "
-                             f"{OBSERVATION_VERSION} (see hiopt_ros/planning/torch_policy.py)")
-        n_obs = int(getattr(module, "n_obstacles", DEFAULT_N_OBSTACLES))
-        policy = cls(module, n_obstacles=n_obs, max_distance_m=max_distance_m, source=str(path))
-        probe = policy._forward(np.zeros(observation_size(n_obs), dtype=np.float32))
-        if probe.shape != (2,):
-            raise ValueError(f"{path}: the module must map an observation of size {observation_size(n_obs)} "
-                             f"to 2 numbers (subgoal offset), got output shape {probe.shape}")
-        return policy
+        """Load a ``torch.jit.save``-d subgoal module; checks its declared layout and output shape."""
+        module, n_obs = load_module(path, ACTION_SUBGOAL)
+        return cls(module, n_obstacles=n_obs, max_distance_m=max_distance_m, source=str(path))
 
     def _forward(self, obs: np.ndarray) -> np.ndarray:
-        import torch
-
-        with torch.no_grad():
-            out = self.module(torch.from_numpy(obs).unsqueeze(0))
-        return np.asarray(out.detach().cpu().numpy(), dtype=float).reshape(-1)
+        return _forward(self.module, obs)
 
     def subgoal(self, state, goal_xy, obstacles_xyr=None, robot_radius_m: float = DEFAULT_ROBOT.robot_radius_m) -> np.ndarray:
         """World-frame subgoal p̂ (2,); raises ValueError on a non-finite module output."""
@@ -126,3 +147,30 @@ class TorchPolicy:
         if action.shape != (2,) or not np.all(np.isfinite(action)):
             raise ValueError(f"policy output must be 2 finite numbers, got {action.tolist()}")
         return action_to_subgoal(state, action, self.max_distance_m)
+
+
+class TorchCommandPolicy:
+    """End-to-end policy: the same observation mapped straight to (v [m/s], ω [rad/s]), clipped to
+    ``lower``/``upper`` (the bounds 32e–f). No optimization layer."""
+
+    def __init__(self, module, lower, upper, n_obstacles: int = DEFAULT_N_OBSTACLES, source: str = "") -> None:
+        self.module = module
+        self.lower = check_vector("lower", lower, 2)
+        self.upper = check_vector("upper", upper, 2)
+        if np.any(self.lower > self.upper):
+            raise ValueError(f"command bounds: lower {self.lower.tolist()} > upper {self.upper.tolist()}")
+        self.n_obstacles = int(n_obstacles)
+        self.source = source
+
+    @classmethod
+    def load(cls, path: str | Path, lower, upper) -> "TorchCommandPolicy":
+        module, n_obs = load_module(path, ACTION_COMMAND)
+        return cls(module, lower, upper, n_obstacles=n_obs, source=str(path))
+
+    def command(self, state, goal_xy, obstacles_xyr=None, robot_radius_m: float = 0.3) -> np.ndarray:
+        """(v, ω) (2,) within the bounds; raises ValueError on a non-finite module output."""
+        obs = observation(state, goal_xy, obstacles_xyr, robot_radius_m, self.n_obstacles)
+        u = _forward(self.module, obs)
+        if u.shape != (2,) or not np.all(np.isfinite(u)):
+            raise ValueError(f"policy output must be 2 finite numbers, got {u.tolist()}")
+        return np.clip(u, self.lower, self.upper)

@@ -1,0 +1,391 @@
+"""Gymnasium environment of the robot task: the upper level of the bi-level policy (or an end-to-end policy).
+
+:class:`NavEnv` is one class with two backends (``backend="kinematic"``: the unicycle model of
+Eq. 32b–d, fast, for training; ``backend="pybullet"``: the physics of :class:`sim.world.World` that
+the ROS stack runs, for evaluation and fine-tuning) and two action kinds (a subgoal for the
+lower level it is given, or (v, ω) directly for the end-to-end baseline). See the class docstring.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+import gymnasium as gym
+import numpy as np
+
+from hiopt_ros.control.model import UnicycleLimits, unicycle_step
+from hiopt_ros.planning import torch_policy as tp
+from sim.course import DEFAULT_PARAMS, Course, load_params
+from sim.courses import TRAIN_SEEDS, course_for_seed
+
+BACKENDS = ("kinematic", "pybullet")
+OBSERVATION_BOUND = 1000.0  # [m]; observation() pads missing obstacles with a 10 m clearance
+
+
+class LowerLevel(Protocol):
+    """What the env needs from a lower level: FOP_θ (:class:`hiopt_ros.control.fop.Fop`) or the
+    expert (:class:`hiopt_ros.control.mpc.Mpc`, given the goal as its subgoal). ``info`` must carry
+    ``ok`` (bool) and ``solve_time_us``; an optional ``reset()`` is called at every episode start."""
+
+    def solve(self, state, subgoal_xy, obstacles_xyr=None) -> tuple[np.ndarray, Any]: ...
+
+
+@dataclass
+class RewardConfig:
+    """r_t = progress_per_m · (d_t − d_{t+1}) − time_per_step [− collision] [+ goal]; d = distance to goal [m]."""
+
+    progress_per_m: float = 1.0
+    time_per_step: float = 0.01
+    collision: float = 10.0
+    goal: float = 1.0
+
+
+@dataclass
+class NavEnvConfig:
+    """Rates and bounds of the task, as the node graph runs it (defaults: config/nav.yaml).
+
+    planner_rate_hz / control_rate_hz: one env step is one planner period; the lower level runs
+    round(control/planner) control periods inside it (10 Hz / 50 Hz -> 5), as planner_node and
+    controller_node do. max_subgoal_m: the bi-level action a ∈ [−1, 1]² is the body-frame offset
+    a · max_subgoal_m [m], clipped to norm ≤ max_subgoal_m (planner_node.policy_max_distance_m).
+    arrive_radius_m: the controller holds still within this distance of its subgoal (controller_node).
+    limits: (v, ω) bounds (32e–f) — the e2e action range. time_limit_s = time_limit_factor ·
+    (straight-line distance / v_max) + time_limit_extra_s.
+    """
+
+    planner_rate_hz: float = 10.0
+    control_rate_hz: float = 50.0
+    max_subgoal_m: float = 1.5
+    arrive_radius_m: float = 0.05
+    limits: UnicycleLimits = field(default_factory=UnicycleLimits)
+    physics_rate_hz: float = 240.0
+    n_obstacles: int = tp.DEFAULT_N_OBSTACLES
+    time_limit_factor: float = 2.0
+    time_limit_extra_s: float = 5.0
+    reward: RewardConfig = field(default_factory=RewardConfig)
+
+    @classmethod
+    def from_params(cls, params: str | Path = DEFAULT_PARAMS, **overrides: Any) -> "NavEnvConfig":
+        """The rates, bounds and radii controller_node / planner_node / sim_node read from `params`."""
+        from hiopt_ros.control.params import fop_config_from_params
+
+        sec = load_params(params)
+        planner, ctrl, sim = (sec.get(n, {}) for n in ("planner_node", "controller_node", "sim_node"))
+        kw: dict[str, Any] = dict(
+            planner_rate_hz=float(planner.get("planner_rate_hz", cls.planner_rate_hz)),
+            control_rate_hz=float(ctrl.get("control_rate_hz", cls.control_rate_hz)),
+            max_subgoal_m=float(planner.get("policy_max_distance_m", cls.max_subgoal_m)),
+            arrive_radius_m=float(ctrl.get("arrive_radius_m", cls.arrive_radius_m)),
+            physics_rate_hz=float(sim.get("physics_rate_hz", cls.physics_rate_hz)),
+            limits=fop_config_from_params(params).limits,
+        )
+        kw.update(overrides)
+        return cls(**kw)
+
+    @property
+    def control_periods(self) -> int:
+        n = self.control_rate_hz / self.planner_rate_hz
+        if not (n >= 1 and abs(n - round(n)) < 1e-9):
+            raise ValueError(f"control_rate_hz ({self.control_rate_hz}) must be an integer multiple of "
+                             f"planner_rate_hz ({self.planner_rate_hz})")
+        return int(round(n))
+
+
+def _clearance(rows: list[tuple[float, float, float]], x: float, y: float) -> float:
+    """Course.clearance in plain floats (a handful of obstacles: far cheaper than numpy on the hot path)."""
+    return min((math.hypot(x - ox, y - oy) - r for ox, oy, r in rows), default=math.inf)
+
+
+class _Kinematic:
+    """The unicycle model (Eq. 32b–d) stepped at the control period; collision = clearance < 0."""
+
+    def __init__(self, course: Course, cfg: NavEnvConfig) -> None:
+        self.course, self.state = course, course.start_xyyaw.copy()
+        # obstacle radius grown by the robot's: clearance of the robot circle = distance − this
+        self._rows = [(ox, oy, r + course.robot_radius_m) for ox, oy, r in course.obstacles_xyr.tolist()]
+        self.min_clearance_m = _clearance(self._rows, *self.state[:2])
+        self.collided = False
+
+    def pose(self) -> np.ndarray:
+        return self.state
+
+    def apply(self, u: np.ndarray, dt_s: float) -> None:
+        self.state = unicycle_step(self.state, u, dt_s)
+        clear = _clearance(self._rows, self.state[0], self.state[1])
+        self.min_clearance_m = min(self.min_clearance_m, clear)
+        self.collided = self.collided or clear < 0.0
+
+    def close(self) -> None:
+        pass
+
+
+class _PyBullet:
+    """sim.World: the command is held while the physics steps; collision = a PyBullet contact."""
+
+    def __init__(self, course: Course, cfg: NavEnvConfig, world=None) -> None:
+        from sim.world import World
+
+        if world is None:
+            world = World(course, physics_rate_hz=cfg.physics_rate_hz)
+        else:
+            world.course = course
+            world.reset()
+        self.world = world
+
+    def pose(self) -> np.ndarray:
+        return self.world.pose()
+
+    def apply(self, u: np.ndarray, dt_s: float) -> None:
+        self.world.apply_command(float(u[0]), float(u[1]))
+        self.world.step(dt_s)
+
+    @property
+    def collided(self) -> bool:
+        return self.world.collided
+
+    @property
+    def min_clearance_m(self) -> float:
+        return self.world.min_clearance_m  # tracked at every physics step
+
+    @property
+    def energy_j(self) -> float:
+        return self.world.energy_j
+
+    def close(self) -> None:
+        self.world.close()
+
+
+class NavEnv(gym.Env):
+    """Drive a differential-drive robot from the course's start to its goal among static cylinders.
+
+    **Arguments.** ``lower_level``: the object that turns a subgoal into (v, ω) at the control rate
+    (an :class:`~hiopt_ros.control.fop.Fop` with θ = 0 or a fitted θ, or the MPC expert); ``None``
+    makes this the end-to-end task (the action is the command itself). ``backend``: ``"kinematic"``
+    or ``"pybullet"``. ``course_seeds``: the seeds a reset draws courses from (default
+    :data:`sim.courses.TRAIN_SEEDS`); ``reset(options={"course_seed": s})`` or
+    ``options={"course": Course}`` picks one. ``config``: rates, bounds, reward
+    (:class:`NavEnvConfig`, default from ``params``).
+
+    **Observation** (float32, shape (3 + 3·n_obstacles,)): exactly
+    :func:`hiopt_ros.planning.torch_policy.observation` — goal in the body frame [m], its distance
+    [m], and the n nearest obstacles (body-frame centre [m], clearance [m]) — so a trained policy
+    runs unchanged in ``planner_node``.
+
+    **Action** (float32, [−1, 1]²). Bi-level: the subgoal p̂ as a body-frame offset a · max_subgoal_m,
+    clipped to norm ≤ max_subgoal_m, mapped to the world frame by
+    :func:`~hiopt_ros.planning.torch_policy.action_to_subgoal` (Remark 1: a 2-D action). End-to-end:
+    (v, ω) = the affine map of a onto the bounds (32e–f).
+
+    **Step.** One planner period (default 0.1 s). The subgoal is held while the lower level solves
+    at the control rate (default 5 periods of 20 ms), as ``controller_node`` does: it holds still
+    within ``arrive_radius_m`` of the subgoal and applies the stop command if a solve fails
+    (``info.ok`` False). The end-to-end command is held for the planner period.
+
+    **Reward.** progress_per_m · (decrease of the distance to the goal) − time_per_step, −collision on
+    a collision, +goal on reaching the goal (:class:`RewardConfig`).
+
+    **Starting state.** The course's start pose, at rest.
+
+    **Episode end.** terminated: within ``goal_tolerance_m`` of the goal, or a collision (kinematic:
+    the robot circle overlaps an obstacle; pybullet: a contact); truncated: the time limit of
+    :class:`NavEnvConfig` (about twice the straight-line time plus 5 s). Both are checked every
+    control period.
+
+    ``info`` after every step: ``course_seed``, ``time_s``, ``path_length_m``, ``energy_j`` (pybullet
+    only: wheel-motor work, see sim.world), ``min_clearance_m``, ``collided``, ``reached``, ``solver_failures`` (episode total), ``subgoal``
+    (world frame, bi-level). Wall-clock times are not in ``info`` (it must be deterministic): the
+    lower level's solve times of the last step are in ``last_solve_times_us``.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, lower_level: LowerLevel | None = None, *, backend: str = "kinematic",
+                 course_seeds: Sequence[int] | range = TRAIN_SEEDS, config: NavEnvConfig | None = None,
+                 params: str | Path = DEFAULT_PARAMS) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if len(course_seeds) == 0:
+            raise ValueError("course_seeds is empty")
+        self.lower_level = lower_level
+        self.backend_name = backend
+        self.course_seeds = course_seeds
+        self.params = str(params)
+        self.config = config if config is not None else NavEnvConfig.from_params(params)
+        cfg = self.config
+        self.n_control = cfg.control_periods
+        self.control_dt_s = 1.0 / cfg.control_rate_hz
+        self.action_kind = tp.ACTION_SUBGOAL if lower_level is not None else tp.ACTION_COMMAND
+        size = tp.observation_size(cfg.n_obstacles)
+        # finite bounds far beyond any reachable value (episodes last ≤ ~20 s at ≤ 1 m/s)
+        self.observation_space = gym.spaces.Box(-OBSERVATION_BOUND, OBSERVATION_BOUND, shape=(size,),
+                                                dtype=np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+        self._backend = None
+        self._world = None     # the PyBullet World is kept across episodes (rebuilt by reset)
+        self.course: Course | None = None
+        self.course_seed: int | None = None
+
+    # ------------------------------------------------------------------ action maps
+    @property
+    def action_scale(self) -> tuple[np.ndarray, np.ndarray]:
+        """(scale, offset) with physical action = scale · a + offset for a ∈ [−1, 1]²: metres of body-
+        frame subgoal offset (bi-level) or (v [m/s], ω [rad/s]) (end-to-end). The exported policy
+        applies the same map, so its output is in physical units."""
+        if self.action_kind == tp.ACTION_SUBGOAL:
+            return np.full(2, self.config.max_subgoal_m), np.zeros(2)
+        lim = self.config.limits
+        return 0.5 * (lim.upper - lim.lower), 0.5 * (lim.upper + lim.lower)
+
+    def _physical(self, action) -> np.ndarray:
+        a = np.clip(np.asarray(action, dtype=float).reshape(2), -1.0, 1.0)
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"action must be 2 finite numbers, got {action!r}")
+        scale, offset = self.action_scale
+        return scale * a + offset
+
+    # ------------------------------------------------------------------ gymnasium API
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        options = options or {}
+        if "course" in options:
+            self.course, self.course_seed = options["course"], options.get("course_seed")
+        else:
+            s = options.get("course_seed")
+            if s is None:
+                s = int(self.course_seeds[int(self.np_random.integers(len(self.course_seeds)))])
+            self.course, self.course_seed = course_for_seed(int(s), self.params), int(s)
+        if self.backend_name == "kinematic":
+            self._backend = _Kinematic(self.course, self.config)
+        else:
+            self._backend = _PyBullet(self.course, self.config, self._world)
+            self._world = self._backend.world
+        if self.lower_level is not None and hasattr(self.lower_level, "reset"):
+            self.lower_level.reset()
+        c = self.course
+        dist = float(np.linalg.norm(c.goal_xy - c.start_xyyaw[:2]))
+        self.time_limit_s = (self.config.time_limit_factor * dist / self.config.limits.v_max_mps
+                             + self.config.time_limit_extra_s)
+        self.time_s = 0.0
+        self.path_length_m = 0.0
+        self.solver_failures = 0
+        self.reached = False
+        self.trajectory = [self._backend.pose().copy()]
+        self._distance = dist
+        self.last_solve_times_us: list[float] = []
+        return self._observation(), self._info(None)
+
+    def step(self, action):
+        """One planner period with the policy's action in [−1, 1]² (see the class docstring)."""
+        phys = self._physical(action)
+        if self.action_kind == tp.ACTION_SUBGOAL:
+            return self.step_subgoal(tp.action_to_subgoal(self._backend.pose(), phys, self.config.max_subgoal_m))
+        return self.step_command(phys)
+
+    def step_subgoal(self, subgoal_xy) -> tuple:
+        """One planner period towards a world-frame subgoal p̂ [m] (unclipped; for planners that are
+        not this env's policy: the geometric look-ahead, or the expert given the goal)."""
+        if self.lower_level is None:
+            raise RuntimeError("this env has no lower level (end-to-end): use step_command")
+        return self._advance(np.asarray(subgoal_xy, dtype=float).reshape(2), None)
+
+    def step_command(self, u) -> tuple:
+        """One planner period holding the command u = (v [m/s], ω [rad/s]), clipped to the bounds."""
+        lim = self.config.limits
+        return self._advance(None, np.clip(np.asarray(u, dtype=float).reshape(2), lim.lower, lim.upper))
+
+    def close(self) -> None:
+        if self._world is not None:
+            self._world.close()
+            self._world = None
+
+    # ------------------------------------------------------------------ internals
+    def _advance(self, subgoal: np.ndarray | None, command: np.ndarray | None):
+        if self._backend is None:
+            raise RuntimeError("call reset() before step()")
+        c, cfg, b = self.course, self.config, self._backend
+        solve_times: list[float] = []
+        collided = False
+        for _ in range(self.n_control):
+            state = b.pose()
+            if command is not None:
+                u = command
+            elif math.dist(state[:2], subgoal) <= cfg.arrive_radius_m:
+                u = np.zeros(2)  # controller_node holds still at its subgoal
+            else:
+                u, info = self.lower_level.solve(state, subgoal, c.obstacles_xyr)
+                solve_times.append(float(info.solve_time_us))
+                if not info.ok:
+                    self.solver_failures += 1
+                    u = np.zeros(2)
+            b.apply(u, self.control_dt_s)
+            self.time_s += self.control_dt_s
+            pose = b.pose().copy()
+            self.path_length_m += math.dist(pose[:2], self.trajectory[-1][:2])
+            self.trajectory.append(pose)
+            collided = bool(b.collided)
+            self.reached = math.dist(pose[:2], c.goal_xy) <= c.goal_tolerance_m
+            if collided or self.reached or self.time_s >= self.time_limit_s - 1e-9:
+                break
+        rw = cfg.reward
+        dist = float(np.linalg.norm(c.goal_xy - self.trajectory[-1][:2]))
+        reward = rw.progress_per_m * (self._distance - dist) - rw.time_per_step
+        self._distance = dist
+        if collided:
+            reward -= rw.collision
+        elif self.reached:
+            reward += rw.goal
+        terminated = bool(collided or self.reached)
+        truncated = bool(not terminated and self.time_s >= self.time_limit_s - 1e-9)
+        self.last_solve_times_us = solve_times
+        return self._observation(), float(reward), terminated, truncated, self._info(subgoal)
+
+    def _observation(self) -> np.ndarray:
+        c = self.course
+        return tp.observation(self._backend.pose(), c.goal_xy, c.obstacles_xyr, c.robot_radius_m,
+                              self.config.n_obstacles)
+
+    def _info(self, subgoal) -> dict[str, Any]:
+        info = {"course_seed": self.course_seed, "time_s": self.time_s, "path_length_m": self.path_length_m,
+                "min_clearance_m": float(self._backend.min_clearance_m),
+                "collided": bool(self._backend.collided), "reached": self.reached,
+                "solver_failures": self.solver_failures,
+                "subgoal": None if subgoal is None else np.asarray(subgoal, float).copy()}
+        if self.backend_name == "pybullet":
+            info["energy_j"] = float(self._backend.energy_j)
+        return info
+
+
+def make_lower_level(kind: str, *, theta: str | Path | None = None, params: str | Path = DEFAULT_PARAMS):
+    """The lower level of a method, built exactly as the stack builds it from `params`:
+
+    * ``"fop"``: FOP_θ as controller_node builds it (weights, bounds, K, M from ``params``) with the θ
+      file `theta`, or θ = 0 (the unchanged FOP, Eq. 32 with the default weights) when `theta` is None;
+    * ``"mpc"``: the expert as expert_node builds it (give it the goal as its subgoal);
+    * ``"none"``: no lower level (end-to-end).
+    """
+    from hiopt_ros.control.params import fop_config_from_params, mpc_config_from_params
+
+    if kind == "none":
+        return None
+    if kind == "mpc":
+        from hiopt_ros.control.mpc import Mpc
+        return Mpc(mpc_config_from_params(params))
+    if kind == "fop":
+        from hiopt_ros.control.fop import Fop
+        from hiopt_ros.control.theta import load_theta
+        th = load_theta(theta) if theta else None
+        cfg = fop_config_from_params(params)
+        if th is not None and th.K > cfg.K:
+            raise ValueError(f"{theta}: {th.K} ReLU terms but controller_node.relu_terms = {cfg.K}")
+        return Fop(cfg, theta=th)
+    raise ValueError(f"lower level must be 'fop', 'mpc' or 'none', got {kind!r}")
+
+
+def timed(fn, *args):
+    """(fn(*args), elapsed seconds) measured with perf_counter."""
+    t0 = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - t0

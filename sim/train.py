@@ -1,0 +1,214 @@
+"""Train the robot's upper level with RL: ``python -m sim.train --method {bilevel-unchanged,bilevel-learned,e2e}``.
+
+Each method trains its policy for its own lower level (paper §4, Table 2):
+
+* ``bilevel-unchanged``: subgoals for FOP with θ = 0 (Eq. 32 with the default weights of config/nav.yaml);
+* ``bilevel-learned``: subgoals for FOP_θ with the θ file ``--theta`` (default config/theta/robot.yaml);
+* ``e2e``: the end-to-end baseline, (v, ω) directly, no optimization layer.
+
+The env is :class:`sim.nav_env.NavEnv` (kinematic backend by default; ``--backend pybullet``
+with ``--init MODEL.zip`` fine-tunes in the physics). The harness is :mod:`offline.rl`
+(stable-baselines3). Everything goes into ``--out`` (default ``runs/train/<method>-<time>/``):
+
+    policy.pt            TorchScript policy in the layout planner_node / e2e_node load
+    policy.yaml          provenance: the command, method, θ file + SHA-256, steps, seed, steps/s, commit
+    model.zip            SB3 model (continue or fine-tune with --init)
+    learning_curve.png   return and success/collision rates vs env steps (+ .csv)
+    tb/                  TensorBoard logs        monitor/  per-episode CSVs        train.json
+
+``--ship DEST.pt`` also copies policy.pt and policy.yaml to DEST.pt / DEST.yaml (e.g.
+config/policy/bilevel_learned.pt). Courses come from the training seed range only (printed).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+
+from sim.course import DEFAULT_PARAMS
+from sim.courses import TRAIN_SEEDS, describe_seed_ranges
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+METHODS = ("bilevel-unchanged", "bilevel-learned", "e2e")
+DEFAULT_THETA = REPO_ROOT / "config" / "theta" / "robot.yaml"
+
+
+@dataclass
+class TrainConfig:
+    """The experiment: hyperparameters of the robot runs (offline.rl.RLConfig gets the SB3 ones)."""
+
+    algo: str = "ppo"                # why PPO: README, "Training the upper level"
+    steps: int = 600_000             # env steps (0.1 s planner periods)
+    n_envs: int = 2                  # one worker per core of the 2-core machine
+    seed: int = 0
+    net_arch: tuple[int, ...] = (64, 64)
+    n_steps: int = 1024              # PPO rollout per env (≈ 20 episodes) between updates
+    batch_size: int = 256
+    n_epochs: int = 10
+    learning_rate: float = 3e-4
+    gamma: float = 0.99
+    ent_coef: float = 0.0
+    log_std_init: float = -0.5
+
+
+@dataclass(frozen=True)
+class EnvFactory:
+    """Picklable ``make_env(rank)``: builds the lower level and the env inside each worker process."""
+
+    method: str
+    theta: str | None
+    backend: str
+    params: str
+
+    def lower_level_kind(self) -> str:
+        return "none" if self.method == "e2e" else "fop"
+
+    def __call__(self, rank: int = 0):
+        from sim.nav_env import NavEnv, make_lower_level
+
+        lower = make_lower_level(self.lower_level_kind(), theta=self.theta, params=self.params)
+        return NavEnv(lower, backend=self.backend, course_seeds=TRAIN_SEEDS, params=self.params)
+
+
+def sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=10)
+        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    d = TrainConfig()
+    ap = argparse.ArgumentParser(prog="python -m sim.train", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--method", required=True, choices=METHODS, help="which policy to train (see above)")
+    ap.add_argument("--theta", default=None,
+                    help=f"θ file of the learned lower level (bilevel-learned only; default {DEFAULT_THETA.relative_to(REPO_ROOT)})")
+    ap.add_argument("--steps", type=int, default=d.steps, help=f"env steps to train (default {d.steps})")
+    ap.add_argument("--seed", type=int, default=d.seed, help="seed of the learner and the course draws (default 0)")
+    ap.add_argument("--algo", choices=("ppo", "sac"), default=d.algo, help="SB3 algorithm (default ppo)")
+    ap.add_argument("--n-envs", type=int, default=d.n_envs, help="parallel env workers (default 2)")
+    ap.add_argument("--backend", choices=("kinematic", "pybullet"), default="kinematic",
+                    help="env backend (default kinematic; pybullet for fine-tuning with --init)")
+    ap.add_argument("--init", type=Path, default=None, help="SB3 model.zip to continue training from")
+    ap.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="ROS parameter file (rates, bounds, FOP)")
+    ap.add_argument("--out", type=Path, default=None, help="output folder (default runs/train/<method>-<time>)")
+    ap.add_argument("--ship", type=Path, default=None,
+                    help="also copy the policy and its provenance to this .pt path (e.g. config/policy/bilevel_learned.pt)")
+    ap.add_argument("--vec", choices=("subproc", "dummy"), default="subproc",
+                    help="subproc: one process per env (default); dummy: all in this process")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = ap.parse_args(argv)
+    if args.steps < 1:
+        ap.error(f"--steps must be >= 1, got {args.steps}")
+    if args.n_envs < 1:
+        ap.error(f"--n-envs must be >= 1, got {args.n_envs}")
+    if args.theta is not None and args.method != "bilevel-learned":
+        ap.error(f"--theta is for --method bilevel-learned only ({args.method} uses "
+                 f"{'θ = 0' if args.method == 'bilevel-unchanged' else 'no lower level'})")
+    if args.method == "bilevel-learned":
+        args.theta = Path(args.theta) if args.theta is not None else DEFAULT_THETA
+        if not args.theta.is_file():
+            ap.error(f"--theta: {args.theta} does not exist (fit one with python -m offline.fit)")
+    if not args.params.is_file():
+        ap.error(f"--params: {args.params} does not exist")
+    if args.init is not None and not args.init.is_file():
+        ap.error(f"--init: {args.init} does not exist")
+    if args.ship is not None and args.ship.suffix != ".pt":
+        ap.error(f"--ship must name a .pt file, got {args.ship}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from hiopt_ros.planning import torch_policy as tp
+    from offline import rl
+
+    d = TrainConfig(algo=args.algo, steps=args.steps, n_envs=args.n_envs, seed=args.seed)
+    out = args.out or REPO_ROOT / "runs" / "train" / f"{args.method}-{datetime.now():%Y%m%d-%H%M%S}"
+    factory = EnvFactory(args.method, str(args.theta) if args.theta else None, args.backend, str(args.params))
+    lower = {"bilevel-unchanged": "FOP with θ = 0 (unchanged)", "e2e": "none (end-to-end)",
+             "bilevel-learned": f"FOP_θ with {args.theta}"}[args.method]
+    print(f"sim.train: {args.method}, lower level: {lower}; {args.algo.upper()} for {args.steps} env steps, "
+          f"{args.n_envs} envs ({args.vec}), backend {args.backend}, seed {args.seed}")
+    print(describe_seed_ranges())
+    print(f"output: {out}")
+
+    probe = factory(0)
+    env_sps = rl.measure_env_steps_per_s(probe, n_steps=300, seed=args.seed)
+    scale, offset = probe.action_scale
+    n_obstacles, kind = probe.config.n_obstacles, probe.action_kind
+    probe.close()
+    print(f"env: {env_sps:.0f} steps/s with random actions (one process)")
+
+    cfg = rl.RLConfig(algo=d.algo, total_steps=d.steps, n_envs=d.n_envs, seed=d.seed, vec=args.vec,
+                      net_arch=d.net_arch, learning_rate=d.learning_rate, gamma=d.gamma, n_steps=d.n_steps,
+                      batch_size=d.batch_size, n_epochs=d.n_epochs, ent_coef=d.ent_coef,
+                      log_std_init=d.log_std_init, checkpoint_every=max(d.steps // 5, 10_000),
+                      curve_keys=("reached", "collided"))
+    progress = (not args.no_progress) and sys.stderr.isatty()
+    try:
+        result = rl.train(factory, cfg, out, progress=progress, init_model=args.init)
+    except KeyboardInterrupt:
+        print(f"interrupted: the model so far is in {out / 'model.zip'}", file=sys.stderr)
+        return 130
+    print(result.report())
+
+    policy = out / "policy.pt"
+    rl.export_torchscript(result.model, policy, scale=scale, offset=offset, attributes={
+        "n_obstacles": int(n_obstacles), "observation_version": tp.OBSERVATION_VERSION, "action_kind": kind,
+        "method": args.method})
+    provenance = {
+        "tool": "sim.train",
+        "command": "python -m sim.train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
+        "method": args.method,
+        "lower_level": lower,
+        "theta_file": str(args.theta) if args.theta else None,
+        "theta_sha256": sha256(args.theta) if args.theta else None,
+        "params_sha256": sha256(args.params),
+        "algo": args.algo,
+        "env_steps": result.env_steps,
+        "seed": args.seed,
+        "backend": args.backend,
+        "init": str(args.init) if args.init else None,
+        "course_seeds": f"{TRAIN_SEEDS.start}..{TRAIN_SEEDS.stop - 1}",
+        "env_steps_per_s": round(env_sps, 1),
+        "train_steps_per_s": round(result.steps_per_s, 1),
+        "wall_s": round(result.wall_s, 1),
+        "git_commit": git_commit(),
+        "created_utc": datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "action_kind": kind,
+        "n_obstacles": int(n_obstacles),
+        "observation_version": tp.OBSERVATION_VERSION,
+    }
+    header = ("# Provenance of the TorchScript policy beside this file (written by python -m sim.train).\n"
+              "# Regenerate it with the command below (from the repository root, PYTHONPATH=.).\n")
+    (out / "policy.yaml").write_text(header + yaml.safe_dump(provenance, sort_keys=False))
+    print(f"wrote {policy} (+ policy.yaml), learning curve {out / 'learning_curve.png'}, "
+          f"TensorBoard logs {out / 'tb'}")
+    if args.ship is not None:
+        args.ship.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(policy, args.ship)
+        shutil.copyfile(out / "policy.yaml", args.ship.with_suffix(".yaml"))
+        print(f"shipped {args.ship} (+ {args.ship.with_suffix('.yaml').name})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
