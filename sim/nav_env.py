@@ -18,7 +18,7 @@ import numpy as np
 
 from hiopt_ros.control.model import UnicycleLimits, unicycle_step
 from hiopt_ros.planning import torch_policy as tp
-from sim.course import DEFAULT_PARAMS, Course, load_params
+from sim.course import DEFAULT_PARAMS, Course
 from sim.courses import TRAIN_SEEDS, course_for_seed
 
 BACKENDS = ("kinematic", "pybullet")
@@ -35,8 +35,14 @@ class LowerLevel(Protocol):
 
 @dataclass
 class RewardConfig:
-    """r_t = progress_per_m · (d_t − d_{t+1}) − time_per_step [− collision] [+ goal]; d = distance to goal [m]."""
+    """r_t = progress_per_m · (d_t − d_{t+1}) − time_per_step [− collision] [+ goal].
 
+    d is the distance to the goal [m]: ``progress="geodesic"`` (default) the length of the shortest
+    path around the obstacles (:class:`sim.distance_field.DistanceField`; the straight-line distance
+    rewards stopping in front of an obstacle on the line), ``"euclidean"`` the straight line.
+    """
+
+    progress: str = "geodesic"
     progress_per_m: float = 1.0
     time_per_step: float = 0.01
     collision: float = 10.0
@@ -49,8 +55,10 @@ class NavEnvConfig:
 
     planner_rate_hz / control_rate_hz: one env step is one planner period; the lower level runs
     round(control/planner) control periods inside it (10 Hz / 50 Hz -> 5), as planner_node and
-    controller_node do. max_subgoal_m: the bi-level action a ∈ [−1, 1]² is the body-frame offset
-    a · max_subgoal_m [m], clipped to norm ≤ max_subgoal_m (planner_node.policy_max_distance_m).
+    controller_node do. max_subgoal_m: the bi-level action a ∈ [−1, 1]² is mapped affinely onto the
+    body-frame box x ∈ [0, max_subgoal_m] (ahead; v ≥ 0, so a subgoal behind is never needed: a
+    lateral one turns the robot in place), y ∈ [−max_subgoal_m, max_subgoal_m], then clipped to norm
+    ≤ max_subgoal_m as planner_node does (policy_max_distance_m). a = 0 is a subgoal straight ahead.
     arrive_radius_m: the controller holds still within this distance of its subgoal (controller_node).
     limits: (v, ω) bounds (32e–f) — the e2e action range. time_limit_s = time_limit_factor ·
     (straight-line distance / v_max) + time_limit_extra_s.
@@ -69,10 +77,10 @@ class NavEnvConfig:
 
     @classmethod
     def from_params(cls, params: str | Path = DEFAULT_PARAMS, **overrides: Any) -> "NavEnvConfig":
-        """The rates, bounds and radii controller_node / planner_node / sim_node read from `params`."""
-        from hiopt_ros.control.params import fop_config_from_params
+        """The rates, bounds and radii the nodes (planner, controller, sim) read from `params`."""
+        from hiopt_ros.control.params import node_sections, robot_model_from_params
 
-        sec = load_params(params)
+        sec = node_sections(params)
         planner, ctrl, sim = (sec.get(n, {}) for n in ("planner_node", "controller_node", "sim_node"))
         kw: dict[str, Any] = dict(
             planner_rate_hz=float(planner.get("planner_rate_hz", cls.planner_rate_hz)),
@@ -80,7 +88,7 @@ class NavEnvConfig:
             max_subgoal_m=float(planner.get("policy_max_distance_m", cls.max_subgoal_m)),
             arrive_radius_m=float(ctrl.get("arrive_radius_m", cls.arrive_radius_m)),
             physics_rate_hz=float(sim.get("physics_rate_hz", cls.physics_rate_hz)),
-            limits=fop_config_from_params(params).limits,
+            limits=robot_model_from_params(params).limits,
         )
         kw.update(overrides)
         return cls(**kw)
@@ -174,8 +182,9 @@ class NavEnv(gym.Env):
     [m], and the n nearest obstacles (body-frame centre [m], clearance [m]) — so a trained policy
     runs unchanged in ``planner_node``.
 
-    **Action** (float32, [−1, 1]²). Bi-level: the subgoal p̂ as a body-frame offset a · max_subgoal_m,
-    clipped to norm ≤ max_subgoal_m, mapped to the world frame by
+    **Action** (float32, [−1, 1]²). Bi-level: the subgoal p̂ as a body-frame offset in the box
+    [0, d] × [−d, d], d = max_subgoal_m (affine in a; a = 0 is d/2 straight ahead), clipped to norm
+    ≤ d and mapped to the world frame by
     :func:`~hiopt_ros.planning.torch_policy.action_to_subgoal` (Remark 1: a 2-D action). End-to-end:
     (v, ω) = the affine map of a onto the bounds (32e–f).
 
@@ -184,8 +193,9 @@ class NavEnv(gym.Env):
     within ``arrive_radius_m`` of the subgoal and applies the stop command if a solve fails
     (``info.ok`` False). The end-to-end command is held for the planner period.
 
-    **Reward.** progress_per_m · (decrease of the distance to the goal) − time_per_step, −collision on
-    a collision, +goal on reaching the goal (:class:`RewardConfig`).
+    **Reward.** progress_per_m · (decrease of the distance to the goal: by default the geodesic one,
+    around the obstacles) − time_per_step, −collision on a collision, +goal on reaching the goal
+    (:class:`RewardConfig`).
 
     **Starting state.** The course's start pose, at rest.
 
@@ -209,6 +219,8 @@ class NavEnv(gym.Env):
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if len(course_seeds) == 0:
             raise ValueError("course_seeds is empty")
+        if config is not None and config.reward.progress not in ("geodesic", "euclidean"):
+            raise ValueError(f"reward progress must be 'geodesic' or 'euclidean', got {config.reward.progress!r}")
         self.lower_level = lower_level
         self.backend_name = backend
         self.course_seeds = course_seeds
@@ -224,6 +236,7 @@ class NavEnv(gym.Env):
                                                 dtype=np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
         self._backend = None
+        self._field = None
         self._world = None     # the PyBullet World is kept across episodes (rebuilt by reset)
         self.course: Course | None = None
         self.course_seed: int | None = None
@@ -235,9 +248,11 @@ class NavEnv(gym.Env):
         frame subgoal offset (bi-level) or (v [m/s], ω [rad/s]) (end-to-end). The exported policy
         applies the same map, so its output is in physical units."""
         if self.action_kind == tp.ACTION_SUBGOAL:
-            return np.full(2, self.config.max_subgoal_m), np.zeros(2)
-        lim = self.config.limits
-        return 0.5 * (lim.upper - lim.lower), 0.5 * (lim.upper + lim.lower)
+            d = self.config.max_subgoal_m
+            lower, upper = np.array([0.0, -d]), np.array([d, d])
+        else:
+            lower, upper = self.config.limits.lower, self.config.limits.upper
+        return 0.5 * (upper - lower), 0.5 * (upper + lower)
 
     def _physical(self, action) -> np.ndarray:
         a = np.clip(np.asarray(action, dtype=float).reshape(2), -1.0, 1.0)
@@ -265,6 +280,11 @@ class NavEnv(gym.Env):
         if self.lower_level is not None and hasattr(self.lower_level, "reset"):
             self.lower_level.reset()
         c = self.course
+        if self.config.reward.progress == "geodesic":
+            from sim.distance_field import DistanceField
+            self._field = DistanceField(c)
+        else:
+            self._field = None
         dist = float(np.linalg.norm(c.goal_xy - c.start_xyyaw[:2]))
         self.time_limit_s = (self.config.time_limit_factor * dist / self.config.limits.v_max_mps
                              + self.config.time_limit_extra_s)
@@ -273,7 +293,7 @@ class NavEnv(gym.Env):
         self.solver_failures = 0
         self.reached = False
         self.trajectory = [self._backend.pose().copy()]
-        self._distance = dist
+        self._distance = self.distance_to_goal(c.start_xyyaw[:2])
         self.last_solve_times_us: list[float] = []
         return self._observation(), self._info(None)
 
@@ -295,6 +315,18 @@ class NavEnv(gym.Env):
         """One planner period holding the command u = (v [m/s], ω [rad/s]), clipped to the bounds."""
         lim = self.config.limits
         return self._advance(None, np.clip(np.asarray(u, dtype=float).reshape(2), lim.lower, lim.upper))
+
+    def distance_to_goal(self, xy) -> float:
+        """The reward's distance d from xy to the goal [m] (geodesic or straight, see RewardConfig)."""
+        if self._field is not None:
+            return self._field(xy)
+        return float(np.linalg.norm(self.course.goal_xy - np.asarray(xy, float)[:2]))
+
+    def pose(self) -> np.ndarray:
+        """The robot's pose [x_m, y_m, yaw_rad] (what /odom carries in the stack)."""
+        if self._backend is None:
+            raise RuntimeError("call reset() first")
+        return self._backend.pose().copy()
 
     def close(self) -> None:
         if self._world is not None:
@@ -330,7 +362,7 @@ class NavEnv(gym.Env):
             if collided or self.reached or self.time_s >= self.time_limit_s - 1e-9:
                 break
         rw = cfg.reward
-        dist = float(np.linalg.norm(c.goal_xy - self.trajectory[-1][:2]))
+        dist = self.distance_to_goal(self.trajectory[-1][:2])
         reward = rw.progress_per_m * (self._distance - dist) - rw.time_per_step
         self._distance = dist
         if collided:

@@ -167,7 +167,8 @@ class TorchCommandPolicy:
         module, n_obs = load_module(path, ACTION_COMMAND)
         return cls(module, lower, upper, n_obstacles=n_obs, source=str(path))
 
-    def command(self, state, goal_xy, obstacles_xyr=None, robot_radius_m: float = 0.3) -> np.ndarray:
+    def command(self, state, goal_xy, obstacles_xyr=None,
+                robot_radius_m: float = DEFAULT_ROBOT.robot_radius_m) -> np.ndarray:
         """(v, ω) (2,) within the bounds; raises ValueError on a non-finite module output."""
         obs = observation(state, goal_xy, obstacles_xyr, robot_radius_m, self.n_obstacles)
         u = _forward(self.module, obs)

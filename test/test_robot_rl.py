@@ -1,0 +1,359 @@
+"""The robot's RL upper level: the gymnasium env (both backends), course seeds, offline.rl, sim.train and
+sim.evaluate with tiny budgets, and the exported policy in planner_node."""
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+gym = pytest.importorskip("gymnasium")
+pytest.importorskip("stable_baselines3")
+torch = pytest.importorskip("torch")
+
+from gymnasium.utils.env_checker import check_env  # noqa: E402
+
+from hiopt_ros.planning import torch_policy as tp  # noqa: E402
+from sim.course import Course, load_course  # noqa: E402
+from sim.courses import DEFAULT_COURSE_SEED, EVAL_SEEDS, TRAIN_SEEDS, course_for_seed  # noqa: E402
+from sim.nav_env import NavEnv, NavEnvConfig, make_lower_level  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _env_vars() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.fixture(scope="module")
+def fop():
+    return make_lower_level("fop")
+
+
+# ---------------------------------------------------------------------------- courses
+def test_course_seeds_are_disjoint_deterministic_and_seed0_is_the_default_course():
+    assert set(TRAIN_SEEDS).isdisjoint(EVAL_SEEDS) and DEFAULT_COURSE_SEED not in TRAIN_SEEDS
+    assert DEFAULT_COURSE_SEED not in EVAL_SEEDS
+    default = load_course()
+    c0 = course_for_seed(DEFAULT_COURSE_SEED)
+    np.testing.assert_array_equal(c0.obstacles_xyr, default.obstacles_xyr)
+    np.testing.assert_array_equal(c0.goal_xy, default.goal_xy)
+    a, b = course_for_seed(1_000_003), course_for_seed(1_000_003)
+    np.testing.assert_array_equal(a.obstacles_xyr, b.obstacles_xyr)
+    counts = set()
+    for s in range(1, 60):
+        c = course_for_seed(s)
+        counts.add(len(c.obstacles_xyr))
+        assert c.clearance(c.start_xyyaw[:2]) > 0 and c.clearance(c.goal_xy) > 0
+        assert 0.8 * 4.0 - 1e-9 <= np.linalg.norm(c.goal_xy - c.start_xyyaw[:2]) <= 1.2 * 4.0 + 1e-9
+    assert counts <= {1, 2, 3, 4} and len(counts) >= 3
+    with pytest.raises(ValueError, match="course seed"):
+        course_for_seed(-1)
+
+
+# ---------------------------------------------------------------------------- env
+@pytest.mark.parametrize("backend", ["kinematic", "pybullet"])
+def test_check_env_passes_for_both_backends_and_both_action_kinds(backend, fop):
+    for lower in (fop, None):
+        env = NavEnv(lower, backend=backend)
+        check_env(env, skip_render_check=True)
+        env.close()
+
+
+def test_observation_is_the_torch_policy_layout(fop):
+    env = NavEnv(fop)
+    obs, info = env.reset(options={"course_seed": DEFAULT_COURSE_SEED})
+    c = env.course
+    np.testing.assert_array_equal(obs, tp.observation(c.start_xyyaw, c.goal_xy, c.obstacles_xyr, c.robot_radius_m))
+    assert env.observation_space.shape == (tp.observation_size(tp.DEFAULT_N_OBSTACLES),)
+    assert info["course_seed"] == DEFAULT_COURSE_SEED
+
+
+def test_one_step_is_one_planner_period_of_lower_level_solves(fop):
+    env = NavEnv(fop)
+    cfg = env.config
+    assert env.n_control == round(cfg.control_rate_hz / cfg.planner_rate_hz) == 5
+    env.reset(options={"course_seed": 5})
+    start = env.pose()
+    # a = 0: subgoal d/2 straight ahead, inside the planner's clip
+    _, reward, terminated, truncated, info = env.step(np.zeros(2, dtype=np.float32))
+    assert len(env.last_solve_times_us) == 5 and info["time_s"] == pytest.approx(0.1)
+    expected = tp.action_to_subgoal(start, [cfg.max_subgoal_m / 2, 0.0], cfg.max_subgoal_m)
+    np.testing.assert_allclose(info["subgoal"], expected)
+    moved = env.pose()[:2] - start[:2]
+    heading = np.array([math.cos(start[2]), math.sin(start[2])])
+    assert moved @ heading > 0.02                      # it drove forward
+    d0, d1 = env.distance_to_goal(start), env.distance_to_goal(env.pose())
+    assert reward == pytest.approx(cfg.reward.progress_per_m * (d0 - d1) - cfg.reward.time_per_step)
+    assert not (terminated or truncated)
+
+
+def _drive_to_goal(env, course):
+    """Geometric subgoals through the env's FOP until the episode ends."""
+    from hiopt_ros.planning.geometric import LookaheadPolicy
+
+    pol = LookaheadPolicy()
+    env.reset(options={"course": course, "course_seed": None})
+    total = 0.0
+    while True:
+        sub = pol.subgoal(env.pose(), course.goal_xy, course.obstacles_xyr, course.robot_radius_m)
+        _, r, terminated, truncated, info = env.step_subgoal(sub)
+        total += r
+        if terminated or truncated:
+            return total, terminated, truncated, info
+
+
+@pytest.mark.parametrize("backend", ["kinematic", "pybullet"])
+def test_reaching_the_goal_terminates_with_the_goal_reward(backend, fop):
+    env = NavEnv(fop, backend=backend)
+    course = load_course()
+    total, terminated, truncated, info = _drive_to_goal(env, course)
+    assert terminated and not truncated and info["reached"] and not info["collided"]
+    assert info["min_clearance_m"] > 0 and 4.0 <= info["path_length_m"] < 6.0
+    d0, d_end = env.distance_to_goal(course.start_xyyaw), env.distance_to_goal(env.pose())
+    steps = round(info["time_s"] / 0.1 + 0.5 - 1e-9)  # the last step may end early
+    rw = env.config.reward
+    assert total == pytest.approx(d0 - d_end + rw.goal - rw.time_per_step * steps, abs=1e-6)
+    if backend == "pybullet":
+        assert info["energy_j"] > 0
+    else:
+        assert "energy_j" not in info
+    env.close()
+
+
+@pytest.mark.parametrize("backend", ["kinematic", "pybullet"])
+def test_driving_into_an_obstacle_end_to_end_is_a_collision(backend):
+    env = NavEnv(None, backend=backend)
+    course = Course(start_xyyaw=[0.0, 0.0, 0.0], goal_xy=[4.0, 0.0], obstacles_xyr=[[1.5, 0.0, 0.3]])
+    env.reset(options={"course": course})
+    rw = env.config.reward
+    for _ in range(50):
+        _, r, terminated, truncated, info = env.step_command([1.0, 0.0])
+        if terminated or truncated:
+            break
+    assert terminated and info["collided"] and not info["reached"]
+    assert r < -rw.collision + 0.2
+    assert env.pose()[0] == pytest.approx(1.5 - 0.6, abs=0.08)  # stopped where the circles touch
+    env.close()
+
+
+def test_geodesic_progress_goes_around_obstacles():
+    from sim.distance_field import DistanceField
+
+    course = Course(start_xyyaw=[0.0, 0.0, 0.0], goal_xy=[4.0, 0.0], obstacles_xyr=[[2.0, 0.0, 0.5]])
+    field = DistanceField(course)
+    R, d = 0.5 + course.robot_radius_m, 2.0      # tangent lines + arc around the grown obstacle
+    exact = 2 * math.sqrt(d * d - R * R) + R * (math.pi - 2 * math.acos(R / d))
+    assert exact <= field([0.0, 0.0]) <= 1.03 * exact           # 16-connected grid: ≤ 2.7 % long
+    assert field([4.0, 0.0]) == pytest.approx(0.0, abs=1e-9)
+    assert field([3.0, 1.0]) == pytest.approx(math.hypot(1.0, 1.0), rel=1e-6)   # in sight of the goal
+    # beside the obstacle is closer than in front of it, although the straight line says otherwise
+    beside, in_front = [1.0, 0.9], [1.15, 0.0]
+    assert field(beside) < field(in_front)
+    assert math.dist(beside, course.goal_xy) > math.dist(in_front, course.goal_xy)
+
+
+def test_time_limit_truncates(fop):
+    cfg = NavEnvConfig.from_params(time_limit_factor=0.0, time_limit_extra_s=0.5)
+    env = NavEnv(fop, config=cfg)
+    env.reset(options={"course_seed": 3})
+    ends = []
+    for _ in range(10):
+        _, _, terminated, truncated, info = env.step(np.array([-1.0, 0.0], dtype=np.float32))  # subgoal = robot: hold
+        ends.append((terminated, truncated))
+        if terminated or truncated:
+            break
+    assert ends[-1] == (False, True) and len(ends) == 5 and info["time_s"] == pytest.approx(0.5)
+
+
+def test_e2e_action_maps_onto_the_input_bounds():
+    env = NavEnv(None)
+    lim = env.config.limits
+    scale, offset = env.action_scale
+    np.testing.assert_allclose(offset - scale, lim.lower)
+    np.testing.assert_allclose(offset + scale, lim.upper)
+
+
+def test_bad_arguments_are_clear_errors(fop):
+    with pytest.raises(ValueError, match="backend"):
+        NavEnv(fop, backend="gazebo")
+    with pytest.raises(ValueError, match="lower level"):
+        make_lower_level("lqr")
+    env = NavEnv(None)
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(np.zeros(2, dtype=np.float32))
+    env.reset(seed=0)
+    with pytest.raises(RuntimeError, match="step_command"):
+        env.step_subgoal([1.0, 0.0])
+
+
+# ---------------------------------------------------------------------------- offline.rl
+def _pendulum(rank: int = 0):
+    return gym.make("Pendulum-v1")
+
+
+@pytest.mark.parametrize("algo", ["ppo", "sac"])
+def test_rl_harness_trains_writes_outputs_and_exports_what_predict_does(algo, tmp_path):
+    from offline import rl
+
+    cfg = rl.RLConfig(algo=algo, total_steps=400, n_envs=1, vec="dummy", n_steps=200, batch_size=50,
+                      learning_starts=100)
+    res = rl.train(_pendulum, cfg, tmp_path, progress=False)
+    assert res.env_steps >= 400 and res.episodes == 2 and res.steps_per_s > 0
+    for name in ("model.zip", "learning_curve.png", "learning_curve.csv", "train.json"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert list((tmp_path / "tb").rglob("events.out.tfevents.*"))
+    # export: Pendulum's box is [-2, 2]; the check inside compares with model.predict
+    path = rl.export_torchscript(res.model, tmp_path / "p.pt", scale=[0.5], offset=[1.0],
+                                 attributes={"n_obstacles": 3, "action_kind": "demo"})
+    m = torch.jit.load(str(path))
+    assert m.n_obstacles == 3 and m.action_kind == "demo"
+    obs = np.array([[0.3, -0.2, 1.0]], dtype=np.float32)
+    with torch.no_grad():
+        got = m(torch.from_numpy(obs)).numpy()
+    want = res.model.predict(obs, deterministic=True)[0] * 0.5 + 1.0
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert 0.0 <= got[0, 0] <= 2.0      # inside the scaled box
+    with pytest.raises(TypeError, match="attribute"):
+        rl.export_torchscript(res.model, tmp_path / "q.pt", attributes={"bad": [1, 2]})
+
+
+def test_rl_config_rejects_bad_values():
+    from offline import rl
+
+    with pytest.raises(ValueError, match="algo"):
+        rl.RLConfig(algo="dqn")
+    with pytest.raises(ValueError, match="total_steps"):
+        rl.RLConfig(total_steps=0)
+
+
+# ---------------------------------------------------------------------------- sim.train + planner_node
+@pytest.fixture(scope="module")
+def tiny_policies(tmp_path_factory):
+    """Tiny training runs (a few hundred steps) of the three methods; returns {method: run folder}."""
+    root = tmp_path_factory.mktemp("train")
+    runs = {}
+    for method, extra in (("bilevel-learned", ["--n-envs", "2"]),               # SubprocVecEnv
+                          ("bilevel-unchanged", ["--n-envs", "1", "--vec", "dummy"]),
+                          ("e2e", ["--n-envs", "1", "--vec", "dummy"])):
+        out = root / method
+        proc = subprocess.run([sys.executable, "-m", "sim.train", "--method", method, "--steps", "256",
+                               "--seed", "3", "--out", str(out), *extra], cwd=REPO, env=_env_vars(),
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "course seeds: training 1..999999, evaluation (held out) 1000000..1999999" in proc.stdout
+        assert "steps/s" in proc.stdout
+        runs[method] = out
+    return runs
+
+
+def test_train_writes_policy_provenance_curve_and_logs(tiny_policies):
+    import yaml
+
+    out = tiny_policies["bilevel-learned"]
+    for name in ("policy.pt", "policy.yaml", "model.zip", "learning_curve.png", "train.json"):
+        assert (out / name).is_file(), name
+    assert list((out / "tb").rglob("events.out.tfevents.*"))
+    prov = yaml.safe_load((out / "policy.yaml").read_text())
+    assert prov["command"].startswith("python -m sim.train --method bilevel-learned")
+    assert prov["method"] == "bilevel-learned" and prov["theta_sha256"] and prov["env_steps"] >= 256
+    assert prov["train_steps_per_s"] > 0 and prov["env_steps_per_s"] > 0
+    m = torch.jit.load(str(out / "policy.pt"))
+    assert m.n_obstacles == tp.DEFAULT_N_OBSTACLES and m.observation_version == tp.OBSERVATION_VERSION
+    assert m.action_kind == tp.ACTION_SUBGOAL
+    assert torch.jit.load(str(tiny_policies["e2e"] / "policy.pt")).action_kind == tp.ACTION_COMMAND
+
+
+def test_trained_policy_runs_in_planner_node_and_publishes_odom_frame_subgoals(tiny_policies):
+    rclpy = pytest.importorskip("rclpy")
+    from rclpy.parameter import Parameter
+
+    from hiopt_ros.nodes.planner_node import PlannerNode
+
+    checkpoint = tiny_policies["bilevel-learned"] / "policy.pt"
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=150 + (os.getpid() + 7) % 80)
+    try:
+        node = PlannerNode(context=ctx, parameter_overrides=[Parameter("policy_checkpoint", value=str(checkpoint))])
+        assert isinstance(node.policy, tp.TorchPolicy)
+        course = load_course()
+        node.obstacles = course.obstacles_xyr
+        sent = []
+        node.subgoal_pub.publish = sent.append
+        for state in ([0.0, 0.0, 0.0], [1.0, -0.6, 0.4], [3.0, 0.5, -2.0]):
+            node.state = np.array(state)
+            node.on_plan()
+        assert len(sent) == 3
+        max_d = node.cfg.policy_max_distance_m
+        for msg, state in zip(sent, ([0.0, 0.0, 0.0], [1.0, -0.6, 0.4], [3.0, 0.5, -2.0])):
+            assert msg.header.frame_id == "odom"
+            p = np.array([msg.point.x, msg.point.y])
+            assert np.all(np.isfinite(p))
+            # exactly what the policy computes from this odometry (world = odom frame), within the clip
+            want = node.policy.subgoal(np.array(state), node.goal, course.obstacles_xyr, course.robot_radius_m)
+            np.testing.assert_allclose(p, want, atol=1e-6)
+            assert np.linalg.norm(p - state[:2]) <= max_d + 1e-6
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=ctx)
+
+
+def test_planner_refuses_an_end_to_end_policy(tiny_policies):
+    with pytest.raises(ValueError, match="e2e_node"):
+        tp.TorchPolicy.load(tiny_policies["e2e"] / "policy.pt")
+    pol = tp.TorchCommandPolicy.load(tiny_policies["e2e"] / "policy.pt", [0.0, -1.5], [1.0, 1.5])
+    u = pol.command([0.0, 0.0, 0.0], [4.0, 0.0], [])
+    assert 0.0 <= u[0] <= 1.0 and -1.5 <= u[1] <= 1.5
+
+
+def test_train_bad_input_is_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "sim.train", "--method", "e2e", "--theta", "x.yaml"], cwd=REPO,
+                          env=_env_vars(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--theta is for --method bilevel-learned only" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "sim.train", "--method", "bilevel-learned", "--theta",
+                           str(tmp_path / "none.yaml")], cwd=REPO, env=_env_vars(), capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+# ---------------------------------------------------------------------------- sim.evaluate
+def test_evaluate_writes_table2_with_every_method_and_column(tiny_policies, tmp_path):
+    import csv
+
+    out = tmp_path / "table2"
+    proc = subprocess.run([sys.executable, "-m", "sim.evaluate", "--courses", "2", "--out", str(out),
+                           "--bilevel-learned", str(tiny_policies["bilevel-learned"] / "policy.pt"),
+                           "--bilevel-unchanged", str(tiny_policies["bilevel-unchanged"] / "policy.pt"),
+                           "--e2e", str(tiny_policies["e2e"] / "policy.pt")],
+                          cwd=REPO, env=_env_vars(), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"results folder: {out}" in proc.stdout
+    assert "seeds 1000000..1000001" in proc.stdout
+    rows = {"MPC (expert)", "End-to-end RL", "Bi-level-unchanged", "Bi-level-learned", "Geometric + FOP_θ"}
+    md = (out / "table2.md").read_text()
+    for col in ("Travel time (s)", "Path length (m)", "Energy (J)", "Success (%)", "Collisions (%)",
+                "Min clearance (m)", "Decision time mean (ms)", "Decision time p99 (ms)"):
+        assert col in md
+    with open(out / "table2.csv") as fh:
+        table = {r["method"]: r for r in csv.DictReader(fh)}
+    assert set(table) == rows
+    for r in table.values():
+        assert r["episodes"] == "2"
+        assert float(r["decision_mean_ms_mean"]) > 0 and float(r["min_clearance_m_mean"]) > -1
+    # the expert reaches the goal of both held-out courses, and its energy comes from the physics
+    assert float(table["MPC (expert)"]["success_mean"]) == 1.0
+    assert float(table["MPC (expert)"]["energy_j_mean"]) > 0
+    with open(out / "table2_episodes.csv") as fh:
+        assert sum(1 for _ in csv.DictReader(fh)) == 10
+    assert (out / "trajectories_default_course.png").stat().st_size > 10_000
+    assert (out / "default_course.md").is_file() and (out / "evaluation.yaml").is_file()
+
+
+def test_evaluate_refuses_training_seeds(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "sim.evaluate", "--first-seed", "5", "--methods", "mpc"],
+                          cwd=REPO, env=_env_vars(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "held-out range" in proc.stderr
