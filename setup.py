@@ -1,9 +1,12 @@
 """One distribution installing hiopt_ros (online stack), sim and offline, as an ament_python package.
 
 `colcon build` in a ROS 2 workspace installs the node executables into lib/hiopt_ros (setup.cfg),
-launch/ and config/ into share/hiopt_ros, and the ament index marker, so
-`ros2 launch hiopt_ros nav.launch.py` and `ros2 run hiopt_ros controller_node` work.
+launch/ and config/ (nav.yaml, theta/, policy/) into share/hiopt_ros, and the ament index marker,
+so `ros2 launch hiopt_ros nav.launch.py` and `ros2 run hiopt_ros controller_node` work, and
+hiopt_ros.config finds the installed config through the ament index. `colcon test` runs pytest
+because the package declares it in the "test" extra (colcon ignores `tests_require`).
 """
+import os
 from glob import glob
 
 from setuptools import find_packages, setup
@@ -21,7 +24,8 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
         (f"share/{PACKAGE}/config/theta", glob("config/theta/*.yaml")),
-        (f"share/{PACKAGE}/config/policy", glob("config/policy/*.pt")),
+        # shipped trained policy (TorchScript + its metadata), whatever files the folder holds
+        (f"share/{PACKAGE}/config/policy", [p for p in glob("config/policy/*") if os.path.isfile(p)]),
     ],
     install_requires=["setuptools", "numpy", "pyyaml", "matplotlib"],
     zip_safe=True,
@@ -30,7 +34,9 @@ setup(
     description="Bi-level navigation: learned waypoint planner + inverse-optimized one-step FOP (acados), "
                 "PyBullet simulator node, MPC expert",
     license="MIT",
-    tests_require=["pytest"],
+    # colcon test runs pytest only when the package declares it here; pytest < 9 because launch_testing
+    # 3.7 (Kilted) registers a hook pytest 9 rejects (PluginValidationError at start-up)
+    extras_require={"test": ["pytest<9", "pytest-timeout"]},
     entry_points={
         "console_scripts": [
             "sim_node = hiopt_ros.nodes.sim_node:main",

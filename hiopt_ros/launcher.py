@@ -46,12 +46,16 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         pass
 
 
-def default_domain_id() -> int:
-    """$ROS_DOMAIN_ID if set, else one derived from our pid so parallel runs do not see each other."""
+def default_domain_id() -> tuple[int, object]:
+    """($ROS_DOMAIN_ID, None) if set, else a domain reserved for this run (hiopt_ros.domains) and its
+    reservation, which the caller keeps alive: parallel runs and test sessions never share a domain."""
     env = os.environ.get("ROS_DOMAIN_ID")
     if env:
-        return int(env)
-    return 1 + os.getpid() % 100
+        return int(env), None
+    from hiopt_ros.domains import reserve_domain
+
+    reservation = reserve_domain()
+    return reservation.domain_id, reservation
 
 
 class NodeProcesses:
@@ -140,7 +144,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=Path("runs"), help="parent folder of the run folder")
     ap.add_argument("--timeout-s", type=float, default=60.0, help="end the run after this many seconds of driving")
     ap.add_argument("--domain-id", type=int, default=None,
-                    help="ROS_DOMAIN_ID of the run (default: $ROS_DOMAIN_ID, else derived from the pid)")
+                    help="ROS_DOMAIN_ID of the run (default: $ROS_DOMAIN_ID, else a free one reserved for this run)")
     ap.add_argument("--use-sim-time", action="store_true", help="the sim publishes /clock and nodes follow it")
     ap.add_argument("--no-bag", action="store_true", help="do not record a bag")
     ap.add_argument("--echo", action="store_true", help="show the nodes' output here instead of logs/")
@@ -169,7 +173,11 @@ def run(args: argparse.Namespace, *, on_ready=None, log=print) -> tuple["RunSumm
     mode = "expert" if args.expert else "bilevel"
     driver = sections.get("expert_node" if args.expert else "controller_node", {})
     stamped = bool(sections.get("controller_node", {}).get("enable_stamped_cmd_vel", False))
-    domain_id = args.domain_id if args.domain_id is not None else default_domain_id()
+    reservation = None
+    if args.domain_id is not None:
+        domain_id = args.domain_id
+    else:
+        domain_id, reservation = default_domain_id()
     specs = bringup.graph(params, theta_file=args.theta, use_expert=args.expert, gui=args.gui,
                           use_sim_time=args.use_sim_time)
     run_dir = new_run_dir(args.out)
@@ -239,6 +247,8 @@ def run(args: argparse.Namespace, *, on_ready=None, log=print) -> tuple["RunSumm
             monitor.destroy_node()
         executor.shutdown()
         rclpy.try_shutdown(context=context)
+        if reservation is not None:
+            reservation.release()
 
     summary.run_dir, summary.domain_id = str(run_dir), domain_id
     title = f"{'expert MPC' if args.expert else 'bi-level (planner + FOP)'}: " + \

@@ -145,6 +145,7 @@ def test_runtime_changes_never_rebuild(fop, tmp_path):
     fop.set_limits(UnicycleLimits())
 
 
+@pytest.mark.slow
 def test_cache_is_safe_when_two_processes_build_at_once(tmp_path):
     script = textwrap.dedent("""
         import sys
@@ -193,6 +194,7 @@ def test_failing_solve_yields_stop():
     assert info.ok and u[0] > 0
 
 
+@pytest.mark.slow
 def test_iteration_limit_is_a_failure_not_an_action():
     fop = Fop(FopConfig(K=0, M=1, max_iter=1))
     u, info = fop.solve([0, 0, 0], [2, 1.0], [[0.85, 0.0, 0.4]])
@@ -212,6 +214,7 @@ def test_inside_margin_robot_can_still_leave():
     assert info.ok and _next_clearances(fop, state, u, obstacle)[0] >= -0.05 - 1e-6
 
 
+@pytest.mark.slow
 def test_mpc_reaches_goal_without_collision_in_pure_python_loop():
     course = load_course()
     res = run_episode(course, "mpc", dt_s=0.05, max_time_s=20.0)
@@ -244,6 +247,7 @@ def test_mpc_plan_and_implied_subgoal():
         mpc.solve([0, 0, 0], [np.inf, 0])
 
 
+@pytest.mark.slow
 def test_scip_still_works_after_acados_is_loaded(tmp_path):
     """acados' libraries must not leak blasfeo's BLAS/LAPACK symbols into SCIP (it segfaulted)."""
     script = textwrap.dedent("""

@@ -6,7 +6,6 @@ subgoal timeout (and that a restarted planner lets it finish the course).
 """
 from __future__ import annotations
 
-import os
 import signal
 import time
 from pathlib import Path
@@ -44,12 +43,15 @@ class Probe(RunMonitor):
         self.speeds.append((self.now_s(), abs(msg.twist.twist.linear.x)))
 
 
-def test_stack_reaches_goal_at_rate_and_stops_when_the_planner_dies(tmp_path):
+pytestmark = [pytest.mark.ros, pytest.mark.integration]
+
+
+def test_stack_reaches_goal_at_rate_and_stops_when_the_planner_dies(tmp_path, ros_domain_id):
     course = load_course(PARAMS)
     sections = bringup.load_sections(PARAMS)
     rate_hz = float(sections["controller_node"]["control_rate_hz"])
     subgoal_timeout_s = float(sections["controller_node"]["subgoal_timeout_s"])
-    domain_id = 102 + os.getpid() % 60
+    domain_id = ros_domain_id
     specs = {s.name: s for s in bringup.graph(PARAMS)}
 
     ctx = rclpy.Context()

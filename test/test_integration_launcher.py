@@ -14,6 +14,7 @@ import pytest
 
 pytest.importorskip("rclpy")
 rosbags = pytest.importorskip("rosbags")
+pytestmark = [pytest.mark.ros, pytest.mark.integration]
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,8 +52,8 @@ def test_help_lists_the_flags():
         assert flag in out.stdout
 
 
-def test_main_job_drives_to_goal_and_writes_plot_bag_summary(tmp_path):
-    out, run = _launch(tmp_path, domain_id=1 + (os.getpid() + 11) % 200)
+def test_main_job_drives_to_goal_and_writes_plot_bag_summary(tmp_path, ros_domain_id):
+    out, run = _launch(tmp_path, domain_id=ros_domain_id)
     assert out.returncode == 0, out.stdout + out.stderr
     for line in ("reached the goal, no collision", "travel time", "path length", "energy", "min clearance",
                  "control rate", "FOP solve time"):
@@ -81,8 +82,8 @@ def test_main_job_drives_to_goal_and_writes_plot_bag_summary(tmp_path):
     assert len(data.odom) == counts["/odom"] and data.obstacles is not None
 
 
-def test_expert_flag_records_a_demonstration(tmp_path):
-    out, run = _launch(tmp_path, "--expert", domain_id=1 + (os.getpid() + 23) % 200)
+def test_expert_flag_records_a_demonstration(tmp_path, ros_domain_id):
+    out, run = _launch(tmp_path, "--expert", domain_id=ros_domain_id)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "expert MPC" in out.stdout and "MPC solve time" in out.stdout
     summary = json.loads((run / "summary.json").read_text())
@@ -111,8 +112,8 @@ def _node_pids(domain_id: int) -> list[int]:
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 130)])
-def test_interrupting_the_launcher_stops_every_node(tmp_path, sig, code):
-    domain_id = 1 + (os.getpid() + 37 * int(sig)) % 200  # ROS domain ids must stay <= 232
+def test_interrupting_the_launcher_stops_every_node(tmp_path, sig, code, ros_domain_id):
+    domain_id = ros_domain_id
     proc = subprocess.Popen([sys.executable, "-m", "hiopt_ros.launcher", "--out", str(tmp_path),
                              "--domain-id", str(domain_id)], cwd=REPO, env=_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

@@ -111,6 +111,7 @@ def test_dual_function_is_a_lower_bound(data):
             assert g <= fstar + 1e-9
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["global", "alternating"])
 def test_fit_certifies_every_expert_action(data, fits, method):
     train, held, _, _ = data
@@ -137,6 +138,7 @@ def test_fit_certifies_every_expert_action(data, fits, method):
     assert cosine_similarity(u_held, np.array([s.u for s in held])) >= 0.99
 
 
+@pytest.mark.slow
 def test_global_bound_and_scalable_objective(fits):
     g, a = fits["global"], fits["alternating"]
     assert g.bound is not None and g.bound <= g.objective * (1 + 1e-3) + 1e-9

@@ -6,32 +6,33 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 rclpy = pytest.importorskip("rclpy")
+pytestmark = pytest.mark.ros
 from geometry_msgs.msg import PointStamped, Twist  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from std_msgs.msg import Bool  # noqa: E402
 
+from hiopt_ros.config import default_params_file  # noqa: E402
 from hiopt_ros.control.fop import SolveInfo  # noqa: E402
 from hiopt_ros.nodes import common as c  # noqa: E402
 from hiopt_ros.nodes.controller_node import ControllerNode  # noqa: E402
 from hiopt_ros.nodes.planner_node import PlannerNode  # noqa: E402
 from hiopt_ros.nodes.sim_node import SimNode  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+PARAMS = default_params_file()
 OBSTACLES = np.array([[1.3, 0.25, 0.3], [2.7, -0.3, 0.3]])
 
 
 @pytest.fixture
 def ctx():
     context = rclpy.Context()
-    rclpy.init(context=context, domain_id=150 + os.getpid() % 80)
+    rclpy.init(context=context)  # the session's own ROS domain (conftest.py)
     yield context
     rclpy.try_shutdown(context=context)
 
@@ -133,8 +134,8 @@ def test_all_bad_parameters_are_reported_together(ctx):
     assert "control_rate_hz" in str(err.value) and "subgoal_timeout_s" in str(err.value)
 
 
-def test_node_process_exits_2_with_the_message_on_a_bad_parameter():
-    env = {**os.environ, "PYTHONPATH": str(REPO), "ROS_DOMAIN_ID": str(150 + os.getpid() % 80)}
+def test_node_process_exits_2_with_the_message_on_a_bad_parameter(repo_root):
+    env = {**os.environ, "PYTHONPATH": str(repo_root)}
     out = subprocess.run([sys.executable, "-m", "hiopt_ros.nodes.planner_node", "--ros-args",
                           "-p", "planner_rate_hz:=-1.0"], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
@@ -149,7 +150,7 @@ def test_shipped_parameter_file_is_valid_and_every_node_sees_one_robot_model(ctx
     from hiopt_ros.control.params import robot_model_from_params
     from hiopt_ros.nodes.expert_node import ExpertNode
 
-    params = REPO / "config" / "nav.yaml"
+    params = PARAMS
     model = robot_model_from_params(params)
     classes = {"sim_node": SimNode, "planner_node": PlannerNode, "controller_node": ControllerNode,
                "expert_node": ExpertNode}
@@ -167,7 +168,7 @@ def test_a_shared_fact_in_a_node_section_is_rejected(tmp_path):
     from hiopt_ros.control.params import node_sections
 
     bad = tmp_path / "nav.yaml"
-    bad.write_text((REPO / "config" / "nav.yaml").read_text().replace(
+    bad.write_text(PARAMS.read_text().replace(
         "controller_node:\n  ros__parameters:\n", "controller_node:\n  ros__parameters:\n    robot_radius_m: 0.5\n"))
     with pytest.raises(ValueError, match=r"controller_node: robot_radius_m belong\(s\) under '/\*\*'"):
         node_sections(bad)
@@ -380,7 +381,7 @@ def test_bringup_arguments_really_set_every_override(ctx, tmp_path, use_expert):
     own section of the parameter file, and the file's values arrive too."""
     from hiopt_ros import bringup
 
-    params = REPO / "config" / "nav.yaml"
+    params = PARAMS
     sections = bringup.load_sections(params)
     theta = tmp_path / "theta.yaml"
     theta.write_text("x")

@@ -1,7 +1,6 @@
 """The trained-policy loader (TorchScript) and the planner node using it."""
 
 import math
-import os
 
 import numpy as np
 import pytest
@@ -88,6 +87,7 @@ def test_non_finite_output_raises(checkpoint):
         policy.subgoal([0, 0, 0], [1, 0], [])
 
 
+@pytest.mark.ros
 def test_planner_node_uses_the_checkpoint(checkpoint):
     rclpy = pytest.importorskip("rclpy")
     from rclpy.parameter import Parameter
@@ -95,7 +95,7 @@ def test_planner_node_uses_the_checkpoint(checkpoint):
     from hiopt_ros.nodes.planner_node import PlannerNode
 
     ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=150 + os.getpid() % 80)
+    rclpy.init(context=ctx)  # the session's own ROS domain (conftest.py)
     try:
         node = PlannerNode(context=ctx, parameter_overrides=[Parameter("policy_checkpoint", value=str(checkpoint))])
         assert isinstance(node.policy, tp.TorchPolicy)

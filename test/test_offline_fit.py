@@ -62,6 +62,7 @@ def copy_bag(src: Path, dst: Path, *, drop_topics=(), nan_odom_every: int = 0, k
 
 
 # ------------------------------------------------------------------------------ the pipeline
+@pytest.mark.slow
 def test_fit_writes_theta_with_provenance_and_reports_held_out_metrics(demo_bag, fitted):
     from hiopt_ros.control.theta import load_theta
 
@@ -89,6 +90,7 @@ def test_fit_writes_theta_with_provenance_and_reports_held_out_metrics(demo_bag,
     assert "cosine" in text and "FOP learned" in text and "FOP unchanged" in text and "duality gaps" in text
 
 
+@pytest.mark.slow
 def test_fitted_theta_loads_in_the_controller_fop_without_rebuilding(fitted):
     from hiopt_ros.control.fop import Fop, FopConfig
     from hiopt_ros.control.theta import load_theta
@@ -127,6 +129,7 @@ def test_shipped_theta_drives_the_bilevel_loop_to_the_goal():
     assert res.reached and not res.collided and res.failures == 0, res.summary()
 
 
+@pytest.mark.slow
 def test_sqlite3_bag_with_nan_odometry_round_trips_and_nans_are_counted(demo_bag, tmp_path, capsys):
     bag = copy_bag(demo_bag, tmp_path / "nan_demo", nan_odom_every=10)     # rosbag2 directory (MCAP)
     db3 = copy_bag(demo_bag, tmp_path / "nan_demo.db3", nan_odom_every=10)  # single sqlite3 file
@@ -143,6 +146,7 @@ def test_sqlite3_bag_with_nan_odometry_round_trips_and_nans_are_counted(demo_bag
     assert [b["storage"] for b in prov["bags"]] == ["sqlite3", "mcap"]
 
 
+@pytest.mark.slow
 def test_obstacles_can_come_from_a_config_file(demo_bag, tmp_path):
     bag = copy_bag(demo_bag, tmp_path / "noobs.mcap", drop_topics=("/hiopt/obstacles",))
     out = tmp_path / "theta.yaml"

@@ -23,7 +23,7 @@ import numpy as np
 from . import acados_env
 from .fop import SolveInfo
 from .model import (DEFAULT_ROBOT, UnicycleLimits, casadi_step, check_obstacles, check_vector, nearest_obstacles,
-                    pack_obstacles, unicycle_step)
+                    pack_obstacles)
 
 # parameter layout (per stage): [gx, gy, w_pos, w_v, w_omega, w_terminal, Ts, obs (M×3)]
 _N_FIXED = 7
@@ -225,10 +225,3 @@ class Mpc:
         return u, MpcInfo(True, status, msg, iters, elapsed, trajectory=self._xs.copy(), inputs=self._us.copy(),
                           subgoal=self._xs[cfg.subgoal_steps, :2].copy())
 
-
-def rollout(state, inputs, dt_s: float) -> np.ndarray:
-    """States visited by applying `inputs` (T, 2) from `state` with the unicycle model."""
-    xs = [np.asarray(state, float)]
-    for u in inputs:
-        xs.append(unicycle_step(xs[-1], u, dt_s))
-    return np.array(xs)

@@ -7,7 +7,6 @@ trick, parameter layout) rather than repeating it.
 """
 from __future__ import annotations
 
-import math
 import time
 
 import casadi as ca
@@ -131,7 +130,3 @@ class IpoptMpc:
         w = np.array(sol["x"]).reshape(-1)
         return w[nx:nx + 2], (time.perf_counter() - t0) * 1e6
 
-
-def angle_close(a: float, b: float) -> float:
-    """|a − b| modulo 2π."""
-    return abs((a - b + math.pi) % (2 * math.pi) - math.pi)
