@@ -45,7 +45,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from . import acados_env
-from .model import DEFAULT_ROBOT, UnicycleLimits, casadi_step, check_obstacles, check_vector, nearest_obstacles, pack_obstacles
+from .model import (DEFAULT_ROBOT, INPUT_NAMES, UnicycleLimits, casadi_step, check_obstacles, check_vector,
+                    nearest_obstacles, pack_obstacles)
 from .theta import Theta
 
 _UNUSED_BETA = 1.0       # unused ReLU slots: α = 0, β = 1 → α·u − β = −1, strictly inactive
@@ -208,6 +209,9 @@ class Fop:
                              f"build Fop(FopConfig(K={theta.K}))")
         if theta.alpha.shape[1] != 2:
             raise ValueError(f"θ.alpha must have 2 columns (v, omega), got {theta.alpha.shape}")
+        if theta.case_study != "robot" or tuple(theta.input_names) != INPUT_NAMES:
+            raise ValueError(f"θ is for case study {theta.case_study!r} with inputs {list(theta.input_names)}; "
+                             f"this FOP (Eq. 32) needs case_study 'robot' with inputs {list(INPUT_NAMES)}")
         self.theta = theta
         self._alpha[:] = 0.0
         self._beta[:] = _UNUSED_BETA

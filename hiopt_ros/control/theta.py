@@ -12,10 +12,14 @@ A θ file holds the K learned ReLU terms of the lower-level cost, Σ_k max(α_k�
     l: 0.01                      # weight of l*||u||^2 (added to the FOP's input cost)
     provenance: {...}            # free-form: bags, hashes, method, gaps, ...
 
-Writing is atomic (temporary file + rename), so a reader never sees a half-written θ.
+Writing is atomic (temporary file + rename), so a reader never sees a half-written θ. The first
+line written carries the SHA-256 of the rest of the file, so a file that was truncated or altered
+afterwards (an interrupted copy, a full disk, an editor) is refused instead of loading different
+numbers; files without that line (older or hand-written ones) load as before.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -26,6 +30,9 @@ import numpy as np
 import yaml
 
 SCHEMA = "hiopt.theta/1"
+#: first line of a written θ file; the hex digest is the SHA-256 of every byte after that line
+INTEGRITY_PREFIX = "# hiopt θ file; sha256 of the lines below: "
+_INTEGRITY_NOTE = " (delete this line to load a hand-edited file)"
 
 
 @dataclass
@@ -44,8 +51,11 @@ class Theta:
         beta = np.asarray(self.beta, dtype=float).reshape(-1)
         if alpha.size == 0:
             alpha = alpha.reshape(0, len(self.input_names))
-        if alpha.shape[0] != beta.shape[0]:
+        if alpha.ndim != 2 or alpha.shape[0] != beta.shape[0]:
             raise ValueError(f"θ: alpha has {alpha.shape[0]} rows but beta has {beta.shape[0]} entries")
+        if alpha.shape[1] != len(self.input_names):
+            raise ValueError(f"θ: alpha has {alpha.shape[1]} columns but input_names lists "
+                             f"{len(self.input_names)} inputs {list(self.input_names)}")
         if not (np.all(np.isfinite(alpha)) and np.all(np.isfinite(beta)) and np.isfinite(self.l)):
             raise ValueError("θ: alpha, beta and l must be finite")
         if self.l < 0:
@@ -80,11 +90,18 @@ def load_theta(path: str | os.PathLike) -> Theta:
     """Read a θ file; errors name the file and the offending field."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        data = path.read_bytes()
     except FileNotFoundError:
         raise FileNotFoundError(f"θ file not found: {path}") from None
+    except OSError as exc:
+        raise ValueError(f"θ file {path}: cannot read it ({exc.strerror or exc})") from None
+    _check_integrity(path, data)
+    try:
+        raw = yaml.safe_load(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"θ file {path} is not a text (YAML) file") from None
     except yaml.YAMLError as exc:
-        raise ValueError(f"θ file {path} is not valid YAML: {exc}") from None
+        raise ValueError(f"θ file {path} is not valid YAML: {'; '.join(str(exc).split(chr(10)))}") from None
     if not isinstance(raw, dict) or raw.get("schema") != SCHEMA:
         raise ValueError(f"θ file {path}: expected 'schema: {SCHEMA}' at the top")
     try:
@@ -105,11 +122,13 @@ def save_theta(path: str | os.PathLike, theta: Theta) -> Path:
     """Write θ atomically (temp file in the same folder, fsync, rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = "# hiopt fitted θ (schema hiopt.theta/1); regenerate with `python -m offline.fit`, see README\n"
-    text += yaml.safe_dump(theta.to_dict(), sort_keys=False)
+    body = "# hiopt fitted θ (schema hiopt.theta/1); regenerate with `python -m offline.fit`, see README\n"
+    body += yaml.safe_dump(theta.to_dict(), sort_keys=False)
+    digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
+    text = f"{INTEGRITY_PREFIX}{digest}{_INTEGRITY_NOTE}\n{body}"
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as fh:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
@@ -118,6 +137,19 @@ def save_theta(path: str | os.PathLike, theta: Theta) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _check_integrity(path: Path, data: bytes) -> None:
+    """Refuse a file whose integrity line (written by save_theta) does not match its content."""
+    first, _, body = data.partition(b"\n")
+    prefix = INTEGRITY_PREFIX.encode("utf-8")
+    if not first.startswith(prefix):
+        return  # an older or hand-written file: nothing to check against
+    recorded = first[len(prefix):len(prefix) + 64].decode("ascii", "replace")
+    if hashlib.sha256(body).hexdigest() != recorded:
+        raise ValueError(f"θ file {path} does not match the sha256 on its first line: it was truncated or "
+                         f"changed after it was written ({len(data)} bytes); rewrite it with offline.fit, or "
+                         "delete its first line to load a hand-edited file")
 
 
 def _plain(obj: Any) -> Any:
