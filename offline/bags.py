@@ -10,7 +10,8 @@ directory with ``metadata.yaml``.
 
 Reading: :func:`bag_topics` lists a bag's topics; :func:`read_robot_bag` validates a bag and returns
 per-topic arrays with timestamps (:class:`TopicSeries`, :class:`ObstacleSeries`). Every failure
-(missing file, empty / truncated / non-bag file, missing topic, wrong message type) raises
+(missing file, empty / truncated / non-bag file, missing or empty topic, wrong or mixed message types,
+conflicting duplicate connections) raises
 :class:`BagError` with a one-line message that names the file and, for topics, lists what the bag
 holds.
 """
@@ -335,6 +336,8 @@ def detect_storage(path: str | os.PathLike) -> str:
                 raise BagError(f"{p}: metadata.yaml lists {f.name}, which does not exist")
             if f.stat().st_size == 0:
                 raise BagError(f"{f} is empty (0 bytes); the recording was not finished")
+            if storage == "sqlite3":
+                _check_sqlite_size(f)
         return storage
     size = p.stat().st_size
     if size == 0:
@@ -348,7 +351,25 @@ def detect_storage(path: str | os.PathLike) -> str:
     if p.suffix != STORAGE_SUFFIX[storage]:
         raise BagError(f"{p} holds {storage} data but is named {p.suffix or 'without suffix'}; "
                        f"rename it to end in {STORAGE_SUFFIX[storage]}")
+    if storage == "sqlite3":
+        _check_sqlite_size(p)
     return storage
+
+
+def _check_sqlite_size(p: Path) -> None:
+    """A .db3 shorter than its header's page count × page size was cut off (a copy or disk that ran
+    out): SQLite may still open it and silently return fewer or zeroed rows, so refuse it."""
+    with open(p, "rb") as fh:
+        head = fh.read(100)
+    if len(head) < 100:
+        raise BagError(f"{p}: truncated sqlite3 bag ({len(head)} bytes, shorter than the 100-byte header)")
+    page_size = int.from_bytes(head[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(head[28:32], "big")
+    expected, size = page_size * pages, p.stat().st_size
+    if pages and size < expected:
+        raise BagError(f"{p}: truncated sqlite3 bag ({size} bytes, its header says {expected}); "
+                       "copy or record it again")
 
 
 def bag_sha256(path: str | os.PathLike) -> str:
@@ -422,6 +443,10 @@ def read_robot_bag(path: str | os.PathLike, topics: RobotTopics = RobotTopics(),
     stamp: 'log' uses the bag's receive time for every topic (one clock; Twist has no header);
     'header' uses header stamps where the message has one.
     Values are returned as recorded, NaNs included (offline.robot_data drops and counts them).
+    Each topic's messages are sorted by that time (stable), so messages recorded out of order are
+    read in time order. A topic that holds no messages, has several message types, or several
+    connections holding different messages raises BagError; identical duplicate connections are
+    read once.
     """
     if obstacles not in ("required", "optional", "skip"):
         raise ValueError(f"obstacles must be 'required', 'optional' or 'skip', got {obstacles!r}")
@@ -437,16 +462,18 @@ def read_robot_bag(path: str | os.PathLike, topics: RobotTopics = RobotTopics(),
         if topic not in found:
             hint = " (or give obstacles from a config file)" if role == "obstacles" else ""
             raise BagError(f"{p}: topic {topic} ({role}) not found{hint}; the bag has: {format_topics(found)}")
-        if found[topic][0] not in ACCEPTED_TYPES[role]:
+        if found[topic][0] not in ACCEPTED_TYPES[role] and found[topic][0] != "?":
             raise BagError(f"{p}: topic {topic} has type {found[topic][0]}, expected "
                            f"{' or '.join(ACCEPTED_TYPES[role])}")
+        if found[topic][1] == 0:
+            raise BagError(f"{p}: topic {topic} ({role}) holds no messages; the bag has: {format_topics(found)}")
     by_topic = {topic: role for role, topic in roles.items()}
     times: dict[str, list[int]] = {r: [] for r in roles}
     values: dict[str, list[Any]] = {r: [] for r in roles}
     undecodable: dict[str, int] = {}
     try:
         with _open_reader(p) as reader:
-            conns = [c for c in reader.connections if c.topic in by_topic]
+            conns = _one_connection_per_topic(p, [c for c in reader.connections if c.topic in by_topic], reader)
             for conn, t_log, raw in reader.messages(connections=conns):
                 role = by_topic[conn.topic]
                 try:
@@ -479,6 +506,32 @@ def read_robot_bag(path: str | os.PathLike, topics: RobotTopics = RobotTopics(),
                     message_counts={k: v[1] for k, v in found.items()},
                     odom=series("odom"), cmd_vel=series("cmd_vel"), subgoal=series("subgoal"),
                     obstacles=obs, undecodable=undecodable)
+
+
+def _one_connection_per_topic(path: Path, conns: list, reader: Any) -> list:
+    """The connections to read, one per topic. A topic recorded twice (several connections, e.g.
+    publishers with different QoS or merged recordings) is read once when every connection holds the
+    same messages (same receive times and bytes); a topic with several message types or with
+    connections that disagree is refused: offline.fit cannot tell which messages are the expert's."""
+    by_topic: dict[str, list] = {}
+    for c in conns:
+        by_topic.setdefault(c.topic, []).append(c)
+    keep = []
+    for topic, group in by_topic.items():
+        types = sorted({c.msgtype for c in group})
+        if len(types) > 1:
+            counts = ", ".join(f"{t} ({sum(c.msgcount for c in group if c.msgtype == t)} msgs)" for t in types)
+            raise BagError(f"{path}: topic {topic} is recorded with {len(types)} message types: {counts}; "
+                           "more than one publisher wrote it; record the expert alone or give another topic")
+        if len(group) > 1:
+            contents = [sorted((int(t), bytes(raw)) for _, t, raw in reader.messages(connections=[c]))
+                        for c in group]
+            if any(other != contents[0] for other in contents[1:]):
+                raise BagError(f"{path}: topic {topic} has {len(group)} connections with different messages "
+                               f"({', '.join(str(len(x)) for x in contents)} msgs): two publishers or merged "
+                               "recordings; offline.fit cannot tell which messages are the expert's")
+        keep.append(group[0])
+    return keep
 
 
 def read_topic_raw(path: str | os.PathLike, topics: Iterable[str]) -> list[tuple[str, str, int, bytes]]:

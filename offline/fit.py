@@ -172,6 +172,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                      file=sys.stderr):
         bag = read_robot_bag(path, topics, obstacles="skip" if fixed_obstacles is not None else "required",
                              stamp=args.stamp)
+        twin = next((b["path"] for b in bag_info if b["sha256"] == bag.sha256), None)
+        if twin is not None:  # the same demonstrations twice would count every sample double
+            raise DemonstrationError(f"{path} and {twin} are the same recording (sha256 {bag.sha256[:12]}…); "
+                                     "give each bag once")
         got, st = align_bag(bag, obstacles_xyr=fixed_obstacles, max_odom_age_s=args.max_odom_age_s,
                             max_subgoal_skew_s=args.max_subgoal_skew_s)
         samples += got
