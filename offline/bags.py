@@ -362,14 +362,15 @@ def _check_sqlite_size(p: Path) -> None:
     with open(p, "rb") as fh:
         head = fh.read(100)
     if len(head) < 100:
-        raise BagError(f"{p}: truncated sqlite3 bag ({len(head)} bytes, shorter than the 100-byte header)")
+        raise BagError(f"{p}: cannot read the bag, it is truncated or corrupt ({len(head)} bytes, shorter "
+                       "than the 100-byte sqlite3 header)")
     page_size = int.from_bytes(head[16:18], "big")
     page_size = 65536 if page_size == 1 else page_size
     pages = int.from_bytes(head[28:32], "big")
     expected, size = page_size * pages, p.stat().st_size
     if pages and size < expected:
-        raise BagError(f"{p}: truncated sqlite3 bag ({size} bytes, its header says {expected}); "
-                       "copy or record it again")
+        raise BagError(f"{p}: cannot read the bag, it is truncated or corrupt ({size} bytes, its sqlite3 "
+                       f"header says {expected}); copy or record it again")
 
 
 def bag_sha256(path: str | os.PathLike) -> str:
