@@ -138,6 +138,7 @@ def _fake_launch_testing(site: Path, version: str) -> None:
     (info / "entry_points.txt").write_text("[pytest11]\nlaunch_testing = launch_testing.pytest.hooks\n")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fake_pytest_version,expect_error", [(None, False), ("9.0.0", True)])
 def test_guard_stops_pytest_at_start_up_with_one_line(tmp_path, fake_pytest_version, expect_error):
     """A real pytest process with a launch_testing 3.7 plugin installed: pytest 8 runs the tests;
