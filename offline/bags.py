@@ -445,7 +445,8 @@ def read_robot_bag(path: str | os.PathLike, topics: RobotTopics = RobotTopics(),
     'header' uses header stamps where the message has one.
     Values are returned as recorded, NaNs included (offline.robot_data drops and counts them).
     Each topic's messages are sorted by that time (stable), so messages recorded out of order are
-    read in time order. A topic that holds no messages, has several message types, or several
+    read in time order; with 'header', a topic whose header clock steps back by more than
+    MAX_HEADER_BACKSTEP_NS in receive order (a restarted clock) raises BagError instead. A topic that holds no messages, has several message types, or several
     connections holding different messages raises BagError; identical duplicate connections are
     read once.
     """
@@ -490,6 +491,8 @@ def read_robot_bag(path: str | os.PathLike, topics: RobotTopics = RobotTopics(),
         raise
     except Exception as exc:  # noqa: BLE001
         raise _cannot_read(p, exc) from None
+    if stamp == "header":
+        _check_header_clock(p, roles, times)
 
     def series(role: str) -> TopicSeries:
         order = np.argsort(np.asarray(times[role], dtype=np.int64), kind="stable")
@@ -507,6 +510,26 @@ def read_robot_bag(path: str | os.PathLike, topics: RobotTopics = RobotTopics(),
                     message_counts={k: v[1] for k, v in found.items()},
                     odom=series("odom"), cmd_vel=series("cmd_vel"), subgoal=series("subgoal"),
                     obstacles=obs, undecodable=undecodable)
+
+
+#: header stamps may disagree with the receive order by transport jitter, not by this much [ns]
+MAX_HEADER_BACKSTEP_NS = 1_000_000_000
+
+
+def _check_header_clock(path: Path, roles: Mapping[str, str], times: Mapping[str, list[int]]) -> None:
+    """In receive order, a topic's header stamps may step back by jitter only. A larger step means the
+    publisher's clock restarted (a new sim run, two recordings in one bag): sorting by header stamp
+    would interleave the runs, so refuse it."""
+    for role, topic in roles.items():
+        t = np.asarray(times[role], dtype=np.int64)
+        if t.size < 2:
+            continue
+        steps = np.diff(t)
+        i = int(np.argmin(steps))
+        if steps[i] < -MAX_HEADER_BACKSTEP_NS:
+            raise BagError(f"{path}: header stamps on {topic} go back by {-steps[i] / 1e9:.3g} s after message "
+                           f"{i + 1} of {t.size} (a restarted clock or two recordings in one bag?); use the "
+                           "receive times (--stamp log) or split the bag")
 
 
 def _one_connection_per_topic(path: Path, conns: list, reader: Any) -> list:

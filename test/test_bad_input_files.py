@@ -317,6 +317,25 @@ def test_bag_with_out_of_order_stamps_is_read_in_time_order(tmp_path, storage, s
         assert np.array_equal(s_ref.u_expert, s_got.u_expert) and np.array_equal(s_ref.state, s_got.state)
 
 
+@pytest.mark.parametrize("storage,suffix", STORAGES)
+def test_header_clock_that_restarts_is_refused(tmp_path, capsys, storage, suffix):
+    """Two runs in one bag whose header clock restarts (a new sim run): sorting by header stamp would
+    interleave them, so --stamp header refuses; receive times still read it in order."""
+    path = tmp_path / f"restart{suffix}"
+    with BagWriter(path) as w:
+        for run in range(2):
+            for i in range(30):
+                t_log, t_hdr = _t(100 * run + i), _t(i)  # the header clock starts again at 0
+                w.write("/odom", odometry_message(t_hdr, 0.02 * i, 0, 0, 0.4, 0), t_log)
+                w.cmd_vel(t_log, 0.4, 0.0)
+                w.write("/hiopt/subgoal", point_stamped_message(t_hdr, 1.0, 0.0), t_log)
+    with pytest.raises(BagError, match=r"header stamps on /odom go back by 1.45 s after message 30 of 60") as err:
+        read_robot_bag(path, stamp="header")
+    _one_line_naming(err.value, path)
+    assert np.all(np.diff(read_robot_bag(path, stamp="log").odom.t_ns) > 0)
+    _fit_refuses(path, tmp_path, capsys, "restarted clock", "--stamp", "header", "--obstacles", "none")
+
+
 def _raw_bag(path: Path, storage: str, conns: list[tuple[str, str, list[tuple[int, object]]]],
              distinct_qos: bool = True) -> Path:
     """A rosbag2 directory with the given connections [(topic, msgtype, [(t_ns, message)])]; a
