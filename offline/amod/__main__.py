@@ -1,0 +1,142 @@
+"""python -m offline.amod <command>: the AMoD case study's steps one by one (Table 1 runs them all).
+
+    scenario   print a scenario's summary; --write-json FILE writes a synthetic benchmark-format file
+    demos      MPC demonstrations → .npz
+    fit        inverse fit of θ (Problem 11) from demonstrations → θ file with provenance, validated
+               on held-out demonstrations (cosine, Manhattan vs θ = 0)
+    train      RL training of one method's policy (offline.rl)
+    bench      loader + MPC + lower level + RL step at scale (default: 17 regions, ~26,000 demand
+               records, 1,500 vehicles), time per step
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from offline.amod.config import DEMO_SEED0, HELD_OUT_SEED0, add_scenario_arguments, spec_from_args
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def cmd_scenario(args) -> int:
+    from offline.amod.scenario import write_benchmark_json
+    if args.write_json:
+        info = write_benchmark_json(args.write_json, n_regions=args.regions, fleet=args.json_fleet, seed=args.json_seed)
+        print(f"wrote {info['path']} ({info['regions']} regions, {info['records']} demand records)")
+        return 0
+    print(spec_from_args(args).build().summary())
+    return 0
+
+
+def cmd_demos(args) -> int:
+    from offline.amod.pipeline import ensure_demos
+    d = ensure_demos(spec_from_args(args), args.out, args.seed, args.episodes, _log)
+    print(f"{args.out}: {len(d)} samples, MPC reward {np.mean(d.episode_reward):.1f} ± {np.std(d.episode_reward):.1f}")
+    return 0
+
+
+def cmd_fit(args) -> int:
+    from offline.amod.demos import load_demos
+    from offline.amod.pipeline import ensure_theta
+    spec = spec_from_args(args)
+    demos, held = load_demos(args.demos), load_demos(args.held_out)
+    for name, d in (("demos", demos), ("held-out", held)):
+        if d.meta.get("spec") not in (None, spec.to_dict()):
+            raise ValueError(f"{name} {d.meta.get('file')} were recorded on another scenario "
+                             f"({d.meta.get('spec')}); pass the same scenario options")
+    overlap = set(demos.meta.get("seeds", [])) & set(held.meta.get("seeds", []))
+    if overlap:
+        raise ValueError(f"held-out demonstrations share seeds {sorted(overlap)[:5]} with the training ones")
+    ensure_theta(spec, demos, held, args.out, K=args.K, rho=args.rho, time_limit_s=args.time_limit,
+                 log=_log, l=args.l, method=args.method, force=True)
+    return 0
+
+
+def cmd_train(args) -> int:
+    from offline.amod.pipeline import ensure_policy, method_dir
+    out = args.out or Path("results/amod") / spec_from_args(args).key / "rl" / method_dir(args.method)
+    ensure_policy(spec_from_args(args), args.method, out, args.theta, steps=args.steps, algo=args.algo,
+                  seed=args.seed, log=_log, force=True)
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from offline.amod.bench import run_bench
+    run_bench(args, _log)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m offline.amod", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("scenario", help="print a scenario summary or write a benchmark-format JSON")
+    add_scenario_arguments(s)
+    s.add_argument("--write-json", type=Path, default=None, help="write a synthetic scenario in the benchmark format")
+    s.add_argument("--regions", type=int, default=17, help="--write-json: regions (default 17)")
+    s.add_argument("--json-fleet", type=int, default=1500, help="--write-json: fleet size (default 1500)")
+    s.add_argument("--json-seed", type=int, default=0, help="--write-json: seed")
+    s.set_defaults(func=cmd_scenario)
+
+    s = sub.add_parser("demos", help="MPC demonstrations → .npz")
+    add_scenario_arguments(s)
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--episodes", type=int, default=20)
+    s.add_argument("--seed", type=int, default=DEMO_SEED0,
+                   help=f"first demand seed (training demos {DEMO_SEED0}…, held-out {HELD_OUT_SEED0}…)")
+    s.set_defaults(func=cmd_demos)
+
+    s = sub.add_parser("fit", help="fit θ (Problem 11) from demonstrations, validate on held-out ones")
+    add_scenario_arguments(s)
+    s.add_argument("demos", type=Path, help="training demonstrations (.npz from `demos`)")
+    s.add_argument("--held-out", type=Path, required=True, help="held-out demonstrations (other seeds)")
+    s.add_argument("--out", type=Path, required=True, help="θ file to write (atomically)")
+    s.add_argument("--K", type=int, default=2)
+    s.add_argument("--l", type=float, default=None, help="l of Problem 11 (default offline.amod.fit.FIT_L)")
+    s.add_argument("--rho", type=float, default=1e-2)
+    s.add_argument("--method", default="alternating", choices=("alternating", "global", "auto"))
+    s.add_argument("--time-limit", type=float, default=900.0, help="seconds")
+    s.set_defaults(func=cmd_fit)
+
+    s = sub.add_parser("train", help="train one method's RL policy")
+    add_scenario_arguments(s)
+    s.add_argument("--method", required=True, choices=("Bi-level-unchanged", "Bi-level-learned", "End-to-end RL"))
+    s.add_argument("--theta", type=Path, default=None, help="θ file (Bi-level-learned)")
+    s.add_argument("--steps", type=int, default=200_000)
+    s.add_argument("--algo", default="ppo", choices=("ppo", "sac"))
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", type=Path, default=None, help="run folder (default results/amod/<scenario>/rl/<method>)")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("bench", help="scale benchmark: loader, MPC, lower level, RL step per step")
+    s.add_argument("--json", type=Path, default=None, help="scenario JSON (default: write a 17-region one)")
+    s.add_argument("--regions", type=int, default=17)
+    s.add_argument("--fleet", type=int, default=1500)
+    s.add_argument("--steps", type=int, default=5, help="MPC steps to time (default 5)")
+    s.add_argument("--lower-steps", type=int, default=200, help="lower-level solves to time (default 200)")
+    s.add_argument("--start-hour", type=float, default=7.0)
+    s.add_argument("--out", type=Path, default=Path("results/amod_bench"), help="folder for the JSON and report")
+    s.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"offline.amod {args.cmd}: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"offline.amod {args.cmd}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""The AMoD pipeline's cached steps: demonstrations → θ → imitation check → RL policies.
+
+Each `ensure_*` reuses its output file when it exists and was made from the same inputs (recorded
+next to it), else (re)makes it; the Table 1 case and the `python -m offline.amod` commands share them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from offline.amod.config import ScenarioSpec
+from offline.amod.demos import Demos, collect, load_demos, save_demos
+from offline.amod.sim import AmodSim
+
+__all__ = ["ensure_demos", "ensure_theta", "ensure_imitation", "ensure_policy", "method_dir", "sha256"]
+
+
+def sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def method_dir(method: str) -> str:
+    return method.lower().replace(" ", "_").replace("-", "_")
+
+
+def ensure_demos(spec: ScenarioSpec, path: Path, seed0: int, episodes: int, log) -> Demos:
+    """MPC demonstrations of seeds seed0 … seed0+episodes−1 (reused if the file has exactly those)."""
+    seeds = list(range(seed0, seed0 + episodes))
+    if path.exists():
+        d = load_demos(path)
+        if d.meta.get("seeds") == seeds and d.meta.get("spec") == spec.to_dict():
+            log(f"[amod] reusing {path} ({len(d)} samples, seeds {seeds[0]}–{seeds[-1]})")
+            return d
+    sim = AmodSim(spec.build())
+    t0 = time.perf_counter()
+    log(f"[amod] MPC demonstrations: {episodes} episodes, seeds {seeds[0]}–{seeds[-1]} → {path}")
+    d = collect(sim, seeds)
+    d.meta["spec"] = spec.to_dict()
+    save_demos(path, d)
+    log(f"[amod]   {len(d)} samples in {time.perf_counter() - t0:.0f} s; MPC reward {np.mean(d.episode_reward):.1f} "
+        f"± {np.std(d.episode_reward):.1f}, {np.mean(d.mpc_time_s) * 1e3:.0f} ms per MPC step")
+    return load_demos(path)
+
+
+def ensure_theta(spec: ScenarioSpec, demos: Demos, held: Demos, path: Path, *, K: int, rho: float,
+                 time_limit_s: float, log, l: float | None = None, method: str = "alternating", force: bool = False):
+    """Fit θ on `demos`, validate it on `held`, write it with provenance (reused if made from the same data)."""
+    from hiopt_ros.control.theta import load_theta, save_theta
+    from offline.amod.fit import FIT_L, fit_theta, imitation
+
+    l = FIT_L if l is None else l
+    want = {"demos_sha256": demos.meta.get("sha256"), "K": K, "rho": rho, "fit_l": l, "method": method}
+    if path.exists() and not force:
+        try:
+            th = load_theta(path)
+            if all(th.provenance.get(k) == v for k, v in want.items()):
+                log(f"[amod] reusing θ {path} (K={th.K}, fitted on {want['demos_sha256'][:12]}…)")
+                return th
+        except ValueError:
+            pass
+    sim = AmodSim(spec.build())
+    log(f"[amod] inverse fit (Problem 11): {len(demos)} samples, K={K}, l={l:g}, ρ={rho:g}, {method}, "
+        f"time limit {time_limit_s:g} s")
+    t0 = time.perf_counter()
+    theta, fit = fit_theta(sim, demos, K=K, l=l, rho=rho, method=method, time_limit_s=time_limit_s,
+                           progress=sys.stderr.isatty())
+    fit_s = time.perf_counter() - t0
+    base, learned = imitation(sim, held), imitation(sim, held, theta)
+    log(f"[amod]   fit {fit.status} in {fit_s:.0f} s; gaps mean {fit.gaps.mean():.3g} max {fit.gaps.max():.3g}")
+    log(f"[amod]   held-out ({len(held)} states): reb. flow cosine θ=0 {base['f']['cosine']:.3f} → θ̂ "
+        f"{learned['f']['cosine']:.3f}; Manhattan {base['f']['l1']:.2f} → {learned['f']['l1']:.2f}")
+    theta.provenance = dict(want, command=" ".join(sys.argv), scenario=spec.to_dict(),
+                            demos=str(demos.meta.get("file")), demo_seeds=demos.meta.get("seeds"),
+                            held_out=str(held.meta.get("file")), held_out_seeds=held.meta.get("seeds"),
+                            samples=len(demos), status=fit.status, objective=fit.objective,
+                            solve_time_s=fit_s, gaps_mean=float(fit.gaps.mean()), gaps_max=float(fit.gaps.max()),
+                            prop4_bound=fit.prop4_bound, dropped=len(getattr(fit, "dropped", []) or []),
+                            deployed_l=0.0,
+                            held_out_imitation={"theta0": _plain(base), "fitted": _plain(learned)},
+                            created=time.strftime("%Y-%m-%d %H:%M:%S"))
+    save_theta(path, theta)
+    log(f"[amod]   wrote {path}")
+    return theta
+
+
+def _plain(m: dict) -> dict:
+    return json.loads(json.dumps(m, default=float))
+
+
+def ensure_imitation(spec: ScenarioSpec, held: Demos, theta_path: Path, out: Path, log) -> Path:
+    """Table 5-style imitation of MPC at held-out states (θ = 0 vs θ̂), written as Markdown."""
+    from hiopt_ros.control.theta import load_theta
+    from offline.amod.fit import imitation, imitation_table
+
+    theta = load_theta(theta_path)
+    sim = AmodSim(spec.build())
+    rows = [("Bi-level-unchanged (θ = 0)", imitation(sim, held)), ("Bi-level-learned (θ̂)", imitation(sim, held, theta))]
+    text = (f"## Imitation of MPC at {len(held)} held-out states (seeds {held.meta.get('seeds')})\n\n"
+            f"Eq. 25 solved at each expert state with the expert's implied subgoal q̂; θ̂ = {theta_path}\n\n"
+            + imitation_table(rows))
+    out.write_text(text)
+    log(text)
+    return out
+
+
+def ensure_policy(spec: ScenarioSpec, method: str, out: Path, theta_path: Path | None, *, steps: int,
+                  algo: str, seed: int, log, force: bool = False):
+    """The trained SB3 model of `method` (reused if trained with the same scenario, θ, budget and seed)."""
+    from offline import rl
+    from offline.amod.train import KINDS, TrainSpec, train_policy
+
+    learned = KINDS[method][1]
+    meta = {"method": method, "spec": spec.to_dict(), "steps": steps, "algo": algo, "seed": seed,
+            "theta_sha256": sha256(theta_path) if learned else None}
+    meta_path = out / "amod_policy.json"
+    if not force and (out / "model.zip").exists() and meta_path.exists():
+        old = json.loads(meta_path.read_text())
+        if {k: old.get(k) for k in meta} == meta:
+            info = json.loads((out / "train.json").read_text()) if (out / "train.json").exists() else {}
+            log(f"[amod] reusing {method} policy {out}/model.zip ({info.get('env_steps', '?')} steps)")
+            return rl.load_model(out / "model.zip", algo), info
+    log(f"[amod] training {method}: {algo.upper()}, {steps} env steps → {out}/ (tensorboard --logdir {out}/tb)")
+    res = train_policy(method, spec, out, TrainSpec(steps=steps, algo=algo, seed=seed),
+                       theta_path=str(theta_path) if learned else None)
+    log(f"[amod]   {res.report()}")
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    info = json.loads((out / "train.json").read_text())
+    return res.model, info

@@ -1,0 +1,205 @@
+"""The AMoD fleet simulator: trip requests, passenger and rebalancing flows, vehicle bookkeeping.
+
+Time runs in steps t = 0 … T−1 of `scenario.step_min` minutes. At each step:
+
+1. the requests D_t (P,) of every OD pair arrive (Poisson around the scenario's rates; the whole
+   episode's requests are drawn at reset from the seed, so `future_requests` can give MPC perfect
+   knowledge of them);
+2. a decision (f, g) is applied: passenger flows g (P,) ≤ D_t on the OD pairs and rebalancing
+   flows f (E,) on the rebalancing edges, leaving from the idle vehicles q_t (N,);
+3. departing vehicles arrive at their destination after the trip / rebalancing time (whole steps)
+   and are idle again from that step on; requests not served in their step are lost.
+
+Reward of a step = Σ price·g − Σ pax_cost·g − Σ reb_cost·f: revenue of served trips minus the
+operating cost of their driving and of the empty (rebalancing) trips.
+
+Vehicles are whole vehicles. A decision is made feasible before it is applied ("clipping"):
+negative flows → 0, g ≤ D_t, and where a region's outflow exceeds its idle vehicles, its passenger
+flows are served first and scaled down if they alone exceed them, the rebalancing flows get what is
+left (scaled proportionally). The flows are then rounded per origin (largest remainder) to whole
+vehicles that never exceed the region's idle vehicles or a pair's requests. Hence the fleet is
+conserved exactly: Σ q_t + Σ in-transit = fleet at every step (`check_conservation`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from offline.amod.scenario import AmodScenario
+
+__all__ = ["AmodSim", "AmodState", "StepResult", "round_flows"]
+
+
+@dataclass
+class AmodState:
+    """What a decision at step t may see (copies; N regions, P OD pairs, H = max travel time).
+
+    t: the step; idle (N,): idle vehicles q_t; arrivals (H, N): vehicles arriving at steps
+    t+1 … t+H (in transit now); requests (P,): D_t, this step's requests per OD pair.
+    """
+    t: int
+    idle: np.ndarray
+    arrivals: np.ndarray
+    requests: np.ndarray
+
+
+@dataclass
+class StepResult:
+    """The effect of one applied decision."""
+    reward: float
+    revenue: float
+    pax_cost: float
+    reb_cost: float
+    served: float           # passengers served this step
+    requests: float         # requests of this step
+    f: np.ndarray           # (E,) applied (whole-vehicle) rebalancing flows
+    g: np.ndarray           # (P,) applied passenger flows
+    clipped: float          # vehicles removed from the decision by clipping, before rounding (0 if feasible)
+
+
+def round_flows(x: np.ndarray, cap: np.ndarray, total_cap: float) -> np.ndarray:
+    """Whole numbers y ≤ cap with Σy ≤ total_cap close to the reals x ≥ 0 (largest remainder).
+
+    Σy = min(round(Σx), total_cap, Σ floor(cap)); floors first, then +1 to the largest remainders.
+    """
+    x = np.maximum(x, 0.0)
+    y = np.floor(x + 1e-7)
+    y = np.minimum(y, np.floor(cap + 1e-9))
+    want = min(int(round(x.sum())), int(np.floor(total_cap + 1e-9)))
+    extra = want - int(y.sum())
+    if extra > 0:
+        rem = np.where(y + 1 <= cap + 1e-9, x - y, -np.inf)
+        order = np.argsort(-rem, kind="stable")
+        room = order[np.isfinite(rem[order])][:extra]
+        y[room] += 1
+    elif extra < 0:       # only if Σx was already above total_cap: drop the smallest remainders' units
+        rem = np.where(y > 0, x - y, np.inf)
+        order = np.argsort(rem, kind="stable")
+        for k in order:
+            if extra == 0:
+                break
+            take = min(int(y[k]), -extra)
+            y[k] -= take
+            extra += take
+    return y
+
+
+class AmodSim:
+    """The fleet simulator of one scenario (module docstring). Not a gym env; see offline.amod.envs."""
+
+    def __init__(self, scenario: AmodScenario) -> None:
+        self.sc = scenario
+        self.N = scenario.n_regions
+        self.T = scenario.horizon
+        self.od = scenario.od_pairs                  # (P, 2)
+        self.edges = scenario.reb_edges              # (E, 2)
+        self.P, self.E = len(self.od), len(self.edges)
+        self.H = scenario.max_travel
+        self.pax_steps = scenario.pax_time[self.od[:, 0], self.od[:, 1]]        # (P,)
+        self.reb_steps = scenario.reb_time[self.edges[:, 0], self.edges[:, 1]]  # (E,)
+        self.rate = scenario.demand_rate[:, self.od[:, 0], self.od[:, 1]]       # (T, P)
+        self.price = scenario.price[:, self.od[:, 0], self.od[:, 1]]            # (T, P)
+        self.pax_cost = scenario.pax_cost[self.od[:, 0], self.od[:, 1]]          # (P,) $ per trip
+        self.reb_cost = scenario.reb_cost[self.edges[:, 0], self.edges[:, 1]]    # (E,) $ per empty trip
+        # per-origin index lists, for clipping and rounding
+        self._g_of = [np.flatnonzero(self.od[:, 0] == i) for i in range(self.N)]
+        self._f_of = [np.flatnonzero(self.edges[:, 0] == i) for i in range(self.N)]
+        self.t = 0
+        self.idle = np.zeros(self.N)
+        self.transit = np.zeros((self.H + 1, self.N))   # transit[h]: arriving at t + h (h ≥ 1)
+        self.demand = np.zeros((self.T, self.P))
+        self.seed = None
+
+    # ---------------------------------------------------------------- episode
+    def initial_idle(self) -> np.ndarray:
+        """Whole vehicles per region summing to the fleet, proportional to init_share."""
+        share = self.sc.init_share * self.sc.fleet
+        return round_flows(share, np.full(self.N, np.inf), self.sc.fleet)
+
+    def reset(self, seed: int) -> AmodState:
+        """Start an episode; the seed fixes every request of it (same seed → same demand sample)."""
+        self.seed = int(seed)
+        rng = np.random.default_rng(self.seed)
+        self.demand = rng.poisson(self.rate).astype(float)
+        self.t = 0
+        self.idle = self.initial_idle()
+        self.transit = np.zeros((self.H + 1, self.N))
+        self.totals = {"reward": 0.0, "revenue": 0.0, "pax_cost": 0.0, "reb_cost": 0.0, "served": 0.0,
+                       "requests": 0.0, "clipped": 0.0}
+        return self.state()
+
+    @property
+    def done(self) -> bool:
+        return self.t >= self.T
+
+    def state(self) -> AmodState:
+        req = self.demand[self.t].copy() if self.t < self.T else np.zeros(self.P)
+        return AmodState(t=self.t, idle=self.idle.copy(), arrivals=self.transit[1:].copy(), requests=req)
+
+    def future_requests(self) -> np.ndarray:
+        """(T − t, P) the requests of this and every later step: MPC's perfect knowledge."""
+        return self.demand[self.t:].copy()
+
+    def vehicles(self) -> float:
+        """Idle plus in transit; equals the fleet at every step."""
+        return float(self.idle.sum() + self.transit.sum())
+
+    def check_conservation(self) -> None:
+        if abs(self.vehicles() - self.sc.fleet) > 1e-9 or np.any(self.idle < 0) or np.any(self.transit < 0):
+            raise AssertionError(f"vehicle bookkeeping broken at t={self.t}: {self.vehicles()} vehicles "
+                                 f"for a fleet of {self.sc.fleet}")
+
+    # ---------------------------------------------------------------- decisions
+    def clip(self, f, g) -> tuple[np.ndarray, np.ndarray, float]:
+        """The applied whole-vehicle flows of a decision (module docstring) and the vehicles clipped off."""
+        f = np.nan_to_num(np.asarray(f, float).reshape(self.E), nan=0.0, posinf=0.0, neginf=0.0)
+        g = np.nan_to_num(np.asarray(g, float).reshape(self.P), nan=0.0, posinf=0.0, neginf=0.0)
+        f0, g0 = np.maximum(f, 0.0), np.maximum(g, 0.0)
+        req = self.demand[self.t]
+        g1 = np.minimum(g0, req)
+        f1 = f0.copy()
+        for i in range(self.N):
+            gi, fi = self._g_of[i], self._f_of[i]
+            avail = self.idle[i]
+            sg = g1[gi].sum()
+            if sg > avail:
+                g1[gi] *= avail / sg
+                sg = avail
+            sf = f1[fi].sum()
+            if sg + sf > avail:
+                f1[fi] *= max(avail - sg, 0.0) / sf
+        clipped = float((f0 - f1).sum() + (g0 - g1).sum())
+        for i in range(self.N):   # whole vehicles: passengers first, then rebalancing with what is left
+            gi, fi = self._g_of[i], self._f_of[i]
+            g1[gi] = round_flows(g1[gi], req[gi], self.idle[i])
+            f1[fi] = round_flows(f1[fi], np.full(fi.size, np.inf), self.idle[i] - g1[gi].sum())
+        return f1, g1, clipped
+
+    def step(self, f, g) -> StepResult:
+        """Apply the decision (after clipping) and advance to t + 1."""
+        if self.done:
+            raise RuntimeError("episode is over; call reset(seed)")
+        f, g, clipped = self.clip(f, g)
+        t = self.t
+        revenue = float(self.price[t] @ g)
+        pax_cost = float(self.pax_cost @ g)
+        reb_cost = float(self.reb_cost @ f)
+        served, requests = float(g.sum()), float(self.demand[t].sum())
+        # departures
+        np.subtract.at(self.idle, self.od[:, 0], g)
+        np.subtract.at(self.idle, self.edges[:, 0], f)
+        np.add.at(self.transit, (self.pax_steps, self.od[:, 1]), g)
+        np.add.at(self.transit, (self.reb_steps, self.edges[:, 1]), f)
+        # advance: vehicles due at t+1 become idle
+        self.transit = np.roll(self.transit, -1, axis=0)
+        self.transit[-1] = 0.0
+        self.idle += self.transit[0]
+        self.transit[0] = 0.0
+        self.t += 1
+        reward = revenue - pax_cost - reb_cost
+        res = StepResult(reward=reward, revenue=revenue, pax_cost=pax_cost, reb_cost=reb_cost, served=served,
+                         requests=requests, f=f, g=g, clipped=clipped)
+        for k in self.totals:
+            self.totals[k] += getattr(res, k)
+        return res

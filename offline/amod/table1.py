@@ -1,0 +1,118 @@
+"""Table 1 (left) of the paper, AMoD rebalancing: the case-study side of offline.experiments.
+
+prepare() builds what the four methods need, each step cached under
+<work_dir>/<scenario key>/ so that a second run reuses it (delete a file to redo that step):
+
+    demos.npz            MPC demonstrations, seeds DEMO_SEED0 … (+ held_out.npz, seeds HELD_OUT_SEED0 …)
+    theta.yaml           θ fitted on demos.npz (Problem 11), validated on held_out.npz (provenance)
+    rl/<method>/         SB3 runs of the upper levels and of end-to-end RL (offline.rl: model.zip,
+                         learning curve, TensorBoard, train.json with steps/s)
+    imitation.md         Table 5-style imitation of MPC on the held-out states (θ = 0 vs fitted θ)
+
+run_episode() evaluates one method on one demand seed (offline.amod.policies.run_episode).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from offline.amod.config import (DEMO_SEED0, HELD_OUT_SEED0, RL_SEEDS, add_scenario_arguments, lower_factory,
+                                 spec_from_args)
+from offline.experiments import METHODS, Episode, Prepared
+
+__all__ = ["CASE", "AmodTable1"]
+
+
+@dataclass
+class _State:
+    spec: object
+    theta_path: Path
+    models: dict = field(default_factory=dict)
+    sims: dict = field(default_factory=dict)
+    policies: dict = field(default_factory=dict)
+
+
+class AmodTable1:
+    name = "amod"
+    title = "Table 1 (left): AMoD vehicle rebalancing"
+    methods = METHODS
+
+    def add_arguments(self, p) -> None:
+        add_scenario_arguments(p)
+        p.add_argument("--demo-episodes", type=int, default=20, help="MPC demonstration episodes for the fit (default 20)")
+        p.add_argument("--held-out-episodes", type=int, default=5, help="MPC episodes to validate θ on (default 5)")
+        p.add_argument("--K", type=int, default=2, help="ReLU terms of the learned lower level (default 2)")
+        p.add_argument("--rho", type=float, default=1e-2, help="ρ of Problem 11 (default 1e-2)")
+        p.add_argument("--fit-time-limit", type=float, default=900.0, help="inverse fit time limit, s (default 900)")
+        p.add_argument("--theta", type=Path, default=None,
+                       help="use this θ file instead of fitting one (must be for this scenario's network)")
+        p.add_argument("--rl-steps", type=int, default=200_000,
+                       help="env steps of each RL training run (default 200000; ~0.5–1 h each on 2 cores)")
+        p.add_argument("--rl-algo", default="ppo", choices=("ppo", "sac"), help="SB3 algorithm (default ppo)")
+        p.add_argument("--rl-seed", type=int, default=0, help="seed of the RL training runs")
+
+    # ---------------------------------------------------------------- preparation
+    def prepare(self, args, work_dir, log) -> Prepared:
+        from offline.amod import pipeline
+
+        spec = spec_from_args(args)
+        root = Path(work_dir) / spec.key
+        root.mkdir(parents=True, exist_ok=True)
+        scenario = spec.build()
+        log(f"[amod] scenario {scenario.summary()}")
+        demos = pipeline.ensure_demos(spec, root / "demos.npz", DEMO_SEED0, args.demo_episodes, log)
+        held = pipeline.ensure_demos(spec, root / "held_out.npz", HELD_OUT_SEED0, args.held_out_episodes, log)
+        theta_path = args.theta or root / "theta.yaml"
+        if args.theta is None:
+            pipeline.ensure_theta(spec, demos, held, theta_path, K=args.K, rho=args.rho,
+                                  time_limit_s=args.fit_time_limit, log=log)
+        imitation_md = pipeline.ensure_imitation(spec, held, theta_path, root / "imitation.md", log)
+        st = _State(spec=spec, theta_path=Path(theta_path))
+        notes = [f"scenario: {scenario.summary()}",
+                 f"θ: {theta_path} (K={args.K}, fitted on {args.demo_episodes} MPC episodes, seeds "
+                 f"{DEMO_SEED0}–{DEMO_SEED0 + args.demo_episodes - 1})"]
+        methods = [m for m in self.methods if m in (args.methods.split(",") if args.methods else self.methods)]
+        for method in methods:
+            if method == "MPC":
+                continue
+            out = root / "rl" / pipeline.method_dir(method)
+            model, info = pipeline.ensure_policy(spec, method, out, theta_path, steps=args.rl_steps,
+                                                 algo=args.rl_algo, seed=args.rl_seed, log=log)
+            st.models[method] = model
+            notes.append(f"{method}: {args.rl_algo.upper()} {info.get('env_steps', '?')} env steps in "
+                         f"{info.get('wall_s', float('nan')):.0f} s ({info.get('train_steps_per_s', float('nan')):.0f} "
+                         f"steps/s), {out}/model.zip")
+        notes.append(f"imitation of MPC on held-out states: {imitation_md}")
+        train_seeds = (list(range(DEMO_SEED0, DEMO_SEED0 + args.demo_episodes))
+                       + list(range(HELD_OUT_SEED0, HELD_OUT_SEED0 + args.held_out_episodes)) + list(RL_SEEDS))
+        return Prepared(state=st, train_seeds=train_seeds, notes=notes)
+
+    # ---------------------------------------------------------------- evaluation
+    def _policy(self, st: _State, method: str):
+        from offline.amod.policies import BiLevelPolicy, EndToEndPolicy, MpcPolicy
+        from offline.amod.sim import AmodSim
+
+        if method not in st.policies:
+            sim = AmodSim(st.spec.build())
+            if method == "MPC":
+                pol = MpcPolicy(sim)
+            elif method == "End-to-end RL":
+                pol = EndToEndPolicy(sim, st.models[method])
+            else:
+                theta = str(st.theta_path) if method == "Bi-level-learned" else None
+                pol = BiLevelPolicy(sim, st.models[method], lower_factory(theta)(sim))
+            st.policies[method] = (sim, pol)
+        return st.policies[method]
+
+    def run_episode(self, prepared: Prepared, method: str, seed: int) -> Episode:
+        from offline.amod.policies import run_episode
+
+        sim, pol = self._policy(prepared.state, method)
+        r = run_episode(sim, pol, seed)
+        return Episode(reward=r.reward, served_demand=r.served, decision_times_s=r.decision_times_s,
+                       extra={"requests": r.requests, "rebalancing_cost": r.totals["reb_cost"]})
+
+
+CASE = AmodTable1()

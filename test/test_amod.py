@@ -1,0 +1,319 @@
+"""AMoD case study (issue 10): vehicle bookkeeping, Eq. 25 on HiGHS vs an independent Pyomo model,
+the benchmark JSON loader, the MPC upper bound, the inverse fit on held-out states, the envs."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from offline.amod.lower import Eq25Fop
+from offline.amod.scenario import load_benchmark_json, synthetic, write_benchmark_json
+from offline.amod.sim import AmodSim, round_flows
+
+
+@pytest.fixture(scope="module")
+def small_sim():
+    return AmodSim(synthetic("small", 0))
+
+
+# ----------------------------------------------------------------------------- bookkeeping
+
+def test_vehicles_are_conserved_over_random_episodes_with_any_decision(small_sim):
+    """Random, over-sized, negative and NaN flows: the fleet is conserved at every step and nothing
+    leaves a region that had no idle vehicle, no passenger flow exceeds its requests."""
+    sim = small_sim
+    rng = np.random.default_rng(0)
+    for episode in range(6):
+        state = sim.reset(episode)
+        sim.check_conservation()
+        while not sim.done:
+            scale = rng.choice([0.1, 1.0, 10.0, 100.0])
+            f = rng.exponential(scale, sim.E) * (rng.random(sim.E) < 0.5)
+            g = rng.exponential(scale, sim.P)
+            if episode == 5:
+                f[::7], g[::5] = np.nan, -3.0
+            idle_before = state.idle.copy()
+            res = sim.step(f, g)
+            assert np.all(res.f == np.round(res.f)) and np.all(res.g == np.round(res.g))
+            assert np.all(res.g <= state.requests + 1e-9) and np.all(res.g >= 0) and np.all(res.f >= 0)
+            out = np.bincount(sim.od[:, 0], res.g, sim.N) + np.bincount(sim.edges[:, 0], res.f, sim.N)
+            assert np.all(out <= idle_before + 1e-9)
+            assert sim.vehicles() == pytest.approx(sim.sc.fleet, abs=1e-9)
+            sim.check_conservation()
+            # the reward is revenue minus operating costs of the applied flows
+            assert res.reward == pytest.approx(sim.price[state.t] @ res.g - sim.pax_cost @ res.g - sim.reb_cost @ res.f)
+            state = sim.state()
+        assert sim.totals["served"] <= sim.totals["requests"]
+
+
+def test_vehicles_arrive_after_their_travel_time(small_sim):
+    sim = small_sim
+    state = sim.reset(3)
+    e = int(np.argmax(sim.reb_steps))              # the longest rebalancing edge
+    i, j = sim.edges[e]
+    tau = int(sim.reb_steps[e])
+    assert tau >= 3
+    f = np.zeros(sim.E)
+    f[e] = 2
+    sim.step(f, np.zeros(sim.P))
+    for k in range(1, tau):                         # in transit: not idle anywhere yet
+        s = sim.state()
+        assert s.idle[i] == state.idle[i] - 2 and s.idle[j] == state.idle[j]
+        assert s.arrivals[tau - k - 1, j] == 2 and s.arrivals.sum() == 2
+        sim.step(np.zeros(sim.E), np.zeros(sim.P))
+    s = sim.state()                                 # t = tau: idle at the destination
+    assert s.idle[j] == state.idle[j] + 2 and s.arrivals.sum() == 0
+
+
+def test_round_flows_keeps_caps_and_totals():
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        x = rng.exponential(2.0, 12)
+        cap = np.floor(rng.exponential(4.0, 12))
+        total = float(rng.integers(0, 30))
+        y = round_flows(x, cap, total)
+        assert np.all(y == np.round(y)) and np.all(y <= cap) and y.sum() <= total
+        assert y.sum() >= min(round(np.minimum(x, cap).sum()), total) - len(x)
+
+
+# ----------------------------------------------------------------------------- Eq. 25
+
+def _pyomo_eq25(sim, state, qhat, theta, mu, eps_penalty):
+    """Eq. 25 written from the paper with Pyomo (HiGHS), independent of ReluLpFop's matrix form."""
+    import pyomo.environ as pyo
+    N, E, P = sim.N, sim.E, sim.P
+    m = pyo.ConcreteModel()
+    m.f = pyo.Var(range(E), domain=pyo.NonNegativeReals)
+    m.g = pyo.Var(range(P), domain=pyo.NonNegativeReals)
+    m.eps = pyo.Var(range(N), domain=pyo.NonNegativeReals)
+    m.tau = pyo.Var(range(len(mu)), domain=pyo.NonNegativeReals)
+    out = lambda i: (sum(m.f[e] for e in range(E) if sim.edges[e, 0] == i)
+                     + sum(m.g[p] for p in range(P) if sim.od[p, 0] == i))
+    inn = lambda i: (sum(m.f[e] for e in range(E) if sim.edges[e, 1] == i)
+                     + sum(m.g[p] for p in range(P) if sim.od[p, 1] == i))
+    m.subgoal = pyo.Constraint(range(N), rule=lambda _, i: state.idle[i] - out(i) + inn(i) + m.eps[i] >= qhat[i])
+    m.avail = pyo.Constraint(range(N), rule=lambda _, i: state.idle[i] - out(i) >= 0)
+    m.demand = pyo.Constraint(range(P), rule=lambda _, p: m.g[p] <= state.requests[p])
+    x = [m.f[e] for e in range(E)] + [m.g[p] for p in range(P)] + [m.eps[i] for i in range(N)]
+    m.relu = pyo.Constraint(range(len(mu)), rule=lambda _, k: m.tau[k] >= sum(float(theta[k, j]) * x[j]
+                                                                            for j in range(len(x))) - float(mu[k]))
+    margin = sim.price[state.t] - sim.pax_cost
+    m.obj = pyo.Objective(expr=sum(float(sim.reb_cost[e]) * m.f[e] for e in range(E))
+                          - sum(float(margin[p]) * m.g[p] for p in range(P))
+                          + eps_penalty * sum(m.eps[i] for i in range(N)) + sum(m.tau[k] for k in m.tau))
+    res = pyo.SolverFactory("appsi_highs").solve(m)
+    assert "optimal" in str(res.solver.termination_condition).lower()
+    return pyo.value(m.obj)
+
+
+@pytest.mark.parametrize("K", [0, 2])
+def test_eq25_solution_satisfies_every_constraint_and_matches_pyomo(small_sim, K):
+    sim = small_sim
+    rng = np.random.default_rng(K)
+    fop = Eq25Fop(sim, K=K)
+    theta = rng.normal(scale=0.5, size=(K, fop.n))
+    mu = rng.normal(scale=3.0, size=K)
+    if K:
+        from hiopt_ros.control.theta import Theta
+        fop.set_theta(Theta(alpha=theta, beta=mu, case_study="amod", input_names=fop.names))
+    state = sim.reset(11)
+    for step in range(6):
+        # reachable subgoals (a random distribution of the idle fleet) and an unreachable one (Σq̂ > Σq)
+        qhat = state.idle.sum() * rng.dirichlet(np.ones(sim.N))
+        if step == 5:
+            qhat = qhat * 1.5
+        s = fop.solve(state, qhat)
+        assert s.ok, s.status
+        x = np.r_[s.f, s.g]
+        tol = 1e-6
+        assert np.all(state.idle - fop.A_inc @ x + s.eps >= qhat - tol)       # q − A(f+g) + ε ≥ q̂
+        assert np.all(state.idle - fop.G_out @ x >= -tol)                    # q − G(f+g) ≥ 0
+        assert np.all(s.f >= -tol) and np.all(s.g >= -tol) and np.all(s.eps >= -tol)
+        assert np.all(s.g <= state.requests + tol)                           # g ≤ λ
+        if step < 5:
+            assert s.eps.sum() == pytest.approx(0.0, abs=1e-6)               # reachable: no relaxation
+        else:
+            assert s.eps.sum() > 0
+        ref = _pyomo_eq25(sim, state, qhat, theta, mu, fop.eps_penalty)
+        assert s.objective == pytest.approx(ref, rel=1e-6, abs=1e-5)
+        f, g, _ = sim.clip(s.f, s.g)
+        sim.step(f, g)
+        state = sim.state()
+
+
+def test_implied_subgoal_makes_the_expert_feasible_with_equality(small_sim):
+    sim = small_sim
+    fop = Eq25Fop(sim)
+    state = sim.reset(5)
+    rng = np.random.default_rng(2)
+    f, g, _ = sim.clip(rng.exponential(1.0, sim.E), rng.exponential(1.0, sim.P))
+    qhat = fop.implied_subgoal(state, f, g)
+    assert qhat.sum() == pytest.approx(state.idle.sum())
+    sample = fop.inverse_sample(state, qhat, f, g)
+    x = np.r_[f, g, np.zeros(sim.N)]
+    assert np.all(sample.H @ x <= sample.b + 1e-9)
+
+
+# ----------------------------------------------------------------------------- benchmark JSON
+
+def test_benchmark_json_loader_bins_rates_and_reads_fleet(tmp_path):
+    path = tmp_path / "city.json"
+    info = write_benchmark_json(path, nlat=2, nlon=3, n_regions=5, hours=(7, 9), record_min=2.0, fleet=80,
+                                trips_per_hour=300.0, seed=3)
+    data = json.loads(path.read_text())
+    sc = load_benchmark_json(path, start_hour=7.0, step_min=4.0, horizon=10, demand_ratio=0.5)
+    assert sc.n_regions == 5 and sc.horizon == 10 and sc.fleet == 80
+    # bin b holds the records of minutes [420 + 4b, 424 + 4b), times the demand ratio
+    expect = np.zeros((10, 5, 5))
+    for r in data["demand"]:
+        b = int((r["time_stamp"] - 420) // 4)
+        if 0 <= b < 10:
+            expect[b, r["origin"], r["destination"]] += 0.5 * r["demand"]
+    assert np.allclose(sc.demand_rate, expect)
+    assert np.all(sc.pax_time >= 1) and np.all(sc.reb_time[~np.eye(5, dtype=bool)] >= 1)
+    rec = next(r for r in data["rebTime"] if r["origin"] == 0 and r["destination"] == 4 and r["time_stamp"] == 7)
+    assert sc.reb_time[0, 4] == max(1, round(rec["reb_time"] / 4.0))
+    assert info["records"] == len(data["demand"])
+    sim = AmodSim(sc)            # and it runs
+    sim.reset(0)
+    sim.step(np.zeros(sim.E), sim.state().requests)
+    sim.check_conservation()
+
+
+@pytest.mark.parametrize("break_it, needle", [
+    (lambda d: d.pop("rebTime"), "'rebTime'"),
+    (lambda d: d.pop("nlat"), "'nlat'"),
+    (lambda d: d["demand"][3].pop("price"), "demand[3] lacks key 'price'"),
+    (lambda d: d["totalAcc"][0].pop("acc"), "totalAcc[0] lacks key 'acc'"),
+    (lambda d: d["demand"][0].update(origin=99), "origin = 99 is not a region"),
+])
+def test_malformed_benchmark_json_is_rejected_naming_the_key(tmp_path, break_it, needle):
+    path = tmp_path / "city.json"
+    write_benchmark_json(path, nlat=2, nlon=2, n_regions=4, hours=(7, 8), record_min=10.0, fleet=20)
+    data = json.loads(path.read_text())
+    break_it(data)
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError) as e:
+        load_benchmark_json(path)
+    assert needle in str(e.value) and str(path) in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_malformed_json_cli_is_a_one_line_error(tmp_path, capsys):
+    from offline.amod.__main__ import main
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"nlat": 2, "nlon": 2, "demand": [], "totalAcc": [], "topology_graph": []}))
+    assert main(["scenario", "--scenario-json", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "missing top-level key 'rebTime'" in err
+
+
+# ----------------------------------------------------------------------------- MPC upper bound
+
+@pytest.mark.slow
+def test_mpc_reward_is_at_least_every_other_methods_on_a_small_scenario():
+    """MPC (perfect knowledge) vs bi-level with the unchanged and a perturbed lower level under
+    forecast and random subgoals, bi-level with MPC's own subgoals, and end-to-end random flows —
+    on the same demand samples. MPC's t = 0 plan value also bounds every realised reward."""
+    from hiopt_ros.control.theta import Theta
+    from offline.amod.envs import e2e_flows
+    from offline.amod.mpc import AmodMpc
+    from offline.amod.policies import MpcPolicy, SubgoalPolicy, run_episode
+
+    sim = AmodSim(synthetic("small", 1, horizon=8))
+    rng = np.random.default_rng(0)
+    unchanged = Eq25Fop(sim)
+    perturbed = Eq25Fop(sim, K=2)
+    perturbed.set_theta(Theta(alpha=rng.normal(size=(2, perturbed.n)), beta=[0.0, 5.0], case_study="amod",
+                              input_names=perturbed.names))
+    mpc = AmodMpc(sim)
+
+    def forecast(state):
+        w = np.bincount(sim.od[:, 0], sim.rate[min(state.t + 1, sim.T - 1)], sim.N) + 1e-3
+        return w / w.sum() * state.idle.sum()
+
+    def random_subgoal(state):
+        return state.idle.sum() * rng.dirichlet(np.ones(sim.N))
+
+    def mpc_subgoal(state):
+        d = mpc.decide(state)
+        f, g, _ = sim.clip(d.f, d.g)
+        return unchanged.implied_subgoal(state, f, g)
+
+    class RandomE2E:
+        def decide(self, state):
+            return e2e_flows(sim, state, rng.uniform(-1, 1, sim.E + sim.P))
+
+    others = {"unchanged+forecast": SubgoalPolicy(forecast, unchanged),
+              "unchanged+random": SubgoalPolicy(random_subgoal, unchanged),
+              "perturbed+forecast": SubgoalPolicy(forecast, perturbed),
+              "unchanged+MPC subgoal": SubgoalPolicy(mpc_subgoal, unchanged),
+              "e2e random": RandomE2E()}
+    for seed in (10_000, 10_001):
+        best = run_episode(sim, MpcPolicy(sim), seed).reward
+        plan = mpc.decide(sim.reset(seed)).objective
+        for name, pol in others.items():
+            r = run_episode(sim, pol, seed).reward
+            assert best >= r - 1e-6, (name, seed, best, r)
+            assert plan >= r - 1e-6, (name, seed, plan, r)
+        assert plan >= best - 1e-6
+
+
+# ----------------------------------------------------------------------------- inverse fit
+
+@pytest.mark.slow
+def test_fitted_theta_reproduces_mpc_rebalancing_on_held_out_states_better_than_theta0():
+    """θ fitted on MPC demonstrations (Problem 11, the shared offline.inverse) vs θ = 0, on MPC states
+    of other demand seeds with MPC's own subgoal: cosine similarity up, Manhattan distance down
+    (the paper's Table 5 metrics)."""
+    from offline.amod.demos import collect
+    from offline.amod.fit import fit_theta, imitation
+
+    sim = AmodSim(synthetic("tiny", 0, horizon=10))
+    train = collect(sim, range(0, 6), progress=False)
+    held = collect(sim, range(500, 504), progress=False)
+    theta, fit = fit_theta(sim, train, K=1, rho=1e-2, time_limit_s=10.0, progress=False)
+    assert theta.case_study == "amod" and theta.alpha.shape == (1, Eq25Fop(sim).n)
+    base, learned = imitation(sim, held), imitation(sim, held, theta)
+    assert base["failed"] == learned["failed"] == 0
+    assert learned["f"]["cosine"] > base["f"]["cosine"] + 0.01, (base["f"], learned["f"])
+    assert learned["f"]["l1"] < base["f"]["l1"], (base["f"], learned["f"])
+
+
+# ----------------------------------------------------------------------------- environments
+
+@pytest.mark.parametrize("kind", ["bilevel", "e2e"])
+def test_envs_pass_gymnasium_checks_and_conserve_vehicles(kind):
+    from gymnasium.utils.env_checker import check_env
+    from offline.amod.config import ScenarioSpec, make_env
+    import warnings
+
+    env = make_env(0, kind, ScenarioSpec("small"), seeds=range(1000, 1010))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        check_env(env, skip_render_check=True)
+    obs, info = env.reset(seed=3)
+    assert 1000 <= info["episode_seed"] < 1010
+    total, steps, done = 0.0, 0, False
+    while not done:
+        obs, r, done, trunc, info = env.step(env.action_space.sample())
+        env.sim.check_conservation()
+        total += info["reward"]
+        steps += 1
+        assert not trunc and np.all(np.isfinite(obs))
+        if kind == "bilevel":
+            assert info["lower_ok"]
+    assert steps == env.sim.T and total == pytest.approx(env.sim.totals["reward"])
+
+
+def test_subgoal_action_is_a_distribution_of_the_idle_fleet():
+    from offline.amod.envs import subgoal_from_action
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        a = rng.uniform(-3, 3, 7)       # outside the box too: clipped
+        q = subgoal_from_action(a, 123.0)
+        assert q.sum() == pytest.approx(123.0) and np.all(q > 0)
+    q = subgoal_from_action(np.array([1.0, -1.0]), 10.0)
+    assert q[0] / q[1] == pytest.approx(math.exp(6.0))
