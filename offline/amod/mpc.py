@@ -36,11 +36,20 @@ class MpcDecision:
 
 
 class AmodMpc:
-    """The perfect-knowledge MPC of one simulator (module docstring). `horizon`: steps planned (None = to the end)."""
+    """The MPC of one simulator (module docstring). `horizon`: steps planned (None = to the end).
 
-    def __init__(self, sim: AmodSim, horizon: int | None = None, solver: str = "appsi_highs") -> None:
+    knowledge: "perfect" (the realised requests of every later step: the oracle of Table 1) or
+    "expected" (later steps' requests replaced by their expected rates: a certainty-equivalent
+    MPC without clairvoyance, a reference for what a non-anticipative policy can reach).
+    """
+
+    def __init__(self, sim: AmodSim, horizon: int | None = None, solver: str = "appsi_highs",
+                 knowledge: str = "perfect") -> None:
         import pyomo.environ as pyo
 
+        if knowledge not in ("perfect", "expected"):
+            raise ValueError(f"knowledge must be 'perfect' or 'expected', got {knowledge!r}")
+        self.knowledge = knowledge
         self.sim = sim
         self.horizon = horizon
         self.solver = pyo.SolverFactory(solver)
@@ -95,11 +104,13 @@ class AmodMpc:
         return m
 
     def decide(self, state: AmodState, requests: np.ndarray | None = None) -> MpcDecision:
-        """Plan from `state` with the future requests (default: the simulator's, perfect knowledge)."""
+        """Plan from `state` with the future requests (default: `knowledge`, see the constructor)."""
         import pyomo.environ as pyo
 
         if requests is None:
             requests = self.sim.future_requests()
+            if self.knowledge == "expected":      # this step's requests are known, later ones are not
+                requests = np.vstack([requests[:1], self.sim.rate[state.t + 1:]])
         if self.horizon is not None:
             requests = requests[: self.horizon]
         t0 = time.perf_counter()

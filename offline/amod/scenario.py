@@ -128,7 +128,7 @@ class AmodScenario:
 SIZES = {
     "tiny": (2, 2, 40, 1.2),
     "small": (2, 5, 120, 0.9),
-    "medium": (4, 4, 260, 0.75),
+    "medium": (4, 4, 1000, 3.0),
 }
 
 
