@@ -9,6 +9,10 @@ problem stays feasible if tracking errors push the robot into a safety margin; i
 operation the slack is zero. Goal, weights, Ts and obstacles are parameters: nothing is rebuilt at
 run time. Solves are warm-started from the previous plan shifted by one step.
 
+g is the goal, or — when obstacles block the straight line to it — the farthest visible point of
+the shortest collision-free path (guidance.py): with the straight-line distance alone the expert
+stood still in pockets where obstacle margins overlap (14 of 100 random demonstration courses).
+
 The expert's *implied subgoal* (what the bi-level policy's upper level should have proposed) is
 its planned position `subgoal_steps` steps ahead; `MpcInfo.subgoal` carries it for recording.
 """
@@ -22,6 +26,7 @@ import numpy as np
 
 from . import acados_env
 from .fop import SolveInfo
+from .guidance import GeodesicGuide
 from .model import (DEFAULT_ROBOT, UnicycleLimits, casadi_step, check_obstacles, check_vector, nearest_obstacles,
                     pack_obstacles)
 
@@ -49,6 +54,9 @@ class MpcConfig:
     # L1-soft obstacle constraints make full convergence slow, and a control loop cannot wait.
     max_iter: int = 10
     tol: float = 1e-5
+    # head for the farthest visible point of the shortest collision-free path when obstacles block
+    # the straight line to the goal (guidance.py); False: always the goal (gets stuck in pockets)
+    guidance: bool = True
 
     def __post_init__(self) -> None:
         if not (isinstance(self.N, int) and self.N >= 1):
@@ -72,6 +80,7 @@ class MpcInfo(SolveInfo):
     trajectory: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))  # (N+1, 3) planned states
     inputs: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))      # (N, 2) planned inputs
     subgoal: np.ndarray = field(default_factory=lambda: np.zeros(2))          # implied subgoal [m]
+    target: np.ndarray = field(default_factory=lambda: np.zeros(2))           # point the cost pulled to [m]
 
 
 def _build_ocp(cfg: MpcConfig):
@@ -159,6 +168,7 @@ class Mpc:
         self._buf_x = [np.zeros(3) for _ in range(cfg.N + 1)]
         self._buf_u = [np.zeros(2) for _ in range(cfg.N)]
         self._warm = False
+        self._guide = GeodesicGuide() if cfg.guidance else None
         self._solver.set_bound(0, b"lbu", np.ascontiguousarray(cfg.limits.lower))
         self._solver.set_bound(0, b"ubu", np.ascontiguousarray(cfg.limits.upper))
         for i in range(1, cfg.N):
@@ -176,14 +186,29 @@ class Mpc:
         return np.array(nearest_obstacles(state, check_obstacles(obstacles_xyr), cfg.robot_radius_m + cfg.d_safe_m,
                                           cfg.M, relax_inside=False)).reshape(-1, 3)
 
+    def target(self, state, goal_xy, obstacles_xyr=None) -> np.ndarray:
+        """The point the cost pulls towards at `state`: the goal, or with guidance and a blocked
+        line of sight the farthest visible point of the shortest collision-free path (guidance.py)."""
+        return self._target(check_vector("state", state, 3), check_vector("goal_xy", goal_xy, 2),
+                            check_obstacles(obstacles_xyr))
+
+    def _target(self, state: np.ndarray, goal_xy: np.ndarray, obstacles: np.ndarray) -> np.ndarray:
+        if self._guide is None or not len(obstacles):
+            return goal_xy
+        cfg = self.config
+        margins = obstacles + np.array([0.0, 0.0, cfg.robot_radius_m + cfg.d_safe_m])
+        return self._guide.target(state[:2], goal_xy, margins)[0]
+
     def solve(self, state, goal_xy, obstacles_xyr=None) -> tuple[np.ndarray, MpcInfo]:
         t0 = time.perf_counter()
         state = check_vector("state", state, 3)
         goal_xy = check_vector("goal_xy", goal_xy, 2)
         cfg, s, p = self.config, self._solver, self._p
-        p[0:2] = goal_xy
+        obstacles = check_obstacles(obstacles_xyr)
+        target = self._target(state, goal_xy, obstacles)
+        p[0:2] = target
         p[2:7] = (cfg.w_pos, cfg.w_v, cfg.w_omega, cfg.w_terminal, cfg.Ts_s)
-        pack_obstacles(self._obs_params, state, self.effective_obstacles(state, obstacles_xyr).tolist())
+        pack_obstacles(self._obs_params, state, self.effective_obstacles(state, obstacles).tolist())
         for i in range(cfg.N + 1):
             s.set_params(i, p)
         self._x0[:] = state
@@ -218,10 +243,11 @@ class Mpc:
             self.reset()
             return np.zeros(2), MpcInfo(False, status, f"MPC failed ({why}); stopping", iters, elapsed,
                                         trajectory=np.repeat(state[None], cfg.N + 1, 0),
-                                        inputs=np.zeros((cfg.N, 2)), subgoal=state[:2].copy())
+                                        inputs=np.zeros((cfg.N, 2)), subgoal=state[:2].copy(),
+                                        target=np.array(target, float))
         self._warm = True
         u = np.clip(u, cfg.limits.lower, cfg.limits.upper)
         msg = "ok" if status == 0 else "ok (iteration limit; plan usable)"
         return u, MpcInfo(True, status, msg, iters, elapsed, trajectory=self._xs.copy(), inputs=self._us.copy(),
-                          subgoal=self._xs[cfg.subgoal_steps, :2].copy())
+                          subgoal=self._xs[cfg.subgoal_steps, :2].copy(), target=np.array(target, float))
 
