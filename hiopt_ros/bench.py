@@ -1,12 +1,20 @@
 """Solve-time benchmark of the lower level (FOP, Eq. 32) and the MPC expert, against CasADi + IPOPT.
 
-    python -m hiopt_ros.bench                       # ≥1,000 FOP solves and MPC N=20 / N=50 solves
+    python -m hiopt_ros.bench                       # FOP and MPC N=20 / N=50 along closed-loop trajectories
     python -m hiopt_ros.bench --json bench.json --markdown bench.md
 
-Times are whole calls from Python (set parameters, solve, read the action), measured with
-time.perf_counter around `solve`, on varied random instances (state, subgoal/goal, obstacles,
-θ). Each IPOPT baseline solves the *same* instances in the same process, so the ratio is
-meaningful on any machine. Prints median and p99 per solver and the speed-up.
+Instances are closed-loop trajectories on random courses (start, goal 2–5 m away, obstacles near
+the line between them): the bi-level loop (geometric look-ahead subgoals → FOP) for the FOP, with
+random ReLU terms θ per trajectory, and the expert's own loop for the MPC. Times are whole calls
+from Python (set parameters, solve, read the action), measured with time.perf_counter.
+
+The baselines are CasADi + IPOPT as a user would run them, on the same instances in the same
+process, at tol 1e-8 (hiopt_ros/control/reference.py): *cold*, from a fixed guess at every
+instance, and *warm*, from the previous IPOPT solution along the trajectory (primal and dual,
+shifted by one stage for the MPC, IPOPT's warm_start_init_point). Both solve the same problem as
+acados — for the FOP from the same starts (one per feasible speed slab), for the MPC towards the
+same guided target — and both are checked the same way: |Δu| of the first action against acados.
+Speed-ups are ratios of medians. Progress bars are shown only when stderr is a terminal.
 """
 from __future__ import annotations
 
@@ -14,136 +22,192 @@ import argparse
 import json
 import math
 import sys
-import time
 from pathlib import Path
+import time
 
 import numpy as np
 
 from hiopt_ros.control.fop import Fop, FopConfig
+from hiopt_ros.control.model import unicycle_step
 from hiopt_ros.control.mpc import Mpc, MpcConfig
-from hiopt_ros.control.reference import IpoptFop, IpoptMpc
+from hiopt_ros.control.reference import IPOPT_TOL, IpoptFop, IpoptMpc
 from hiopt_ros.control.theta import Theta
+
+CONTROL_PERIOD_S = 0.02   # the trajectories advance at the controllers' 50 Hz
+AGREE_TOL = 1e-3          # |Δu| below this counts as the same action
 
 
 def _progress(iterable, desc: str, total: int):
-    try:
-        from tqdm import tqdm
+    """A tqdm bar on a terminal; silent (no bar, no log lines) when stderr is not a terminal."""
+    from tqdm import tqdm
 
-        return tqdm(iterable, desc=desc, total=total, leave=False, file=sys.stderr)
-    except ImportError:  # pragma: no cover
-        return iterable
+    return tqdm(iterable, desc=desc, total=total, leave=False, file=sys.stderr, disable=not sys.stderr.isatty())
 
 
-def fop_instances(n: int, K: int, M: int, seed: int):
-    """States, subgoals 0.3–1.2 m away, M obstacles near the path, K random ReLU terms."""
+def random_course(rng: np.random.Generator, M: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(start [x, y, yaw], goal [x, y], obstacles (m ≤ M, 3)): a goal 2–5 m ahead and up to 3
+    cylinders near the line, none covering start or goal."""
+    start = np.array([0.0, 0.0, rng.uniform(-0.5, 0.5)])
+    goal = np.array([rng.uniform(2, 5), rng.uniform(-1, 1)])
+    obstacles = []
+    for _ in range(int(rng.integers(1, min(3, M) + 1))):
+        ob = np.array([rng.uniform(0.8, goal[0] - 0.5), rng.uniform(-0.6, 0.6), rng.uniform(0.1, 0.3)])
+        if min(np.hypot(*(ob[:2] - start[:2])), np.hypot(*(ob[:2] - goal))) > ob[2] + 0.5:
+            obstacles.append(ob)
+    return start, goal, np.array(obstacles).reshape(-1, 3)
+
+
+def fop_trajectories(n: int, K: int, M: int, seed: int, steps: int = 40) -> list[list[tuple]]:
+    """Trajectories of the bi-level loop (look-ahead subgoals → FOP with θ = 0), `steps` cycles each,
+    until n instances; each instance is (state, subgoal, obstacles, θ) with θ random per trajectory."""
+    from hiopt_ros.planning.geometric import LookaheadPolicy
+
     rng = np.random.default_rng(seed)
-    out = []
-    while len(out) < n:
-        state = np.array([rng.uniform(-2, 2), rng.uniform(-2, 2), rng.uniform(-math.pi, math.pi)])
-        ang = rng.uniform(-math.pi, math.pi)
-        subgoal = state[:2] + rng.uniform(0.3, 1.2) * np.array([math.cos(ang), math.sin(ang)])
-        obstacles = np.column_stack([state[:2] + rng.uniform(-1.5, 1.5, (M, 2)), rng.uniform(0.05, 0.3, M)])
-        if np.min(np.hypot(*(obstacles[:, :2] - state[:2]).T) - obstacles[:, 2]) < 0.45:
-            continue  # keep the robot outside the margins (0.3 robot + 0.1 d_safe)
-        theta = Theta(alpha=rng.normal(size=(K, 2)), beta=0.3 * rng.normal(size=K), l=0.01)
-        out.append((state, subgoal, obstacles, theta))
-    return out
+    fop = Fop(FopConfig(K=K, M=M))
+    policy = LookaheadPolicy()
+    trajs, total = [], 0
+    while total < n:
+        x, goal, obstacles = random_course(rng, M)
+        theta = Theta(alpha=0.5 * rng.normal(size=(K, 2)), beta=0.3 * rng.normal(size=K), l=0.01)
+        traj = []
+        for _ in range(min(steps, n - total)):
+            subgoal = policy.subgoal(x, goal, obstacles, fop.config.robot_radius_m)
+            traj.append((x.copy(), subgoal, obstacles, theta))
+            u, _ = fop.solve(x, subgoal, obstacles)
+            x = unicycle_step(x, u, CONTROL_PERIOD_S)
+        trajs.append(traj)
+        total += len(traj)
+    return trajs
 
 
 def bench_fop(n: int, K: int, M: int, seed: int, ipopt_n: int) -> dict:
     fop = Fop(FopConfig(K=K, M=M))
     ref = IpoptFop(fop)
-    inst = fop_instances(n, K, M, seed)
+    trajs = fop_trajectories(n, K, M, seed)
+    inst = [i for t in trajs for i in t]
     for state, subgoal, obstacles, theta in inst[:50]:  # warm-up (page faults, caches)
         fop.set_theta(theta)
         fop.solve(state, subgoal, obstacles)
-    times, ipopt_times, fails, max_diff = [], [], 0, 0.0
-    for k, (state, subgoal, obstacles, theta) in enumerate(_progress(inst, "FOP (acados)", len(inst))):
+    times, fails, starts = [], 0, 0
+    for state, subgoal, obstacles, theta in _progress(inst, "FOP (acados)", len(inst)):
         fop.set_theta(theta)
         t0 = time.perf_counter()
         u, info = fop.solve(state, subgoal, obstacles)
         times.append((time.perf_counter() - t0) * 1e6)
         fails += not info.ok
-    for state, subgoal, obstacles, theta in _progress(inst[:ipopt_n], "FOP (IPOPT)", ipopt_n):
-        fop.set_theta(theta)
-        u, _ = fop.solve(state, subgoal, obstacles)
-        u_ref, dt = ref.solve(state, subgoal, obstacles)
-        ipopt_times.append(dt)
-        max_diff = max(max_diff, float(np.abs(u - u_ref).max()))
-    return _row(times, ipopt_times, fails, max_diff, n=len(times))
+        starts += info.starts
+    cold, warm, d_cold, d_warm = [], [], [], []
+    bar = _progress(range(ipopt_n), "FOP (IPOPT cold + warm)", ipopt_n)
+    for traj in trajs:
+        if len(cold) >= ipopt_n:
+            break
+        ref.reset()
+        for state, subgoal, obstacles, theta in traj[: ipopt_n - len(cold)]:
+            fop.set_theta(theta)
+            u, _ = fop.solve(state, subgoal, obstacles)
+            u_c, t_c = ref.solve(state, subgoal, obstacles)
+            u_w, t_w = ref.solve_warm(state, subgoal, obstacles)
+            cold.append(t_c)
+            warm.append(t_w)
+            d_cold.append(float(np.abs(u - u_c).max()))
+            d_warm.append(float(np.abs(u - u_w).max()))
+            bar.update(1)
+    bar.close()
+    return _row(times, cold, warm, d_cold, d_warm, fails, extra={"mean_starts": starts / len(inst)})
 
 
-def bench_mpc(N: int, n: int, M: int, seed: int, ipopt_n: int) -> dict:
-    """Closed-loop-like instances: random start/goal 2–5 m apart with obstacles between, warm-started
-    along short rollouts as the expert is used."""
-    from hiopt_ros.control.model import unicycle_step
-
+def bench_mpc(N: int, n: int, M: int, seed: int, ipopt_n: int, steps: int = 25) -> dict:
+    """The expert along its own closed loop on random courses (warm-started from step to step as it
+    is used); IPOPT cold and warm on the first ipopt_n instances (whole trajectories)."""
     rng = np.random.default_rng(seed)
     mpc = Mpc(MpcConfig(N=N, M=M))
     ref = IpoptMpc(mpc)
-    times, ipopt_times, fails, max_diff = [], [], 0, 0.0
-    episodes = max(1, n // 25)
-    bar = _progress(range(episodes * 25), f"MPC N={N} (acados + IPOPT)", episodes * 25)
-    it = iter(bar)
+    times, fails, cold, warm, d_cold, d_warm = [], 0, [], [], [], []
+    episodes = max(1, math.ceil(n / steps))
+    bar = _progress(range(episodes * steps), f"MPC N={N} (acados + IPOPT)", episodes * steps)
     for _ in range(episodes):
-        start = np.array([0.0, 0.0, rng.uniform(-0.5, 0.5)])
-        goal = np.array([rng.uniform(2, 5), rng.uniform(-1, 1)])
-        obstacles = np.column_stack([rng.uniform(0.8, goal[0] - 0.5, M), rng.uniform(-0.6, 0.6, M),
-                                     rng.uniform(0.1, 0.3, M)])
+        x, goal, obstacles = random_course(rng, M)
         mpc.reset()
-        x = start
-        for step in range(25):
-            next(it, None)
+        ref.reset()
+        with_ipopt = len(cold) < ipopt_n
+        for _step in range(steps):
+            bar.update(1)
             t0 = time.perf_counter()
             u, info = mpc.solve(x, goal, obstacles)
             times.append((time.perf_counter() - t0) * 1e6)
             fails += not info.ok
-            if len(ipopt_times) < ipopt_n and step % 5 == 0:
-                u_ref, dt = ref.solve(x, goal, obstacles)
-                ipopt_times.append(dt)
-                max_diff = max(max_diff, float(np.abs(u - u_ref).max()))
-            x = unicycle_step(x, u, 0.05)
-    return _row(times, ipopt_times, fails, max_diff, n=len(times))
+            if with_ipopt and len(cold) < ipopt_n:
+                u_c, t_c = ref.solve(x, goal, obstacles)
+                u_w, t_w = ref.solve_warm(x, goal, obstacles)
+                cold.append(t_c)
+                warm.append(t_w)
+                d_cold.append(float(np.abs(u - u_c).max()))
+                d_warm.append(float(np.abs(u - u_w).max()))
+            x = unicycle_step(x, u, CONTROL_PERIOD_S)
+    bar.close()
+    return _row(times, cold, warm, d_cold, d_warm, fails)
 
 
-def _row(times, ipopt_times, fails, max_diff, n) -> dict:
-    t, ti = np.array(times), np.array(ipopt_times)
-    return {"n": n, "median_us": float(np.median(t)), "p99_us": float(np.percentile(t, 99)),
-            "ipopt_median_us": float(np.median(ti)), "ipopt_p99_us": float(np.percentile(ti, 99)),
-            "ipopt_n": int(len(ti)), "speedup_median": float(np.median(ti) / np.median(t)),
-            "failures": int(fails), "max_abs_action_diff_vs_ipopt": max_diff}
+def _row(times, cold, warm, d_cold, d_warm, fails, extra: dict | None = None) -> dict:
+    t, tc, tw = np.array(times), np.array(cold), np.array(warm)
+    dc, dw = np.array(d_cold), np.array(d_warm)
+    return {"n": int(len(t)), "median_us": float(np.median(t)), "p99_us": float(np.percentile(t, 99)),
+            "failures": int(fails), "ipopt_n": int(len(tc)), "ipopt_tol": IPOPT_TOL,
+            "ipopt_cold_median_us": float(np.median(tc)), "ipopt_cold_p99_us": float(np.percentile(tc, 99)),
+            "ipopt_warm_median_us": float(np.median(tw)), "ipopt_warm_p99_us": float(np.percentile(tw, 99)),
+            "speedup_cold": float(np.median(tc) / np.median(t)), "speedup_warm": float(np.median(tw) / np.median(t)),
+            "max_abs_du_cold": float(dc.max()), "max_abs_du_warm": float(dw.max()),
+            "agree_cold": float(np.mean(dc <= AGREE_TOL)), "agree_warm": float(np.mean(dw <= AGREE_TOL)),
+            **(extra or {})}
 
 
 def markdown(results: dict) -> str:
-    lines = ["| problem | solves | acados median [µs] | acados p99 [µs] | IPOPT median [µs] | IPOPT p99 [µs] "
-             "| speed-up (median) | failures | max |Δu| vs IPOPT |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| problem | solves | acados median / p99 [µs] | IPOPT cold median / p99 [µs] | IPOPT warm median / p99 [µs] "
+             "| speed-up vs cold | speed-up vs warm | failures | same action (|Δu| ≤ 1e-3) cold / warm "
+             "| max |Δu| cold / warm |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
-        lines.append(f"| {name} | {r['n']} | {r['median_us']:.1f} | {r['p99_us']:.1f} | {r['ipopt_median_us']:.0f} "
-                     f"| {r['ipopt_p99_us']:.0f} | {r['speedup_median']:.1f}× | {r['failures']} "
-                     f"| {r['max_abs_action_diff_vs_ipopt']:.1e} |")
+        lines.append(
+            f"| {name} | {r['n']} | {r['median_us']:.0f} / {r['p99_us']:.0f} "
+            f"| {r['ipopt_cold_median_us']:.0f} / {r['ipopt_cold_p99_us']:.0f} "
+            f"| {r['ipopt_warm_median_us']:.0f} / {r['ipopt_warm_p99_us']:.0f} "
+            f"| {r['speedup_cold']:.1f}× | {r['speedup_warm']:.1f}× | {r['failures']} "
+            f"| {100 * r['agree_cold']:.0f} % / {100 * r['agree_warm']:.0f} % of {r['ipopt_n']} "
+            f"| {r['max_abs_du_cold']:.1e} / {r['max_abs_du_warm']:.1e} |")
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m hiopt_ros.bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=2000, help="FOP solves (default 2000)")
     ap.add_argument("--mpc-n", type=int, default=1000, help="MPC solves per horizon (default 1000)")
-    ap.add_argument("--ipopt-n", type=int, default=200, help="instances also solved by IPOPT (default 200)")
+    ap.add_argument("--ipopt-n", type=int, default=200,
+                    help="instances also solved by IPOPT, cold and warm (default 200)")
+    ap.add_argument("--horizons", default="20,50", help="MPC horizons N, comma-separated (default 20,50)")
     ap.add_argument("--K", type=int, default=4, help="ReLU terms of the FOP (default 4)")
     ap.add_argument("--M", type=int, default=4, help="obstacle slots (default 4)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="write results as JSON here")
     ap.add_argument("--markdown", default=None, help="write the table as Markdown here")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
     args = ap.parse_args(argv)
     if min(args.n, args.mpc_n, args.ipopt_n) < 1:
         ap.error("--n, --mpc-n and --ipopt-n must be >= 1")
+    try:
+        horizons = [int(h) for h in args.horizons.split(",") if h.strip()]
+    except ValueError:
+        ap.error(f"--horizons must be comma-separated integers, got {args.horizons!r}")
     results = {"fop": bench_fop(args.n, args.K, args.M, args.seed, min(args.ipopt_n, args.n))}
-    for N in (20, 50):
+    for N in horizons:
         results[f"mpc_n{N}"] = bench_mpc(N, args.mpc_n, args.M, args.seed, min(args.ipopt_n, args.mpc_n))
     table = markdown(results)
-    print(f"FOP: K={args.K} ReLU terms, M={args.M} obstacles; MPC: M={args.M}; whole calls from Python\n")
+    print(f"FOP: K={args.K} ReLU terms, M={args.M} obstacles, {results['fop']['mean_starts']:.2f} SQP starts per solve; "
+          f"MPC: M={args.M}; whole calls from Python; IPOPT tol {IPOPT_TOL:g}\n")
     print(table)
     for path, text in ((args.json, json.dumps(results, indent=2)), (args.markdown, table)):
         if path:

@@ -373,3 +373,91 @@ def test_multi_start_never_costs_more_than_the_single_start(fop_pair):
         one.set_theta(Theta.zero(0))
     # the instances do exercise the non-convexity: several slabs, and strictly better answers
     assert several >= 50 and lower >= 20, (several, lower)
+
+
+# ---------------------------------------------------------------- the expert is not trapped (issue 8 item 5)
+def test_goal_only_expert_is_trapped_by_overlapping_margins_and_guidance_frees_it():
+    """Two obstacles whose margins overlap across the straight line: the goal-distance cost has a
+    minimum in the pocket in front of them (the cause of the stuck demonstrations). With the
+    geodesic guidance the expert goes around and reaches the goal without collision."""
+    course = Course(start_xyyaw=[0, 0, 0], goal_xy=[4, 0], obstacles_xyr=[[2.0, 0.35, 0.3], [2.0, -0.35, 0.3]])
+    trapped = run_episode(course, "mpc", mpc=Mpc(MpcConfig(guidance=False)), dt_s=0.05, max_time_s=15.0)
+    assert not trapped.reached and not trapped.collided  # the scenario does exercise the trap
+    assert np.linalg.norm(trapped.trajectory[-1, :2] - course.goal_xy) > 2.0
+    res = run_episode(course, "mpc", mpc=Mpc(MpcConfig(guidance=True)), dt_s=0.05, max_time_s=15.0)
+    assert res.reached and not res.collided, res.summary()
+    assert res.min_clearance_m > 0.05 and res.failures == 0
+
+
+def test_expert_reaches_the_goal_on_demo_courses_that_trapped_it():
+    """Courses 0–11 of offline.demos' generator with seed 0; 6, 9 and 11 trapped the goal-only expert."""
+    from hiopt_ros.control.params import mpc_config_from_params
+    from offline.demos import random_course
+
+    cfg = mpc_config_from_params()
+    mpc = Mpc(cfg)
+    rng = np.random.default_rng(0)
+    base = load_course()
+    for i in range(12):
+        course = random_course(rng, base, max_obstacles=min(3, cfg.M))
+        res = run_episode(course, "mpc", mpc=mpc, dt_s=0.05, max_time_s=25.0)
+        assert res.reached and not res.collided, f"course {i}: {res.summary()}"
+
+
+def test_guidance_targets():
+    from hiopt_ros.control.guidance import GeodesicGuide, segment_clear
+
+    guide = GeodesicGuide()
+    margins = np.array([[2.0, 0.35, 0.7], [2.0, -0.35, 0.7]])  # r + robot radius + d_safe
+    # line of sight to the goal: the goal itself
+    target, blocked = guide.target([0.0, 2.0], [4.0, 2.0], margins)
+    assert not blocked and np.allclose(target, [4.0, 2.0])
+    # blocked: a point in sight, around the wall, nearer to the goal along the path than the robot
+    pos = np.array([1.2, 0.0])
+    target, blocked = guide.target(pos, [4.0, 0.0], margins)
+    assert blocked and segment_clear(pos, target, margins)
+    assert abs(target[1]) > 0.9  # it leads past the end of the wall (the margins span |y| ≤ 1.05)
+    field = guide._field
+    guide.target(pos + [0.02, 0.0], [4.0, 0.0], margins)
+    assert guide._field is field  # the field is cached per (goal, obstacles)
+    # boxed in by a ring of margins: no path on the grid; the goal is returned, nothing raises
+    ring = np.array([[2 * math.cos(a), 2 * math.sin(a), 0.9] for a in np.linspace(0, 2 * math.pi, 12, endpoint=False)])
+    target, blocked = guide.target([0.0, 0.0], [5.0, 0.0], ring)
+    assert blocked and np.allclose(target, [5.0, 0.0])
+
+
+def test_ipopt_mpc_reference_agrees_with_acados_cold_and_warm():
+    """The IPOPT MPC (the benchmark's baseline) solves the same problem as the acados expert: same
+    actions along a closed-loop trajectory, cold and warm-started from its shifted previous solution."""
+    from hiopt_ros.control.reference import IpoptMpc
+
+    mpc = Mpc(MpcConfig(N=20, max_iter=100))  # converged plans, so the comparison is of optima
+    ref = IpoptMpc(mpc)
+    x, goal, obstacles = np.array([0.0, 0.0, 0.0]), np.array([3.0, 0.5]), np.array([[1.5, 0.1, 0.2]])
+    ref.reset()
+    for _ in range(8):
+        u, info = mpc.solve(x, goal, obstacles)
+        assert info.ok
+        u_cold, _ = ref.solve(x, goal, obstacles)
+        u_warm, _ = ref.solve_warm(x, goal, obstacles)
+        np.testing.assert_allclose(u_cold, u, atol=1e-3)
+        np.testing.assert_allclose(u_warm, u, atol=1e-3)
+        x = unicycle_step(x, u, 0.02)
+
+
+def test_ipopt_fop_warm_start_agrees(fop, ipopt):
+    """The warm-started IPOPT FOP (previous primal-dual solution) returns the same actions as cold."""
+    fop.set_theta(Theta(alpha=[[0.5, -0.3]], beta=[0.2], l=0.01))
+    try:
+        ipopt.reset()
+        x, obstacles = np.array([0.0, 0.0, 0.3]), np.array([[1.0, 0.5, 0.2], [1.2, -0.4, 0.3]])
+        for _ in range(10):
+            u, info = fop.solve(x, [2.0, 0.0], obstacles)
+            u_cold, _ = ipopt.solve(x, [2.0, 0.0], obstacles)
+            u_warm, _ = ipopt.solve_warm(x, [2.0, 0.0], obstacles)
+            assert info.ok
+            np.testing.assert_allclose(u_cold, u, atol=1e-4)
+            np.testing.assert_allclose(u_warm, u, atol=1e-4)
+            x = unicycle_step(x, u, 0.02)
+    finally:
+        fop.set_theta(Theta.zero(0))
