@@ -96,7 +96,7 @@ def bench_fop(n: int, K: int, M: int, seed: int, ipopt_n: int) -> dict:
         times.append((time.perf_counter() - t0) * 1e6)
         fails += not info.ok
         starts += info.starts
-    cold, warm, d_cold, d_warm = [], [], [], []
+    cold, warm, d_cold, d_warm, e_cold, e_warm = [], [], [], [], [], []
     bar = _progress(range(ipopt_n), "FOP (IPOPT cold + warm)", ipopt_n)
     for traj in trajs:
         if len(cold) >= ipopt_n:
@@ -104,16 +104,23 @@ def bench_fop(n: int, K: int, M: int, seed: int, ipopt_n: int) -> dict:
         ref.reset()
         for state, subgoal, obstacles, theta in traj[: ipopt_n - len(cold)]:
             fop.set_theta(theta)
-            u, _ = fop.solve(state, subgoal, obstacles)
+            u, info = fop.solve(state, subgoal, obstacles)
             u_c, t_c = ref.solve(state, subgoal, obstacles)
             u_w, t_w = ref.solve_warm(state, subgoal, obstacles)
             cold.append(t_c)
             warm.append(t_w)
             d_cold.append(float(np.abs(u - u_c).max()))
             d_warm.append(float(np.abs(u - u_w).max()))
+            e_cold.append(_excess(info.cost, fop.objective(state, subgoal, u_c)))
+            e_warm.append(_excess(info.cost, fop.objective(state, subgoal, u_w)))
             bar.update(1)
     bar.close()
-    return _row(times, cold, warm, d_cold, d_warm, fails, extra={"mean_starts": starts / len(inst)})
+    return _row(times, cold, warm, d_cold, d_warm, e_cold, e_warm, fails, extra={"mean_starts": starts / len(inst)})
+
+
+def _excess(cost: float, reference_cost: float) -> float:
+    """Relative cost excess of acados' answer over IPOPT's on the same problem (< 0: acados found a better one)."""
+    return (cost - reference_cost) / max(abs(reference_cost), 1e-9)
 
 
 def bench_mpc(N: int, n: int, M: int, seed: int, ipopt_n: int, steps: int = 25) -> dict:
@@ -122,7 +129,7 @@ def bench_mpc(N: int, n: int, M: int, seed: int, ipopt_n: int, steps: int = 25) 
     rng = np.random.default_rng(seed)
     mpc = Mpc(MpcConfig(N=N, M=M))
     ref = IpoptMpc(mpc)
-    times, fails, cold, warm, d_cold, d_warm = [], 0, [], [], [], []
+    times, fails, cold, warm, d_cold, d_warm, e_cold, e_warm = [], 0, [], [], [], [], [], []
     episodes = max(1, math.ceil(n / steps))
     bar = _progress(range(episodes * steps), f"MPC N={N} (acados + IPOPT)", episodes * steps)
     for _ in range(episodes):
@@ -137,20 +144,23 @@ def bench_mpc(N: int, n: int, M: int, seed: int, ipopt_n: int, steps: int = 25) 
             times.append((time.perf_counter() - t0) * 1e6)
             fails += not info.ok
             if with_ipopt and len(cold) < ipopt_n:
+                acados_cost = ref.plan_cost(x, goal, obstacles, info.trajectory, info.inputs)
                 u_c, t_c = ref.solve(x, goal, obstacles)
+                e_cold.append(_excess(acados_cost, ref.last_cost))
                 u_w, t_w = ref.solve_warm(x, goal, obstacles)
+                e_warm.append(_excess(acados_cost, ref.last_cost))
                 cold.append(t_c)
                 warm.append(t_w)
                 d_cold.append(float(np.abs(u - u_c).max()))
                 d_warm.append(float(np.abs(u - u_w).max()))
             x = unicycle_step(x, u, CONTROL_PERIOD_S)
     bar.close()
-    return _row(times, cold, warm, d_cold, d_warm, fails)
+    return _row(times, cold, warm, d_cold, d_warm, e_cold, e_warm, fails)
 
 
-def _row(times, cold, warm, d_cold, d_warm, fails, extra: dict | None = None) -> dict:
+def _row(times, cold, warm, d_cold, d_warm, e_cold, e_warm, fails, extra: dict | None = None) -> dict:
     t, tc, tw = np.array(times), np.array(cold), np.array(warm)
-    dc, dw = np.array(d_cold), np.array(d_warm)
+    dc, dw, ec, ew = np.array(d_cold), np.array(d_warm), np.array(e_cold), np.array(e_warm)
     return {"n": int(len(t)), "median_us": float(np.median(t)), "p99_us": float(np.percentile(t, 99)),
             "failures": int(fails), "ipopt_n": int(len(tc)), "ipopt_tol": IPOPT_TOL,
             "ipopt_cold_median_us": float(np.median(tc)), "ipopt_cold_p99_us": float(np.percentile(tc, 99)),
@@ -158,14 +168,16 @@ def _row(times, cold, warm, d_cold, d_warm, fails, extra: dict | None = None) ->
             "speedup_cold": float(np.median(tc) / np.median(t)), "speedup_warm": float(np.median(tw) / np.median(t)),
             "max_abs_du_cold": float(dc.max()), "max_abs_du_warm": float(dw.max()),
             "agree_cold": float(np.mean(dc <= AGREE_TOL)), "agree_warm": float(np.mean(dw <= AGREE_TOL)),
+            "cost_excess_median_cold": float(np.median(ec)), "cost_excess_max_cold": float(ec.max()),
+            "cost_excess_median_warm": float(np.median(ew)), "cost_excess_max_warm": float(ew.max()),
             **(extra or {})}
 
 
 def markdown(results: dict) -> str:
     lines = ["| problem | solves | acados median / p99 [µs] | IPOPT cold median / p99 [µs] | IPOPT warm median / p99 [µs] "
              "| speed-up vs cold | speed-up vs warm | failures | same action (|Δu| ≤ 1e-3) cold / warm "
-             "| max |Δu| cold / warm |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| max |Δu| cold / warm | acados cost excess, median / max (cold; warm) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         lines.append(
             f"| {name} | {r['n']} | {r['median_us']:.0f} / {r['p99_us']:.0f} "
@@ -173,7 +185,9 @@ def markdown(results: dict) -> str:
             f"| {r['ipopt_warm_median_us']:.0f} / {r['ipopt_warm_p99_us']:.0f} "
             f"| {r['speedup_cold']:.1f}× | {r['speedup_warm']:.1f}× | {r['failures']} "
             f"| {100 * r['agree_cold']:.0f} % / {100 * r['agree_warm']:.0f} % of {r['ipopt_n']} "
-            f"| {r['max_abs_du_cold']:.1e} / {r['max_abs_du_warm']:.1e} |")
+            f"| {r['max_abs_du_cold']:.1e} / {r['max_abs_du_warm']:.1e} "
+            f"| {r['cost_excess_median_cold']:.0e} / {r['cost_excess_max_cold']:.0e}; "
+            f"{r['cost_excess_median_warm']:.0e} / {r['cost_excess_max_warm']:.0e} |")
     return "\n".join(lines) + "\n"
 
 

@@ -55,6 +55,54 @@ _FEAS_TOL_M2 = 1e-6      # a start's solution must satisfy (32g) as ‖p_{t+1} �
 _N_FIXED = 7
 
 
+def speed_slabs(state, rows, v_min: float, v_max: float, ts: float) -> list[tuple[float, float]]:
+    """Speeds v ∈ [v_min, v_max] whose next position p_t + Ts·v·h (h = heading) keeps every circle
+    (x, y, r) of `rows` — disjoint closed intervals [a, b], ascending.
+
+    ‖p_t + Ts·v·h − p_j‖² − r_j² is a convex quadratic in v, negative on one open interval
+    (v_lo, v_hi) at most: the speeds whose next position lies inside circle j.
+    """
+    hx, hy = math.cos(float(state[2])), math.sin(float(state[2]))
+    slabs = [(v_min, v_max)]
+    for ox, oy, r in rows:
+        dx, dy = float(state[0]) - ox, float(state[1]) - oy
+        hd = hx * dx + hy * dy                    # g(v) = Ts²v² + 2 Ts v hd + (‖d‖² − r²)
+        c = dx * dx + dy * dy - r * r
+        disc = hd * hd - c
+        if disc <= 0.0:
+            continue
+        q = -(hd + math.copysign(math.sqrt(disc), hd))  # the stable pair of roots: Ts·v = q, c / q
+        r1 = q / ts
+        r2 = c / (q * ts) if q != 0.0 else r1
+        v_lo, v_hi = min(r1, r2), max(r1, r2)
+        cut = []
+        for a, b in slabs:
+            if v_hi <= a or v_lo >= b:
+                cut.append((a, b))
+                continue
+            if a <= v_lo:
+                cut.append((a, v_lo))
+            if v_hi <= b:
+                cut.append((v_hi, b))
+        slabs = cut
+    return slabs
+
+
+def margin_keeping_speed(state, v: float, obstacles: np.ndarray, margin_m: float, v_min: float, v_max: float,
+                         ts: float) -> float:
+    """v if its next position keeps every obstacle's margin (r + margin_m, or "no closer than now"
+    when already inside), else the nearest speed that does (the stop command always does).
+
+    A safety filter on a first action for obstacles a solver did not see (beyond its M slots) or
+    saw only as soft constraints (the MPC)."""
+    rows = nearest_obstacles(state, obstacles, margin_m, len(obstacles), relax_inside=True)
+    slabs = speed_slabs(state, rows, v_min, v_max, ts)
+    if any(a <= v <= b for a, b in slabs):
+        return v
+    candidates = [min(max(v, a), b) for a, b in slabs] + [0.0]
+    return min(candidates, key=lambda c: abs(c - v))
+
+
 @dataclass
 class FopConfig:
     """Structure (K, M) and default runtime values of the FOP of Eq. 32."""
@@ -316,35 +364,10 @@ class Fop:
         return cost
 
     def speed_slabs(self, state, rows: list[tuple[float, float, float]]) -> list[tuple[float, float]]:
-        """The feasible speeds of (32e) ∩ (32g) as disjoint closed intervals [a, b], ascending.
-
-        ‖p_t + Ts·v·h − p_j‖² − r_j² is a convex quadratic in v (h = heading), negative on one open
-        interval (v_lo, v_hi) at most: the speeds whose next position lies inside obstacle j's
-        margin. `rows` are the effective obstacles (x, y, r_eff) of `_obstacle_rows`.
-        """
+        """The feasible speeds of (32e) ∩ (32g) at `state` (see :func:`speed_slabs`); `rows` are the
+        effective obstacles (x, y, r_eff) of `_obstacle_rows`."""
         lim = self.config.limits
-        ts = float(self._p[6])
-        hx, hy = math.cos(float(state[2])), math.sin(float(state[2]))
-        slabs = [(lim.v_min_mps, lim.v_max_mps)]
-        for ox, oy, r_eff in rows:
-            dx, dy = float(state[0]) - ox, float(state[1]) - oy
-            hd = hx * dx + hy * dy                    # g(v) = Ts²v² + 2 Ts v hd + (‖d‖² − r²)
-            disc = hd * hd - (dx * dx + dy * dy - r_eff * r_eff)
-            if disc <= 0.0:
-                continue
-            root = math.sqrt(disc)
-            v_lo, v_hi = (-hd - root) / ts, (-hd + root) / ts
-            cut = []
-            for a, b in slabs:
-                if v_hi <= a or v_lo >= b:
-                    cut.append((a, b))
-                    continue
-                if a <= v_lo:
-                    cut.append((a, v_lo))
-                if v_hi <= b:
-                    cut.append((v_hi, b))
-            slabs = cut
-        return slabs
+        return speed_slabs(state, rows, lim.v_min_mps, lim.v_max_mps, float(self._p[6]))
 
     def start_actions(self, state, obstacles_xyr=None) -> np.ndarray:
         """The SQP starts `solve` uses at `state`, (S, 2) rows [v_mps, omega_radps]; row 0 is the stop command."""
@@ -411,7 +434,7 @@ class Fop:
             s.set_out(0, b"x", self._x0)
             s.set_out(1, b"x", self._x1_guess)
             s.set_out(0, b"u", self._u_guess)
-            status = s.solve()
+            status = s.solve_quietly()  # acados prints on every capped solve; info.message says it
             u = s.get_out(0, b"u", self._u)
             iters += s.sqp_iter()
             if status != 0 or not (math.isfinite(u[0]) and math.isfinite(u[1])):
@@ -437,4 +460,11 @@ class Fop:
             return np.zeros(2), SolveInfo(False, fail_status, f"FOP failed ({why}); stopping", iters, elapsed_us,
                                           starts=len(starts))
         msg = "ok" if not failures else f"ok ({len(failures)} of {len(starts)} starts failed: {failures[0]})"
+        if len(self._obs_checked) > cfg.M:  # obstacles beyond the M slots: keep their margins too
+            v = margin_keeping_speed(state, float(best_u[0]), self._obs_checked, cfg.robot_radius_m + cfg.d_safe_m,
+                                     lim.v_min_mps, lim.v_max_mps, float(p[6]))
+            if v != best_u[0]:
+                best_u[0] = v
+                best_cost = self._cost(state, subgoal_xy, yaw_ref, v, float(best_u[1]))
+                msg += f" (speed cut to {v:.3f} m/s by an obstacle beyond the M={cfg.M} slots)"
         return best_u, SolveInfo(True, 0, msg, iters, elapsed_us, best_relu, best_cost, len(starts), best_start)

@@ -141,7 +141,10 @@ def check_obstacles(value, max_count: int | None = None) -> np.ndarray:
     """Obstacles as an (m, 3) array of finite [x_m, y_m, radius_m] rows, radius >= 0."""
     if value is None:
         return np.zeros((0, 3))
-    arr = np.asarray(value, dtype=float)
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"obstacles_xyr must be an (m, 3) array of [x, y, r] numbers, got {value!r:.80}") from None
     if arr.size == 0:
         return np.zeros((0, 3))
     if arr.ndim == 1 and arr.size % 3 == 0:

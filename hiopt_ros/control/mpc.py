@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from . import acados_env
-from .fop import SolveInfo
+from .fop import SolveInfo, margin_keeping_speed
 from .guidance import GeodesicGuide
 from .model import (DEFAULT_ROBOT, UnicycleLimits, casadi_step, check_obstacles, check_vector, nearest_obstacles,
                     pack_obstacles)
@@ -248,6 +248,14 @@ class Mpc:
         self._warm = True
         u = np.clip(u, cfg.limits.lower, cfg.limits.upper)
         msg = "ok" if status == 0 else "ok (iteration limit; plan usable)"
+        if len(obstacles):
+            # the obstacle constraints are soft (and only the M nearest are in the plan): the action
+            # applied never takes the robot into a margin, or closer to an obstacle whose margin it is in
+            v = margin_keeping_speed(state, float(u[0]), obstacles, cfg.robot_radius_m + cfg.d_safe_m,
+                                     cfg.limits.v_min_mps, cfg.limits.v_max_mps, cfg.Ts_s)
+            if v != u[0]:
+                msg += f"; speed cut from {u[0]:.3f} to {v:.3f} m/s to keep an obstacle margin"
+                u[0] = v
         return u, MpcInfo(True, status, msg, iters, elapsed, trajectory=self._xs.copy(), inputs=self._us.copy(),
                           subgoal=self._xs[cfg.subgoal_steps, :2].copy(), target=np.array(target, float))
 

@@ -31,7 +31,7 @@ _IPOPT_OPTS = {"ipopt.print_level": 0, "print_time": 0, "ipopt.sb": "yes", "ipop
 _IPOPT_WARM_OPTS = {**_IPOPT_OPTS, "ipopt.warm_start_init_point": "yes", "ipopt.warm_start_bound_push": 1e-9,
                     "ipopt.warm_start_bound_frac": 1e-9, "ipopt.warm_start_slack_bound_push": 1e-9,
                     "ipopt.warm_start_slack_bound_frac": 1e-9, "ipopt.warm_start_mult_bound_push": 1e-9,
-                    "ipopt.mu_init": 1e-6}
+                    "ipopt.mu_init": 1e-4}
 
 
 class _Nlp:
@@ -174,6 +174,8 @@ class IpoptMpc:
                 ineq.append((pos[0] - obs[3 * j]) ** 2 + (pos[1] - obs[3 * j + 1]) ** 2 - obs[3 * j + 2] ** 2
                             + S[j, i])
         g = eq + ineq
+        self._f = ca.Function("mpc_cost", [ca.vertcat(ca.vec(X), ca.vec(U), ca.vec(S)), p], [f])
+        self.last_cost = float("nan")
         self._n_eq = 3 * (N + 1)
         self._n_in = M * (N + 1)
         self._nlp = _Nlp("mpc_ipopt", {"x": ca.vertcat(ca.vec(X), ca.vec(U), ca.vec(S)), "p": p, "f": f,
@@ -200,6 +202,19 @@ class IpoptMpc:
         """Forget the previous solution (the next `solve_warm` starts cold)."""
         self._prev = None
 
+    def plan_cost(self, state, goal_xy, obstacles_xyr, trajectory: np.ndarray, inputs: np.ndarray) -> float:
+        """This NLP's objective at a given plan ((N+1, 3) states, (N, 2) inputs), each obstacle slack
+        at its least value max(0, r² − ‖p − p_j‖²): how the acados plan scores on IPOPT's problem."""
+        cfg = self.mpc.config
+        kw = self._kw(np.asarray(state, float), goal_xy, obstacles_xyr)
+        obs = kw["p"][5:].reshape(-1, 3)
+        pos = np.asarray(trajectory, float)[:, :2]
+        slack = np.maximum(0.0, obs[None, :, 2] ** 2 - ((pos[:, None, :] - obs[None, :, :2]) ** 2).sum(axis=2))
+        w = np.concatenate([np.asarray(trajectory, float).reshape(-1), np.asarray(inputs, float).reshape(-1),
+                            slack.reshape(-1)])
+        assert slack.shape == (cfg.N + 1, cfg.M)
+        return float(self._f(w, kw["p"]))
+
     def _kw(self, state: np.ndarray, goal_xy, obstacles_xyr) -> dict:
         cfg = self.mpc.config
         N, M = cfg.N, cfg.M
@@ -220,6 +235,7 @@ class IpoptMpc:
         state = np.asarray(state, float)
         x_init = np.concatenate([np.tile(state, cfg.N + 1), np.zeros(2 * cfg.N), np.zeros(cfg.M * (cfg.N + 1))])
         sol, _ = _Nlp.run(self._nlp.cold, x0=x_init, **self._kw(state, goal_xy, obstacles_xyr))
+        self.last_cost = float(sol["f"][0])
         nx = 3 * (cfg.N + 1)
         return sol["x"][nx:nx + 2], (time.perf_counter() - t0) * 1e6
 
@@ -240,5 +256,6 @@ class IpoptMpc:
             sol, _ = _Nlp.run(self._nlp.warm, x0=x_init, lam_x0=prev["lam_x"][self._shift_x],
                               lam_g0=prev["lam_g"][self._shift_g], **kw)
         self._prev = sol
+        self.last_cost = float(sol["f"][0])
         nx = 3 * (cfg.N + 1)
         return sol["x"][nx:nx + 2], (time.perf_counter() - t0) * 1e6
