@@ -6,7 +6,8 @@
 Instances are closed-loop trajectories on random courses (start, goal 2–5 m away, obstacles near
 the line between them): the bi-level loop (geometric look-ahead subgoals → FOP) for the FOP, with
 random ReLU terms θ per trajectory, and the expert's own loop for the MPC. Times are whole calls
-from Python (set parameters, solve, read the action), measured with time.perf_counter.
+from Python (set parameters, solve, read the action), by wall clock (time.perf_counter), or with
+`--clock cpu` by the process' CPU time, which a loaded machine inflates far less for long calls.
 
 The baselines are CasADi + IPOPT as a user would run them, on the same instances in the same
 process, at tol 1e-8 (hiopt_ros/control/reference.py): *cold*, from a fixed guess at every
@@ -34,6 +35,17 @@ from hiopt_ros.control.reference import IPOPT_TOL, IpoptFop, IpoptMpc
 from hiopt_ros.control.theta import Theta
 
 CONTROL_PERIOD_S = 0.02   # the trajectories advance at the controllers' 50 Hz
+#: the clock every call is timed with: wall time (what a controller lives by), or the process' CPU
+#: time (`--clock cpu`), which a loaded machine inflates far less for long calls (IPOPT)
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+_clock = CLOCKS["wall"]
+
+
+def _timed(fn, *args):
+    """(fn(*args), µs on the selected clock)."""
+    t0 = _clock()
+    out = fn(*args)
+    return out, (_clock() - t0) * 1e6
 AGREE_TOL = 1e-3          # |Δu| below this counts as the same action
 
 
@@ -57,23 +69,32 @@ def random_course(rng: np.random.Generator, M: int) -> tuple[np.ndarray, np.ndar
     return start, goal, np.array(obstacles).reshape(-1, 3)
 
 
-def fop_trajectories(n: int, K: int, M: int, seed: int, steps: int = 40) -> list[list[tuple]]:
-    """Trajectories of the bi-level loop (look-ahead subgoals → FOP with θ = 0), `steps` cycles each,
-    until n instances; each instance is (state, subgoal, obstacles, θ) with θ random per trajectory."""
+def fop_trajectories(n: int, K: int, M: int, seed: int, steps: int = 150) -> list[list[tuple]]:
+    """Closed-loop trajectories, `steps` cycles each, until n instances (state, subgoal, obstacles, θ),
+    θ random per trajectory. Every other trajectory is the bi-level loop (look-ahead subgoals → FOP
+    with θ = 0); the others are the MPC expert's with its implied subgoals — the states offline.fit
+    evaluates the FOP on, which skirt obstacle margins where the FOP needs several starts."""
     from hiopt_ros.planning.geometric import LookaheadPolicy
 
     rng = np.random.default_rng(seed)
     fop = Fop(FopConfig(K=K, M=M))
+    mpc = Mpc(MpcConfig(M=M))
     policy = LookaheadPolicy()
     trajs, total = [], 0
     while total < n:
         x, goal, obstacles = random_course(rng, M)
         theta = Theta(alpha=0.5 * rng.normal(size=(K, 2)), beta=0.3 * rng.normal(size=K), l=0.01)
+        expert = len(trajs) % 2 == 1
+        mpc.reset()
         traj = []
         for _ in range(min(steps, n - total)):
-            subgoal = policy.subgoal(x, goal, obstacles, fop.config.robot_radius_m)
+            if expert:
+                u, info = mpc.solve(x, goal, obstacles)
+                subgoal = info.subgoal
+            else:
+                subgoal = policy.subgoal(x, goal, obstacles, fop.config.robot_radius_m)
+                u, _ = fop.solve(x, subgoal, obstacles)
             traj.append((x.copy(), subgoal, obstacles, theta))
-            u, _ = fop.solve(x, subgoal, obstacles)
             x = unicycle_step(x, u, CONTROL_PERIOD_S)
         trajs.append(traj)
         total += len(traj)
@@ -91,9 +112,8 @@ def bench_fop(n: int, K: int, M: int, seed: int, ipopt_n: int) -> dict:
     times, fails, starts = [], 0, 0
     for state, subgoal, obstacles, theta in _progress(inst, "FOP (acados)", len(inst)):
         fop.set_theta(theta)
-        t0 = time.perf_counter()
-        u, info = fop.solve(state, subgoal, obstacles)
-        times.append((time.perf_counter() - t0) * 1e6)
+        (u, info), dt = _timed(fop.solve, state, subgoal, obstacles)
+        times.append(dt)
         fails += not info.ok
         starts += info.starts
     cold, warm, d_cold, d_warm, e_cold, e_warm = [], [], [], [], [], []
@@ -105,8 +125,8 @@ def bench_fop(n: int, K: int, M: int, seed: int, ipopt_n: int) -> dict:
         for state, subgoal, obstacles, theta in traj[: ipopt_n - len(cold)]:
             fop.set_theta(theta)
             u, info = fop.solve(state, subgoal, obstacles)
-            u_c, t_c = ref.solve(state, subgoal, obstacles)
-            u_w, t_w = ref.solve_warm(state, subgoal, obstacles)
+            (u_c, _), t_c = _timed(ref.solve, state, subgoal, obstacles)
+            (u_w, _), t_w = _timed(ref.solve_warm, state, subgoal, obstacles)
             cold.append(t_c)
             warm.append(t_w)
             d_cold.append(float(np.abs(u - u_c).max()))
@@ -139,15 +159,14 @@ def bench_mpc(N: int, n: int, M: int, seed: int, ipopt_n: int, steps: int = 25) 
         with_ipopt = len(cold) < ipopt_n
         for _step in range(steps):
             bar.update(1)
-            t0 = time.perf_counter()
-            u, info = mpc.solve(x, goal, obstacles)
-            times.append((time.perf_counter() - t0) * 1e6)
+            (u, info), dt = _timed(mpc.solve, x, goal, obstacles)
+            times.append(dt)
             fails += not info.ok
             if with_ipopt and len(cold) < ipopt_n:
                 acados_cost = ref.plan_cost(x, goal, obstacles, info.trajectory, info.inputs)
-                u_c, t_c = ref.solve(x, goal, obstacles)
+                (u_c, _), t_c = _timed(ref.solve, x, goal, obstacles)
                 e_cold.append(_excess(acados_cost, ref.last_cost))
-                u_w, t_w = ref.solve_warm(x, goal, obstacles)
+                (u_w, _), t_w = _timed(ref.solve_warm, x, goal, obstacles)
                 e_warm.append(_excess(acados_cost, ref.last_cost))
                 cold.append(t_c)
                 warm.append(t_w)
@@ -202,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--K", type=int, default=4, help="ReLU terms of the FOP (default 4)")
     ap.add_argument("--M", type=int, default=4, help="obstacle slots (default 4)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                    help="time calls by wall clock (default) or by the process' CPU time (robust on a loaded machine)")
     ap.add_argument("--json", default=None, help="write results as JSON here")
     ap.add_argument("--markdown", default=None, help="write the table as Markdown here")
     return ap
@@ -216,14 +237,16 @@ def main(argv: list[str] | None = None) -> int:
         horizons = [int(h) for h in args.horizons.split(",") if h.strip()]
     except ValueError:
         ap.error(f"--horizons must be comma-separated integers, got {args.horizons!r}")
+    global _clock
+    _clock = CLOCKS[args.clock]
     results = {"fop": bench_fop(args.n, args.K, args.M, args.seed, min(args.ipopt_n, args.n))}
     for N in horizons:
         results[f"mpc_n{N}"] = bench_mpc(N, args.mpc_n, args.M, args.seed, min(args.ipopt_n, args.mpc_n))
     table = markdown(results)
     print(f"FOP: K={args.K} ReLU terms, M={args.M} obstacles, {results['fop']['mean_starts']:.2f} SQP starts per solve; "
-          f"MPC: M={args.M}; whole calls from Python; IPOPT tol {IPOPT_TOL:g}\n")
+          f"MPC: M={args.M}; whole calls from Python, {args.clock} clock; IPOPT tol {IPOPT_TOL:g}\n")
     print(table)
-    for path, text in ((args.json, json.dumps(results, indent=2)), (args.markdown, table)):
+    for path, text in ((args.json, json.dumps({"clock": args.clock, "ipopt_tol": IPOPT_TOL, **results}, indent=2)), (args.markdown, table)):
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_text(text)

@@ -47,7 +47,8 @@ def demonstration_study(episodes: int, seed: int, params: str | Path, progress: 
 
     from .bags import read_robot_bag
     from .demos import record
-    from .robot_data import action_metrics, align_bag
+    from .inverse.metrics import action_metrics
+    from .robot_data import align_bag
 
     with tempfile.TemporaryDirectory(prefix="hiopt_fop_starts_") as tmp:
         path, results = record(Path(tmp) / "demos.mcap", episodes, seed, params=params, progress=progress)

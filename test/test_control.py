@@ -389,6 +389,7 @@ def test_goal_only_expert_is_trapped_by_overlapping_margins_and_guidance_frees_i
     assert res.min_clearance_m > 0.05 and res.failures == 0
 
 
+@pytest.mark.slow
 def test_expert_reaches_the_goal_on_demo_courses_that_trapped_it():
     """Courses 0–11 of offline.demos' generator with seed 0; 6, 9 and 11 trapped the goal-only expert."""
     from hiopt_ros.control.params import mpc_config_from_params
@@ -426,6 +427,7 @@ def test_guidance_targets():
     assert blocked and np.allclose(target, [5.0, 0.0])
 
 
+@pytest.mark.slow
 def test_ipopt_mpc_reference_agrees_with_acados_cold_and_warm():
     """The IPOPT MPC (the benchmark's baseline) solves the same problem as the acados expert: same
     actions along a closed-loop trajectory, cold and warm-started from its shifted previous solution."""

@@ -353,7 +353,7 @@ class Fop:
 
     def _cost(self, state, subgoal_xy, yaw_ref: float, v: float, w: float) -> float:
         """Eq. 32a from the parameters acados optimises (p: c_p, c_h, c_u + l; α, β), in floats."""
-        p, ts = self._p, self._p[6]
+        p, ts = self._p, float(self._p[6])
         yaw = float(state[2])
         ex = float(state[0]) + ts * v * math.cos(yaw) - float(subgoal_xy[0])
         ey = float(state[1]) + ts * v * math.sin(yaw) - float(subgoal_xy[1])
@@ -454,11 +454,10 @@ class Fop:
                 # the ReLU penalty as acados sees it: the L1 slacks of the soft constraints (su at stage 0)
                 relu = float(s.get_out(0, b"su", self._slack[: cfg.K]).sum()) if cfg.K else 0.0
                 best_u, best_cost, best_relu, best_start = np.array([v, w]), cost, relu, k
-        elapsed_us = (time.perf_counter() - t0) * 1e6
         if best_u is None:
             why = "; ".join(dict.fromkeys(failures))
-            return np.zeros(2), SolveInfo(False, fail_status, f"FOP failed ({why}); stopping", iters, elapsed_us,
-                                          starts=len(starts))
+            return np.zeros(2), SolveInfo(False, fail_status, f"FOP failed ({why}); stopping", iters,
+                                          (time.perf_counter() - t0) * 1e6, starts=len(starts))
         msg = "ok" if not failures else f"ok ({len(failures)} of {len(starts)} starts failed: {failures[0]})"
         if len(self._obs_checked) > cfg.M:  # obstacles beyond the M slots: keep their margins too
             v = margin_keeping_speed(state, float(best_u[0]), self._obs_checked, cfg.robot_radius_m + cfg.d_safe_m,
@@ -466,5 +465,7 @@ class Fop:
             if v != best_u[0]:
                 best_u[0] = v
                 best_cost = self._cost(state, subgoal_xy, yaw_ref, v, float(best_u[1]))
+                best_relu = float(np.maximum(self._alpha @ best_u - self._beta, 0.0).sum())
                 msg += f" (speed cut to {v:.3f} m/s by an obstacle beyond the M={cfg.M} slots)"
-        return best_u, SolveInfo(True, 0, msg, iters, elapsed_us, best_relu, best_cost, len(starts), best_start)
+        return best_u, SolveInfo(True, 0, msg, iters, (time.perf_counter() - t0) * 1e6, best_relu, best_cost,
+                                 len(starts), best_start)
