@@ -8,6 +8,10 @@ control step is logged as the online stack would record it:
     /cmd_vel          geometry_msgs/Twist                the expert action u_t
     /hiopt/subgoal    geometry_msgs/PointStamped         the expert's implied subgoal x̂_t (MpcInfo.subgoal)
     /hiopt/obstacles  visualization_msgs/MarkerArray     the course's cylinders
+    /hiopt/expert_plan nav_msgs/Path                     the expert's whole plan (N+1 poses), so a fit
+                                                         can define the subgoal k steps ahead for any k
+    /hiopt/episode    std_msgs/String (JSON)             one per episode, at its end: index, start and
+                                                         end time, reached / collided, the course
 
 The bag feeds `python -m offline.fit` (bag → θ → controller). Courses are drawn around the default
 course of config/nav.yaml (its start–goal distance, obstacle count and radii): a random start and
@@ -32,6 +36,38 @@ from .bags import BagError, BagWriter
 
 EPISODE_GAP_NS = 5_000_000_000   # between episodes, far beyond any alignment tolerance
 T0_NS = 1_000_000_000
+TOPIC_PLAN = "/hiopt/expert_plan"
+TOPIC_EPISODE = "/hiopt/episode"
+
+
+def plan_message(t_ns: int, trajectory: np.ndarray) -> object:
+    """nav_msgs/Path of the expert's planned states (N+1, 3) [x_m, y_m, yaw_rad], in the odom frame."""
+    from hiopt_ros import conversions as conv
+
+    from .bags import new_message
+
+    path = new_message("nav_msgs/msg/Path")
+    conv.set_header(path, t_ns, conv.FRAME_ODOM)
+    poses = []
+    for x, y, yaw in np.asarray(trajectory, float).tolist():
+        ps = new_message("geometry_msgs/msg/PoseStamped")
+        conv.set_header(ps, t_ns, conv.FRAME_ODOM)
+        ps.pose.position.x, ps.pose.position.y = x, y
+        conv.set_yaw(ps.pose.orientation, yaw)
+        poses.append(ps)
+    path.poses = poses
+    return path
+
+
+def episode_message(record: dict) -> object:
+    """std_msgs/String holding one episode's record as JSON."""
+    import json
+
+    from .bags import new_message
+
+    msg = new_message("std_msgs/msg/String")
+    msg.data = json.dumps(record, sort_keys=True)
+    return msg
 
 
 @dataclass
@@ -71,8 +107,10 @@ def random_course(rng: np.random.Generator, base: Course, max_obstacles: int = 3
                   robot_radius_m=base.robot_radius_m, goal_tolerance_m=base.goal_tolerance_m)
 
 
-def run_episode(mpc, course: Course, writer: BagWriter, t0_ns: int, dt_s: float, max_time_s: float) -> tuple[EpisodeResult, int]:
-    """Drive one course with the expert, logging every control step; returns (result, next free t_ns)."""
+def run_episode(mpc, course: Course, writer: BagWriter, t0_ns: int, dt_s: float, max_time_s: float,
+                index: int = 0, seed: int | None = None) -> tuple[EpisodeResult, int]:
+    """Drive one course with the expert, logging every control step and, at the end, the episode's
+    record on /hiopt/episode; returns (result, next free t_ns)."""
     from hiopt_ros.control.model import unicycle_step
 
     mpc.reset()
@@ -90,6 +128,7 @@ def run_episode(mpc, course: Course, writer: BagWriter, t0_ns: int, dt_s: float,
         writer.obstacles(t_ns, obstacles)
         if info.ok:
             writer.subgoal(t_ns, info.subgoal[0], info.subgoal[1])
+            writer.write(TOPIC_PLAN, plan_message(t_ns, info.trajectory), t_ns)
             writer.cmd_vel(t_ns, u[0], u[1])
             samples += 1
         else:
@@ -106,6 +145,11 @@ def run_episode(mpc, course: Course, writer: BagWriter, t0_ns: int, dt_s: float,
             reached = True
             break
     writer.odom(t_ns, state[0], state[1], state[2], applied[0], applied[1])
+    writer.write(TOPIC_EPISODE, episode_message({
+        "episode": index, "seed": seed, "t_start_ns": t0_ns, "t_end_ns": t_ns, "reached": reached, "collided": collided,
+        "time_s": steps * dt_s, "samples": samples, "mpc_failures": failures, "min_clearance_m": min_clear,
+        "start_xyyaw": course.start_xyyaw.tolist(), "goal_xy": course.goal_xy.tolist(),
+        "obstacles_xyr": course.obstacles_xyr.tolist()}), t_ns)
     return EpisodeResult(steps, samples, reached, collided, steps * dt_s, min_clear, failures), t_ns + EPISODE_GAP_NS
 
 
@@ -132,7 +176,7 @@ def record(out: str | Path, episodes: int, seed: int, *, dt_s: float = 0.05, max
             course = random_course(rng, base, max_obstacles=min(3, mpc.config.M))
             limit = max_time_s or 4.0 * float(np.linalg.norm(course.goal_xy - course.start_xyyaw[:2])) / \
                 mpc.config.limits.v_max_mps + 10.0
-            res, t_ns = run_episode(mpc, course, writer, t_ns, dt_s, limit)
+            res, t_ns = run_episode(mpc, course, writer, t_ns, dt_s, limit, index=len(results), seed=seed)
             results.append(res)
             bar.set_postfix(reached=sum(r.reached for r in results), samples=sum(r.samples for r in results))
         path = writer.close()

@@ -7,6 +7,15 @@ without its ReLU terms is uᵀQu + cᵀu + const (``Fop.cost_terms``), and the c
 H u ≤ b: the bounds (32e–f) and each obstacle (32g) linearised at the expert action into a
 supporting half-space (``Fop.constraint_rows``). Messages with non-finite values are dropped and
 counted, as are commands that cannot be aligned, so the fit report can say what was used.
+
+Episodes: a bag from `offline.demos` carries one /hiopt/episode record per episode (its time span
+and whether the expert reached the goal); other bags are cut into episodes at gaps of more than
+EPISODE_GAP_S between commands (success unknown). Splits for validation are by episode, never by
+sample. Subgoals: `SubgoalSpec` says how x̂_t is defined — the recorded /hiopt/subgoal, or the
+expert's planned position k steps ahead from /hiopt/expert_plan (any k, chosen by offline.fit).
+Learned weights: `WEIGHT_NAMES` of Eq. 32a (c_p, c_h, c_u) can be learned with the ReLU terms; each
+is one linear-quadratic feature of the generic inverse problem (its unit-weight piece of
+`Fop.cost_terms`), its learned value the change from the FOP's own weight.
 """
 from __future__ import annotations
 
@@ -19,6 +28,12 @@ from .bags import ObstacleSeries, RobotBag, TopicSeries
 
 
 N_BOUND_ROWS = 4  # Fop.constraint_rows: the bounds (32e–f) come first, then one row per obstacle
+#: commands further apart than this belong to different episodes (bags without /hiopt/episode)
+EPISODE_GAP_S = 1.0
+#: the cost weights of Eq. 32a, in Fop.set_weights' order
+WEIGHT_NAMES = ("c_p", "c_h", "c_u")
+TOPIC_PLAN = "/hiopt/expert_plan"
+TOPIC_EPISODE = "/hiopt/episode"
 
 
 class DemonstrationError(Exception):
@@ -35,6 +50,66 @@ class RobotSample:
     subgoal_xy: np.ndarray     # (2,) [m]
     u_expert: np.ndarray       # (2,) [v_mps, omega_radps]
     obstacles_xyr: np.ndarray  # (m, 3) [x_m, y_m, radius_m]
+    episode: str = ""          # "<bag>#<index>": the episode the decision belongs to
+    reached: bool | None = None  # did the expert reach the goal in that episode (None: not recorded)
+    plan_xy: np.ndarray | None = None  # (N+1, 2) the expert's planned positions [m], if recorded
+    seed: int | None = None    # the course seed of the episode (offline.demos --seed), if recorded
+
+
+@dataclass(frozen=True)
+class SubgoalSpec:
+    """How a fit defines the subgoal x̂_t of a demonstration.
+
+    definition "recorded": the bag's subgoal message (offline.demos: the MPC's plan
+    `subgoal_steps` ahead); "expert_plan": the expert's planned position `steps_ahead` prediction
+    steps ahead (needs /hiopt/expert_plan). Recorded in the θ file so the stack can run the way
+    it was fitted (a geometric planner's look-ahead ≈ steps_ahead·Ts·v_max).
+    """
+    definition: str = "recorded"
+    steps_ahead: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.definition not in ("recorded", "expert_plan"):
+            raise ValueError(f"subgoal definition must be 'recorded' or 'expert_plan', got {self.definition!r}")
+        if self.definition == "expert_plan" and not (isinstance(self.steps_ahead, int) and self.steps_ahead >= 1):
+            raise ValueError(f"an expert_plan subgoal needs steps_ahead >= 1, got {self.steps_ahead!r}")
+
+    @classmethod
+    def parse(cls, text: str) -> "SubgoalSpec":
+        """'recorded' or 'plan:K' (K prediction steps ahead)."""
+        text = text.strip()
+        if text == "recorded":
+            return cls()
+        if text.startswith("plan:"):
+            try:
+                return cls("expert_plan", int(text[5:]))
+            except ValueError:
+                pass
+        raise ValueError(f"subgoal must be 'recorded' or 'plan:K' with an integer K >= 1, got {text!r}")
+
+    def label(self) -> str:
+        return "recorded" if self.definition == "recorded" else f"plan:{self.steps_ahead}"
+
+    def to_dict(self, Ts_s: float, v_max_mps: float) -> dict[str, Any]:
+        if self.definition == "recorded":
+            return {"definition": "recorded", "topic": "/hiopt/subgoal"}
+        return {"definition": "expert_plan", "steps_ahead": self.steps_ahead, "Ts_s": Ts_s,
+                "lookahead_m": round(self.steps_ahead * Ts_s * v_max_mps, 6)}
+
+    def apply(self, samples: Sequence["RobotSample"]) -> list["RobotSample"]:
+        """The samples with x̂_t defined this way (new objects; the input is not changed)."""
+        from dataclasses import replace
+        if self.definition == "recorded":
+            return list(samples)
+        out = []
+        for s in samples:
+            if s.plan_xy is None:
+                raise DemonstrationError(f"{s.bag}: subgoal {self.label()} needs the expert's plan on {TOPIC_PLAN}, "
+                                         f"which this bag does not have; record with `python -m offline.demos` "
+                                         f"or use --subgoal recorded")
+            k = min(self.steps_ahead, len(s.plan_xy) - 1)
+            out.append(replace(s, subgoal_xy=np.asarray(s.plan_xy[k], float).copy()))
+        return out
 
 
 @dataclass
@@ -104,14 +179,81 @@ def _drop_nonfinite_obstacles(series: ObstacleSeries) -> tuple[ObstacleSeries, i
             len(series) - len(keep))
 
 
+def _deserialize(path, topic: str) -> list[tuple[int, Any]]:
+    """(t_ns, message) of one topic; [] if the bag does not have it."""
+    from .bags import bag_topics, read_topic_raw, typestore
+
+    if topic not in bag_topics(path):
+        return []
+    store = typestore()
+    out = []
+    for _, msgtype, t, raw in read_topic_raw(path, [topic]):
+        try:
+            out.append((t, store.deserialize_cdr(raw, msgtype)))
+        except Exception:  # noqa: BLE001 - an undecodable message is skipped like a NaN one
+            continue
+    return out
+
+
+def read_plans(path, topic: str = TOPIC_PLAN) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The expert's plans: times (P,) and (N+1, 2) planned positions each (finite ones only)."""
+    times, plans = [], []
+    for t, msg in _deserialize(path, topic):
+        xy = np.array([[ps.pose.position.x, ps.pose.position.y] for ps in msg.poses], float).reshape(-1, 2)
+        if len(xy) and np.all(np.isfinite(xy)):
+            times.append(t)
+            plans.append(xy)
+    return np.array(times, dtype=np.int64), plans
+
+
+def read_episodes(path, topic: str = TOPIC_EPISODE) -> list[dict[str, Any]]:
+    """The episode records of a bag from offline.demos (JSON on /hiopt/episode), in time order."""
+    import json
+
+    out = []
+    for _, msg in _deserialize(path, topic):
+        try:
+            rec = json.loads(msg.data)
+        except (TypeError, ValueError):
+            continue
+        if isinstance(rec, dict) and {"t_start_ns", "t_end_ns", "reached"} <= set(rec):
+            out.append(rec)
+    return sorted(out, key=lambda r: r["t_start_ns"])
+
+
+def _episode_labels(bag_name: str, times: np.ndarray, records: list[dict[str, Any]]
+                    ) -> tuple[list[str], list[bool | None], list[int | None]]:
+    """Episode label, success and course seed of each command time (records from read_episodes,
+    else episodes cut at time gaps, success and seed unknown)."""
+    if records:
+        starts = np.array([int(r["t_start_ns"]) for r in records])
+        labels, reached, seeds = [], [], []
+        for t in times.tolist():
+            i = int(np.searchsorted(starts, t, side="right")) - 1
+            if i >= 0 and t <= int(records[i]["t_end_ns"]):
+                labels.append(f"{bag_name}#{records[i].get('episode', i)}")
+                reached.append(bool(records[i]["reached"]))
+                seed = records[i].get("seed")
+                seeds.append(int(seed) if isinstance(seed, (int, float)) else None)
+            else:
+                labels.append(f"{bag_name}#unrecorded")
+                reached.append(None)
+                seeds.append(None)
+        return labels, reached, seeds
+    gaps = np.r_[0, np.cumsum(np.diff(times) > EPISODE_GAP_S * 1e9)] if len(times) else np.zeros(0, int)
+    return [f"{bag_name}#{int(g)}" for g in gaps], [None] * len(times), [None] * len(times)
+
+
 def align_bag(bag: RobotBag, *, obstacles_xyr: np.ndarray | None = None, max_odom_age_s: float = 0.1,
-              max_subgoal_skew_s: float = 0.1) -> tuple[list[RobotSample], AlignmentStats]:
-    """Samples of one bag: each finite /cmd_vel with its state, subgoal and obstacles.
+              max_subgoal_skew_s: float = 0.1, plan_topic: str | None = TOPIC_PLAN,
+              episode_topic: str | None = TOPIC_EPISODE) -> tuple[list[RobotSample], AlignmentStats]:
+    """Samples of one bag: each finite /cmd_vel with its state, subgoal, obstacles, episode and plan.
 
     obstacles_xyr: fixed obstacles (m, 3) from a config file; None → the bag's obstacle messages.
     The state is the latest odometry at or before the command (the expert decided from it), at
     most max_odom_age_s old; the subgoal is the nearest subgoal message within max_subgoal_skew_s
-    (an expert may publish it just before or after the command).
+    (an expert may publish it just before or after the command), and so is the expert's plan when
+    the bag has plan_topic. Episodes come from episode_topic's records, else from time gaps.
     """
     stats = AlignmentStats(max_odom_age_s=max_odom_age_s, max_subgoal_skew_s=max_subgoal_skew_s)
     stats.undecodable = dict(bag.undecodable)
@@ -156,6 +298,15 @@ def align_bag(bag: RobotBag, *, obstacles_xyr: np.ndarray | None = None, max_odo
                                    subgoal_xy=sub.values[j, :2].copy(), u_expert=np.asarray(u, float).copy(),
                                    obstacles_xyr=obstacles))
     stats.aligned = len(samples)
+    times = np.array([s.t_ns for s in samples], dtype=np.int64)
+    labels, reached, seeds = _episode_labels(bag.path.name, times, read_episodes(bag.path, episode_topic)
+                                             if episode_topic else [])
+    plan_t, plans = read_plans(bag.path, plan_topic) if plan_topic else (np.zeros(0, np.int64), [])
+    for s, lab, ok, seed in zip(samples, labels, reached, seeds):
+        s.episode, s.reached, s.seed = lab, ok, seed
+        j = _nearest(plan_t, s.t_ns)
+        if j >= 0 and abs(int(plan_t[j]) - s.t_ns) <= max_skew_ns:
+            s.plan_xy = plans[j]
     return samples, stats
 
 
@@ -171,8 +322,49 @@ def _nearest(times: np.ndarray, t: int) -> int:
     return i - 1 if t - int(times[i - 1]) <= int(times[i]) - t else i
 
 
+def cost_pieces(fop: Any, state, subgoal_xy) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Eq. 32a split by weight: {name: (diag R (2,), q (2,))} with uᵀQu + cᵀu = Σ_w w·(uᵀ diag(R) u + qᵀu) + const.
+
+    Each piece is Fop.cost_terms at that weight 1 and the others 0 (Eq. 32a is linear in its
+    weights), so the pieces are exactly the controller's cost. The FOP's weights are restored.
+    """
+    cfg = fop.config
+    saved = (cfg.c_p, cfg.c_h, cfg.c_u)
+    pieces = {}
+    try:
+        for name in WEIGHT_NAMES:
+            fop.set_weights(**{w: (1.0 if w == name else 0.0) for w in WEIGHT_NAMES})
+            Q, c, _ = fop.cost_terms(state, subgoal_xy)
+            pieces[name] = (np.diag(Q).copy(), np.asarray(c, float).copy())
+    finally:
+        fop.set_weights(*saved)
+    return pieces
+
+
+def weight_features(learn: Sequence[str], fop: Any, max_factor: float = 20.0):
+    """The Features of learning the weights `learn` (subset of WEIGHT_NAMES) as changes Δ_w of the
+    FOP's own weight w: Δ_w ∈ [−w, (max_factor − 1)·w], so the weight stays in [0, max_factor·w] and
+    the FOP strongly convex (l > 0). At least one weight must stay fixed (the cost's scale)."""
+    from .inverse import Features
+
+    learn = tuple(learn)
+    bad = [w for w in learn if w not in WEIGHT_NAMES]
+    if bad:
+        raise DemonstrationError(f"unknown weight(s) {bad}: choose among {', '.join(WEIGHT_NAMES)}")
+    if len(set(learn)) == len(WEIGHT_NAMES):
+        raise DemonstrationError("learning every weight of Eq. 32a leaves the cost without a scale: keep one "
+                                 "fixed (c_p is the natural anchor)")
+    base = {w: float(getattr(fop.config, w)) for w in WEIGHT_NAMES}
+    for w in learn:
+        if base[w] <= 0:
+            raise DemonstrationError(f"cannot learn {w}: the FOP's {w} is {base[w]} (the box is relative to it)")
+    return Features(names=learn, lower=tuple(-base[w] for w in learn),
+                    upper=tuple((max_factor - 1.0) * base[w] for w in learn))
+
+
 def inverse_samples(samples: Sequence[RobotSample], fop: Any, *, bound_tol: float = 1e-3,
-                    relax_tol: float = 0.02, feas_tol: float = 1e-7) -> tuple[list[Any], list[int], int, int]:
+                    relax_tol: float = 0.02, feas_tol: float = 1e-7, learn: Sequence[str] = ()
+                    ) -> tuple[list[Any], list[int], int, int]:
     """Eq. 32 data of each sample for the inverse problem.
 
     Returns (InverseSample list, indices of the samples kept, number dropped as infeasible,
@@ -186,6 +378,8 @@ def inverse_samples(samples: Sequence[RobotSample], fop: Any, *, bound_tol: floa
     by millimetres: an obstacle row violated by at most relax_tol [m², the units of
     ‖p_{t+1} − p_j‖² − r_eff²] is moved to pass through the expert action (counted as relaxed);
     actions that violate a row by more are dropped and counted: no θ can make them optimal.
+    learn: weights of Eq. 32a whose changes are learned: each becomes a feature (q, diag R) of
+    the sample (see cost_pieces); the FOP's cost at its own weights stays the fixed part.
     """
     from .inverse import InverseSample
 
@@ -208,9 +402,31 @@ def inverse_samples(samples: Sequence[RobotSample], fop: Any, *, bound_tol: floa
         if np.any(violated):
             b = np.where(violated, H @ u, b)
             relaxed += 1
-        out.append(InverseSample(c=np.asarray(c, float), Q=np.asarray(Q, float), u=u, H=H, b=b))
+        feats = {}
+        if learn:
+            pieces = cost_pieces(fop, s.state, s.subgoal_xy)
+            feats = {"feature_lin": np.array([pieces[w][1] for w in learn]),
+                     "feature_quad": np.array([pieces[w][0] for w in learn])}
+        out.append(InverseSample(c=np.asarray(c, float), Q=np.diag(np.asarray(Q, float)).copy(), u=u, H=H, b=b,
+                                 **feats))
         kept.append(idx)
     return out, kept, infeasible, relaxed
+
+
+def split_episodes(samples: Sequence[RobotSample], held_out_fraction: float, seed: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Train / held-out sample indices split by EPISODE (every sample of an episode on one side),
+    reproducible from seed; at least one episode on each side when there are two or more."""
+    if not 0.0 <= held_out_fraction < 1.0:
+        raise ValueError(f"held-out fraction must be in [0, 1), got {held_out_fraction}")
+    labels = sorted({s.episode for s in samples})
+    perm = np.random.default_rng(seed).permutation(len(labels))
+    n_held = int(round(held_out_fraction * len(labels)))
+    if held_out_fraction > 0 and len(labels) >= 2:
+        n_held = min(max(n_held, 1), len(labels) - 1)
+    held = {labels[i] for i in perm[:n_held]}
+    is_held = np.array([s.episode in held for s in samples], bool)
+    return np.flatnonzero(~is_held), np.flatnonzero(is_held)
 
 
 def split_indices(n: int, held_out_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

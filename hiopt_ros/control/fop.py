@@ -251,7 +251,12 @@ class Fop:
 
     # ---------------------------------------------------------------- runtime settings (no rebuild)
     def set_theta(self, theta: Theta) -> None:
-        """Install fitted ReLU terms (K_θ ≤ K) and l; unused slots are inactive. Never rebuilds."""
+        """Install fitted ReLU terms (K_θ ≤ K), l and the θ's cost weights (c_p, c_h, c_u, if it has
+        any); unused slots are inactive. Weights a previous θ installed are reverted first, so a θ
+        without weights runs with the FOP's own. Never rebuilds."""
+        unknown = sorted(set(theta.cost_weights) - {"c_p", "c_h", "c_u"})
+        if unknown:
+            raise ValueError(f"θ has cost weights {unknown} this FOP does not have (Eq. 32a: c_p, c_h, c_u)")
         if theta.K > self.config.K:
             raise ValueError(f"θ has {theta.K} ReLU terms but this FOP was built with K={self.config.K}; "
                              f"build Fop(FopConfig(K={theta.K}))")
@@ -268,7 +273,13 @@ class Fop:
         K = self.config.K
         self._p[_N_FIXED:_N_FIXED + 2 * K] = self._alpha.reshape(-1)
         self._p[_N_FIXED + 2 * K:_N_FIXED + 3 * K] = self._beta
-        self._p[5] = self.config.c_u + theta.l
+        before = getattr(self, "_weights_before_theta", None)
+        if before is not None:                       # undo the previous θ's weights
+            self.config.c_p, self.config.c_h, self.config.c_u = before
+            self._weights_before_theta = None
+        if theta.cost_weights:
+            self._weights_before_theta = (self.config.c_p, self.config.c_h, self.config.c_u)
+        self.set_weights(**theta.cost_weights)       # also writes c_u + l
 
     def set_weights(self, c_p: float | None = None, c_h: float | None = None, c_u: float | None = None) -> None:
         """Change cost weights of Eq. 32a at run time."""

@@ -13,7 +13,7 @@ from .data import (Features, InverseFit, InverseSample, check_feature_box, check
 from .dual import final_gaps
 from .forward import solve_preps
 from .problem11 import fit_global
-from .scalable import fit_alternating
+from .scalable import fit_alternating, fit_convex
 
 #: T·K at or below which method="auto" uses the global solver (Problem 11 with SCIP).
 AUTO_GLOBAL_MAX_TK = 200
@@ -30,6 +30,7 @@ def fit_inverse(samples: Sequence[InverseSample], K: int, l: float = 1e-2, rho: 
     """Fit K ReLU terms (θ_k, ν_k) — and the weights φ of `features` — so that every expert action is
     (nearly) optimal for FOP_θ.
 
+    K = 0 with features: Problem 11 is convex (no bilinear term), solved as one LP ("convex").
     method: "global" (Problem 11, SCIP spatial branch-and-bound, time_limit_s and relative mip_gap),
     "alternating" (scalable: Problem 11 solved globally on `subsample` random samples plus
     `restarts` random starts, each refined on all samples by alternating convex HiGHS solves until
@@ -78,7 +79,10 @@ def fit_inverse(samples: Sequence[InverseSample], K: int, l: float = 1e-2, rho: 
     if auto:
         method = "global" if (T <= AUTO_GLOBAL_MAX_T and T * K <= AUTO_GLOBAL_MAX_TK) else "alternating"
     result = None
-    if method == "global":
+    if K == 0:   # weights only: convex, one LP whatever the method
+        method = "convex"
+        result = fit_convex(preps, rho, theta_bound, nu_bound if nu_bound is not None else 1.0, time_limit_s, features)
+    if result is None and method == "global":
         try:
             result = fit_global(preps, K, rho, time_limit_s, mip_gap, theta_bound, nu_bound, dual_bound, progress,
                                 features)

@@ -35,13 +35,13 @@ def new_highs():
     return h
 
 
-def solve(cost, A, row_lo, row_hi, col_lo, col_hi, hessian=None, *, ipm: bool = False,
+def build(cost, A, row_lo, row_hi, col_lo, col_hi, hessian=None, *, ipm: bool = False,
           time_limit_s: float | None = None, threads: int | None = None, qp_iteration_limit: int | None = None):
-    """min ½xᵀHx + costᵀx  s.t. row_lo ≤ Ax ≤ row_hi, col_lo ≤ x ≤ col_hi, with HiGHS.
+    """A HiGHS instance holding min ½xᵀHx + costᵀx s.t. row_lo ≤ Ax ≤ row_hi, col_lo ≤ x ≤ col_hi.
 
     A: scipy.sparse (rows × columns). hessian: None (an LP), or a sparse symmetric matrix H whose
     lower triangle is passed (HiGHS' triangular format). ipm: interior point without crossover for
-    large LPs. Returns (status string, x or None, objective); x is None unless HiGHS says optimal.
+    large LPs. Returns (highs, is_qp); `run` solves it.
     """
     import highspy
 
@@ -83,6 +83,14 @@ def solve(cost, A, row_lo, row_hi, col_lo, col_hi, hessian=None, *, ipm: bool = 
         h.setOptionValue("solver", "ipm")
         h.setOptionValue("run_crossover", "off")
     h.passModel(model)
+    return h, is_qp
+
+
+def run(h, is_qp: bool = False):
+    """Solve a built (or modified) model; (status string, x or None, objective). A re-run after
+    adding rows warm-starts from the previous basis (simplex)."""
+    import highspy
+
     # HiGHS' active-set QP solver can stall on degenerate QPs; a stronger regularisation of its
     # reduced Hessian is the fallback
     for reg in (QP_REGULARISATION if is_qp else (None,)):
@@ -97,6 +105,20 @@ def solve(cost, A, row_lo, row_hi, col_lo, col_hi, hessian=None, *, ipm: bool = 
     if st != highspy.HighsModelStatus.kOptimal:
         return name, None, math.nan
     return "optimal", np.array(h.getSolution().col_value), float(h.getInfo().objective_function_value)
+
+
+def solve(cost, A, row_lo, row_hi, col_lo, col_hi, hessian=None, **options):
+    """Build and run once (see build for the arguments); (status string, x or None, objective)."""
+    h, is_qp = build(cost, A, row_lo, row_hi, col_lo, col_hi, hessian, **options)
+    return run(h, is_qp)
+
+
+def add_rows(h, A_new, lo, hi) -> None:
+    """Append rows (sparse, over the model's columns) to a built model."""
+    A_new = sp.csr_matrix(A_new)
+    A_new.sort_indices()
+    h.addRows(A_new.shape[0], np.asarray(lo, float), np.asarray(hi, float), A_new.nnz,
+              A_new.indptr.astype(np.int32), A_new.indices.astype(np.int32), A_new.data.astype(float))
 
 
 class Rows:
