@@ -23,11 +23,28 @@ from .inverse import InverseSample, cosine_similarity, fit_inverse, forward_solv
 
 @dataclass
 class Synthetic:
-    """Hyperparameters of the synthetic expert (a known FOP_θ*)."""
+    """Hyperparameters of the synthetic expert (a known FOP_θ*).
+
+    weights_true: the planted weights φ* of two robot-like cost features (a heading-like term
+    (ω + a_t)² and the input term ‖u‖², whose weights Eq. 32a's c_h and c_u scale); () plants none.
+    """
     K_true: int = 3
     l: float = 1e-2
     v_bounds: tuple[float, float] = (0.0, 1.0)        # v_min_mps, v_max_mps
     omega_bounds: tuple[float, float] = (-1.5, 1.5)   # omega_min_radps, omega_max_radps
+    weights_true: tuple[float, ...] = ()
+
+
+#: the two planted features' names and boxes (the box keeps every FOP strongly convex)
+FEATURE_NAMES = ("heading", "input")
+FEATURE_BOX = ((-0.09, 3.0), (-0.09, 3.0))
+
+
+def features(J: int = 2, rho: float = 0.0):
+    """The Features of the synthetic data's first J cost features."""
+    from .inverse import Features
+    return Features(names=FEATURE_NAMES[:J], lower=tuple(b[0] for b in FEATURE_BOX[:J]),
+                    upper=tuple(b[1] for b in FEATURE_BOX[:J]), rho=rho)
 
 
 def true_theta(seed: int = 0, K_true: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -63,11 +80,22 @@ def synthetic_samples(T: int, seed: int = 0, cfg: Synthetic = Synthetic(), theta
         p0 = np.array([rng.uniform(vlo, vhi), rng.uniform(wlo, whi)])
         hb = h @ p0 + rng.uniform(0.0, 0.5, n_half)
         H, b = np.r_[box_H, h], np.r_[box_b, hb]
-        samples.append(InverseSample(c=c, Q=Q, u=np.zeros(2), H=H, b=b))
-    U = forward_solve_batch(samples, theta, nu, cfg.l)
+        # features: heading-like (ω + a)² = a² + 2aω + ω² and the input term ‖u‖²
+        a = rng.uniform(-1.0, 1.0)
+        flin = np.array([[0.0, 2 * a], [0.0, 0.0]])
+        fquad = np.array([[0.0, 1.0], [1.0, 1.0]])
+        samples.append(InverseSample(c=c, Q=Q, u=np.zeros(2), H=H, b=b, feature_lin=flin, feature_quad=fquad))
+    U = forward_solve_batch(samples, theta, nu, cfg.l, weights=planted_weights(cfg))
     for s, u in zip(samples, U):
         s.u = u
     return samples, theta, nu
+
+
+def planted_weights(cfg: Synthetic) -> np.ndarray:
+    """φ* (2,): the planted weights padded with zeros (the features every sample carries)."""
+    w = np.zeros(2)
+    w[:len(cfg.weights_true)] = cfg.weights_true
+    return w
 
 
 def activity(samples, theta, nu, tol: float = 1e-6) -> dict[str, float]:

@@ -238,3 +238,70 @@ def test_lp_lower_level_with_sparse_network_rows():
         assert np.all(s.H @ s.u <= s.b + 1e-7)
     # θ = 0 is a different FOP: its optimum is not the expert's, and the gaps say so
     assert duality_gaps(samples, np.zeros((1, 160)), np.zeros(1), 1e-3).max() > 1e-2
+
+
+# ------------------------------------------------------------------------------ learned weights, robustness
+def test_planted_relu_terms_and_weights_are_recovered_from_noiseless_data():
+    """Expert actions from a known FOP with K* = 3 ReLU terms AND planted weights φ* of two cost
+    features (heading-like, input): Problem 11 with learned weights recovers φ* and imitates FOP_θ*
+    on held-out samples; every expert action is certified within its gap."""
+    from offline.bench_fit import Synthetic, features, true_theta
+
+    cfg = Synthetic(weights_true=(1.2, -0.05))
+    theta, nu = true_theta(3, 3)
+    train, *_ = synthetic_samples(24, seed=3, cfg=cfg, theta=theta, nu=nu)
+    held, *_ = synthetic_samples(200, seed=4, cfg=cfg, theta=theta, nu=nu)
+    expert = np.array([s.u for s in held])
+    # the unchanged FOP (θ = 0, φ = 0) does not imitate it
+    assert cosine_similarity(forward_solve_batch(held, np.zeros((1, 2)), np.zeros(1), L), expert) < 0.9
+    fit = fit_inverse(train, K=3, l=L, method="global", time_limit_s=15.0, features=features(2), progress=False)
+    assert fit.weight_names == ["heading", "input"] and fit.weights.shape == (2,)
+    np.testing.assert_allclose(fit.weights, cfg.weights_true, atol=0.02)
+    u_held = forward_solve_batch(held, fit.theta, fit.nu, L, weights=fit.weights)
+    assert cosine_similarity(u_held, expert) >= 0.99
+    # the gaps are the best-dual gaps at the returned (θ, ν, φ), and certify each expert action
+    assert np.allclose(fit.gaps, duality_gaps(train, fit.theta, fit.nu, L, weights=fit.weights), atol=1e-7)
+    for t, s in enumerate(train):
+        u_star = forward_solve(s, fit.theta, fit.nu, L, weights=fit.weights)
+        assert (fop_objective(s, fit.theta, fit.nu, L, s.u, weights=fit.weights)
+                - fop_objective(s, fit.theta, fit.nu, L, u_star, weights=fit.weights) <= fit.gaps[t] + 1e-6)
+
+
+def test_weights_only_is_one_convex_solve_and_recovers_planted_weights():
+    from offline.bench_fit import Synthetic, features
+
+    cfg = Synthetic(weights_true=(0.8, 0.3))
+    zero = (np.zeros((0, 2)), np.zeros(0))
+    train, *_ = synthetic_samples(60, seed=5, cfg=cfg, theta=zero[0], nu=zero[1])
+    fit = fit_inverse(train, K=0, l=L, features=features(2), progress=False)
+    assert fit.method == "convex" and fit.theta.shape == (0, 2)
+    np.testing.assert_allclose(fit.weights, cfg.weights_true, atol=1e-4)
+    assert fit.gaps.max() < 1e-6
+
+
+def test_feature_box_must_keep_the_fop_strongly_convex():
+    from offline.inverse import Features
+
+    train, *_ = synthetic_samples(5, seed=6)
+    bad = Features(names=("input",), lower=(-5.0,), upper=(1.0,))
+    with pytest.raises(ValueError, match="not strongly convex.*raise the lower bounds"):
+        fit_inverse(train, K=0, l=L, features=Features(names=("heading", "input"), lower=(0.0, -5.0),
+                                                       upper=(1.0, 1.0)), progress=False)
+    with pytest.raises(ValueError, match="feature_lin"):   # one feature asked for, the samples carry two
+        fit_inverse(train, K=0, l=L, features=bad, progress=False)
+
+
+def test_a_sample_whose_forward_problem_cannot_be_solved_is_dropped_and_counted(data):
+    train = list(data[0][:12])
+    # contradictory rows (v ≤ 0.1 and v ≥ 0.5): no action is feasible, so FOP_θ has no solution
+    broken = InverseSample(c=np.array([0.1, 0.0]), Q=np.eye(2), u=np.array([0.3, 0.0]),
+                           H=np.array([[1.0, 0.0], [-1.0, 0.0]]), b=np.array([0.1, -0.5]))
+    samples = train[:5] + [broken] + train[5:]
+    with pytest.warns(RuntimeWarning, match="sample 5: the expert action violates its constraints"):
+        fit = fit_inverse(samples, K=2, l=L, method="alternating", time_limit_s=10.0, subsample=6, restarts=1,
+                          progress=False)
+    assert fit.dropped == [5] and fit.n_samples == 12 and fit.gaps.shape == (12,)
+    assert np.all(np.isfinite(fit.gaps))
+    with pytest.raises(RuntimeError, match="sample 0: forward problem not solved"):
+        forward_solve_batch([broken], np.zeros((1, 2)), np.zeros(1), L)
+    assert np.isnan(forward_solve_batch([broken], np.zeros((1, 2)), np.zeros(1), L, on_failure="nan")).all()

@@ -309,7 +309,7 @@ def _quad(x, idx: int, name: str, n: int) -> Quad:
 
 
 def prepare(s: InverseSample, idx: int, l: float, n: int | None = None, check_feasible: bool = False,
-            feas_tol: float = 1e-6, J: int | None = None) -> Prep:
+            feas_tol: float = 1e-6, J: int | None = 0) -> Prep:
     """Validate one sample (errors name the sample and the field) and precompute what formulations use."""
     c = _arr(s.c, idx, "c", 1)
     if n is None:
@@ -352,10 +352,12 @@ def prepare(s: InverseSample, idx: int, l: float, n: int | None = None, check_fe
         if xhat.shape != (B.shape[0],):
             raise ValueError(f"sample {idx}: field 'xhat' has shape {xhat.shape}, expected ({B.shape[0]},)")
 
-    # learned linear-quadratic features (J may be 0)
-    if (s.feature_lin is None) != (s.feature_quad is None):
+    # learned linear-quadratic features: J = 0 ignores them (nothing learned), None reads what is there
+    if J == 0:
+        flin, fquad = np.zeros((0, n)), []
+    elif (s.feature_lin is None) != (s.feature_quad is None):
         raise ValueError(f"sample {idx}: fields 'feature_lin' and 'feature_quad' must both be given or both be None")
-    if s.feature_lin is None:
+    elif s.feature_lin is None:
         if J:
             raise ValueError(f"sample {idx}: {J} learned features were asked for but the sample has none "
                              f"(fields 'feature_lin', 'feature_quad')")
@@ -387,13 +389,15 @@ def prepare(s: InverseSample, idx: int, l: float, n: int | None = None, check_fe
 
 
 def prepare_all(samples: Sequence[InverseSample], l: float, check_feasible: bool = False,
-                J: int | None = None) -> list[Prep]:
+                J: int | None = 0) -> list[Prep]:
+    """Validated samples. J: how many cost features each must carry (0: ignore their features;
+    None: as many as the first sample has)."""
     if isinstance(samples, InverseSample):
         samples = [samples]
     if len(samples) == 0:
         raise ValueError("no samples")
     first = prepare(samples[0], 0, l, None, check_feasible, J=J)
-    n, J = first.n, first.J if J is None else J
+    n, J = first.n, first.J
     return [first] + [prepare(s, i, l, n, check_feasible, J=J) for i, s in enumerate(samples[1:], start=1)]
 
 

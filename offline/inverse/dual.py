@@ -30,7 +30,7 @@ import numpy as np
 
 from . import highs
 from .data import InverseSample, Prep, bar, check_l, check_theta, coo, prepare, prepare_all
-from .forward import f_value, solve_preps
+from .forward import _J, f_value, solve_preps
 
 
 def dual_function(sample: InverseSample, theta, nu, l: float, z, lam=None, w=None, weights=None) -> float:
@@ -38,7 +38,7 @@ def dual_function(sample: InverseSample, theta, nu, l: float, z, lam=None, w=Non
 
     Needs neither (11c) nor optimality: by weak duality it is a lower bound on min f_θ.
     """
-    s = prepare(sample, 0, check_l(l)).with_weights(np.zeros(0) if weights is None else weights)
+    s = prepare(sample, 0, check_l(l), J=_J(weights)).with_weights(np.zeros(0) if weights is None else weights)
     theta, nu = check_theta(theta, nu, s.n)
     z = np.asarray(z, float)
     lam = np.zeros(s.m) if lam is None else np.asarray(lam, float)
@@ -162,7 +162,7 @@ def duality_gaps(samples: Sequence[InverseSample], theta, nu, l: float, stationa
         docstring); by strong duality this is f_θ(u_t) − min f_θ, never larger than "exact".
     """
     l = check_l(l)
-    preps = prepare_all(samples, l, check_feasible=True)
+    preps = prepare_all(samples, l, check_feasible=True, J=_J(weights))
     theta, nu = check_theta(theta, nu, preps[0].n)
     w = np.zeros(0) if weights is None else weights
     preps = [s.with_weights(w) for s in preps]

@@ -57,7 +57,7 @@ def fit_inverse(samples: Sequence[InverseSample], K: int, l: float = 1e-2, rho: 
     if isinstance(samples, InverseSample):
         samples = [samples]
     samples = list(samples)
-    preps = prepare_all(samples, l, check_feasible=True, J=J if J else None)
+    preps = prepare_all(samples, l, check_feasible=True, J=J)
     if J:
         check_feature_box(preps, features, features.l_min if features.l_min is not None else l)
     t0 = time.perf_counter()

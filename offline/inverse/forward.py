@@ -41,9 +41,14 @@ def _chunk_size(n: int, K: int) -> int:
 def fop_objective(sample: InverseSample, theta, nu, l: float, u, weights=None) -> float:
     """f_θ(u) = cᵀu + uᵀQu + Σ_j φ_j(q_jᵀu + uᵀR_j u) + Σ_k max(θ_kᵀu − ν_k, 0) + l‖u‖² (constraints not checked)."""
     u = np.asarray(u, float)
-    s = prepare(sample, 0, check_l(l)).with_weights(np.zeros(0) if weights is None else weights)
+    s = prepare(sample, 0, check_l(l), J=_J(weights)).with_weights(np.zeros(0) if weights is None else weights)
     theta, nu = check_theta(theta, nu, u.shape[0])
     return f_value(s, theta, nu, u)
+
+
+def _J(weights) -> int:
+    """How many features the samples must carry for these weights (None: none, features ignored)."""
+    return 0 if weights is None else int(np.asarray(weights).size)
 
 
 def f_value(s: Prep, theta, nu, u) -> float:
@@ -137,7 +142,7 @@ def forward_solve_batch(samples: Sequence[InverseSample], theta, nu, l: float, w
     on_failure="nan" returns NaN rows for samples whose forward problem cannot be solved.
     """
     l = check_l(l)
-    preps = prepare_all(samples, l)
+    preps = prepare_all(samples, l, J=_J(weights))
     theta, nu = check_theta(theta, nu, preps[0].n)
     w = np.zeros(0) if weights is None else weights
     return solve_preps([s.with_weights(w) for s in preps], theta, nu, on_failure)
@@ -146,7 +151,7 @@ def forward_solve_batch(samples: Sequence[InverseSample], theta, nu, l: float, w
 def forward_solve(sample: InverseSample, theta, nu, l: float, weights=None) -> np.ndarray:
     """The FOP_θ optimal action u (n,) of one sample. Raises RuntimeError if the FOP is infeasible
     or neither HiGHS nor the SLSQP fallback solves it."""
-    s = prepare(sample, 0, check_l(l))
+    s = prepare(sample, 0, check_l(l), J=_J(weights))
     theta, nu = check_theta(theta, nu, s.n)
     return _solve_one(s.with_weights(np.zeros(0) if weights is None else weights), theta, nu)
 
