@@ -241,6 +241,7 @@ def test_lp_lower_level_with_sparse_network_rows():
 
 
 # ------------------------------------------------------------------------------ learned weights, robustness
+@pytest.mark.slow
 def test_planted_relu_terms_and_weights_are_recovered_from_noiseless_data():
     """Expert actions from a known FOP with K* = 3 ReLU terms AND planted weights φ* of two cost
     features (heading-like, input): Problem 11 with learned weights recovers φ* and imitates FOP_θ*
@@ -291,6 +292,7 @@ def test_feature_box_must_keep_the_fop_strongly_convex():
         fit_inverse(train, K=0, l=L, features=bad, progress=False)
 
 
+@pytest.mark.slow
 def test_a_sample_whose_forward_problem_cannot_be_solved_is_dropped_and_counted(data):
     train = list(data[0][:12])
     # contradictory rows (v ≤ 0.1 and v ≥ 0.5): no action is feasible, so FOP_θ has no solution

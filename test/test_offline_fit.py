@@ -294,6 +294,7 @@ def test_out_is_replaced_atomically_and_kept_when_the_fit_fails(demo_bag, tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["robot.yaml"]
 
 
+@pytest.mark.slow
 def test_failed_episodes_are_dropped_by_default_and_kept_with_the_flag(demo_bag, tmp_path, capsys):
     failing = tmp_path / "failing.mcap"     # 1.5 s per episode: the expert cannot reach the goal
     assert demos.main(["--out", str(failing), "--episodes", "2", "--seed", "3", "--max-time-s", "1.5",
@@ -317,6 +318,7 @@ def test_failed_episodes_are_dropped_by_default_and_kept_with_the_flag(demo_bag,
     assert "2 failed episodes dropped" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_validation_never_shares_an_episode_with_training(demo_bag, tmp_path, capsys):
     from offline.robot_data import RobotSample, split_episodes
 
