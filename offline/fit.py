@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     o = ap.add_argument_group("options (several values: chosen by the FOP's action error on held-out episodes)")
     o.add_argument("--subgoal", nargs="+", default=None, metavar="SPEC",
                    help="subgoal definition(s): 'recorded' (the bag's /hiopt/subgoal) or 'plan:K' (the expert's plan "
-                        "K prediction steps ahead); default plan:2..6 when the bags carry the plan, else recorded")
+                        "K prediction steps ahead); default plan:2..8 when the bags carry the plan, else recorded")
     o.add_argument("--learn", nargs="+", default=["weights", "relu+weights"], choices=LEARN_MODES,
                    help="what Problem 11 learns: relu (the paper's ReLU terms only), weights (c_h, c_u of Eq. 32a), "
                         "relu+weights (default: weights relu+weights)")
@@ -358,7 +358,7 @@ def closed_loop(fop, theta, params, n_courses: int, seed: int, lookahead_m: floa
 
 def candidate_options(args, has_plan: bool) -> list[list[Option]]:
     """Stages of candidates: staged search = [[subgoal candidates], [the rest at the chosen subgoal]]."""
-    specs = args.subgoal_specs or ([SubgoalSpec("expert_plan", k) for k in range(2, 7)] if has_plan
+    specs = args.subgoal_specs or ([SubgoalSpec("expert_plan", k) for k in range(2, 9)] if has_plan
                                    else [SubgoalSpec()])
     combos = []
     for learn in args.learn:
@@ -509,7 +509,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         look = theta_hat.subgoal.get("lookahead_m")
         loop = {"learned": closed_loop(fop, theta_hat, args.params, args.closed_loop, args.closed_loop_seed, look),
                 "unchanged": closed_loop(fop, unchanged, args.params, args.closed_loop, args.closed_loop_seed, None)}
-        if look is not None:
+        default_look = loop["unchanged"]["lookahead_m"]
+        if look is not None and abs(float(look) - default_look) > 1e-9:
             loop["learned_default_lookahead"] = closed_loop(fop, theta_hat, args.params, args.closed_loop,
                                                             args.closed_loop_seed, None)
 
