@@ -170,6 +170,28 @@ def test_time_limit_truncates(fop):
     assert ends[-1] == (False, True) and len(ends) == 5 and info["time_s"] == pytest.approx(0.5)
 
 
+def test_kinematic_backend_tracks_the_pybullet_robot():
+    """The same command sequence in both backends stays within a few centimetres all along (wheel-
+    speed limits measured from sim.World); the pure unicycle, which changes speed instantly, does not."""
+    course = Course(start_xyyaw=[0.0, 0.0, 0.3], goal_xy=[9.0, 0.0])
+    commands = [[1.0, 0.0]] * 8 + [[0.6, 1.5]] * 6 + [[1.0, -1.0]] * 6 + [[0.0, 0.0]] * 4
+
+    def run(backend, **cfg):
+        env = NavEnv(None, backend=backend, config=NavEnvConfig.from_params(**cfg))
+        env.reset(options={"course": course})
+        poses = []
+        for u in commands:
+            env.step_command(u)
+            poses.append(env.pose())
+        env.close()
+        return np.array(poses)
+
+    physics, kinematic, pure = run("pybullet"), run("kinematic"), run("kinematic", wheel_dynamics=False)
+    assert np.max(np.linalg.norm(kinematic[:, :2] - physics[:, :2], axis=1)) < 0.03
+    assert np.max(np.abs(kinematic[:, 2] - physics[:, 2])) < 0.03
+    assert np.max(np.linalg.norm(pure[:, :2] - physics[:, :2], axis=1)) > 0.06   # the ramp-up matters
+
+
 def test_e2e_action_maps_onto_the_input_bounds():
     env = NavEnv(None)
     lim = env.config.limits
