@@ -379,3 +379,67 @@ def test_evaluate_refuses_training_seeds(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "sim.evaluate", "--first-seed", "5", "--methods", "mpc"],
                           cwd=REPO, env=_env_vars(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "held-out range" in proc.stderr
+
+
+# ---------------------------------------------------------------------------- e2e node
+def test_e2e_node_holds_the_policy_command_for_a_planner_period_and_stops_on_stale_odometry(tiny_policies):
+    rclpy = pytest.importorskip("rclpy")
+    from rclpy.parameter import Parameter
+
+    from hiopt_ros.nodes import common as c
+    from hiopt_ros.nodes.e2e_node import E2eNode
+
+    checkpoint = tiny_policies["e2e"] / "policy.pt"
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=150 + (os.getpid() + 13) % 80)
+    try:
+        node = E2eNode(context=ctx, parameter_overrides=[Parameter("policy_checkpoint", value=str(checkpoint))])
+        assert node.hold_cycles == 5
+        sent = []
+        node.cmd_pub.publish = sent.append
+        node.on_control()                                   # no odometry yet: stop
+        assert c.twist_values(sent[-1]) == (0.0, 0.0)
+        course = load_course()
+        node.obstacles = course.obstacles_xyr
+        states = [np.array([0.1 * k, 0.02 * k, 0.05 * k]) for k in range(10)]
+        for s in states:
+            node.state = s
+            node.watchdog.feed("odometry")
+            node.on_control()
+        cmds = [c.twist_values(m) for m in sent[1:]]
+        # decisions at cycles 0 and 5 from the odometry of that cycle, held in between
+        for k in (0, 5):
+            want = node.policy.command(states[k], node.goal, course.obstacles_xyr, course.robot_radius_m)
+            np.testing.assert_allclose(cmds[k], want, atol=1e-6)
+            assert all(cmds[j] == cmds[k] for j in range(k, k + 5))
+        assert node.counters["decisions"] == 2
+        lim = node.cfg.model.limits
+        assert all(lim.v_min_mps <= v <= lim.v_max_mps and lim.omega_min_radps <= w <= lim.omega_max_radps
+                   for v, w in cmds)
+        node.watchdog._last_ns["odometry"] -= int(2e9)      # odometry 2 s old
+        node.on_control()
+        assert c.twist_values(sent[-1]) == (0.0, 0.0) and node.counters["stale_odometry"] == 1
+        node.state = np.array([*course.goal_xy, 0.0])      # at the goal: stop, latch goal_reached
+        node.watchdog.feed("odometry")
+        node.on_control()
+        assert node.reached and c.twist_values(sent[-1]) == (0.0, 0.0)
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=ctx)
+
+
+def test_e2e_node_rejects_a_subgoal_policy(tiny_policies):
+    rclpy = pytest.importorskip("rclpy")
+    from rclpy.parameter import Parameter
+
+    from hiopt_ros.nodes.common import ParameterError
+    from hiopt_ros.nodes.e2e_node import E2eNode
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=150 + (os.getpid() + 17) % 80)
+    try:
+        with pytest.raises(ParameterError, match="policy_checkpoint"):
+            E2eNode(context=ctx, parameter_overrides=[
+                Parameter("policy_checkpoint", value=str(tiny_policies["bilevel-learned"] / "policy.pt"))])
+    finally:
+        rclpy.try_shutdown(context=ctx)
