@@ -218,6 +218,7 @@ def _pendulum(rank: int = 0):
     return gym.make("Pendulum-v1")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", ["ppo", "sac"])
 def test_rl_harness_trains_writes_outputs_and_exports_what_predict_does(algo, tmp_path):
     from offline import rl
@@ -273,6 +274,7 @@ def tiny_policies(tmp_path_factory):
     return runs
 
 
+@pytest.mark.slow
 def test_train_writes_policy_provenance_curve_and_logs(tiny_policies):
     import yaml
 
@@ -290,6 +292,8 @@ def test_train_writes_policy_provenance_curve_and_logs(tiny_policies):
     assert torch.jit.load(str(tiny_policies["e2e"] / "policy.pt")).action_kind == tp.ACTION_COMMAND
 
 
+@pytest.mark.slow
+@pytest.mark.ros
 def test_trained_policy_runs_in_planner_node_and_publishes_odom_frame_subgoals(tiny_policies):
     rclpy = pytest.importorskip("rclpy")
     from rclpy.parameter import Parameter
@@ -298,7 +302,7 @@ def test_trained_policy_runs_in_planner_node_and_publishes_odom_frame_subgoals(t
 
     checkpoint = tiny_policies["bilevel-learned"] / "policy.pt"
     ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=150 + (os.getpid() + 7) % 80)
+    rclpy.init(context=ctx, domain_id=int(os.environ["ROS_DOMAIN_ID"]))
     try:
         node = PlannerNode(context=ctx, parameter_overrides=[Parameter("policy_checkpoint", value=str(checkpoint))])
         assert isinstance(node.policy, tp.TorchPolicy)
@@ -324,6 +328,7 @@ def test_trained_policy_runs_in_planner_node_and_publishes_odom_frame_subgoals(t
         rclpy.try_shutdown(context=ctx)
 
 
+@pytest.mark.slow
 def test_planner_refuses_an_end_to_end_policy(tiny_policies):
     with pytest.raises(ValueError, match="e2e_node"):
         tp.TorchPolicy.load(tiny_policies["e2e"] / "policy.pt")
@@ -343,6 +348,7 @@ def test_train_bad_input_is_one_line(tmp_path):
 
 
 # ---------------------------------------------------------------------------- sim.evaluate
+@pytest.mark.slow
 def test_evaluate_writes_table2_with_every_method_and_column(tiny_policies, tmp_path):
     import csv
 
@@ -382,6 +388,8 @@ def test_evaluate_refuses_training_seeds(tmp_path):
 
 
 # ---------------------------------------------------------------------------- e2e node
+@pytest.mark.slow
+@pytest.mark.ros
 def test_e2e_node_holds_the_policy_command_for_a_planner_period_and_stops_on_stale_odometry(tiny_policies):
     rclpy = pytest.importorskip("rclpy")
     from rclpy.parameter import Parameter
@@ -391,7 +399,7 @@ def test_e2e_node_holds_the_policy_command_for_a_planner_period_and_stops_on_sta
 
     checkpoint = tiny_policies["e2e"] / "policy.pt"
     ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=150 + (os.getpid() + 13) % 80)
+    rclpy.init(context=ctx, domain_id=int(os.environ["ROS_DOMAIN_ID"]))
     try:
         node = E2eNode(context=ctx, parameter_overrides=[Parameter("policy_checkpoint", value=str(checkpoint))])
         assert node.hold_cycles == 5
@@ -428,6 +436,8 @@ def test_e2e_node_holds_the_policy_command_for_a_planner_period_and_stops_on_sta
         rclpy.try_shutdown(context=ctx)
 
 
+@pytest.mark.slow
+@pytest.mark.ros
 def test_e2e_node_rejects_a_subgoal_policy(tiny_policies):
     rclpy = pytest.importorskip("rclpy")
     from rclpy.parameter import Parameter
@@ -436,7 +446,7 @@ def test_e2e_node_rejects_a_subgoal_policy(tiny_policies):
     from hiopt_ros.nodes.e2e_node import E2eNode
 
     ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=150 + (os.getpid() + 17) % 80)
+    rclpy.init(context=ctx, domain_id=int(os.environ["ROS_DOMAIN_ID"]))
     try:
         with pytest.raises(ParameterError, match="policy_checkpoint"):
             E2eNode(context=ctx, parameter_overrides=[
