@@ -151,15 +151,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"output: {out}")
 
     probe = factory(0)
-    env_sps = rl.measure_env_steps_per_s(probe, n_steps=300, seed=args.seed)
+    env_sps = rl.measure_env_steps_per_s(probe, n_steps=min(300, args.steps), seed=args.seed)
     scale, offset = probe.action_scale
     n_obstacles, kind = probe.config.n_obstacles, probe.action_kind
     probe.close()
     print(f"env: {env_sps:.0f} steps/s with random actions (one process)")
 
+    # a budget smaller than one rollout (tests) gets one short rollout instead of a full one
+    n_steps = max(16, min(d.n_steps, -(-d.steps // d.n_envs)))
     cfg = rl.RLConfig(algo=d.algo, total_steps=d.steps, n_envs=d.n_envs, seed=d.seed, vec=args.vec,
-                      net_arch=d.net_arch, learning_rate=d.learning_rate, gamma=d.gamma, n_steps=d.n_steps,
-                      batch_size=d.batch_size, n_epochs=d.n_epochs, ent_coef=d.ent_coef,
+                      net_arch=d.net_arch, learning_rate=d.learning_rate, gamma=d.gamma, n_steps=n_steps,
+                      batch_size=min(d.batch_size, n_steps * d.n_envs), n_epochs=d.n_epochs, ent_coef=d.ent_coef,
                       log_std_init=d.log_std_init, checkpoint_every=max(d.steps // 5, 10_000),
                       curve_keys=("reached", "collided"))
     progress = (not args.no_progress) and sys.stderr.isatty()
