@@ -1,0 +1,125 @@
+"""The environments the RL policies act in: bi-level (subgoal → FOP_θ, Eq. 31) and end-to-end.
+
+* :class:`SubgoalEnv` — the upper level's MDP of the bi-level framework (Problem 3): the action is
+  the subgoal x̂ₜ = (ŵ desired production (W), q̂ desired store stock at the next step (S)), scaled
+  from [−1, 1] to [0, production capacity] and [0, store capacity]; the lower level
+  (:class:`~offline.inventory.lower.InventoryFop`, unchanged or with a learned θ) turns it into
+  the feasible action (w, f) the inventory env executes.
+* :class:`DirectEnv` — end-to-end RL: the action is (w, f) itself, scaled from [−1, 1] to
+  [0, production capacity] and [0, store capacity]; the env makes it feasible only by clipping
+  (production to capacity, a warehouse's shipments scaled down to its stock), as an end-to-end
+  policy would be.
+
+Both have the inventory env's observation, report its info (``served`` etc.) plus the decision
+time, and multiply the reward by ``reward_scale`` (for learning; evaluation reads ``info["reward"]``,
+the unscaled reward). Each episode draws its demand seed from ``train_seeds`` (default 0 … 9,999;
+``reset(seed=...)`` only seeds that draw), so training demand samples are exactly the ones
+``InventoryEnv.reset(seed=s)`` gives for those s, and evaluation seeds outside the range are never
+seen in training.
+"""
+from __future__ import annotations
+
+import time
+
+import gymnasium as gym
+import numpy as np
+
+from .env import InventoryEnv
+from .lower import InventoryFop
+from .scenarios import InventoryScenario, seasonal_mean_demand
+
+__all__ = ["SubgoalEnv", "DirectEnv", "TRAIN_SEEDS", "default_reward_scale"]
+
+#: demand seeds of training episodes (evaluation uses seeds ≥ 10,000: offline.experiments)
+TRAIN_SEEDS = range(0, 10_000)
+
+
+def default_reward_scale(scenario: InventoryScenario) -> float:
+    """1 / (revenue of a step's mean demand): per-step rewards of order 1 for the learner."""
+    mean_demand = seasonal_mean_demand(scenario, np.arange(scenario.horizon_steps)).mean(axis=0)
+    return float(1.0 / max(scenario.price @ mean_demand, 1e-9))
+
+
+class _SeededEpisodes(gym.Env):
+    """Common part: an InventoryEnv, training-seed sampling, reward scaling, [−1, 1] actions."""
+
+    def __init__(self, scenario: InventoryScenario, n_act: int, reward_scale: float | None,
+                 train_seeds=TRAIN_SEEDS) -> None:
+        super().__init__()
+        self.env = InventoryEnv(scenario)
+        self.scenario = scenario
+        self.observation_space = self.env.observation_space
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(n_act,), dtype=np.float32)
+        self.reward_scale = default_reward_scale(scenario) if reward_scale is None else float(reward_scale)
+        self.train_seeds = train_seeds
+        self.last_seed: int | None = None
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """``seed`` seeds the sampler of training demand seeds (SB3's ``venv.seed``);
+        ``options={"demand_seed": s}`` plays exactly the demand sample of ``InventoryEnv.reset(seed=s)``."""
+        super().reset(seed=seed)
+        if options and options.get("demand_seed") is not None:
+            self.last_seed = int(options["demand_seed"])
+        else:
+            self.last_seed = int(self.train_seeds[int(self.np_random.integers(len(self.train_seeds)))])
+        return self.env.reset(seed=self.last_seed)
+
+    def _scale(self, a, high: np.ndarray) -> np.ndarray:
+        a = np.clip(np.asarray(a, dtype=float).reshape(-1), -1.0, 1.0)
+        return 0.5 * (a + 1.0) * high
+
+    def _step(self, action_wf: np.ndarray, decision_s: float, extra: dict):
+        obs, reward, terminated, truncated, info = self.env.step(action_wf)
+        info = dict(info, reward=reward, decision_time_s=decision_s, **extra)
+        return obs, reward * self.reward_scale, terminated, truncated, info
+
+
+class SubgoalEnv(_SeededEpisodes):
+    """Upper-level MDP: action = subgoal (ŵ, q̂) in [−1, 1]^(W+S); the FOP computes (w, f).
+
+    Args:
+        scenario: the supply network.
+        fop: the lower level (InventoryFop with θ installed, or the unchanged K = 0 one).
+        reward_scale: multiplies the reward (default :func:`default_reward_scale`).
+    """
+
+    def __init__(self, scenario: InventoryScenario, fop: InventoryFop, reward_scale: float | None = None,
+                 train_seeds=TRAIN_SEEDS) -> None:
+        super().__init__(scenario, scenario.n_warehouses + scenario.n_stores, reward_scale, train_seeds)
+        self.fop = fop
+        self.fop_failures = 0
+
+    def subgoal(self, action) -> tuple[np.ndarray, np.ndarray]:
+        """(ŵ, q̂) in goods units from an action in [−1, 1]^(W+S)."""
+        sc = self.scenario
+        high = np.r_[sc.production_capacity, sc.capacity_s]
+        x = self._scale(action, high)
+        return x[:sc.n_warehouses], x[sc.n_warehouses:]
+
+    def step(self, action):
+        t0 = time.perf_counter()
+        w_hat, q_hat = self.subgoal(action)
+        dec = self.fop.solve(self.env.state(), w_hat, q_hat)
+        dt = time.perf_counter() - t0
+        if dec.solution.ok:
+            act = dec.action
+        else:   # never expected (Eq. 31 is always feasible); do nothing rather than act on NaN
+            self.fop_failures += 1
+            act = np.zeros(self.scenario.n_warehouses + self.scenario.n_edges)
+        return self._step(act, dt, {"fop_ok": dec.solution.ok, "fop_solve_time_s": dec.solution.solve_time_s,
+                                    "w_hat": w_hat, "q_hat": q_hat})
+
+
+class DirectEnv(_SeededEpisodes):
+    """End-to-end MDP: action = (w, f) in [−1, 1]^(W+E), scaled to [0, production capacity] and
+    [0, capacity of the edge's store]; the inventory env clips it to feasibility."""
+
+    def __init__(self, scenario: InventoryScenario, reward_scale: float | None = None,
+                 train_seeds=TRAIN_SEEDS) -> None:
+        super().__init__(scenario, scenario.n_warehouses + scenario.n_edges, reward_scale, train_seeds)
+        self._high = np.r_[scenario.production_capacity, scenario.capacity_s[scenario.edges[:, 1]]]
+
+    def step(self, action):
+        t0 = time.perf_counter()
+        act = self._scale(action, self._high)
+        return self._step(act, time.perf_counter() - t0, {})
