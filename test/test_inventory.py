@@ -250,3 +250,30 @@ def test_mpc_beats_simple_policies_and_rejects_bad_input():
                    np.zeros((3, 3)))
     with pytest.raises(ValueError, match="horizon"):
         InventoryMpc(sc, horizon=0)
+
+
+# ----------------------------------------------------------------------------- inverse fit (Problem 11)
+
+def test_fitted_theta_reproduces_mpc_flows_on_held_out_states_better_than_theta_zero(tmp_path):
+    """Paper Table 4: the fitted FOP's commodity flows vs the MPC's on states it never saw."""
+    from hiopt_ros.control.theta import load_theta, save_theta
+    from offline.inventory.fit import fit_theta, load_fop_theta
+
+    sc = make_scenario("1F2S", horizon_steps=15)
+    report = fit_theta(sc, train_seeds=[0, 1], held_out_seeds=[9000, 9001], K=1, method="alternating",
+                       time_limit_s=10.0, restarts=1, subsample=12)
+    learned, unchanged = report.held_out["learned"], report.held_out["unchanged"]
+    assert learned["failed"] == 0 and report.n_held_out == 30
+    assert learned["flows"]["cosine"] >= 0.99
+    assert learned["flows"]["cosine"] > unchanged["flows"]["cosine"] + 0.05
+    assert learned["flows"]["l1"] < 0.5 * unchanged["flows"]["l1"]
+    assert np.max(report.fit.gaps) < 1e-3       # every demonstration (nearly) optimal for FOP_θ̂
+    # the θ file round-trip: one schema, case_study inventory, the Eq. 31 columns as input names
+    path = save_theta(tmp_path / "theta.yaml", report.theta)
+    th = load_theta(path)
+    assert th.case_study == "inventory" and th.input_names[:3] == ["w[W0]", "f[W0->S0]", "f[W0->S1]"]
+    assert th.provenance["train_demand_seeds"] == [0, 1] and th.provenance["scenario"] == "1F2S"
+    fop = load_fop_theta(sc, path)
+    assert np.allclose(fop.lp.theta, report.fit.theta) and fop.l == pytest.approx(report.fit.l)
+    with pytest.raises(ValueError, match="input_names do not match"):
+        load_fop_theta(make_scenario("1F3S"), path)

@@ -1,0 +1,260 @@
+"""Learn θ of the inventory lower level (Eq. 31) from MPC demonstrations: `python -m offline.inventory.fit`.
+
+1. The MPC (perfect demand knowledge) runs `--episodes` episodes on demand seeds `--seed`, …; every
+   step gives one demonstration: the state, the MPC's first-step production w and shipments f, and
+   the subgoal they imply (ŵ = w, q̂ = stock the stores will hold next step; Remark 3: the subgoal
+   is retrieved from the expert data).
+2. Each demonstration becomes Problem 11's per-sample data of Eq. 31 at that state and subgoal
+   (InventoryFop.inverse_sample → offline.inverse.InverseSample), and K ReLU terms (θ_k, μ_k) are
+   fitted with the shared offline.inverse package.
+3. On held-out demonstrations (other demand seeds) the FOP with θ̂ and with θ = 0 (the unchanged
+   FOP) is solved for the MPC's implied subgoal and compared with the MPC's action: cosine
+   similarity, mean L2 and Manhattan distance of the commodity flows f (paper Table 4: cosine
+   0.997) and of all decisions (w, f).
+4. θ̂ is written atomically in the one θ schema (hiopt_ros.control.theta, case_study: inventory,
+   input_names = the columns of Eq. 31's decision x) with provenance.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .env import InventoryEnv, InventoryState
+from .lower import InventoryFop
+from .mpc import InventoryMpc
+from .scenarios import InventoryScenario, make_scenario
+
+__all__ = ["Demonstration", "collect_demonstrations", "fit_theta", "imitation_metrics", "load_fop_theta",
+           "FitReport"]
+
+#: demand seeds of held-out demonstrations (below the evaluation seeds of Table 1, ≥ 10,000)
+HELD_OUT_SEED = 9_000
+
+
+@dataclass
+class Demonstration:
+    """One MPC decision: at `state` it produced w and shipped f."""
+
+    seed: int
+    state: InventoryState
+    w: np.ndarray      # (W,)
+    f: np.ndarray      # (E,)
+
+
+def collect_demonstrations(scenario: InventoryScenario, seeds: Sequence[int], mpc: InventoryMpc | None = None,
+                           progress: bool = False) -> list[Demonstration]:
+    """Run the MPC on the demand samples of `seeds` (one episode each) and log every step."""
+    from tqdm.auto import tqdm
+
+    mpc = mpc or InventoryMpc(scenario)
+    env = InventoryEnv(scenario)
+    demos: list[Demonstration] = []
+    bar = tqdm(total=len(seeds) * scenario.horizon_steps, desc="MPC demonstrations", unit="step",
+               disable=not progress, file=sys.stderr)
+    for seed in seeds:
+        env.reset(seed=int(seed))
+        done = False
+        while not done:
+            st = env.state()
+            dec = mpc.decide(st, env.demand)
+            demos.append(Demonstration(int(seed), st, dec.w, dec.f))
+            _, _, done, _, _ = env.step(dec.action)
+            bar.update(1)
+    bar.close()
+    return demos
+
+
+def imitation_metrics(fop: InventoryFop, demos: Sequence[Demonstration]) -> dict[str, dict[str, float]]:
+    """FOP (with its installed θ) vs the MPC on `demos`, each solved for the MPC's implied subgoal.
+
+    Returns {"flows": action_metrics of f, "all": of (w, f), "failed": count}."""
+    from offline.inverse import action_metrics
+
+    mine, expert, failed = [], [], 0
+    for d in demos:
+        w_hat, q_hat = fop.implied_subgoal(d.state, d.w, d.f)
+        dec = fop.solve(d.state, w_hat, q_hat)
+        if not dec.solution.ok:
+            failed += 1
+            continue
+        mine.append(dec.action)
+        expert.append(np.r_[d.w, d.f])
+    mine, expert = np.array(mine), np.array(expert)
+    W = fop.W
+    return {"flows": action_metrics(mine[:, W:], expert[:, W:]), "all": action_metrics(mine, expert),
+            "failed": failed}
+
+
+@dataclass
+class FitReport:
+    """What fit_theta did, for the printout and the θ file's provenance."""
+
+    theta: object                                 # hiopt_ros.control.theta.Theta
+    fit: object                                   # offline.inverse.InverseFit
+    train_seeds: list[int]
+    held_out_seeds: list[int]
+    n_train: int
+    n_held_out: int
+    held_out: dict = field(default_factory=dict)  # {"learned": metrics, "unchanged": metrics}
+    demo_time_s: float = 0.0
+
+    def lines(self) -> list[str]:
+        f = self.fit
+        out = [f"inverse optimization (Problem 11): K={self.theta.K} l={f.l:g} rho={f.rho:g} method={f.method} "
+               f"status={f.status} {f.solve_time_s:.1f} s; {self.n_train} samples (demand seeds "
+               f"{_ranges(self.train_seeds)})",
+               f"  duality gaps: mean {np.mean(f.gaps):.3g}  max {np.max(f.gaps):.3g}  "
+               f"(Prop. 4: ‖x*−x‖ ≤ {f.prop4_bound:.3g})",
+               f"held-out ({self.n_held_out} MPC decisions, demand seeds {_ranges(self.held_out_seeds)}): "
+               "FOP for the MPC's implied subgoal vs the MPC",
+               f"  {'':28s}{'cosine f':>10s}{'L1 f':>9s}{'cosine (w,f)':>14s}{'L1 (w,f)':>10s}"]
+        for label, key in (("FOP unchanged (θ = 0)", "unchanged"), ("FOP learned (θ̂)", "learned")):
+            m = self.held_out[key]
+            out.append(f"  {label:28s}{m['flows']['cosine']:10.4f}{m['flows']['l1']:9.3f}"
+                       f"{m['all']['cosine']:14.4f}{m['all']['l1']:10.3f}")
+        names = self.theta.input_names
+        for k in range(self.theta.K):
+            nz = np.flatnonzero(np.abs(self.theta.alpha[k]) > 1e-3)
+            terms = " ".join(f"{self.theta.alpha[k, j]:+.3f}·{names[j]}" for j in nz) or "0"
+            out.append(f"  ReLU {k + 1}: max({terms} − ({self.theta.beta[k]:.3f}), 0)")
+        return out
+
+
+def fit_theta(scenario: InventoryScenario, train_seeds: Sequence[int], held_out_seeds: Sequence[int], *,
+              K: int = 2, l: float = 1e-3, rho: float = 1e-3, method: str = "alternating",
+              time_limit_s: float = 300.0, seed: int = 0, progress: bool = False, command: str = "",
+              mpc: InventoryMpc | None = None, **fit_kwargs) -> FitReport:
+    """Demonstrations → Problem 11 → θ̂ (a Theta with provenance) and its held-out imitation metrics.
+
+    fit_kwargs go to offline.inverse.fit_inverse (e.g. restarts, subsample)."""
+    from hiopt_ros.control.theta import Theta
+    from offline.inverse import fit_inverse
+
+    mpc = mpc or InventoryMpc(scenario)
+    t0 = time.perf_counter()
+    train = collect_demonstrations(scenario, train_seeds, mpc, progress)
+    held = collect_demonstrations(scenario, held_out_seeds, mpc, progress)
+    demo_s = time.perf_counter() - t0
+    fop = InventoryFop(scenario, K=K, l=l)
+    samples = [fop.inverse_sample(d.state, d.w, d.f) for d in train]
+    fit = fit_inverse(samples, K=K, l=l, rho=rho, method=method, time_limit_s=time_limit_s, seed=seed,
+                      progress=progress, **fit_kwargs)
+    held_out = {}
+    fop.set_theta(np.zeros((0, fop.n)), np.zeros(0))
+    held_out["unchanged"] = imitation_metrics(fop, held)
+    fop.set_theta(fit.theta, fit.nu)
+    held_out["learned"] = imitation_metrics(fop, held)
+    theta = Theta(alpha=fit.theta, beta=fit.nu, l=l, case_study="inventory", input_names=list(fop.names),
+                  provenance={
+                      "created": _dt.datetime.now().isoformat(timespec="seconds"),
+                      "command": command, "scenario": scenario.name,
+                      "horizon_steps": scenario.horizon_steps,
+                      "expert": "InventoryMpc (perfect demand knowledge, whole remaining horizon)",
+                      "train_demand_seeds": list(map(int, train_seeds)),
+                      "held_out_demand_seeds": list(map(int, held_out_seeds)),
+                      "samples": len(samples), "K": K, "l": l, "rho": rho, "method": fit.method,
+                      "status": fit.status, "solve_time_s": round(fit.solve_time_s, 2),
+                      "gap_mean": float(np.mean(fit.gaps)), "gap_max": float(np.max(fit.gaps)),
+                      "held_out": held_out,
+                  })
+    return FitReport(theta=theta, fit=fit, train_seeds=list(train_seeds), held_out_seeds=list(held_out_seeds),
+                     n_train=len(samples), n_held_out=len(held), held_out=held_out, demo_time_s=demo_s)
+
+
+def load_fop_theta(scenario: InventoryScenario, path: str | Path) -> InventoryFop:
+    """An InventoryFop for `scenario` with the θ file at `path` installed (its K, l).
+
+    The file must be an inventory θ whose input_names are this scenario's Eq. 31 columns."""
+    from hiopt_ros.control.theta import load_theta
+
+    th = load_theta(path)
+    fop = InventoryFop(scenario, K=max(th.K, 1), l=th.l)
+    if th.case_study != "inventory":
+        raise ValueError(f"θ file {path}: case_study is {th.case_study!r}, expected 'inventory'")
+    if list(th.input_names) != list(fop.names):
+        raise ValueError(f"θ file {path}: its input_names do not match scenario {scenario.name}'s Eq. 31 columns "
+                         f"(fitted for {th.provenance.get('scenario', '?')}); refit with "
+                         f"python -m offline.inventory.fit --scenario {scenario.name}")
+    fop.set_theta(th.alpha, th.beta)
+    return fop
+
+
+def _ranges(seeds: Sequence[int]) -> str:
+    s = sorted(set(int(x) for x in seeds))
+    if not s:
+        return "none"
+    return f"{s[0]}–{s[-1]}" if s == list(range(s[0], s[-1] + 1)) and len(s) > 1 else ", ".join(map(str, s))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m offline.inventory.fit",
+        description="Fit the ReLU terms θ of the inventory lower level (Eq. 31) to MPC demonstrations by "
+                    "inverse optimization (Problem 11) and write a θ file (case_study: inventory).")
+    ap.add_argument("--scenario", default="1F3S", help="1F2S, 1F3S, 1F10S or 2F6S (default 1F3S)")
+    ap.add_argument("--episodes", type=int, default=2, help="MPC demonstration episodes (default 2)")
+    ap.add_argument("--seed", type=int, default=0, help="first demand seed of the demonstrations (default 0)")
+    ap.add_argument("--held-out", type=int, default=3, help="held-out demonstration episodes (default 3), "
+                    f"demand seeds {HELD_OUT_SEED}, …")
+    ap.add_argument("--K", type=int, default=2, help="ReLU terms (default 2)")
+    ap.add_argument("--l", type=float, default=1e-3, help="weight of l‖x‖² (Eq. 10; default 1e-3)")
+    ap.add_argument("--rho", type=float, default=1e-3, help="regularisation ρ‖θ‖² of (11a) (default 1e-3)")
+    ap.add_argument("--method", default="alternating", choices=["auto", "global", "alternating"],
+                    help="offline.inverse method (default alternating)")
+    ap.add_argument("--time-limit-s", type=float, default=300.0, help="inverse solver time limit (default 300)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="θ file to write (default results/inventory/theta_<scenario>.yaml)")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from hiopt_ros.control.theta import save_theta
+
+    try:
+        scenario = make_scenario(args.scenario)
+    except ValueError as e:
+        print(f"offline.inventory.fit: --scenario: {e}", file=sys.stderr)
+        return 2
+    for name in ("episodes", "held_out", "K"):
+        if getattr(args, name) < 1:
+            print(f"offline.inventory.fit: --{name.replace('_', '-')} must be >= 1", file=sys.stderr)
+            return 2
+    if not args.l > 0:
+        print("offline.inventory.fit: --l must be > 0 (Prop. 4 needs a strongly convex FOP)", file=sys.stderr)
+        return 2
+    train = list(range(args.seed, args.seed + args.episodes))
+    held = list(range(HELD_OUT_SEED, HELD_OUT_SEED + args.held_out))
+    if set(train) & set(held):
+        print(f"offline.inventory.fit: demonstration seeds {_ranges(train)} overlap the held-out seeds "
+              f"{_ranges(held)}; choose --seed below {HELD_OUT_SEED - args.episodes + 1}", file=sys.stderr)
+        return 2
+    out = args.out or Path("results") / "inventory" / f"theta_{scenario.name}.yaml"
+    t0 = time.perf_counter()
+    command = "python -m offline.inventory.fit " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    try:
+        report = fit_theta(scenario, train, held, K=args.K, l=args.l, rho=args.rho, method=args.method,
+                           time_limit_s=args.time_limit_s, progress=not args.no_progress and sys.stderr.isatty(),
+                           command=command)
+    except RuntimeError as e:
+        print(f"offline.inventory.fit: solver failed: {e}", file=sys.stderr)
+        return 1
+    print(f"offline.inventory.fit: scenario {scenario.name}, {report.n_train} MPC decisions from "
+          f"{args.episodes} episode(s) ({report.demo_time_s:.1f} s)")
+    print("\n".join(report.lines()))
+    save_theta(out, report.theta)
+    print(f"wrote {out} ({time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""Table 1 (right) of the paper, inventory management: the case study of the shared runner.
+
+    python -m offline.experiments table1 --case inventory [--scenario 1F3S] [--rl-steps 300000]
+
+Methods (rows, the reference first):
+    MPC                 InventoryMpc, perfect demand knowledge over the whole remaining episode
+    Bi-level-unchanged  PPO upper level (subgoal: desired production ŵ, desired store stock q̂) →
+                        Eq. 31 with K = 0
+    End-to-end RL       PPO outputs production and shipments directly (clipped to feasibility)
+    Bi-level-learned    the same upper-level set-up → Eq. 31 with θ fitted to MPC demonstrations
+                        (offline.inventory.fit, Problem 11)
+
+``prepare`` fits θ (unless ``--theta`` is given) and trains the three policies with the shared
+SB3 harness (offline.rl), caching everything under ``<work-dir>/<scenario>/`` (default
+results/inventory/1F3S/): ``theta.yaml``, ``<method>/model.zip`` with its TensorBoard logs,
+learning curve and ``train.json`` (steps/s, wall time), plus ``spec.json`` saying what it was
+trained with. A second run with the same options reuses them (``--retrain`` forces new ones).
+Each policy of a bi-level method is trained against the lower level it is evaluated with.
+
+Decision time per step: MPC — parameter update + HiGHS solve of the horizon LP; bi-level —
+the policy's forward pass + the Eq. 31 solve; end-to-end — the forward pass. The environment's
+own step is excluded. The episode's mean lower-level (Eq. 31) solve time is an extra column.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from offline.experiments import Episode, Prepared
+
+from .env import InventoryEnv
+from .fit import HELD_OUT_SEED, fit_theta, load_fop_theta
+from .lower import InventoryFop
+from .mpc import InventoryMpc
+from .policy_envs import TRAIN_SEEDS, DirectEnv, SubgoalEnv
+from .scenarios import InventoryScenario, make_scenario
+
+__all__ = ["CASE", "InventoryTable1", "make_subgoal_env", "make_direct_env"]
+
+RL_METHODS = {"Bi-level-unchanged": "bilevel_unchanged", "End-to-end RL": "end_to_end",
+              "Bi-level-learned": "bilevel_learned"}
+
+
+# ----------------------------------------------------------------------------- env factories (picklable)
+
+def make_subgoal_env(rank: int, scenario_name: str, horizon_steps: int, theta_path: str | None):
+    """SubgoalEnv of a named scenario with the unchanged FOP (theta_path None) or a θ file's."""
+    sc = make_scenario(scenario_name, horizon_steps)
+    fop = InventoryFop(sc) if theta_path is None else load_fop_theta(sc, theta_path)
+    return SubgoalEnv(sc, fop)
+
+
+def make_direct_env(rank: int, scenario_name: str, horizon_steps: int):
+    """DirectEnv (end-to-end RL) of a named scenario."""
+    return DirectEnv(make_scenario(scenario_name, horizon_steps))
+
+
+# ----------------------------------------------------------------------------- the case
+
+@dataclass
+class _State:
+    scenario: InventoryScenario
+    mpc: InventoryMpc
+    fops: dict[str, InventoryFop]                 # method -> lower level
+    actors: dict[str, Callable] = field(default_factory=dict)   # method -> obs -> action in [−1, 1]
+    action_high: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class InventoryTable1:
+    name = "inventory"
+    title = "Table 1 (right): supply-chain inventory management"
+    methods = ("MPC", "Bi-level-unchanged", "End-to-end RL", "Bi-level-learned")
+
+    # ---------------------------------------------------------------- options
+    def add_arguments(self, p) -> None:
+        p.add_argument("--scenario", default="1F3S", help="1F2S, 1F3S, 1F10S or 2F6S (default 1F3S)")
+        p.add_argument("--horizon-steps", type=int, default=None, help="episode length T (default: the scenario's, 30)")
+        p.add_argument("--theta", type=Path, default=None,
+                       help="θ file for Bi-level-learned (default: fit one to MPC demonstrations, cached)")
+        p.add_argument("--demo-episodes", type=int, default=2, help="MPC demonstration episodes for the θ fit "
+                       "(demand seeds 0, 1, …; default 2)")
+        p.add_argument("--K", type=int, default=2, help="ReLU terms of the fitted θ (default 2)")
+        p.add_argument("--fit-time-limit-s", type=float, default=300.0, help="inverse solver time limit")
+        p.add_argument("--algo", default="ppo", choices=["ppo", "sac"], help="SB3 algorithm (default ppo)")
+        p.add_argument("--rl-steps", type=int, default=300_000, help="env steps per RL policy (default 300000)")
+        p.add_argument("--rl-seed", type=int, default=0, help="seed of the RL runs (default 0)")
+        p.add_argument("--n-envs", type=int, default=2, help="parallel envs per RL run (default 2)")
+        p.add_argument("--retrain", action="store_true", help="ignore cached θ and policies")
+
+    # ---------------------------------------------------------------- preparation
+    def prepare(self, args, work_dir, log) -> Prepared:
+        from offline import rl
+
+        sc = make_scenario(args.scenario, args.horizon_steps)
+        methods = [m for m in self.methods if m in (args.methods.split(",") if args.methods else self.methods)]
+        methods = [m.strip() for m in methods]
+        case_dir = Path(work_dir) / sc.name if args.horizon_steps is None else \
+            Path(work_dir) / f"{sc.name}_T{sc.horizon_steps}"
+        case_dir.mkdir(parents=True, exist_ok=True)
+        progress = not args.quiet and sys.stderr.isatty()
+        notes = [f"scenario {sc.name}: {sc.n_warehouses} warehouse(s), {sc.n_stores} stores, T = {sc.horizon_steps} "
+                 f"steps; reward = revenue − production − transport − storage − backorder − overflow costs; "
+                 f"served demand = units sold per episode"]
+        demo_seeds = list(range(args.demo_episodes))
+        train_seeds = set(TRAIN_SEEDS) | set(demo_seeds)
+        mpc = InventoryMpc(sc)
+        fops: dict[str, InventoryFop] = {"Bi-level-unchanged": InventoryFop(sc)}
+
+        theta_path = None
+        if "Bi-level-learned" in methods:
+            theta_path = Path(args.theta) if args.theta else case_dir / "theta.yaml"
+            if args.theta is None and (args.retrain or not _spec_matches(case_dir / "theta.spec.json",
+                                                                         _theta_spec(args, sc))):
+                log(f"[inventory] fitting θ (K={args.K}) to {args.demo_episodes} MPC demonstration episode(s) …")
+                report = fit_theta(sc, demo_seeds, list(range(HELD_OUT_SEED, HELD_OUT_SEED + 3)), K=args.K,
+                                   time_limit_s=args.fit_time_limit_s, progress=progress, mpc=mpc,
+                                   command="python -m offline.experiments table1 --case inventory (prepare)")
+                from hiopt_ros.control.theta import save_theta
+                save_theta(theta_path, report.theta)
+                _write_spec(case_dir / "theta.spec.json", _theta_spec(args, sc))
+                for line in report.lines():
+                    log("  " + line)
+            fops["Bi-level-learned"] = load_fop_theta(sc, theta_path)
+            ho = fops["Bi-level-learned"]
+            notes.append(f"Bi-level-learned: θ file {theta_path} (K = {ho.K}, l = {ho.l:g})")
+            from hiopt_ros.control.theta import load_theta
+            prov = load_theta(theta_path).provenance
+            if "held_out" in prov:
+                h = prov["held_out"]
+                notes.append("θ fit, held-out MPC decisions: cosine of shipments with the MPC's "
+                             f"{h['learned']['flows']['cosine']:.4f} (θ = 0: {h['unchanged']['flows']['cosine']:.4f})")
+            if "train_demand_seeds" in prov:
+                train_seeds |= set(int(s) for s in prov["train_demand_seeds"])
+
+        state = _State(scenario=sc, mpc=mpc, fops=fops)
+        for method in methods:
+            if method not in RL_METHODS:
+                continue
+            kind = RL_METHODS[method]
+            out_dir = case_dir / kind
+            if method == "End-to-end RL":
+                make_env = functools.partial(make_direct_env, scenario_name=sc.name, horizon_steps=sc.horizon_steps)
+            else:
+                tp = str(theta_path) if method == "Bi-level-learned" else None
+                make_env = functools.partial(make_subgoal_env, scenario_name=sc.name,
+                                             horizon_steps=sc.horizon_steps, theta_path=tp)
+            cfg = rl_config(args)
+            spec = {"method": method, "scenario": sc.name, "horizon_steps": sc.horizon_steps,
+                    "config": _jsonable(cfg.__dict__),
+                    "theta_sha256": _sha(theta_path) if method == "Bi-level-learned" else None}
+            if args.retrain or not (out_dir / "model.zip").exists() or not _spec_matches(out_dir / "spec.json", spec):
+                log(f"[inventory] training {method} ({cfg.algo.upper()}, {cfg.total_steps} steps, "
+                    f"{cfg.n_envs} envs) → {out_dir}/")
+                result = rl.train(make_env, cfg, out_dir, progress=progress)
+                _write_spec(out_dir / "spec.json", spec)
+                log(f"  {result.report()}")
+            model = rl.load_model(out_dir / "model.zip", cfg.algo)
+            state.actors[method] = _actor(model)
+            info = json.loads((out_dir / "train.json").read_text()) if (out_dir / "train.json").exists() else {}
+            notes.append(f"{method}: {cfg.algo.upper()} policy {out_dir}/model.zip, {info.get('env_steps', '?')} "
+                         f"env steps in {info.get('wall_s', math.nan):.0f} s "
+                         f"({info.get('train_steps_per_s', math.nan):.0f} steps/s), RL seed {cfg.seed}, "
+                         f"training demand seeds {TRAIN_SEEDS.start}–{TRAIN_SEEDS.stop - 1}")
+        if "End-to-end RL" in methods:
+            state.action_high["End-to-end RL"] = DirectEnv(sc)._high
+        return Prepared(state=state, train_seeds=sorted(train_seeds), notes=notes)
+
+    # ---------------------------------------------------------------- one episode
+    def run_episode(self, prepared: Prepared, method: str, seed: int) -> Episode:
+        st: _State = prepared.state
+        sc = st.scenario
+        env = InventoryEnv(sc)
+        obs, _ = env.reset(seed=int(seed))
+        W = sc.n_warehouses
+        high_subgoal = np.r_[sc.production_capacity, sc.capacity_s]
+        times, lower_times = [], []
+        total = served = 0.0
+        fop_failures = 0
+        done = False
+        while not done:
+            t0 = time.perf_counter()
+            if method == "MPC":
+                action = st.mpc.decide(env.state(), env.demand).action
+            elif method == "End-to-end RL":
+                a = np.clip(st.actors[method](obs), -1.0, 1.0)
+                action = 0.5 * (a + 1.0) * st.action_high[method]
+            else:
+                a = np.clip(st.actors[method](obs), -1.0, 1.0)
+                x_hat = 0.5 * (a + 1.0) * high_subgoal
+                dec = st.fops[method].solve(env.state(), x_hat[:W], x_hat[W:])
+                lower_times.append(dec.solution.solve_time_s)
+                if dec.solution.ok:
+                    action = dec.action
+                else:
+                    fop_failures += 1
+                    action = np.zeros(W + sc.n_edges)
+            times.append(time.perf_counter() - t0)
+            obs, r, done, _, info = env.step(action)
+            total += r
+            served += info["served"]
+        extra = {"lower_level_ms": float(np.mean(lower_times)) * 1e3 if lower_times else math.nan,
+                 "fop_failures": float(fop_failures)}
+        return Episode(reward=total, served_demand=served, decision_times_s=times, extra=extra)
+
+
+def rl_config(args):
+    """The RLConfig of the table's RL runs (PPO defaults tuned on 1F3S; see the README)."""
+    from offline import rl
+
+    return rl.RLConfig(algo=args.algo, total_steps=int(args.rl_steps), n_envs=int(args.n_envs), seed=int(args.rl_seed),
+                       vec="subproc" if args.n_envs > 1 else "dummy", net_arch=(64, 64), n_steps=1024,
+                       batch_size=256, n_epochs=10, gamma=0.99, learning_rate=3e-4, log_std_init=-0.5)
+
+
+def _actor(model) -> Callable[[np.ndarray], np.ndarray]:
+    """obs (n,) -> deterministic action (m,) through the harness' torch actor (no SB3 overhead)."""
+    import torch
+
+    from offline import rl
+
+    actor = rl.deterministic_actor(model).eval()
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return actor(torch.as_tensor(np.asarray(obs, np.float32)[None])).numpy()[0].astype(float)
+    return act
+
+
+def _theta_spec(args, sc) -> dict:
+    return {"scenario": sc.name, "horizon_steps": sc.horizon_steps, "demo_episodes": args.demo_episodes,
+            "K": args.K, "fit_time_limit_s": args.fit_time_limit_s}
+
+
+def _spec_matches(path: Path, spec: dict) -> bool:
+    try:
+        return json.loads(path.read_text()) == json.loads(json.dumps(spec))
+    except (OSError, ValueError):
+        return False
+
+
+def _write_spec(path: Path, spec: dict) -> None:
+    path.write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
+
+
+def _sha(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _jsonable(d: dict) -> dict:
+    return json.loads(json.dumps(d, default=lambda o: list(o) if isinstance(o, tuple) else str(o)))
+
+
+CASE = InventoryTable1()
