@@ -274,6 +274,7 @@ def test_fitted_theta_reproduces_mpc_flows_on_held_out_states_better_than_theta_
     assert th.case_study == "inventory" and th.input_names[:3] == ["w[W0]", "f[W0->S0]", "f[W0->S1]"]
     assert th.provenance["train_demand_seeds"] == [0, 1] and th.provenance["scenario"] == "1F2S"
     fop = load_fop_theta(sc, path)
-    assert np.allclose(fop.lp.theta, report.fit.theta) and fop.l == pytest.approx(report.fit.l)
+    assert np.allclose(fop.lp.theta, report.fit.theta) and fop.l == th.l == 0.0   # Eq. 31: an LP
+    assert th.provenance["fit_l"] == pytest.approx(report.fit.l) and report.fit.l > 0
     with pytest.raises(ValueError, match="input_names do not match"):
         load_fop_theta(make_scenario("1F3S"), path)

@@ -4,7 +4,8 @@ For every scenario, the MPC drives `--episodes` episodes (demand seeds from `--s
 visited state the benchmark times, interleaved in the same process so that machine load hits both
 alike: the MPC's decision (parameter update + HiGHS solve of the horizon LP, the models built
 beforehand) and the lower level's (Eq. 31 updated in place + HiGHS solve) for the subgoal the MPC
-implies, unchanged (K = 0) and with K ReLU terms installed. Prints and writes (Markdown + CSV via
+implies, unchanged (K = 0) and with K (random) ReLU terms installed, as the learned lower level is
+deployed (an LP; see offline.inventory.fit). Prints and writes (Markdown + CSV via
 offline.results) median, p99 and mean per method and the speed-up of the lower level.
 """
 from __future__ import annotations
@@ -33,7 +34,7 @@ def bench_scenario(name: str, episodes: int = 3, seed: int = 20_000, K: int = 2,
     env = InventoryEnv(sc)
     mpc = InventoryMpc(sc)
     fop0 = InventoryFop(sc)
-    fopk = InventoryFop(sc, K=K, l=1e-3)
+    fopk = InventoryFop(sc, K=K)            # as deployed: Eq. 31 is an LP (offline.inventory.fit)
     rng = np.random.default_rng(seed)
     fopk.set_theta(rng.normal(0, 0.2, (K, fopk.n)), rng.normal(0, 1, K))
     for H in range(1, sc.horizon_steps + 1):   # build every horizon's model first (not timed)
