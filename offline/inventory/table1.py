@@ -216,9 +216,12 @@ def rl_config(args):
     """The RLConfig of the table's RL runs (PPO defaults tuned on 1F3S; see the README)."""
     from offline import rl
 
-    return rl.RLConfig(algo=args.algo, total_steps=int(args.rl_steps), n_envs=int(args.n_envs), seed=int(args.rl_seed),
-                       vec="subproc" if args.n_envs > 1 else "dummy", net_arch=(64, 64), n_steps=1024,
-                       batch_size=256, n_epochs=10, gamma=0.99, learning_rate=3e-4, log_std_init=-0.5)
+    n_envs = int(args.n_envs)
+    n_steps = int(min(1024, max(32, int(args.rl_steps) // n_envs)))    # tiny budgets (tests) stay tiny
+    return rl.RLConfig(algo=args.algo, total_steps=int(args.rl_steps), n_envs=n_envs, seed=int(args.rl_seed),
+                       vec="subproc" if n_envs > 1 else "dummy", net_arch=(64, 64), n_steps=n_steps,
+                       batch_size=min(256, n_steps * n_envs), n_epochs=10, gamma=0.99, learning_rate=3e-4,
+                       log_std_init=-0.5)
 
 
 def _actor(model) -> Callable[[np.ndarray], np.ndarray]:
