@@ -6,7 +6,7 @@ alike: the MPC's decision (parameter update + HiGHS solve of the horizon LP, the
 beforehand) and the lower level's (Eq. 31 updated in place + HiGHS solve) for the subgoal the MPC
 implies, unchanged (K = 0) and with K (random) ReLU terms installed, as the learned lower level is
 deployed (an LP; see offline.inventory.fit). Prints and writes (Markdown + CSV via
-offline.results) median, p99 and mean per method and the speed-up of the lower level.
+offline.results.timing_stats) median, p99 and mean per method and the lower level's speed-up.
 """
 from __future__ import annotations
 
@@ -49,12 +49,13 @@ def bench_scenario(name: str, episodes: int = 3, seed: int = 20_000, K: int = 2,
             st = env.state()
             best = {k: np.inf for k in times}
             dec = None
-            for _ in range(repeats):   # best of `repeats`: scheduling noise only ever adds time
+            for rep in range(repeats):   # best of `repeats`: scheduling noise only ever adds time
                 t0 = time.perf_counter()
                 dec = mpc.decide(st, env.demand)
                 best["mpc"] = min(best["mpc"], time.perf_counter() - t0)
                 w_hat, q_hat = fop0.implied_subgoal(st, dec.w, dec.f)
-                for key, fop in (("fop_unchanged", fop0), ("fop_relu", fopk)):
+                order = (("fop_unchanged", fop0), ("fop_relu", fopk))
+                for key, fop in (order if rep % 2 == 0 else order[::-1]):   # no order advantage
                     t0 = time.perf_counter()
                     sol = fop.solve(st, w_hat, q_hat)
                     best[key] = min(best[key], time.perf_counter() - t0)
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("results/inventory_bench"), help="output folder")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
-    from offline.results import Metric, ResultsTable, timing_stats
+    from offline.results import timing_stats
 
     names = [s.strip().upper() for s in args.scenarios.split(",") if s.strip()]
     bad = [n for n in names if n not in SCENARIOS]
@@ -90,30 +91,35 @@ def main(argv: list[str] | None = None) -> int:
     if args.episodes < 1 or args.repeats < 1:
         print("offline.inventory.bench: --episodes and --repeats must be >= 1", file=sys.stderr)
         return 2
-    table = ResultsTable("Decision time per step: inventory MPC vs the Eq. 31 lower level", [
-        Metric("p50_ms", "median", "ms", ".3f", higher_is_better=False),
-        Metric("p99_ms", "p99", "ms", ".3f", higher_is_better=False),
-        Metric("mean_ms", "mean", "ms", ".3f", higher_is_better=False),
-        Metric("speedup_median", "MPC median / this median", "×", ".1f", higher_is_better=True),
-    ])
-    lines = []
+    rows = []
     for name in names:
-        t = bench_scenario(name, args.episodes, args.seed, args.K, args.repeats, progress=not args.quiet and sys.stderr.isatty())
+        t = bench_scenario(name, args.episodes, args.seed, args.K, args.repeats,
+                           progress=not args.quiet and sys.stderr.isatty())
         ref = float(np.median(t["mpc"]))
-        for key, label in (("mpc", "MPC"), ("fop_unchanged", "Eq. 31, K = 0"), ("fop_relu", f"Eq. 31, K = {args.K}")):
+        for key, label in (("mpc", "MPC (horizon LP)"), ("fop_unchanged", "Eq. 31, K = 0"),
+                           ("fop_relu", f"Eq. 31, K = {args.K}")):
             s = timing_stats(t[key])
-            table.add(f"{name} {label}", {"p50_ms": s["p50_ms"], "p99_ms": s["p99_ms"], "mean_ms": s["mean_ms"],
-                                          "speedup_median": ref / float(np.median(t[key]))})
-        lines.append(f"{name}: {len(t['mpc'])} states; lower level (K = {args.K}) {ref / np.median(t['fop_relu']):.0f}× "
-                     f"faster than the MPC (median)")
-    notes = [f"{args.episodes} MPC episodes per scenario from demand seed {args.seed}; every state timed "
-             f"{args.repeats}× interleaved (best kept); MPC = parameter update + HiGHS solve of the remaining-horizon "
-             "LP (models prebuilt); lower level = in-place update + HiGHS solve of Eq. 31 for the MPC's implied subgoal",
-             f"command: python -m offline.inventory.bench {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip()]
-    paths = table.write(args.out, "inventory_decision_time", notes=notes)
-    print(table.markdown(notes))
+            rows.append((name, label, s["n"], s["p50_ms"], s["p99_ms"], s["mean_ms"], ref * 1e3 / s["p50_ms"]
+                         if key != "mpc" else 1.0))
+    lines = ["## Decision time per step: inventory MPC vs the Eq. 31 lower level", "",
+             f"- {args.episodes} MPC episode(s) per scenario from demand seed {args.seed}; every state timed "
+             f"{args.repeats}× interleaved, the best kept; MPC = parameter update + HiGHS solve of the "
+             "remaining-horizon LP (models prebuilt); lower level = in-place update + HiGHS solve of Eq. 31 for "
+             "the MPC's implied subgoal",
+             f"- command: python -m offline.inventory.bench {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip(),
+             "", "| scenario | decision | states | median (ms) | p99 (ms) | mean (ms) | speed-up vs MPC (median) |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.3f} | {r[4]:.3f} | {r[5]:.3f} | {r[6]:.1f}× |" for r in rows]
+    args.out.mkdir(parents=True, exist_ok=True)
+    md, csv_path = args.out / "inventory_decision_time.md", args.out / "inventory_decision_time.csv"
+    md.write_text("\n".join(lines) + "\n")
+    with open(csv_path, "w", newline="") as fh:
+        import csv
+        w = csv.writer(fh)
+        w.writerow(["scenario", "decision", "states", "median_ms", "p99_ms", "mean_ms", "speedup_median"])
+        w.writerows(rows)
     print("\n".join(lines))
-    print(f"wrote {paths['markdown']} and {paths['csv']}")
+    print(f"wrote {md} and {csv_path}")
     return 0
 
 

@@ -159,6 +159,9 @@ def fit_theta(scenario: InventoryScenario, train_seeds: Sequence[int], held_out_
     fop.set_theta(fit.theta, fit.nu)
     held_out["learned"] = imitation_metrics(fop, held)
     theta = Theta(alpha=fit.theta, beta=fit.nu, l=forward_l, case_study="inventory", input_names=list(fop.names),
+                  subgoal={"definition": "expert_implied",
+                           "w_hat": "the MPC's production w of the step",
+                           "q_hat": "the store stock the MPC's shipments lead to at the next step"},
                   provenance={
                       "created": _dt.datetime.now().isoformat(timespec="seconds"),
                       "command": command, "scenario": scenario.name,

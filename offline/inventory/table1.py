@@ -123,7 +123,7 @@ class InventoryTable1:
                 log(f"[inventory] fitting θ (K={args.K}) to {args.demo_episodes} MPC demonstration episode(s) …")
                 report = fit_theta(sc, demo_seeds, list(range(HELD_OUT_SEED, HELD_OUT_SEED + 3)), K=args.K,
                                    time_limit_s=args.fit_time_limit_s, progress=progress, mpc=mpc,
-                                   command="python -m offline.experiments table1 --case inventory (prepare)")
+                                   command="python -m offline.experiments " + " ".join(sys.argv[1:]))
                 from hiopt_ros.control.theta import save_theta
                 save_theta(theta_path, report.theta)
                 _write_spec(case_dir / "theta.spec.json", _theta_spec(args, sc))
