@@ -63,10 +63,13 @@ def load_sections(params_file: str | os.PathLike) -> dict[str, dict[str, Any]]:
 
 
 def graph(params_file: str | os.PathLike | None = None, *, theta_file: str = "", use_expert: bool = False,
-          gui: bool = False, use_sim_time: bool = False, mode: str | None = None) -> list[NodeSpec]:
+          gui: bool = False, use_sim_time: bool = False, mode: str | None = None,
+          autostart: bool = True) -> list[NodeSpec]:
     """The processes to start, in start order (the simulator first).
 
     `mode` names a graph of :data:`GRAPHS` (default "bilevel", or "expert" with `use_expert`).
+    With ``autostart=False`` every node waits inactive for a lifecycle 'activate' transition (the
+    launcher activates them once its recorder has matched their publishers).
     """
     params_file = Path(params_file) if params_file else default_params_file()
     node_sections(params_file)  # a misplaced shared fact fails here, before any process starts
@@ -81,6 +84,8 @@ def graph(params_file: str | os.PathLike | None = None, *, theta_file: str = "",
         overrides["controller_node"]["theta_file"] = str(Path(theta_file).expanduser().resolve())
     for n in names:
         overrides[n]["use_sim_time"] = bool(use_sim_time) and n != "sim_node"
+        if not autostart:
+            overrides[n]["autostart"] = False
     return [NodeSpec(n, overrides[n]) for n in names]
 
 
@@ -105,15 +110,15 @@ def ros_args(spec: NodeSpec, params_file: str | os.PathLike | None = None,
              overrides_dir: str | os.PathLike | None = None) -> list[str]:
     """The --ros-args a launch_ros Node with the same name, parameters and remappings gets.
 
-    `overrides_dir` receives the node's override file (default: a new temporary folder).
+    `overrides_dir` receives the node's override file; the caller owns it and deletes it when the
+    run ends (NodeProcesses does; launch/nav.launch.py on shutdown).
     """
-    import tempfile
-
     params_file = Path(params_file) if params_file else default_params_file()
     args = ["--ros-args", "-r", f"__node:={spec.name}", "--params-file", str(params_file)]
     if spec.parameters:
-        folder = overrides_dir if overrides_dir is not None else tempfile.mkdtemp(prefix="hiopt_params_")
-        args += ["--params-file", str(write_overrides(spec, folder))]
+        if overrides_dir is None:
+            raise ValueError(f"{spec.name} has parameter overrides: pass overrides_dir for its overrides file")
+        args += ["--params-file", str(write_overrides(spec, overrides_dir))]
     for src, dst in spec.remappings:
         args += ["-r", f"{src}:={dst}"]
     return args

@@ -6,14 +6,17 @@
 It starts the node graph of :mod:`hiopt_ros.bringup` (the same processes, parameters and arguments
 that ``ros2 launch hiopt_ros nav.launch.py`` starts), each node as its own process talking over DDS,
 using only the pip wheels (no ``ros2`` CLI). A monitor in this process records /odom, /cmd_vel,
-/hiopt/subgoal and /hiopt/obstacles to a rosbag2 (MCAP) and ends the run when the goal is reached,
-on a collision, or after ``--timeout-s`` seconds of driving. It then interrupts the nodes (SIGINT,
+/hiopt/subgoal and /hiopt/obstacles to a rosbag2 (MCAP). The nodes start inactive (lifecycle) and
+are activated only after the monitor has matched every publisher it records, so the bag holds every
+message they publish (see :func:`run`). The run ends when the goal is reached, on a collision, or
+after ``--timeout-s`` seconds of driving. It then deactivates the nodes, interrupts them (SIGINT,
 then SIGTERM/SIGKILL if they hang) and waits for them — also on Ctrl-C or an error — and writes
 
     <out>/<timestamp>/trajectory.png   top view: obstacles, path, subgoals
     <out>/<timestamp>/bag/             rosbag2, MCAP storage (ros2 bag info / Foxglove / rosbags)
     <out>/<timestamp>/summary.json     the printed summary, machine-readable
     <out>/<timestamp>/logs/<node>.log  each node's output
+    <out>/<timestamp>/params/<node>.overrides.yaml   the per-node overrides it was started with
 
 ``--expert`` runs the MPC expert instead of planner + controller: that is how demonstrations for
 ``python -m offline.fit`` are recorded. Exit status: 0 when the goal was reached without a
@@ -35,6 +38,8 @@ from pathlib import Path
 from hiopt_ros import bringup
 
 STARTUP_TIMEOUT_S = 90.0     # wheels re-exec Python, acados loads, DDS discovers: be generous
+TRANSITION_TIMEOUT_S = 10.0  # a lifecycle transition (the controller's deactivation waits ≤ 1 s for acks)
+FLUSH_TIMEOUT_S = 5.0        # after deactivation: until every message a node reported has arrived here
 SHUTDOWN_GRACE_S = 10.0
 
 
@@ -61,10 +66,18 @@ def default_domain_id() -> tuple[int, object]:
 class NodeProcesses:
     """The graph's node processes; a context manager that always stops and reaps them."""
 
-    def __init__(self, params_file: Path, log_dir: Path | None, env: dict[str, str], echo: bool = False) -> None:
+    def __init__(self, params_file: Path, log_dir: Path | None, env: dict[str, str], echo: bool = False,
+                 overrides_dir: Path | None = None) -> None:
+        """`overrides_dir` keeps each node's overrides file (bringup.write_overrides); without one they
+        go to a temporary folder that :meth:`stop` deletes."""
+        import tempfile
+
         self.params_file, self.log_dir, self.env, self.echo = params_file, log_dir, env, echo
-        # each node's overrides file (see bringup.write_overrides) lives beside its log
-        self.overrides_dir = (log_dir.parent / "params") if log_dir is not None else None
+        self._tmp = None
+        if overrides_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="hiopt_params_")
+            overrides_dir = Path(self._tmp.name)
+        self.overrides_dir = overrides_dir
         self.procs: dict[str, subprocess.Popen] = {}
         self._logs: list = []
 
@@ -114,6 +127,9 @@ class NodeProcesses:
         for fh in self._logs:
             fh.close()
         self._logs.clear()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
         return {n: p.returncode for n, p in self.procs.items()}
 
 
@@ -158,13 +174,50 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+class Lifecycle:
+    """Lifecycle transitions of the graph's nodes (what `ros2 lifecycle set <node> activate` does)."""
+
+    def __init__(self, node, names) -> None:
+        from lifecycle_msgs.srv import ChangeState
+
+        self._srv = ChangeState
+        self.clients = {n: node.create_client(ChangeState, f"/{n}/change_state") for n in names}
+
+    def missing(self) -> list[str]:
+        """Nodes whose change_state service this process has not discovered yet."""
+        return [n for n, cl in self.clients.items() if not cl.service_is_ready()]
+
+    def change(self, name: str, transition_id: int, spin_once, timeout_s: float) -> bool:
+        """Request a transition and wait (bounded) for the answer; True when the node made it."""
+        request = self._srv.Request()
+        request.transition.id = transition_id
+        future = self.clients[name].call_async(request)
+        deadline = time.monotonic() + timeout_s
+        while not future.done() and time.monotonic() < deadline:
+            spin_once(0.05)
+        return bool(future.done() and future.result() is not None and future.result().success)
+
+
 def run(args: argparse.Namespace, *, on_ready=None, log=print) -> tuple["RunSummary", Path]:  # noqa: F821
-    """Run the stack once; returns (summary, run folder). `on_ready(processes, monitor)` is a test hook."""
+    """Run the stack once; returns (summary, run folder). `on_ready(processes, monitor)` is a test hook.
+
+    Order of events, so that the bag holds every message the nodes publish:
+    1. every node process starts inactive (lifecycle, ``autostart: false``);
+    2. wait (bounded) until the monitor has matched the publisher(s) of every recorded topic and
+       every node's lifecycle service is reachable;
+    3. activate sim_node (odometry and the latched obstacles start), wait for its first odometry;
+    4. activate the drivers (planner + controller, or the expert): the robot starts moving;
+    5. on the goal, a collision, the timeout or a node's death: deactivate the drivers (the
+       controller publishes a last stop, waits until every subscriber acknowledged every command
+       and reports its counts) and the sim; wait until the monitor holds every reported message;
+    6. interrupt and reap the processes; write bag, summary and plot.
+    """
     import rclpy
+    from lifecycle_msgs.msg import Transition
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
-    from hiopt_ros.recording import RunMonitor, write_plot
+    from hiopt_ros.recording import RECORDED_TOPICS, RunMonitor, write_plot
     from sim.course import load_course
 
     params = args.params.resolve()
@@ -172,14 +225,14 @@ def run(args: argparse.Namespace, *, on_ready=None, log=print) -> tuple["RunSumm
     sections = bringup.load_sections(params)
     mode = "expert" if args.expert else "bilevel"
     driver = sections.get("expert_node" if args.expert else "controller_node", {})
-    stamped = bool(sections.get("controller_node", {}).get("enable_stamped_cmd_vel", False))
+    stamped = bool(sections.get("/**", {}).get("enable_stamped_cmd_vel", False))
     reservation = None
     if args.domain_id is not None:
         domain_id = args.domain_id
     else:
         domain_id, reservation = default_domain_id()
     specs = bringup.graph(params, theta_file=args.theta, use_expert=args.expert, gui=args.gui,
-                          use_sim_time=args.use_sim_time)
+                          use_sim_time=args.use_sim_time, autostart=False)
     run_dir = new_run_dir(args.out)
     log(f"run folder: {run_dir}  (ROS_DOMAIN_ID={domain_id}; nodes: {', '.join(s.name for s in specs)})")
 
@@ -196,36 +249,57 @@ def run(args: argparse.Namespace, *, on_ready=None, log=print) -> tuple["RunSumm
     executor = SingleThreadedExecutor(context=context)
     monitor = None
     summary = None
+
+    def spin_once(timeout_s: float) -> None:
+        executor.spin_once(timeout_sec=timeout_s)
+
     try:
         monitor = RunMonitor(bag=bag, stamped_cmd_vel=stamped, mode=mode, goal_xy=course.goal_xy,
                              commanded_rate_hz=float(driver.get("control_rate_hz", 50.0)), context=context)
         executor.add_node(monitor)
-        with NodeProcesses(params, run_dir / "logs", env, echo=args.echo) as nodes:
+        # created after the recorder's subscriptions: DDS announces a participant's endpoints in
+        # creation order, so a node that answers a lifecycle request has matched the recorder too
+        lifecycle = Lifecycle(monitor, [s.name for s in specs])
+        with NodeProcesses(params, run_dir / "logs", env, echo=args.echo, overrides_dir=run_dir / "params") as nodes:
             t0 = time.monotonic()
 
-            def wait_until(what: str, ready) -> None:
+            def wait_until(ready, what) -> None:
                 while not ready():
-                    executor.spin_once(timeout_sec=0.1)
+                    spin_once(0.05)
                     if nodes.dead():
                         raise RuntimeError(f"node(s) exited during start-up: {nodes.dead()} (see {run_dir / 'logs'})")
                     if time.monotonic() - t0 > STARTUP_TIMEOUT_S:
-                        raise RuntimeError(f"{what} within {STARTUP_TIMEOUT_S:.0f} s (see {run_dir / 'logs'})")
+                        raise RuntimeError(f"{what()} within {STARTUP_TIMEOUT_S:.0f} s (see {run_dir / 'logs'})")
 
-            # The simulator first, and the nodes that move the robot only once this monitor receives
-            # odometry: the recorded trajectory then starts at the start pose, however long DDS
-            # discovery takes between this process and each node.
-            nodes.start(specs[0])
-            wait_until("no odometry from sim_node", lambda: bool(monitor.odom_t))
-            for spec in specs[1:]:
+            def activate(spec) -> None:
+                if not lifecycle.change(spec.name, Transition.TRANSITION_ACTIVATE, spin_once, TRANSITION_TIMEOUT_S):
+                    raise RuntimeError(f"{spec.name} did not activate within {TRANSITION_TIMEOUT_S:.0f} s "
+                                       f"(see {run_dir / 'logs' / (spec.name + '.log')})")
+
+            for spec in specs:
                 nodes.start(spec)
-            wait_until("the stack did not come up", monitor.ready)
-            log(f"stack up after {time.monotonic() - t0:.1f} s; driving to {course.goal_xy.tolist()}")
+
+            def not_discovered() -> str:
+                topics = [t for t, n in monitor.matched().items() if n < 1]
+                return ("DDS discovery did not complete: " +
+                        "; ".join(([f"no publisher matched on {', '.join(topics)}"] if topics else []) +
+                                  ([f"no lifecycle service of {', '.join(lifecycle.missing())}"]
+                                   if lifecycle.missing() else [])))
+            wait_until(lambda: all(n >= 1 for n in monitor.matched().values()) and not lifecycle.missing(),
+                       not_discovered)
+            activate(specs[0])
+            wait_until(lambda: bool(monitor.odom_t), lambda: "no odometry from sim_node after its activation")
+            t_drive = monitor.now_s()
+            for spec in specs[1:]:
+                activate(spec)
+            log(f"stack up after {time.monotonic() - t0:.1f} s (recorder matched {', '.join(RECORDED_TOPICS)}); "
+                f"driving to {course.goal_xy.tolist()}")
             if on_ready is not None:
                 on_ready(nodes, monitor)
-            t_drive = time.monotonic()
+            t_wall = time.monotonic()
             end_reason = "timeout"
-            while time.monotonic() - t_drive < args.timeout_s:
-                executor.spin_once(timeout_sec=0.05)
+            while time.monotonic() - t_wall < args.timeout_s:
+                spin_once(0.05)
                 if monitor.reached:
                     end_reason = "goal reached"
                     break
@@ -235,9 +309,16 @@ def run(args: argparse.Namespace, *, on_ready=None, log=print) -> tuple["RunSumm
                 if nodes.dead():
                     end_reason = f"node(s) exited: {nodes.dead()}"
                     break
-            end_t = monitor.now_s()
-            monitor.wait_for_world_update(lambda t: executor.spin_once(timeout_sec=t))
-            summary = monitor.summary(end_reason, end_t if end_reason != "goal reached" else monitor.reached_t)
+            end_t = monitor.reached_t if end_reason == "goal reached" else monitor.now_s()
+            # drivers first (the controller's last stop is recorded), then the sim (final world status)
+            alive = [s for s in reversed(specs) if s.name not in nodes.dead()]
+            for spec in alive:
+                lifecycle.change(spec.name, Transition.TRANSITION_DEACTIVATE, spin_once, TRANSITION_TIMEOUT_S)
+            deadline = time.monotonic() + FLUSH_TIMEOUT_S
+            while time.monotonic() < deadline and not monitor.all_recorded():
+                spin_once(0.05)
+            monitor.wait_for_world_update(spin_once, timeout_s=0.5)
+            summary = monitor.summary(end_reason, t_drive, end_t)
         # nodes are stopped and reaped here
     finally:
         if bag is not None:
@@ -279,8 +360,10 @@ def main(argv: list[str] | None = None) -> int:
     theta = f", θ {args.theta}" if args.theta else (", unchanged FOP" if not args.expert else "")
     print(f"\nhiopt navigation run ({what}{theta})")
     print(summary.text())
+    if not summary.recording_complete:
+        print("warning: the bag misses messages the nodes published (see 'recorded' above)", file=sys.stderr)
     counts = ", ".join(f"{t} {n}" for t, n in summary.message_counts.items())
-    print(f"run folder: {run_dir}\n  trajectory.png, bag/ (MCAP: {counts}), summary.json, logs/")
+    print(f"run folder: {run_dir}\n  trajectory.png, bag/ (MCAP: {counts}), summary.json, logs/, params/")
     return 0 if summary.success else 1
 
 

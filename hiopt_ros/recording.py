@@ -2,14 +2,22 @@
 
 :class:`RunMonitor` is an rclpy node living in the launcher's process. It subscribes to
 
-* /odom, /cmd_vel, /hiopt/subgoal, /hiopt/obstacles — written to the bag as received (CDR bytes
-  from ``rclpy.serialization.serialize_message``, receive time as the bag time), so a ROS user opens
-  it with ``ros2 bag info/play`` or Foxglove, and ``offline.bags.read_robot_bag`` reads it back;
-* /hiopt/goal_reached, /hiopt/collision (latched) — the run's end conditions;
-* /hiopt/solve_time_us — per-cycle FOP (or MPC) solve time;
-* /diagnostics — the sim's world status (energy, minimum clearance; ground truth from PyBullet).
+* /odom, /cmd_vel, /hiopt/subgoal, /hiopt/obstacles (:data:`RECORDED_TOPICS`): written to the bag
+  as received, serialized bytes straight from DDS (``raw=True``: nothing is deserialized and
+  serialized again on the way), with DDS' own receive time as the bag time (so a late executor
+  callback does not shift it), so a ROS user opens the bag with ``ros2 bag info/play`` or Foxglove
+  and ``offline.bags.read_robot_bag`` reads it back. Its queues hold :data:`RECORDER_DEPTH`
+  messages, so a callback backlog never overwrites one;
+* /hiopt/goal_reached, /hiopt/collision (latched): the run's end conditions;
+* /hiopt/solve_time_us: per-cycle FOP (or MPC) solve time;
+* /diagnostics: the sim's world status (energy, minimum clearance; ground truth from PyBullet) and
+  every node's own count of what it published (``published:<topic>``).
 
-:meth:`RunMonitor.summary` turns what it saw into :class:`RunSummary`.
+Accounting (what :class:`TopicAccount` reports per topic): the messages recorded; the DDS
+publication sequence numbers of each publisher, which show how many a publisher sent before the
+recorder matched it and whether any went missing in between; and the publishing node's own count.
+The launcher activates the nodes only after this monitor has matched their publishers, so for a
+complete recording recorded == published.
 """
 from __future__ import annotations
 
@@ -23,14 +31,44 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PointStamped
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
-from rclpy.serialization import serialize_message
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
 from std_msgs.msg import Bool, Float64
 
 from hiopt_ros.nodes import common as c
 
-#: the recorded topics (the issue asks for the first three; obstacles make the bag self-contained)
+#: the recorded topics (what offline.fit needs, plus the obstacles so a bag is self-contained)
 RECORDED_TOPICS = (c.TOPIC_ODOM, c.TOPIC_CMD_VEL, c.TOPIC_SUBGOAL, c.TOPIC_OBSTACLES)
-MOTION_THRESHOLD_M = 0.01   # the run's clock starts when the robot has moved this far
+RECORDER_DEPTH = 1000       # messages a recorder subscription queues (20 s of /cmd_vel at 50 Hz)
+MOTION_THRESHOLD_M = 0.01   # the robot "moves" once it is this far from its first recorded pose
+
+
+def _recorder_qos(publisher_qos: QoSProfile) -> QoSProfile:
+    """The publishers' reliability and durability with a deep queue."""
+    return QoSProfile(depth=RECORDER_DEPTH, history=HistoryPolicy.KEEP_LAST,
+                      reliability=publisher_qos.reliability, durability=publisher_qos.durability)
+
+
+@dataclass
+class TopicAccount:
+    """Messages of one recorded topic: recorded, and what the publishers say they published.
+
+    ``published`` is the publishing node(s)' own count (diagnostics ``published:<topic>``; None when
+    no node reported it); ``before_recording`` the messages the publishers had sent before this
+    recorder matched them and ``lost`` those missing between the first and the last recorded one
+    (both from DDS publication sequence numbers).
+    """
+
+    recorded: int = 0
+    published: int | None = None
+    before_recording: int = 0
+    lost: int = 0
+
+    @property
+    def complete(self) -> bool:
+        """Every message the publishers sent is in the bag."""
+        return self.before_recording == 0 and self.lost == 0 and \
+            (self.published is None or self.published == self.recorded)
 
 
 @dataclass
@@ -47,12 +85,15 @@ class RunSummary:
     min_clearance_m: float
     commanded_rate_hz: float
     achieved_rate_hz: float
+    driving_window_s: float
+    commands_in_window: int
     solve_time_p50_us: float
     solve_time_p99_us: float
     solve_count: int
     final_xyyaw: list[float]
     goal_xy: list[float]
     message_counts: dict[str, int] = field(default_factory=dict)
+    topics: dict[str, dict] = field(default_factory=dict)
     run_dir: str = ""
     domain_id: int = -1
 
@@ -60,9 +101,14 @@ class RunSummary:
     def success(self) -> bool:
         return self.reached and not self.collided
 
+    @property
+    def recording_complete(self) -> bool:
+        return all(TopicAccount(**acc).complete for acc in self.topics.values())
+
     def to_dict(self) -> dict:
         out = asdict(self)
         out["success"] = self.success
+        out["recording_complete"] = self.recording_complete
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
 
     def text(self) -> str:
@@ -73,6 +119,13 @@ class RunSummary:
         solver = "MPC" if self.mode == "expert" else "FOP"
         result = ("reached the goal" if self.reached else "did NOT reach the goal") + \
                  (", COLLIDED" if self.collided else ", no collision")
+        recorded = []
+        for topic, acc in self.topics.items():
+            acc = TopicAccount(**acc)
+            text = f"{topic} {acc.recorded}" + (f" of {acc.published}" if acc.published is not None else "")
+            if acc.before_recording or acc.lost:
+                text += f" (MISSING: {acc.before_recording} before recording, {acc.lost} lost)"
+            recorded.append(text)
         lines = [
             f"result           {result} (end: {self.end_reason})",
             f"travel time      {num(self.travel_time_s, '.2f', 's')}",
@@ -80,15 +133,17 @@ class RunSummary:
             f"energy           {num(self.energy_j, '.2f', 'J')} (wheel-motor work)",
             f"min clearance    {num(self.min_clearance_m, '.3f', 'm')} (robot circle to obstacle surface)",
             f"control rate     {num(self.achieved_rate_hz, '.1f', 'Hz')} of {self.commanded_rate_hz:g} Hz commanded"
-            + (f" ({pct:.1f} %)" if math.isfinite(pct) else ""),
+            + (f" ({pct:.1f} %)" if math.isfinite(pct) else "")
+            + f": {self.commands_in_window} commands in {num(self.driving_window_s, '.2f', 's')} of driving",
             f"{solver} solve time   p50 {num(self.solve_time_p50_us, '.0f', 'µs')}, "
             f"p99 {num(self.solve_time_p99_us, '.0f', 'µs')} ({self.solve_count} solves)",
+            f"recorded         {', '.join(recorded)} (recorded of published)",
         ]
         return "\n".join(lines)
 
 
 class RunMonitor(Node):
-    """Records and measures one run; the launcher spins it and asks :meth:`finished`."""
+    """Records and measures one run; the launcher spins it and reads its state."""
 
     def __init__(self, *, bag=None, stamped_cmd_vel: bool = False, mode: str = "bilevel",
                  commanded_rate_hz: float = 50.0, goal_xy=(0.0, 0.0), **node_kwargs) -> None:
@@ -99,60 +154,79 @@ class RunMonitor(Node):
         self.goal_xy = [float(v) for v in goal_xy]
         self.stamped_cmd_vel = stamped_cmd_vel
         self.odom_xy: list[tuple[float, float]] = []
-        self.odom_t: list[float] = []
+        self.odom_t: list[float] = []               # receive times [s] (DDS reception, system clock)
         self.last_state: np.ndarray | None = None
         self.subgoals: list[tuple[float, float]] = []
+        self.subgoal_t: list[float] = []
         self.cmd_t: list[float] = []
-        self.first_motion_t: float | None = None   # first odometry 1 cm away from the first pose
+        self.cmds: list[tuple[float, float]] = []   # (v, omega) as received
+        self.first_motion_t: float | None = None
         self.solve_times_us: list[float] = []
         self.reached_t: float | None = None
         self.collided = False
         self.world: dict[str, str] = {}
         self.world_t: float | None = None
         self.counts = {t: 0 for t in RECORDED_TOPICS}
+        # per topic and publisher (gid): [first, last, count] of the DDS publication sequence numbers
+        self._sequences: dict[str, dict[bytes, list[int]]] = {t: {} for t in RECORDED_TOPICS}
+        # per topic and node: the node's own published count from its latest diagnostics
+        self.published: dict[str, dict[str, int]] = {t: {} for t in RECORDED_TOPICS}
         twist = c.twist_type(stamped_cmd_vel)
-        self._types = {c.TOPIC_ODOM: "nav_msgs/msg/Odometry",
-                       c.TOPIC_CMD_VEL: "geometry_msgs/msg/TwistStamped" if stamped_cmd_vel
-                       else "geometry_msgs/msg/Twist",
-                       c.TOPIC_SUBGOAL: "geometry_msgs/msg/PointStamped",
-                       c.TOPIC_OBSTACLES: "visualization_msgs/msg/MarkerArray"}
         from visualization_msgs.msg import MarkerArray
-        self.create_subscription(Odometry, c.TOPIC_ODOM, self.on_odom, c.SENSOR_QOS)
-        self.create_subscription(twist, c.TOPIC_CMD_VEL, self.on_cmd_vel, c.COMMAND_QOS)
-        self.create_subscription(PointStamped, c.TOPIC_SUBGOAL, self.on_subgoal, c.COMMAND_QOS)
-        self.create_subscription(MarkerArray, c.TOPIC_OBSTACLES,
-                                 lambda m: self._record(c.TOPIC_OBSTACLES, m), c.LATCHED_QOS)
+        types = {c.TOPIC_ODOM: (Odometry, c.SENSOR_QOS), c.TOPIC_CMD_VEL: (twist, c.COMMAND_QOS),
+                 c.TOPIC_SUBGOAL: (PointStamped, c.COMMAND_QOS), c.TOPIC_OBSTACLES: (MarkerArray, c.LATCHED_QOS)}
+        self._types = {topic: f"{t.__module__.split('.')[0]}/msg/{t.__name__}" for topic, (t, _) in types.items()}
+        self._classes = {topic: t for topic, (t, _) in types.items()}
+        self.recorders = {topic: self.create_subscription(t, topic, self._recorder(topic), _recorder_qos(qos), raw=True)
+                          for topic, (t, qos) in types.items()}
         self.create_subscription(Bool, c.TOPIC_GOAL_REACHED, self.on_goal_reached, c.LATCHED_QOS)
         self.create_subscription(Bool, c.TOPIC_COLLISION, self.on_collision, c.LATCHED_QOS)
         self.create_subscription(Float64, c.TOPIC_SOLVE_TIME, lambda m: self.solve_times_us.append(m.data),
-                                 c.COMMAND_QOS)
+                                 _recorder_qos(c.COMMAND_QOS))
         self.create_subscription(DiagnosticArray, c.TOPIC_DIAGNOSTICS, self.on_diagnostics, 50)
 
-    # ---------------------------------------------------------------- callbacks
+    # ---------------------------------------------------------------- recording
     def now_s(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def _record(self, topic: str, msg) -> None:
-        self.counts[topic] += 1
-        if self.bag is not None:
-            self.bag.write_raw(topic, self._types[topic], self.get_clock().now().nanoseconds, serialize_message(msg))
+    def _recorder(self, topic: str):
+        handler = {c.TOPIC_ODOM: self._on_odom, c.TOPIC_CMD_VEL: self._on_cmd_vel,
+                   c.TOPIC_SUBGOAL: self._on_subgoal}.get(topic)
+        msg_class = self._classes[topic]
+        sequences = self._sequences[topic]
 
-    def on_odom(self, msg: Odometry) -> None:
-        self._record(c.TOPIC_ODOM, msg)
+        def record(raw: bytes, info) -> None:
+            t_ns = int(info["received_timestamp"]) or self.get_clock().now().nanoseconds
+            self.counts[topic] += 1
+            if self.bag is not None:
+                self.bag.write_raw(topic, self._types[topic], t_ns, raw)
+            seq = info.get("publication_sequence_number")
+            gid = (info.get("publisher_gid") or {}).get("data", b"")
+            if seq is not None:
+                span = sequences.get(gid)
+                if span is None:
+                    sequences[gid] = [seq, seq, 1]
+                else:
+                    span[0], span[1], span[2] = min(span[0], seq), max(span[1], seq), span[2] + 1
+            if handler is not None:
+                handler(deserialize_message(raw, msg_class), t_ns * 1e-9)
+        return record
+
+    def _on_odom(self, msg: Odometry, t: float) -> None:
         state = c.odom_state(msg)
         self.last_state = state
         self.odom_xy.append((float(state[0]), float(state[1])))
-        self.odom_t.append(self.now_s())
+        self.odom_t.append(t)
         if self.first_motion_t is None and math.dist(self.odom_xy[0], self.odom_xy[-1]) > MOTION_THRESHOLD_M:
-            self.first_motion_t = self.odom_t[-1]
+            self.first_motion_t = t
 
-    def on_cmd_vel(self, msg) -> None:
-        self._record(c.TOPIC_CMD_VEL, msg)
-        self.cmd_t.append(self.now_s())
+    def _on_cmd_vel(self, msg, t: float) -> None:
+        self.cmd_t.append(t)
+        self.cmds.append(c.twist_values(msg))
 
-    def on_subgoal(self, msg: PointStamped) -> None:
-        self._record(c.TOPIC_SUBGOAL, msg)
+    def _on_subgoal(self, msg: PointStamped, t: float) -> None:
         self.subgoals.append((msg.point.x, msg.point.y))
+        self.subgoal_t.append(t)
 
     def on_goal_reached(self, msg: Bool) -> None:
         if msg.data and self.reached_t is None:
@@ -163,10 +237,15 @@ class RunMonitor(Node):
 
     def on_diagnostics(self, msg: DiagnosticArray) -> None:
         for st in msg.status:
-            if st.name.startswith("sim_node"):
-                self.world = {kv.key: kv.value for kv in st.values}
+            node = st.name.split(":")[0]
+            values = {kv.key: kv.value for kv in st.values}
+            for key, value in values.items():
+                if key.startswith(c.PUBLISHED_PREFIX) and key[len(c.PUBLISHED_PREFIX):] in self.published:
+                    self.published[key[len(c.PUBLISHED_PREFIX):]][node] = int(value)
+            if node == "sim_node":
+                self.world = values
                 self.world_t = self.now_s()
-                if self.world.get("collided") == "True":
+                if values.get("collided") == "True":
                     self.collided = True
 
     # ---------------------------------------------------------------- queries
@@ -174,16 +253,36 @@ class RunMonitor(Node):
     def reached(self) -> bool:
         return self.reached_t is not None
 
+    def matched(self) -> dict[str, int]:
+        """{recorded topic: publishers this monitor's subscription has matched}."""
+        return {topic: sub.get_publisher_count() for topic, sub in self.recorders.items()}
+
     def ready(self) -> bool:
         """The stack is up: odometry flows and (bi-level) subgoals too."""
         return bool(self.odom_t) and (self.mode == "expert" or bool(self.subgoals))
 
-    def summary(self, end_reason: str, end_t: float | None = None) -> RunSummary:
+    def accounts(self) -> dict[str, TopicAccount]:
+        out = {}
+        for topic in RECORDED_TOPICS:
+            spans = self._sequences[topic].values()
+            own = self.published[topic]
+            out[topic] = TopicAccount(recorded=self.counts[topic], published=sum(own.values()) if own else None,
+                                      before_recording=sum(first - 1 for first, _, _ in spans),
+                                      lost=sum(last - first + 1 - n for first, last, n in spans))
+        return out
+
+    def all_recorded(self) -> bool:
+        """Every count a node reported has arrived (messages still in flight have been received)."""
+        return all(acc.published is None or acc.recorded >= acc.published for acc in self.accounts().values())
+
+    def summary(self, end_reason: str, t_drive_s: float, end_t: float | None = None) -> RunSummary:
+        """The run from the drivers' activation (t_drive_s) to its end (goal reached, or end_t)."""
         end_t = end_t if end_t is not None else (self.reached_t or self.now_s())
         xy = np.asarray(self.odom_xy, float).reshape(-1, 2)
         path = float(np.sum(np.linalg.norm(np.diff(xy, axis=0), axis=1))) if len(xy) > 1 else 0.0
         start = self.first_motion_t
-        rate = self.achieved_rate_hz(start if start is not None else -math.inf, end_t)
+        window = end_t - t_drive_s
+        n_cmd = self.commands_between(t_drive_s, end_t)
         st = np.asarray(self.solve_times_us, float)
         travel = (end_t - start) if (start is not None and self.reached) else float("nan")
 
@@ -197,21 +296,19 @@ class RunMonitor(Node):
             mode=self.mode, reached=self.reached, collided=self.collided, end_reason=end_reason,
             travel_time_s=travel, path_length_m=path, energy_j=world("energy_j"),
             min_clearance_m=world("min_clearance_m"), commanded_rate_hz=self.commanded_rate_hz,
-            achieved_rate_hz=float(rate),
+            achieved_rate_hz=n_cmd / window if window > 0 else float("nan"), driving_window_s=window,
+            commands_in_window=n_cmd,
             solve_time_p50_us=float(np.percentile(st, 50)) if st.size else float("nan"),
             solve_time_p99_us=float(np.percentile(st, 99)) if st.size else float("nan"),
             solve_count=int(st.size),
             final_xyyaw=[float(v) for v in self.last_state] if self.last_state is not None else [],
-            goal_xy=self.goal_xy, message_counts=dict(self.counts))
+            goal_xy=self.goal_xy, message_counts=dict(self.counts),
+            topics={t: asdict(acc) for t, acc in self.accounts().items()})
 
-    def achieved_rate_hz(self, t_from: float, t_to: float) -> float:
-        """/cmd_vel messages received per second in [t_from, t_to] (excludes the start-up burst
-        a reliable publisher delivers when it first matches)."""
+    def commands_between(self, t_from: float, t_to: float) -> int:
+        """/cmd_vel messages received in [t_from, t_to] (receive times, seconds)."""
         cmd = np.asarray(self.cmd_t)
-        cmd = cmd[(cmd >= t_from) & (cmd <= t_to)]
-        if len(cmd) < 3 or cmd[-1] <= cmd[0]:
-            return float("nan")
-        return float((len(cmd) - 1) / (cmd[-1] - cmd[0]))
+        return int(np.count_nonzero((cmd >= t_from) & (cmd <= t_to)))
 
     def trajectory(self) -> np.ndarray:
         return np.asarray(self.odom_xy, float).reshape(-1, 2)

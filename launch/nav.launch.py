@@ -5,11 +5,16 @@
 
 The node graph (which nodes, which parameter overrides) comes from hiopt_ros.bringup, the same
 module the pip-only launcher (`python -m hiopt_ros.launcher`) uses, so both start the same thing.
+The nodes are lifecycle nodes that activate themselves (their `autostart` parameter defaults to
+true); `ros2 lifecycle get /controller_node` shows their state. The per-node override files live
+in a temporary folder that is deleted when the launch shuts down.
 """
+import shutil
 import tempfile
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler
+from launch.event_handlers import OnShutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -32,12 +37,15 @@ def _nodes(context, *args, **kwargs):
     # overrides go in a file keyed by the node's name (bringup.write_overrides), exactly as the pip-only
     # launcher passes them: a dict (or -p) would land under /** and lose to the node's own section
     overrides_dir = tempfile.mkdtemp(prefix="hiopt_launch_params_")
-    return [
+    nodes = [
         Node(package=bringup.PACKAGE, executable=spec.executable, name=spec.name, output="screen",
              emulate_tty=True, parameters=[params_file, str(bringup.write_overrides(spec, overrides_dir))],
              remappings=list(spec.remappings))
         for spec in specs
     ]
+    cleanup = RegisterEventHandler(OnShutdown(
+        on_shutdown=lambda event, ctx: shutil.rmtree(overrides_dir, ignore_errors=True)))
+    return [cleanup, *nodes]
 
 
 def generate_launch_description() -> LaunchDescription:

@@ -403,3 +403,93 @@ def test_bringup_arguments_really_set_every_override(ctx, tmp_path, use_expert):
     if not use_expert:
         assert specs[2].parameters["theta_file"] == str(theta.resolve())
         assert specs[2].parameters["use_sim_time"] is True
+
+
+# ------------------------------------------------------------------------------------------------
+# lifecycle, θ swap, clocks
+
+def test_inactive_controller_is_silent_until_activated_and_reports_its_counts_on_deactivation(ctx):
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    node = ControllerNode(context=ctx, parameter_overrides=overrides(autostart=False))
+    rig = Rig(ctx, node)
+    diags: list = []
+    rig.io.create_subscription(DiagnosticArray, c.TOPIC_DIAGNOSTICS, diags.append, 10)
+    try:
+        rig.obstacles()
+        rig.spin(0.4, feed=_fresh(rig))
+        assert rig.cmds == [] and node.counters["cycles"] == 0     # inactive: no command at all
+        node.trigger_activate()
+        assert rig.spin_until(lambda: rig.cmds and rig.cmds[-1][0] > 0.1, feed=_fresh(rig))
+        node.trigger_deactivate()
+        assert rig.spin_until(lambda: diags and "published:/cmd_vel" in _values(diags[-1]))
+        rig.spin(0.3, feed=_fresh(rig))
+        assert rig.cmds[-1] == (0.0, 0.0)                            # the last command is a stop
+        assert int(_values(diags[-1])["published:/cmd_vel"]) == len(rig.cmds) == node.counters["commands"]
+    finally:
+        rig.close()
+
+
+def _values(diag_array) -> dict[str, str]:
+    return {kv.key: kv.value for kv in diag_array.status[0].values}
+
+
+def test_theta_swap_is_all_or_nothing(ctx, tmp_path):
+    from hiopt_ros.control.theta import Theta, save_theta
+
+    a = save_theta(tmp_path / "a.yaml", Theta(alpha=np.array([[1.0, 0.0]]), beta=np.array([0.3]), l=0.0))
+    b = save_theta(tmp_path / "b.yaml", Theta(alpha=np.array([[0.0, 1.0], [1.0, 1.0]]), beta=np.zeros(2), l=0.0))
+    node = ControllerNode(context=ctx, parameter_overrides=overrides(theta_file=str(a)))
+    try:
+        before = node.fop.theta
+        # a batch with a read-only parameter is refused as a whole: θ stays
+        result = node.set_parameters_atomically([Parameter("theta_file", value=str(b)), Parameter("c_p", value=2.0)])
+        assert not result.successful and node.fop.theta is before
+        # a file that does not load is refused: θ stays
+        assert not node.set_parameters([Parameter("theta_file", value=str(tmp_path / "missing.yaml"))])[0].successful
+        assert node.fop.theta is before and node.get_parameter("theta_file").value == str(a)
+        # a good file is swapped in by the post-set callback
+        assert node.set_parameters([Parameter("theta_file", value=str(b))])[0].successful
+        assert node.fop.theta.K == 2 and node.get_parameter("theta_file").value == str(b)
+    finally:
+        node.destroy_node()
+
+
+@pytest.mark.parametrize("use_sim_time, clock_type", [(False, "STEADY_TIME"), (True, "ROS_TIME")])
+def test_input_watchdogs_use_a_steady_clock_unless_sim_time(ctx, use_sim_time, clock_type):
+    from rclpy.clock import ClockType
+
+    for cls in (ControllerNode, PlannerNode):
+        node = cls(context=ctx, parameter_overrides=overrides(use_sim_time=use_sim_time))
+        try:
+            assert node.watchdog._clock.clock_type == getattr(ClockType, clock_type), cls.__name__
+        finally:
+            node.destroy_node()
+
+
+def test_sim_node_keeps_simulated_time_with_the_wall_clock_when_its_timer_is_late(ctx):
+    """Callbacks held back (a busy executor) must not slow simulated time down; a stall longer than
+    max_step_s is capped (slow motion, no teleport)."""
+    node = SimNode(context=ctx, parameter_overrides=overrides(obstacles_xyr=[], max_step_s=0.2))
+    exe = SingleThreadedExecutor(context=ctx)
+    exe.add_node(node)
+    try:
+        exe.spin_once(timeout_sec=0.05)
+        t0_wall, t0_sim = time.monotonic(), node.world.time_s
+        while time.monotonic() - t0_wall < 1.0:
+            for _ in range(4):                  # the step, odometry and diagnostics timers
+                exe.spin_once(timeout_sec=0.0)
+            time.sleep(0.03)                    # 3 step periods late, every time
+        elapsed_wall, elapsed_sim = time.monotonic() - t0_wall, node.world.time_s - t0_sim
+        assert elapsed_sim == pytest.approx(elapsed_wall, abs=0.1)
+        assert node.counters["capped_steps"] == 0
+        time.sleep(0.5)                         # a stall beyond the cap
+        before = node.world.time_s
+        exe.spin_once(timeout_sec=0.05)
+        while node.world.time_s == before:
+            exe.spin_once(timeout_sec=0.05)
+        assert node.counters["capped_steps"] >= 1
+        assert node.world.time_s - before <= 0.2 + 1.0 / 240.0
+    finally:
+        exe.shutdown()
+        node.destroy_node()

@@ -1,8 +1,18 @@
-"""What every hiopt node shares: parameter declaration + validation, QoS profiles, message helpers, main().
+"""What every hiopt node shares: the lifecycle base class, parameters, QoS profiles, message helpers, main().
 
 Nodes stay thin: they declare their parameters through :class:`Params` (one call per parameter,
 with a description, read once), convert messages with the helpers below and call the ROS-free core
 (``hiopt_ros.control``, ``hiopt_ros.planning``, ``sim``).
+
+Every node is a :class:`ManagedNode`, a ROS 2 lifecycle node: it is built (parameters, solver,
+publishers, subscriptions, timers) at construction, and its timers only act while it is *active*.
+With ``autostart`` (default) it configures and activates itself at start-up, so ``ros2 run`` and
+``ros2 launch`` need nothing else; the pip-only launcher starts nodes with ``autostart: false``
+and activates each one (``/<node>/change_state``, as ``ros2 lifecycle set`` does) only after its
+recorder has matched that node's publishers, so the bag holds every message the node publishes.
+A new node (e.g. another driver) follows the same pattern: subclass ManagedNode, declare with
+Params, build, call :meth:`ManagedNode.start_lifecycle`, return early from timers when not
+:attr:`~ManagedNode.active`, publish through :meth:`ManagedNode.count` for recorded topics.
 
 QoS (chosen on purpose, publishers and subscribers use the same profiles):
 
@@ -12,7 +22,10 @@ profile                     used for                                   why
 ``SENSOR_QOS``              /odom                                      best effort, depth 5: a late
                                                                        sample is useless, a fresh one
                                                                        follows
-``COMMAND_QOS``             /cmd_vel, /hiopt/subgoal, solve time       reliable, volatile, depth 10
+``COMMAND_QOS``             /cmd_vel, /hiopt/subgoal, solve time       reliable, volatile, depth 50:
+                                                                       a subscriber (the recorder)
+                                                                       that lags up to 1 s at 50 Hz
+                                                                       still gets every command
 ``LATCHED_QOS``             /hiopt/obstacles, /hiopt/collision,        reliable + transient local,
                             /hiopt/goal_reached                        depth 1: late joiners get the
                                                                        last value
@@ -27,6 +40,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
 
@@ -36,7 +50,7 @@ from hiopt_ros.conversions import (FRAME_BASE, FRAME_ODOM, obstacle_markers, obs
                                    odom_state, set_yaw, twist_values, yaw_from_quaternion)
 
 SENSOR_QOS = qos_profile_sensor_data
-COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
+COMMAND_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.VOLATILE, history=HistoryPolicy.KEEP_LAST)
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL, history=HistoryPolicy.KEEP_LAST)
@@ -243,18 +257,138 @@ def key_values(values: dict[str, Any]):
     return [KeyValue(key=k, value=(f"{v:.6g}" if isinstance(v, float) else str(v))) for k, v in values.items()]
 
 
+class CommandPublisher:
+    """/cmd_vel of a node that drives the robot (controller, expert): one reused message (no
+    allocation per cycle), never NaN on the wire, every message counted, a last stop on demand."""
+
+    def __init__(self, node: "ManagedNode", stamped: bool, frame_id: str) -> None:
+        self.node, self.stamped = node, stamped
+        self.msg = make_twist(stamped, 0.0, 0.0, frame_id=frame_id)
+        self._twist = self.msg.twist if stamped else self.msg
+        self.publisher = node.create_publisher(twist_type(stamped), TOPIC_CMD_VEL, COMMAND_QOS)
+
+    def publish(self, v: float, omega: float) -> None:
+        if not (math.isfinite(v) and math.isfinite(omega)):  # defence in depth
+            v, omega = 0.0, 0.0
+        self._twist.linear.x, self._twist.angular.z = float(v), float(omega)
+        if self.stamped:
+            self.msg.header.stamp = self.node.get_clock().now().to_msg()
+        self.publisher.publish(self.msg)
+        self.node.count(TOPIC_CMD_VEL)
+
+    def stop_and_flush(self, timeout_s: float = 1.0) -> None:
+        """Publish the stop command and wait (bounded) until every subscriber acknowledged every command."""
+        from rclpy.duration import Duration
+
+        self.publish(0.0, 0.0)
+        self.publisher.wait_for_all_acked(Duration(seconds=timeout_s))
+
+
+def solve_time_values(times_us) -> dict[str, float]:
+    """p50 / p99 / max of recent solve times [µs] for /diagnostics (empty when there are none)."""
+    times = np.fromiter(times_us, dtype=float)
+    if not times.size:
+        return {}
+    return {"solve_time_p50_us": float(np.percentile(times, 50)), "solve_time_p99_us": float(np.percentile(times, 99)),
+            "solve_time_max_us": float(times.max())}
+
+
+def publish_status(node, publisher, name: str, level: int, message: str, values: dict[str, Any]) -> None:
+    """One diagnostic_msgs/DiagnosticArray with a single status, stamped with the node's clock."""
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+
+    st = DiagnosticStatus(name=name, hardware_id="hiopt", level=level, message=message, values=key_values(values))
+    arr = DiagnosticArray(status=[st])
+    arr.header.stamp = node.get_clock().now().to_msg()
+    publisher.publish(arr)
+
+
+def diagnostics_values(counters: dict[str, Any], published: dict[str, int]) -> dict[str, Any]:
+    """A node's diagnostics values: its counters plus ``published:<topic>`` per recorded topic."""
+    return {**counters, **{f"{PUBLISHED_PREFIX}{topic}": n for topic, n in published.items()}}
+
+
+PUBLISHED_PREFIX = "published:"   # diagnostics key of a node's own count of messages on a topic
+
+
+# ------------------------------------------------------------------------------------------------
+# the lifecycle base class
+
+class ManagedNode(LifecycleNode):
+    """A lifecycle node that is built at construction and acts only while active (see module docstring).
+
+    Subclasses build everything in ``__init__``, call :meth:`start_lifecycle` last, return early
+    from timer callbacks while not :attr:`active`, and may override :meth:`on_activated` (e.g. publish
+    latched state) and :meth:`on_deactivating` (e.g. a last stop command, then final diagnostics).
+    """
+
+    def __init__(self, node_name: str, **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
+        self.active = False
+        #: messages this node published per recorded topic (reported in /diagnostics as published:<topic>)
+        self.published: dict[str, int] = {}
+
+    def count(self, topic: str, n: int = 1) -> None:
+        self.published[topic] = self.published.get(topic, 0) + n
+
+    def start_lifecycle(self, autostart: bool) -> None:
+        """Configure (everything is built already) and, with autostart, activate."""
+        self.trigger_configure()
+        if autostart:
+            self.trigger_activate()
+        else:
+            self.get_logger().info("inactive until activated (autostart: false; ros2 lifecycle set ... activate)")
+
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        self.active = True
+        self.on_activated()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        if self.active:
+            self.on_deactivating()
+        self.active = False
+        return super().on_deactivate(state)
+
+    def on_activated(self) -> None:
+        """Hook: the node has just become active."""
+
+    def on_deactivating(self) -> None:
+        """Hook: the node is about to stop acting (still active while this runs)."""
+
+    def watchdog_clock(self):
+        """The clock input freshness is measured on: the node's clock with use_sim_time (inputs are
+        stamped in simulated time, which may run slower than the wall), else a steady clock (a
+        backward jump of the system clock must not keep stale inputs alive)."""
+        if self.get_parameter("use_sim_time").value:
+            return self.get_clock()
+        from rclpy.clock import Clock, ClockType
+
+        return Clock(clock_type=ClockType.STEADY_TIME)
+
+
+def declare_autostart(p: Params) -> bool:
+    return p.flag("autostart", True, "activate at start-up (false: wait for a lifecycle 'activate' transition)")
+
+
 # ------------------------------------------------------------------------------------------------
 # main()
+
+SPIN_TIMEOUT_S = 0.1   # longest a node waits in rcl before Python sees a pending SIGINT/SIGTERM
+
 
 def run_node(factory: Callable[[], Any], args: list[str] | None = None) -> int:
     """rclpy.init, build the node, spin until SIGINT/SIGTERM, then let the node stop cleanly.
 
     rclpy's own signal handler would shut the context down before the node could publish its last
     message (a stop command), so SIGINT and SIGTERM are handled here as KeyboardInterrupt instead.
+    Python runs that handler only between bytecodes, so the executor waits at most
+    :data:`SPIN_TIMEOUT_S` at a time: a node whose timers run on /clock still exits promptly when
+    the clock source is gone (``rclpy.spin`` would block until a timer or message woke it).
     A :class:`ParameterError` at start-up prints the message and exits with status 2.
     """
     import rclpy
-    from rclpy.executors import ExternalShutdownException
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
     rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
@@ -268,7 +402,10 @@ def run_node(factory: Callable[[], Any], args: list[str] | None = None) -> int:
     code = 0
     try:
         node = factory()
-        rclpy.spin(node)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=SPIN_TIMEOUT_S)
     except ParameterError as exc:
         print(f"[FATAL] {exc}", file=sys.stderr, flush=True)
         code = 2
@@ -279,6 +416,8 @@ def run_node(factory: Callable[[], Any], args: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if node is not None:
             try:
+                if getattr(node, "active", False):
+                    node.on_deactivating()   # e.g. the controller's last stop command
                 if hasattr(node, "shutdown"):
                     node.shutdown()
             finally:

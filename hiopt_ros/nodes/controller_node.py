@@ -8,11 +8,18 @@ subgoal it holds still (a unicycle cannot settle on a point behind it).
 
 θ (the learned ReLU terms) comes from ``theta_file`` (config/theta/*.yaml, the schema of
 hiopt_ros.control.theta). The solver is built once with ``relu_terms`` slots; loading another θ,
-also at run time (``ros2 param set /controller_node theta_file ...``), never rebuilds it.
+also at run time (``ros2 param set /controller_node theta_file ...``), never rebuilds it: the
+validation callback loads and checks the file, the post-set callback swaps it in, so a rejected
+parameter batch changes nothing.
+
+The hot path (one control cycle) reuses one command message and one solve-time message and keeps
+solve times in a fixed-size ring, so a cycle allocates no ROS messages (see ``python -m
+hiopt_ros.bench --node-rate`` for the rates it sustains).
 """
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +27,6 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PointStamped
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.node import Node
 from std_msgs.msg import Float64
 
 from hiopt_ros.control.fop import FopConfig
@@ -46,12 +52,13 @@ class ControllerConfig:
     c_h: float
     c_u: float
     relu_terms: int
+    autostart: bool
     odom_frame: str
     base_frame: str
     model: RobotModel
 
 
-class ControllerNode(Node):
+class ControllerNode(c.ManagedNode):
     """FOP_θ at the control rate; see the module docstring and README's topic table."""
 
     def __init__(self, **kwargs) -> None:
@@ -78,6 +85,7 @@ class ControllerNode(Node):
             c_u=p.number("c_u", _FOP_DEFAULTS.c_u, "input weight of Eq. 32a", min_value=0.0),
             relu_terms=p.integer("relu_terms", _FOP_DEFAULTS.K, "ReLU slots K the solver is built with (structural)",
                                  min_value=0),
+            autostart=c.declare_autostart(p),
             odom_frame=odom_frame,
             base_frame=base_frame,
             model=c.declare_robot_model(p),
@@ -93,18 +101,22 @@ class ControllerNode(Node):
         self.fop = Fop(FopConfig(**cfg.model.solver_kwargs(), K=cfg.relu_terms, c_p=cfg.c_p, c_h=cfg.c_h,
                                  c_u=cfg.c_u), theta)
 
-        self.watchdog = Watchdog(self.get_clock(), {"odometry": cfg.odom_timeout_s, "subgoal": cfg.subgoal_timeout_s})
+        self.watchdog = Watchdog(self.watchdog_clock(), {"odometry": cfg.odom_timeout_s,
+                                                         "subgoal": cfg.subgoal_timeout_s})
         self.state: np.ndarray | None = None
         self.subgoal: np.ndarray | None = None
         self.obstacles: np.ndarray | None = None
         self.counters = {"cycles": 0, "commands": 0, "stops": 0, "solver_failures": 0, "stale_odometry": 0,
                          "stale_subgoal": 0, "nonfinite_state": 0, "waiting": 0, "at_subgoal": 0,
                          "rejected_subgoals": 0}
-        self._solve_times_us: list[float] = []
+        self._solve_times_us: deque[float] = deque(maxlen=1000)
         self._last_status = "starting"
         self._last_reason = ""
+        self._validated_theta: tuple[str, object] | None = None   # (path, θ) checked by on_validate_parameters
 
-        self.cmd_pub = self.create_publisher(c.twist_type(cfg.enable_stamped_cmd_vel), c.TOPIC_CMD_VEL, c.COMMAND_QOS)
+        # one message of each kind, refilled every cycle (no allocation on the hot path)
+        self.cmd = c.CommandPublisher(self, cfg.enable_stamped_cmd_vel, cfg.base_frame)
+        self._solve_time_msg = Float64()
         self.solve_time_pub = self.create_publisher(Float64, c.TOPIC_SOLVE_TIME, c.COMMAND_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, c.TOPIC_DIAGNOSTICS, 10)
         self.create_subscription(Odometry, c.TOPIC_ODOM, self.on_odom, c.SENSOR_QOS)
@@ -113,11 +125,13 @@ class ControllerNode(Node):
         self.create_subscription(MarkerArray, c.TOPIC_OBSTACLES, self.on_obstacles, c.LATCHED_QOS)
         self.create_timer(1.0 / cfg.control_rate_hz, self.on_control)
         self.create_timer(1.0 / cfg.diagnostics_rate_hz, self.on_diagnostics)
-        self.add_on_set_parameters_callback(self.on_set_parameters)
+        self.add_on_set_parameters_callback(self.on_validate_parameters)
+        self.add_post_set_parameters_callback(self.on_parameters_set)
         self.get_logger().info(
             f"FOP ready (K={cfg.relu_terms}, M={cfg.model.max_obstacles}, "
             f"θ: {cfg.theta_file or 'none, unchanged FOP'}), {cfg.control_rate_hz:g} Hz, "
             f"{'TwistStamped' if cfg.enable_stamped_cmd_vel else 'Twist'} on {c.TOPIC_CMD_VEL}")
+        self.start_lifecycle(cfg.autostart)
 
     def _load_theta(self, p: c.Params | None, path: str):
         from hiopt_ros.control.theta import load_theta
@@ -156,24 +170,33 @@ class ControllerNode(Node):
     def on_obstacles(self, msg) -> None:
         self.obstacles = c.obstacles_from_markers(msg)
 
-    def on_set_parameters(self, params) -> SetParametersResult:
-        """Runtime θ swap (no rebuild); every other parameter is read once at start-up."""
+    def on_validate_parameters(self, params) -> SetParametersResult:
+        """Validation only: a new theta_file must load and fit the solver's K slots. The other
+        parameters are read-only (their descriptors say so; rclpy refuses them before this runs)."""
         for prm in params:
             if prm.name == "theta_file":
                 try:
                     theta = self._load_theta(None, prm.value) if prm.value else None
-                    from hiopt_ros.control.theta import Theta
-                    self.fop.set_theta(theta if theta is not None else Theta.zero(0))
                 except Exception as exc:
                     return SetParametersResult(successful=False, reason=f"theta_file: {exc}")
-                self.get_logger().info(f"θ now {prm.value or 'none (unchanged FOP)'}")
-            elif prm.name not in ("use_sim_time",):
-                return SetParametersResult(successful=False,
-                                           reason=f"{prm.name} is read at start-up only; restart the node")
+                self._validated_theta = (prm.value, theta)
         return SetParametersResult(successful=True)
+
+    def on_parameters_set(self, params) -> None:
+        """The accepted batch is applied: swap θ in (no rebuild)."""
+        from hiopt_ros.control.theta import Theta
+
+        for prm in params:
+            if prm.name == "theta_file" and self._validated_theta and self._validated_theta[0] == prm.value:
+                theta = self._validated_theta[1]
+                self.fop.set_theta(theta if theta is not None else Theta.zero(0))
+                self._validated_theta = None
+                self.get_logger().info(f"θ now {prm.value or 'none (unchanged FOP)'}")
 
     # ---------------------------------------------------------------- control cycle
     def on_control(self) -> None:
+        if not self.active:
+            return
         self.counters["cycles"] += 1
         v, omega, status, reason, counter = 0.0, 0.0, "stopped", "", None
         stale = self.watchdog.stale()
@@ -198,7 +221,8 @@ class ControllerNode(Node):
                 u, info = None, None
                 reason, counter = f"bad FOP input: {exc}", "solver_failures"
             if info is not None:
-                self.solve_time_pub.publish(Float64(data=float(info.solve_time_us)))
+                self._solve_time_msg.data = float(info.solve_time_us)
+                self.solve_time_pub.publish(self._solve_time_msg)
                 self._solve_times_us.append(info.solve_time_us)
                 if info.ok and np.all(np.isfinite(u)):
                     v, omega, status = float(u[0]), float(u[1]), "ok"
@@ -220,33 +244,22 @@ class ControllerNode(Node):
         self._last_reason, self._last_status = reason, status
 
     def publish_command(self, v: float, omega: float) -> None:
-        if not (math.isfinite(v) and math.isfinite(omega)):  # defence in depth: never NaN on the wire
-            v, omega = 0.0, 0.0
         self.counters["commands"] += 1
-        self.cmd_pub.publish(c.make_twist(self.cfg.enable_stamped_cmd_vel, v, omega,
-                                          self.get_clock().now().to_msg(), self.cfg.base_frame))
+        self.cmd.publish(v, omega)
 
     def on_diagnostics(self) -> None:
-        times = np.asarray(self._solve_times_us[-1000:])
-        self._solve_times_us = self._solve_times_us[-1000:]
-        st = DiagnosticStatus(name=f"{NAME}: FOP", hardware_id="hiopt")
         failing = self._last_status not in ("ok", "at subgoal") and not self._last_status.startswith("waiting")
-        st.level = DiagnosticStatus.WARN if failing else DiagnosticStatus.OK
-        st.message = self._last_status
-        values = {**self.counters}
-        if times.size:
-            values.update(solve_time_p50_us=float(np.percentile(times, 50)),
-                          solve_time_p99_us=float(np.percentile(times, 99)),
-                          solve_time_max_us=float(times.max()))
-        st.values = c.key_values(values)
-        arr = DiagnosticArray(status=[st])
-        arr.header.stamp = self.get_clock().now().to_msg()
-        self.diag_pub.publish(arr)
+        c.publish_status(self, self.diag_pub, f"{NAME}: FOP", DiagnosticStatus.WARN if failing else DiagnosticStatus.OK,
+                         self._last_status if self.active else f"inactive ({self._last_status})",
+                         {**c.diagnostics_values(self.counters, self.published),
+                          **c.solve_time_values(self._solve_times_us)})
 
-    def shutdown(self) -> None:
-        """Leave the robot stopped."""
+    def on_deactivating(self) -> None:
+        """Leave the robot stopped, make sure every subscriber has every command, report the counts."""
         try:
-            self.publish_command(0.0, 0.0)
+            self.counters["commands"] += 1
+            self.cmd.stop_and_flush()
+            self.on_diagnostics()
         except Exception:  # context already gone
             pass
 

@@ -10,13 +10,14 @@ and counted. At the goal it publishes ``true`` on /hiopt/goal_reached and holds 
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PointStamped, PoseStamped
 from nav_msgs.msg import Odometry, Path
-from rclpy.node import Node
+from rclpy.duration import Duration
 from std_msgs.msg import Bool, Float64
 
 from hiopt_ros.control.model import RobotModel
@@ -37,12 +38,13 @@ class ExpertConfig:
     diagnostics_rate_hz: float
     horizon_steps: int
     subgoal_steps: int
+    autostart: bool
     odom_frame: str
     base_frame: str
     model: RobotModel
 
 
-class ExpertNode(Node):
+class ExpertNode(c.ManagedNode):
     """MPC expert; see the module docstring and README's topic table."""
 
     def __init__(self, **kwargs) -> None:
@@ -64,6 +66,7 @@ class ExpertNode(Node):
             horizon_steps=p.integer("horizon_steps", 20, "MPC horizon N (structural)", min_value=1),
             subgoal_steps=p.integer("subgoal_steps", 5, "implied subgoal = planned position this many steps ahead",
                                     min_value=1),
+            autostart=c.declare_autostart(p),
             odom_frame=odom_frame,
             base_frame=base_frame,
             model=c.declare_robot_model(p),
@@ -80,12 +83,13 @@ class ExpertNode(Node):
         self.reached = False
         self.state: np.ndarray | None = None
         self.obstacles: np.ndarray | None = None
-        self.watchdog = Watchdog(self.get_clock(), {"odometry": cfg.odom_timeout_s})
+        self.watchdog = Watchdog(self.watchdog_clock(), {"odometry": cfg.odom_timeout_s})
         self.counters = {"cycles": 0, "stops": 0, "solver_failures": 0, "stale_odometry": 0, "waiting": 0}
-        self._solve_times_us: list[float] = []
+        self._solve_times_us: deque[float] = deque(maxlen=1000)
         self._last_status = "starting"
 
-        self.cmd_pub = self.create_publisher(c.twist_type(cfg.enable_stamped_cmd_vel), c.TOPIC_CMD_VEL, c.COMMAND_QOS)
+        self.cmd = c.CommandPublisher(self, cfg.enable_stamped_cmd_vel, cfg.base_frame)
+        self._solve_time_msg = Float64()
         self.subgoal_pub = self.create_publisher(PointStamped, c.TOPIC_SUBGOAL, c.COMMAND_QOS)
         self.plan_pub = self.create_publisher(Path, "/hiopt/expert_plan", c.COMMAND_QOS)
         self.reached_pub = self.create_publisher(Bool, c.TOPIC_GOAL_REACHED, c.LATCHED_QOS)
@@ -100,6 +104,7 @@ class ExpertNode(Node):
         self.reached_pub.publish(Bool(data=False))
         self.get_logger().info(f"MPC expert ready (N={cfg.horizon_steps}, subgoal {cfg.subgoal_steps} steps ahead), "
                                f"goal {self.goal.tolist()}, {cfg.control_rate_hz:g} Hz")
+        self.start_lifecycle(cfg.autostart)
 
     def on_odom(self, msg: Odometry) -> None:
         self.state = c.odom_state(msg)
@@ -121,6 +126,8 @@ class ExpertNode(Node):
             self.get_logger().info(f"new goal {goal.tolist()}")
 
     def on_control(self) -> None:
+        if not self.active:
+            return
         self.counters["cycles"] += 1
         reason, counter, v, omega = "", None, 0.0, 0.0
         if self.state is None or self.obstacles is None:
@@ -137,7 +144,8 @@ class ExpertNode(Node):
             self._last_status = "at goal"
         else:
             u, info = self.mpc.solve(self.state, self.goal, self.obstacles)
-            self.solve_time_pub.publish(Float64(data=float(info.solve_time_us)))
+            self._solve_time_msg.data = float(info.solve_time_us)
+            self.solve_time_pub.publish(self._solve_time_msg)
             self._solve_times_us.append(info.solve_time_us)
             if info.ok and np.all(np.isfinite(u)):
                 v, omega = float(u[0]), float(u[1])
@@ -145,10 +153,7 @@ class ExpertNode(Node):
                 self._last_status = info.message
             else:
                 reason, counter = info.message, "solver_failures"
-        if not (math.isfinite(v) and math.isfinite(omega)):
-            v, omega = 0.0, 0.0
-        self.cmd_pub.publish(c.make_twist(self.cfg.enable_stamped_cmd_vel, v, omega, self.get_clock().now().to_msg(),
-                                          self.cfg.base_frame))
+        self.cmd.publish(v, omega)
         if counter is not None:
             self.counters[counter] += 1
         if reason:
@@ -165,6 +170,7 @@ class ExpertNode(Node):
         msg.header.stamp, msg.header.frame_id = stamp, self.cfg.odom_frame
         msg.point.x, msg.point.y = float(subgoal[0]), float(subgoal[1])
         self.subgoal_pub.publish(msg)
+        self.count(c.TOPIC_SUBGOAL)
         path = Path()
         path.header = msg.header
         for x, y, yaw in trajectory:
@@ -176,24 +182,19 @@ class ExpertNode(Node):
         self.plan_pub.publish(path)
 
     def on_diagnostics(self) -> None:
-        times = np.asarray(self._solve_times_us[-1000:])
-        self._solve_times_us = self._solve_times_us[-1000:]
-        st = DiagnosticStatus(name=f"{NAME}: MPC", hardware_id="hiopt")
-        st.level = DiagnosticStatus.WARN if self.counters["solver_failures"] else DiagnosticStatus.OK
-        st.message = self._last_status
-        values = dict(self.counters)
-        if times.size:
-            values.update(solve_time_p50_us=float(np.percentile(times, 50)),
-                          solve_time_p99_us=float(np.percentile(times, 99)))
-        st.values = c.key_values(values)
-        arr = DiagnosticArray(status=[st])
-        arr.header.stamp = self.get_clock().now().to_msg()
-        self.diag_pub.publish(arr)
+        c.publish_status(self, self.diag_pub, f"{NAME}: MPC",
+                         DiagnosticStatus.WARN if self.counters["solver_failures"] else DiagnosticStatus.OK,
+                         self._last_status if self.active else f"inactive ({self._last_status})",
+                         {**c.diagnostics_values(self.counters, self.published),
+                          **c.solve_time_values(self._solve_times_us)})
 
-    def shutdown(self) -> None:
+    def on_deactivating(self) -> None:
+        """Leave the robot stopped, make sure every subscriber has every command and subgoal, report."""
         try:
-            self.cmd_pub.publish(c.make_twist(self.cfg.enable_stamped_cmd_vel, 0.0, 0.0, frame_id=self.cfg.base_frame))
-        except Exception:
+            self.cmd.stop_and_flush()
+            self.subgoal_pub.wait_for_all_acked(Duration(seconds=1.0))
+            self.on_diagnostics()
+        except Exception:  # context already gone
             pass
 
 

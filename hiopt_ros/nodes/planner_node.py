@@ -13,9 +13,10 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PointStamped, PoseStamped
 from nav_msgs.msg import Odometry
-from rclpy.node import Node
+from rclpy.duration import Duration
 from std_msgs.msg import Bool
 
 from hiopt_ros.control.model import RobotModel
@@ -35,11 +36,13 @@ class PlannerConfig:
     policy_max_distance_m: float
     lookahead_m: float
     odom_timeout_s: float
+    diagnostics_rate_hz: float
+    autostart: bool
     odom_frame: str
     model: RobotModel
 
 
-class PlannerNode(Node):
+class PlannerNode(c.ManagedNode):
     """Waypoint planner; see the module docstring and README's topic table."""
 
     def __init__(self, **kwargs) -> None:
@@ -60,6 +63,9 @@ class PlannerNode(Node):
                                  min_value=0.0, strict_min=True),
             odom_timeout_s=p.number("odom_timeout_s", 0.5, "no subgoal is published from older odometry [s]",
                                     min_value=0.0, strict_min=True),
+            diagnostics_rate_hz=p.number("diagnostics_rate_hz", 1.0, "/diagnostics publication rate [Hz]",
+                                         min_value=0.0, strict_min=True),
+            autostart=c.declare_autostart(p),
             odom_frame=c.declare_frames(p)[0],
             model=c.declare_robot_model(p),
         )
@@ -80,7 +86,8 @@ class PlannerNode(Node):
         self.state: np.ndarray | None = None
         self.obstacles: np.ndarray | None = None
         self.reached = False
-        self.watchdog = Watchdog(self.get_clock(), {"odometry": cfg.odom_timeout_s})
+        self.watchdog = Watchdog(self.watchdog_clock(), {"odometry": cfg.odom_timeout_s})
+        self.counters = {"cycles": 0, "waiting": 0, "policy_failures": 0}
 
         self.subgoal_pub = self.create_publisher(PointStamped, c.TOPIC_SUBGOAL, c.COMMAND_QOS)
         self.reached_pub = self.create_publisher(Bool, c.TOPIC_GOAL_REACHED, c.LATCHED_QOS)
@@ -88,11 +95,14 @@ class PlannerNode(Node):
         self.create_subscription(PoseStamped, c.TOPIC_GOAL, self.on_goal, c.COMMAND_QOS)
         from visualization_msgs.msg import MarkerArray
         self.create_subscription(MarkerArray, c.TOPIC_OBSTACLES, self.on_obstacles, c.LATCHED_QOS)
+        self.diag_pub = self.create_publisher(DiagnosticArray, c.TOPIC_DIAGNOSTICS, 10)
         self.create_timer(1.0 / cfg.planner_rate_hz, self.on_plan)
+        self.create_timer(1.0 / cfg.diagnostics_rate_hz, self.on_diagnostics)
         self.reached_pub.publish(Bool(data=False))
         self.get_logger().info(f"policy: {type(self.policy).__name__}"
                                f"{' ' + cfg.policy_checkpoint if cfg.policy_checkpoint else ''}; "
                                f"goal {self.goal.tolist()} ± {cfg.goal_tolerance_m} m; {cfg.planner_rate_hz:g} Hz")
+        self.start_lifecycle(cfg.autostart)
 
     def on_odom(self, msg: Odometry) -> None:
         self.state = c.odom_state(msg)
@@ -117,7 +127,11 @@ class PlannerNode(Node):
         self.get_logger().info(f"new goal {goal.tolist()} (frame {msg.header.frame_id or self.cfg.odom_frame})")
 
     def on_plan(self) -> None:
+        if not self.active:
+            return
+        self.counters["cycles"] += 1
         if self.state is None or self.obstacles is None or self.watchdog.stale():
+            self.counters["waiting"] += 1
             return  # no subgoal from missing or old inputs: the controller then times out and stops
         if not np.all(np.isfinite(self.state)):
             self.get_logger().error("non-finite odometry; not planning", throttle_duration_sec=1.0)
@@ -134,6 +148,7 @@ class PlannerNode(Node):
                 subgoal = np.asarray(self.policy.subgoal(self.state, self.goal, self.obstacles,
                                                          self.cfg.model.robot_radius_m), dtype=float)
             except ValueError as exc:
+                self.counters["policy_failures"] += 1
                 self.get_logger().error(f"policy failed: {exc}; not publishing", throttle_duration_sec=1.0)
                 return
         if subgoal.shape != (2,) or not np.all(np.isfinite(subgoal)):
@@ -144,6 +159,20 @@ class PlannerNode(Node):
         msg.header.stamp, msg.header.frame_id = self.get_clock().now().to_msg(), self.cfg.odom_frame
         msg.point.x, msg.point.y = float(subgoal[0]), float(subgoal[1])
         self.subgoal_pub.publish(msg)
+        self.count(c.TOPIC_SUBGOAL)
+
+    def on_diagnostics(self) -> None:
+        c.publish_status(self, self.diag_pub, f"{NAME}: planner", DiagnosticStatus.OK,
+                         ("goal reached" if self.reached else "planning") if self.active else "inactive",
+                         c.diagnostics_values(self.counters, self.published))
+
+    def on_deactivating(self) -> None:
+        """Make sure every subscriber has every subgoal, then report the counts."""
+        try:
+            self.subgoal_pub.wait_for_all_acked(Duration(seconds=1.0))
+            self.on_diagnostics()
+        except Exception:  # context already gone
+            pass
 
 
 def main(args: list[str] | None = None) -> int:

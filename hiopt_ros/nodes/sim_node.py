@@ -1,8 +1,13 @@
 """sim_node: the PyBullet world as a ROS robot (cmd_vel in; odometry, TF, obstacles, collision out).
 
-Physics is stepped by a wall-clock (steady) timer, so the simulation runs in real time whatever
-``use_sim_time`` says. With ``publish_clock`` the node also publishes the simulated time on /clock
-and stamps its messages with it, so nodes started with ``use_sim_time:=true`` follow the sim.
+Physics runs in real time whatever ``use_sim_time`` says: a steady-clock timer advances the world
+by the *measured* time since the previous step (capped at ``max_step_s``), so simulated time keeps
+pace with the wall clock even when timer callbacks come late or are skipped under load, and the
+stamps (wall time, or simulated time with ``publish_clock``) agree with the physics. After a stall
+longer than the cap the world runs in slow motion for that step instead of teleporting. With
+``publish_clock`` the node also publishes the simulated time on /clock and stamps its messages
+with it, so nodes started with ``use_sim_time:=true`` follow the sim. Physics, odometry and /clock
+run only while the node is active (lifecycle; see hiopt_ros.nodes.common).
 
 Like a real base driver, the robot stops when /cmd_vel has been silent for ``cmd_vel_timeout_s``.
 """
@@ -12,11 +17,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from nav_msgs.msg import Odometry
 from rclpy.clock import Clock, ClockType
-from rclpy.node import Node
 from rclpy.time import Time
 from std_msgs.msg import Bool
 
@@ -25,6 +28,8 @@ from hiopt_ros.control.model import RobotModel
 from . import common as c
 
 NAME = "sim_node"
+# simulated ground truth: tiny variances on the planar dimensions (x, y, yaw), huge on the unused ones
+_COVARIANCE = [1e-6 if i in (0, 7, 35) else (1e3 if i in (14, 21, 28) else 0.0) for i in range(36)]
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,9 @@ class SimConfig:
     odom_rate_hz: float
     diagnostics_rate_hz: float
     cmd_vel_timeout_s: float
+    max_step_s: float
     publish_clock: bool
+    autostart: bool
     gui: bool
     seed: int
     enable_stamped_cmd_vel: bool
@@ -47,7 +54,7 @@ class SimConfig:
     model: RobotModel
 
 
-class SimNode(Node):
+class SimNode(c.ManagedNode):
     """Runs sim.world.World; see the module docstring and README's topic table."""
 
     def __init__(self, **kwargs) -> None:
@@ -74,7 +81,10 @@ class SimNode(Node):
             cmd_vel_timeout_s=p.number("cmd_vel_timeout_s", 0.5,
                                        "stop the wheels when /cmd_vel is silent this long [s]",
                                        min_value=0.0, strict_min=True),
+            max_step_s=p.number("max_step_s", 0.25, "longest time one physics update may advance the world [s]",
+                                min_value=0.0, strict_min=True),
             publish_clock=p.flag("publish_clock", False, "publish simulated time on /clock"),
+            autostart=c.declare_autostart(p),
             gui=p.flag("gui", False, "open the PyBullet GUI (needs a display)"),
             seed=p.integer("seed", 0, "world seed", min_value=0),
             enable_stamped_cmd_vel=p.flag("enable_stamped_cmd_vel", False,
@@ -99,11 +109,12 @@ class SimNode(Node):
                              goal_tolerance_m=cfg.goal_tolerance_m)
         self.world = World(self.course, physics_rate_hz=cfg.physics_rate_hz, gui=cfg.gui, seed=cfg.seed)
         self.world.reset(seed=cfg.seed)
-        self._dt_s = 1.0 / cfg.step_rate_hz
         self._command = (0.0, 0.0)
         self._wall = Clock(clock_type=ClockType.STEADY_TIME)
         self._last_cmd_wall: Time | None = None
+        self._last_step_ns: int | None = None
         self._collided = False
+        self.counters = {"steps": 0, "capped_steps": 0}
 
         self.odom_pub = self.create_publisher(Odometry, c.TOPIC_ODOM, c.SENSOR_QOS)
         from visualization_msgs.msg import MarkerArray
@@ -118,17 +129,15 @@ class SimNode(Node):
         self.create_subscription(c.twist_type(cfg.enable_stamped_cmd_vel), c.TOPIC_CMD_VEL,
                                  self.on_cmd_vel, c.COMMAND_QOS)
         # all timers on the steady clock: the sim itself defines simulated time
-        self.create_timer(self._dt_s, self.on_step, clock=self._wall)
+        self.create_timer(1.0 / cfg.step_rate_hz, self.on_step, clock=self._wall)
         self.create_timer(1.0 / cfg.odom_rate_hz, self.on_publish_odom, clock=self._wall)
         self.create_timer(1.0 / cfg.diagnostics_rate_hz, self.on_diagnostics, clock=self._wall)
 
-        self.obstacles_pub.publish(c.markers_from_obstacles(cfg.obstacles_xyr, self.stamp(), cfg.odom_frame))
-        self.collision_pub.publish(Bool(data=False))
-        self.on_publish_odom()
         self.get_logger().info(
             f"world ready: start {cfg.start_xyyaw.tolist()}, {len(cfg.obstacles_xyr)} obstacles, "
             f"stepping {cfg.step_rate_hz:g} Hz (physics {cfg.physics_rate_hz:g} Hz), odom {cfg.odom_rate_hz:g} Hz"
             + (", publishing /clock" if cfg.publish_clock else ""))
+        self.start_lifecycle(cfg.autostart)
 
     def _make_tf_publisher(self):
         """odom→base_link on /tf when tf2_msgs is installed (it is with any ROS 2 distribution; the
@@ -147,6 +156,17 @@ class SimNode(Node):
             return Time(nanoseconds=int(round(self.world.time_s * 1e9))).to_msg()
         return self.get_clock().now().to_msg()
 
+    def on_activated(self) -> None:
+        """The world starts: latched obstacles and collision state, the first odometry."""
+        self._last_step_ns = self._wall.now().nanoseconds
+        self.obstacles_pub.publish(c.markers_from_obstacles(self.cfg.obstacles_xyr, self.stamp(), self.cfg.odom_frame))
+        self.count(c.TOPIC_OBSTACLES)
+        self.collision_pub.publish(Bool(data=self._collided))
+        self.on_publish_odom()
+
+    def on_deactivating(self) -> None:
+        self.on_diagnostics()
+
     # ---------------------------------------------------------------- callbacks
     def on_cmd_vel(self, msg) -> None:
         v, omega = c.twist_values(msg)
@@ -157,12 +177,22 @@ class SimNode(Node):
         self._last_cmd_wall = self._wall.now()
 
     def on_step(self) -> None:
+        if not self.active:
+            return
+        now = self._wall.now()
+        elapsed_s = (now.nanoseconds - self._last_step_ns) * 1e-9
+        self._last_step_ns = now.nanoseconds
+        if elapsed_s <= 0.0:
+            return
+        self.counters["steps"] += 1
+        if elapsed_s > self.cfg.max_step_s:
+            self.counters["capped_steps"] += 1
+            elapsed_s = self.cfg.max_step_s
         v, omega = self._command
-        if self._last_cmd_wall is None or \
-                (self._wall.now() - self._last_cmd_wall).nanoseconds * 1e-9 > self.cfg.cmd_vel_timeout_s:
+        if self._last_cmd_wall is None or (now - self._last_cmd_wall).nanoseconds * 1e-9 > self.cfg.cmd_vel_timeout_s:
             v, omega = 0.0, 0.0
         self.world.apply_command(v, omega)
-        self.world.step(self._dt_s)
+        self.world.step(elapsed_s)
         if self.clock_pub is not None:
             from rosgraph_msgs.msg import Clock as ClockMsg
             self.clock_pub.publish(ClockMsg(clock=self.stamp()))
@@ -174,6 +204,8 @@ class SimNode(Node):
             self.on_diagnostics()
 
     def on_publish_odom(self) -> None:
+        if not self.active:
+            return
         cfg = self.cfg
         x, y, yaw = (float(v) for v in self.world.pose())
         v, omega = (float(u) for u in self.world.velocity())
@@ -183,10 +215,9 @@ class SimNode(Node):
         msg.pose.pose.position.x, msg.pose.pose.position.y = x, y
         c.set_yaw(msg.pose.pose.orientation, yaw)
         msg.twist.twist.linear.x, msg.twist.twist.angular.z = v, omega
-        # simulated ground truth: tiny variances on the planar dimensions, huge on the unused ones
-        msg.pose.covariance = [1e-6 if i in (0, 7, 35) else (1e3 if i in (14, 21, 28) else 0.0) for i in range(36)]
-        msg.twist.covariance = [1e-6 if i in (0, 7, 35) else (1e3 if i in (14, 21, 28) else 0.0) for i in range(36)]
+        msg.pose.covariance = msg.twist.covariance = _COVARIANCE
         self.odom_pub.publish(msg)
+        self.count(c.TOPIC_ODOM)
         if self.tf_pub is not None:
             from geometry_msgs.msg import TransformStamped
             tf = TransformStamped()
@@ -197,17 +228,14 @@ class SimNode(Node):
 
     def on_diagnostics(self) -> None:
         w = self.world
-        st = DiagnosticStatus(name=f"{NAME}: world", hardware_id="pybullet")
-        st.level = DiagnosticStatus.ERROR if w.collided else DiagnosticStatus.OK
-        st.message = "collision" if w.collided else "running"
-        st.values = c.key_values({
-            "sim_time_s": float(w.time_s), "energy_j": float(w.energy_j),
-            "min_clearance_m": float(w.min_clearance_m), "collided": bool(w.collided),
-            "x_m": float(w.pose()[0]), "y_m": float(w.pose()[1]), "yaw_rad": float(w.pose()[2]),
-        })
-        arr = DiagnosticArray(status=[st])
-        arr.header.stamp = self.get_clock().now().to_msg()
-        self.diag_pub.publish(arr)
+        x, y, yaw = (float(v) for v in w.pose())
+        c.publish_status(self, self.diag_pub, f"{NAME}: world",
+                         DiagnosticStatus.ERROR if w.collided else DiagnosticStatus.OK,
+                         ("collision" if w.collided else "running") if self.active else "inactive",
+                         {"sim_time_s": float(w.time_s), "energy_j": float(w.energy_j),
+                          "min_clearance_m": float(w.min_clearance_m), "collided": bool(w.collided),
+                          "x_m": x, "y_m": y, "yaw_rad": yaw,
+                          **c.diagnostics_values(self.counters, self.published)})
 
     def shutdown(self) -> None:
         self.world.close()
