@@ -198,8 +198,76 @@ class Lifecycle:
         return bool(future.done() and future.result() is not None and future.result().success)
 
 
-def run(args: argparse.Namespace, *, on_ready=None, log=print) -> tuple["RunSummary", Path]:  # noqa: F821
-    """Run the stack once; returns (summary, run folder). `on_ready(processes, monitor)` is a test hook.
+class Bringup:
+    """Brings a graph up so that `monitor` (a recording.RunMonitor) hears every message, and down again.
+
+    :meth:`up`: start every node process inactive (``autostart: false`` in the specs), wait
+    (bounded) until the monitor has matched the publisher of every recorded topic and every node's
+    lifecycle service, activate the simulator, wait for its first odometry, activate the others.
+    :meth:`down`: deactivate the drivers (the controller's last stop is recorded), then the sim, and
+    wait until every message the nodes reported has arrived. The launcher and the integration tests
+    use the same sequence.
+    """
+
+    def __init__(self, nodes: NodeProcesses, monitor, specs, spin_once, log_dir: Path | None = None) -> None:
+        self.nodes, self.monitor, self.specs, self.spin_once = nodes, monitor, list(specs), spin_once
+        self.where = f" (see {log_dir})" if log_dir is not None else ""
+        # created after the recorder's subscriptions: DDS announces a participant's endpoints in
+        # creation order, so a node that answers a lifecycle request has matched the recorder too
+        self.lifecycle = Lifecycle(monitor, [s.name for s in self.specs])
+        self.t0 = time.monotonic()
+
+    def _wait(self, ready, what) -> None:
+        while not ready():
+            self.spin_once(0.05)
+            if self.nodes.dead():
+                raise RuntimeError(f"node(s) exited during start-up: {self.nodes.dead()}{self.where}")
+            if time.monotonic() - self.t0 > STARTUP_TIMEOUT_S:
+                raise RuntimeError(f"{what()} within {STARTUP_TIMEOUT_S:.0f} s{self.where}")
+
+    def _not_discovered(self) -> str:
+        topics = [t for t, n in self.monitor.matched().items() if n < 1]
+        missing = self.lifecycle.missing()
+        return "DDS discovery did not complete: " + "; ".join(
+            ([f"no publisher matched on {', '.join(topics)}"] if topics else []) +
+            ([f"no lifecycle service of {', '.join(missing)}"] if missing else []))
+
+    def activate(self, name: str) -> None:
+        from lifecycle_msgs.msg import Transition
+
+        if not self.lifecycle.change(name, Transition.TRANSITION_ACTIVATE, self.spin_once, TRANSITION_TIMEOUT_S):
+            raise RuntimeError(f"{name} did not activate within {TRANSITION_TIMEOUT_S:.0f} s{self.where}")
+
+    def up(self) -> float:
+        """Start and activate the graph; returns the monitor time [s] at which the drivers were activated."""
+        self.t0 = time.monotonic()
+        for spec in self.specs:
+            self.nodes.start(spec)
+        self._wait(lambda: all(n >= 1 for n in self.monitor.matched().values()) and not self.lifecycle.missing(),
+                   self._not_discovered)
+        self.activate(self.specs[0].name)
+        self._wait(lambda: bool(self.monitor.odom_t), lambda: "no odometry from sim_node after its activation")
+        t_drive = self.monitor.now_s()
+        for spec in self.specs[1:]:
+            self.activate(spec.name)
+        return t_drive
+
+    def down(self) -> None:
+        """Deactivate the drivers, then the sim, and wait until every reported message has arrived."""
+        from lifecycle_msgs.msg import Transition
+
+        for spec in reversed(self.specs):
+            if spec.name not in self.nodes.dead():
+                self.lifecycle.change(spec.name, Transition.TRANSITION_DEACTIVATE, self.spin_once,
+                                      TRANSITION_TIMEOUT_S)
+        deadline = time.monotonic() + FLUSH_TIMEOUT_S
+        while time.monotonic() < deadline and not self.monitor.all_recorded():
+            self.spin_once(0.05)
+
+
+def run(args: argparse.Namespace, *, on_ready=None, log=print, stop=None) -> tuple["RunSummary", Path]:  # noqa: F821
+    """Run the stack once; returns (summary, run folder). `on_ready(processes, monitor)` is a test hook;
+    `stop` (a nodes.common.StopSignal) ends the run with KeyboardInterrupt at the next safe point.
 
     Order of events, so that the bag holds every message the nodes publish:
     1. every node process starts inactive (lifecycle, ``autostart: false``);
@@ -213,7 +281,6 @@ def run(args: argparse.Namespace, *, on_ready=None, log=print) -> tuple["RunSumm
     6. interrupt and reap the processes; write bag, summary and plot.
     """
     import rclpy
-    from lifecycle_msgs.msg import Transition
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
@@ -244,55 +311,25 @@ def run(args: argparse.Namespace, *, on_ready=None, log=print) -> tuple["RunSumm
         from offline.bags import BagWriter
         bag = BagWriter(run_dir / "bag", storage="mcap")
     context = rclpy.Context()
-    # no rclpy signal handlers: Ctrl-C must raise KeyboardInterrupt here so the nodes get stopped
+    # no rclpy signal handlers: Ctrl-C must reach `stop` (main) so the nodes get stopped
     rclpy.init(context=context, domain_id=domain_id, signal_handler_options=SignalHandlerOptions.NO)
     executor = SingleThreadedExecutor(context=context)
     monitor = None
     summary = None
 
     def spin_once(timeout_s: float) -> None:
+        if stop is not None:
+            stop.check()
         executor.spin_once(timeout_sec=timeout_s)
 
     try:
         monitor = RunMonitor(bag=bag, stamped_cmd_vel=stamped, mode=mode, goal_xy=course.goal_xy,
                              commanded_rate_hz=float(driver.get("control_rate_hz", 50.0)), context=context)
         executor.add_node(monitor)
-        # created after the recorder's subscriptions: DDS announces a participant's endpoints in
-        # creation order, so a node that answers a lifecycle request has matched the recorder too
-        lifecycle = Lifecycle(monitor, [s.name for s in specs])
         with NodeProcesses(params, run_dir / "logs", env, echo=args.echo, overrides_dir=run_dir / "params") as nodes:
-            t0 = time.monotonic()
-
-            def wait_until(ready, what) -> None:
-                while not ready():
-                    spin_once(0.05)
-                    if nodes.dead():
-                        raise RuntimeError(f"node(s) exited during start-up: {nodes.dead()} (see {run_dir / 'logs'})")
-                    if time.monotonic() - t0 > STARTUP_TIMEOUT_S:
-                        raise RuntimeError(f"{what()} within {STARTUP_TIMEOUT_S:.0f} s (see {run_dir / 'logs'})")
-
-            def activate(spec) -> None:
-                if not lifecycle.change(spec.name, Transition.TRANSITION_ACTIVATE, spin_once, TRANSITION_TIMEOUT_S):
-                    raise RuntimeError(f"{spec.name} did not activate within {TRANSITION_TIMEOUT_S:.0f} s "
-                                       f"(see {run_dir / 'logs' / (spec.name + '.log')})")
-
-            for spec in specs:
-                nodes.start(spec)
-
-            def not_discovered() -> str:
-                topics = [t for t, n in monitor.matched().items() if n < 1]
-                return ("DDS discovery did not complete: " +
-                        "; ".join(([f"no publisher matched on {', '.join(topics)}"] if topics else []) +
-                                  ([f"no lifecycle service of {', '.join(lifecycle.missing())}"]
-                                   if lifecycle.missing() else [])))
-            wait_until(lambda: all(n >= 1 for n in monitor.matched().values()) and not lifecycle.missing(),
-                       not_discovered)
-            activate(specs[0])
-            wait_until(lambda: bool(monitor.odom_t), lambda: "no odometry from sim_node after its activation")
-            t_drive = monitor.now_s()
-            for spec in specs[1:]:
-                activate(spec)
-            log(f"stack up after {time.monotonic() - t0:.1f} s (recorder matched {', '.join(RECORDED_TOPICS)}); "
+            bring = Bringup(nodes, monitor, specs, spin_once, run_dir / "logs")
+            t_drive = bring.up()
+            log(f"stack up after {time.monotonic() - bring.t0:.1f} s (recorder matched {', '.join(RECORDED_TOPICS)}); "
                 f"driving to {course.goal_xy.tolist()}")
             if on_ready is not None:
                 on_ready(nodes, monitor)
@@ -310,16 +347,10 @@ def run(args: argparse.Namespace, *, on_ready=None, log=print) -> tuple["RunSumm
                     end_reason = f"node(s) exited: {nodes.dead()}"
                     break
             end_t = monitor.reached_t if end_reason == "goal reached" else monitor.now_s()
-            # drivers first (the controller's last stop is recorded), then the sim (final world status)
-            alive = [s for s in reversed(specs) if s.name not in nodes.dead()]
-            for spec in alive:
-                lifecycle.change(spec.name, Transition.TRANSITION_DEACTIVATE, spin_once, TRANSITION_TIMEOUT_S)
-            deadline = time.monotonic() + FLUSH_TIMEOUT_S
-            while time.monotonic() < deadline and not monitor.all_recorded():
-                spin_once(0.05)
+            bring.down()  # drivers first (the controller's last stop is recorded), then the sim
             monitor.wait_for_world_update(spin_once, timeout_s=0.5)
             summary = monitor.summary(end_reason, t_drive, end_t)
-        # nodes are stopped and reaped here
+        # nodes are interrupted and reaped here
     finally:
         if bag is not None:
             bag.close()  # keep what was recorded, also after an error
@@ -341,13 +372,12 @@ def run(args: argparse.Namespace, *, on_ready=None, log=print) -> tuple["RunSumm
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from hiopt_ros.nodes.common import StopSignal
 
-    def _terminate(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _terminate)  # `kill <launcher>` also stops the nodes
+    # Ctrl-C and `kill <launcher>` end the run at the next executor turn; the nodes are then stopped
+    stop = StopSignal().install()
     try:
-        summary, run_dir = run(args)
+        summary, run_dir = run(args, stop=stop)
     except KeyboardInterrupt:
         print("interrupted: nodes stopped", file=sys.stderr)
         return 130

@@ -374,17 +374,46 @@ def declare_autostart(p: Params) -> bool:
 # ------------------------------------------------------------------------------------------------
 # main()
 
-SPIN_TIMEOUT_S = 0.1   # longest a node waits in rcl before Python sees a pending SIGINT/SIGTERM
+SPIN_TIMEOUT_S = 0.1   # longest a node waits in rcl before it looks at a pending SIGINT/SIGTERM
+
+
+class StopSignal:
+    """SIGINT / SIGTERM recorded as a flag that the owner's loop checks between executor turns.
+
+    A handler that raised KeyboardInterrupt could fire inside a C extension call (e.g. rclpy's
+    deserialisation, where pybind11 turns it into a TypeError with a traceback and exit status 1)
+    or in the middle of a callback; a flag is acted on at a safe point. A second signal during the
+    clean-up changes nothing.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def install(self) -> "StopSignal":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.signum = signum
+
+    def __bool__(self) -> bool:
+        return self.signum is not None
+
+    def check(self) -> None:
+        """Raise KeyboardInterrupt (at this safe point) when a stop was requested."""
+        if self.signum is not None:
+            raise KeyboardInterrupt
 
 
 def run_node(factory: Callable[[], Any], args: list[str] | None = None) -> int:
     """rclpy.init, build the node, spin until SIGINT/SIGTERM, then let the node stop cleanly.
 
     rclpy's own signal handler would shut the context down before the node could publish its last
-    message (a stop command), so SIGINT and SIGTERM are handled here as KeyboardInterrupt instead.
-    Python runs that handler only between bytecodes, so the executor waits at most
-    :data:`SPIN_TIMEOUT_S` at a time: a node whose timers run on /clock still exits promptly when
-    the clock source is gone (``rclpy.spin`` would block until a timer or message woke it).
+    message (a stop command), so SIGINT and SIGTERM are recorded by :class:`StopSignal` instead
+    and the spin loop ends at the next turn. The executor waits at most :data:`SPIN_TIMEOUT_S` at
+    a time: a node whose timers run on /clock still exits promptly when the clock source is gone
+    (``rclpy.spin`` would block until a timer or message woke it).
     A :class:`ParameterError` at start-up prints the message and exits with status 2.
     """
     import rclpy
@@ -392,19 +421,14 @@ def run_node(factory: Callable[[], Any], args: list[str] | None = None) -> int:
     from rclpy.signals import SignalHandlerOptions
 
     rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
-
-    def _interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
+    stop = StopSignal().install()
     node = None
     code = 0
     try:
         node = factory()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        while rclpy.ok():
+        while rclpy.ok() and not stop:
             executor.spin_once(timeout_sec=SPIN_TIMEOUT_S)
     except ParameterError as exc:
         print(f"[FATAL] {exc}", file=sys.stderr, flush=True)
@@ -412,8 +436,6 @@ def run_node(factory: Callable[[], Any], args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not break the clean-up
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if node is not None:
             try:
                 if getattr(node, "active", False):
