@@ -403,10 +403,10 @@ def test_e2e_node_holds_the_policy_command_for_a_planner_period_and_stops_on_sta
     try:
         node = E2eNode(context=ctx, parameter_overrides=[Parameter("policy_checkpoint", value=str(checkpoint))])
         assert node.hold_cycles == 5
-        sent = []
-        node.cmd_pub.publish = sent.append
+        sent = []                                            # (v, ω) of every command (one message is reused)
+        node.cmd.publisher.publish = lambda m: sent.append(c.twist_values(m))
         node.on_control()                                   # no odometry yet: stop
-        assert c.twist_values(sent[-1]) == (0.0, 0.0)
+        assert sent[-1] == (0.0, 0.0)
         course = load_course()
         node.obstacles = course.obstacles_xyr
         states = [np.array([0.1 * k, 0.02 * k, 0.05 * k]) for k in range(10)]
@@ -414,7 +414,7 @@ def test_e2e_node_holds_the_policy_command_for_a_planner_period_and_stops_on_sta
             node.state = s
             node.watchdog.feed("odometry")
             node.on_control()
-        cmds = [c.twist_values(m) for m in sent[1:]]
+        cmds = sent[1:]
         # decisions at cycles 0 and 5 from the odometry of that cycle, held in between
         for k in (0, 5):
             want = node.policy.command(states[k], node.goal, course.obstacles_xyr, course.robot_radius_m)
@@ -426,11 +426,11 @@ def test_e2e_node_holds_the_policy_command_for_a_planner_period_and_stops_on_sta
                    for v, w in cmds)
         node.watchdog._last_ns["odometry"] -= int(2e9)      # odometry 2 s old
         node.on_control()
-        assert c.twist_values(sent[-1]) == (0.0, 0.0) and node.counters["stale_odometry"] == 1
+        assert sent[-1] == (0.0, 0.0) and node.counters["stale_odometry"] == 1
         node.state = np.array([*course.goal_xy, 0.0])      # at the goal: stop, latch goal_reached
         node.watchdog.feed("odometry")
         node.on_control()
-        assert node.reached and c.twist_values(sent[-1]) == (0.0, 0.0)
+        assert node.reached and sent[-1] == (0.0, 0.0)
         node.destroy_node()
     finally:
         rclpy.try_shutdown(context=ctx)

@@ -7,7 +7,8 @@ publishes that command on /cmd_vel at ``control_rate_hz`` until the next decisio
 hold the policy was trained with (sim.nav_env: one env step = one planner period). Same safety
 rules as the controller: stale or missing inputs, a non-finite state or a failing policy give the
 stop command, logged and counted. At the goal it publishes ``true`` on /hiopt/goal_reached and holds
-still.
+still. A lifecycle node like every hiopt node (hiopt_ros.nodes.common.ManagedNode): silent until
+active, a last stop when deactivated.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry
-from rclpy.node import Node
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from std_msgs.msg import Bool
 
 from hiopt_ros.control.model import RobotModel
@@ -37,12 +38,14 @@ class E2eConfig:
     goal_xy: np.ndarray
     goal_tolerance_m: float
     odom_timeout_s: float
+    diagnostics_rate_hz: float
+    autostart: bool
     odom_frame: str
     base_frame: str
     model: RobotModel
 
 
-class E2eNode(Node):
+class E2eNode(c.ManagedNode):
     """End-to-end policy → /cmd_vel; see the module docstring and README's topic table."""
 
     def __init__(self, **kwargs) -> None:
@@ -63,6 +66,9 @@ class E2eNode(Node):
             goal_tolerance_m=goal_tolerance_m,
             odom_timeout_s=p.number("odom_timeout_s", 0.5, "stop when /odom is older than this [s]",
                                     min_value=0.0, strict_min=True),
+            diagnostics_rate_hz=p.number("diagnostics_rate_hz", 1.0, "/diagnostics publication rate [Hz]",
+                                         min_value=0.0, strict_min=True),
+            autostart=c.declare_autostart(p),
             odom_frame=odom_frame,
             base_frame=base_frame,
             model=c.declare_robot_model(p),
@@ -91,20 +97,23 @@ class E2eNode(Node):
         self.obstacles: np.ndarray | None = None
         self.command = np.zeros(2)
         self.cycle = 0
-        self.watchdog = Watchdog(self.get_clock(), {"odometry": cfg.odom_timeout_s})
+        self.watchdog = Watchdog(self.watchdog_clock(), {"odometry": cfg.odom_timeout_s})
         self.counters = {"cycles": 0, "decisions": 0, "stops": 0, "policy_failures": 0, "stale_odometry": 0,
                          "waiting": 0}
 
-        self.cmd_pub = self.create_publisher(c.twist_type(cfg.enable_stamped_cmd_vel), c.TOPIC_CMD_VEL, c.COMMAND_QOS)
+        self.cmd = c.CommandPublisher(self, cfg.enable_stamped_cmd_vel, cfg.base_frame)
+        self.diag_pub = self.create_publisher(DiagnosticArray, c.TOPIC_DIAGNOSTICS, 10)
         self.reached_pub = self.create_publisher(Bool, c.TOPIC_GOAL_REACHED, c.LATCHED_QOS)
         self.create_subscription(Odometry, c.TOPIC_ODOM, self.on_odom, c.SENSOR_QOS)
         self.create_subscription(PoseStamped, c.TOPIC_GOAL, self.on_goal, c.COMMAND_QOS)
         from visualization_msgs.msg import MarkerArray
         self.create_subscription(MarkerArray, c.TOPIC_OBSTACLES, self.on_obstacles, c.LATCHED_QOS)
         self.create_timer(1.0 / cfg.control_rate_hz, self.on_control)
+        self.create_timer(1.0 / cfg.diagnostics_rate_hz, self.on_diagnostics)
         self.reached_pub.publish(Bool(data=False))
         self.get_logger().info(f"end-to-end policy {cfg.policy_checkpoint}: decides at {cfg.decision_rate_hz:g} Hz, "
                                f"publishes /cmd_vel at {cfg.control_rate_hz:g} Hz; goal {self.goal.tolist()}")
+        self.start_lifecycle(cfg.autostart)
 
     def on_odom(self, msg: Odometry) -> None:
         self.state = c.odom_state(msg)
@@ -125,6 +134,8 @@ class E2eNode(Node):
             self.get_logger().info(f"new goal {goal.tolist()}")
 
     def on_control(self) -> None:
+        if not self.active:
+            return
         self.counters["cycles"] += 1
         reason, counter = "", None
         if self.state is None or self.obstacles is None:
@@ -151,11 +162,7 @@ class E2eNode(Node):
             self.cycle = 0        # decide afresh as soon as the inputs are back
         else:
             self.cycle += 1
-        v, omega = float(self.command[0]), float(self.command[1])
-        if not (math.isfinite(v) and math.isfinite(omega)):
-            v, omega = 0.0, 0.0
-        self.cmd_pub.publish(c.make_twist(self.cfg.enable_stamped_cmd_vel, v, omega, self.get_clock().now().to_msg(),
-                                          self.cfg.base_frame))
+        self.cmd.publish(float(self.command[0]), float(self.command[1]))
         if counter is not None:
             self.counters[counter] += 1
         if reason:
@@ -165,10 +172,18 @@ class E2eNode(Node):
             else:
                 self.get_logger().warning(f"stop: {reason}", throttle_duration_sec=1.0)
 
-    def shutdown(self) -> None:
+    def on_diagnostics(self) -> None:
+        c.publish_status(self, self.diag_pub, f"{NAME}: policy",
+                         DiagnosticStatus.WARN if self.counters["policy_failures"] else DiagnosticStatus.OK,
+                         ("goal reached" if self.reached else "driving") if self.active else "inactive",
+                         c.diagnostics_values(self.counters, self.published))
+
+    def on_deactivating(self) -> None:
+        """Leave the robot stopped, make sure every subscriber has every command, report the counts."""
         try:
-            self.cmd_pub.publish(c.make_twist(self.cfg.enable_stamped_cmd_vel, 0.0, 0.0, frame_id=self.cfg.base_frame))
-        except Exception:
+            self.cmd.stop_and_flush()
+            self.on_diagnostics()
+        except Exception:  # context already gone
             pass
 
 
