@@ -2,6 +2,7 @@
 
     python -m hiopt_ros.bench                       # FOP and MPC N=20 / N=50 along closed-loop trajectories
     python -m hiopt_ros.bench --json bench.json --markdown bench.md
+    python -m hiopt_ros.bench --node-rate [--rates ...]   # controller_node's rate headroom (hiopt_ros/bench_node_rate.py)
 
 Instances are closed-loop trajectories on random courses (start, goal 2–5 m away, obstacles near
 the line between them): the bi-level loop (geometric look-ahead subgoals → FOP) for the FOP, with
@@ -225,10 +226,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="time calls by wall clock (default) or by the process' CPU time (robust on a loaded machine)")
     ap.add_argument("--json", default=None, help="write results as JSON here")
     ap.add_argument("--markdown", default=None, help="write the table as Markdown here")
+    ap.add_argument("--node-rate", action="store_true",
+                    help="instead: controller_node's rate headroom at 50-500 Hz (see --node-rate --help)")
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--node-rate" in argv:  # a different benchmark with its own options: the controller node's rate
+        from hiopt_ros.bench_node_rate import main as node_rate_main
+        return node_rate_main([a for a in argv if a != "--node-rate"])
     ap = build_parser()
     args = ap.parse_args(argv)
     if min(args.n, args.mpc_n, args.ipopt_n) < 1:

@@ -43,7 +43,7 @@ RECORDER_DEPTH = 1000       # messages a recorder subscription queues (20 s of /
 MOTION_THRESHOLD_M = 0.01   # the robot "moves" once it is this far from its first recorded pose
 
 
-def _recorder_qos(publisher_qos: QoSProfile) -> QoSProfile:
+def recorder_qos(publisher_qos: QoSProfile) -> QoSProfile:
     """The publishers' reliability and durability with a deep queue."""
     return QoSProfile(depth=RECORDER_DEPTH, history=HistoryPolicy.KEEP_LAST,
                       reliability=publisher_qos.reliability, durability=publisher_qos.durability)
@@ -177,12 +177,12 @@ class RunMonitor(Node):
                  c.TOPIC_SUBGOAL: (PointStamped, c.COMMAND_QOS), c.TOPIC_OBSTACLES: (MarkerArray, c.LATCHED_QOS)}
         self._types = {topic: f"{t.__module__.split('.')[0]}/msg/{t.__name__}" for topic, (t, _) in types.items()}
         self._classes = {topic: t for topic, (t, _) in types.items()}
-        self.recorders = {topic: self.create_subscription(t, topic, self._recorder(topic), _recorder_qos(qos), raw=True)
+        self.recorders = {topic: self.create_subscription(t, topic, self._recorder(topic), recorder_qos(qos), raw=True)
                           for topic, (t, qos) in types.items()}
         self.create_subscription(Bool, c.TOPIC_GOAL_REACHED, self.on_goal_reached, c.LATCHED_QOS)
         self.create_subscription(Bool, c.TOPIC_COLLISION, self.on_collision, c.LATCHED_QOS)
         self.create_subscription(Float64, c.TOPIC_SOLVE_TIME, lambda m: self.solve_times_us.append(m.data),
-                                 _recorder_qos(c.COMMAND_QOS))
+                                 recorder_qos(c.COMMAND_QOS))
         self.create_subscription(DiagnosticArray, c.TOPIC_DIAGNOSTICS, self.on_diagnostics, 50)
 
     # ---------------------------------------------------------------- recording

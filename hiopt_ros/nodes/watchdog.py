@@ -1,27 +1,32 @@
-"""Input freshness for the nodes that command the robot (controller, expert)."""
+"""Input freshness for the nodes that command the robot (controller, expert, planner, e2e)."""
 from __future__ import annotations
+
+from typing import Callable
 
 
 class Watchdog:
-    """Tracks when each named input last arrived, on a node clock (sim time if use_sim_time).
+    """Tracks when each named input last arrived, on the clock `now_ns` reads.
 
+    The nodes pass :meth:`hiopt_ros.nodes.common.ManagedNode.watchdog_clock`: ``time.monotonic_ns``
+    (steady: a backward jump of the system clock cannot keep a stale input alive; and cheap, this
+    runs every control cycle), or the node's clock with ``use_sim_time``.
     ``stale()`` returns {name: age_s} of inputs that arrived at least once and are now older than
     their timeout; inputs never seen are not stale (callers report them as "waiting").
     """
 
-    def __init__(self, clock, timeouts_s: dict[str, float]) -> None:
-        self._clock = clock
-        self._timeouts = dict(timeouts_s)
+    def __init__(self, now_ns: Callable[[], int], timeouts_s: dict[str, float]) -> None:
+        self.now_ns = now_ns
+        self._timeouts_ns = {name: int(t * 1e9) for name, t in timeouts_s.items()}
         self._last_ns: dict[str, int] = {}
 
     def feed(self, name: str) -> None:
-        self._last_ns[name] = self._clock.now().nanoseconds
+        self._last_ns[name] = self.now_ns()
 
     def age_s(self, name: str) -> float | None:
         last = self._last_ns.get(name)
-        return None if last is None else (self._clock.now().nanoseconds - last) * 1e-9
+        return None if last is None else (self.now_ns() - last) * 1e-9
 
     def stale(self) -> dict[str, float]:
-        now = self._clock.now().nanoseconds
+        now = self.now_ns()
         return {name: (now - last) * 1e-9 for name, last in self._last_ns.items()
-                if (now - last) * 1e-9 > self._timeouts[name]}
+                if now - last > self._timeouts_ns[name]}

@@ -1,0 +1,289 @@
+"""Controller headroom: controller_node alone, fed recorded inputs, at rising control rates.
+
+    python -m hiopt_ros.bench --node-rate [--rates 50,100,200,500] [--duration-s 10] [--bag runs/<t>/bag]
+
+For every rate the controller node runs as its own process, exactly as the stack starts it
+(``python -m hiopt_ros.nodes.controller_node`` with config/nav.yaml and its overrides), with only
+``control_rate_hz`` changed. This process replays inputs into it: /odom at 50 Hz and
+/hiopt/subgoal at 10 Hz along a recorded drive (the /odom and /hiopt/subgoal of ``--bag``, or a
+drive of the pure-Python loop when no bag is given), the obstacles once (latched), all as messages
+built before the clock starts, so the replay allocates nothing while it runs. Each command's
+publication time is the controller's own clock (DDS source timestamp), so this process' scheduling
+does not enter the numbers. Reported per rate, over ``--duration-s`` after a warm-up:
+
+* achieved rate: commands / time between the first and the last;
+* period jitter: |period − 1/rate| at p50 and p99;
+* missed periods: Σ_gaps (round(gap · rate) − 1), as a count and as a share of the periods due;
+* the FOP's solve time (its own /hiopt/solve_time_us) p50/p99;
+* the controller process' CPU use: share of one core, and CPU time per command (what one cycle,
+  executor included, costs when the process has the CPU; 1e6 / rate µs is the budget).
+
+The controller publishes one command per timer callback, so every missed period is a callback
+that came later than a whole period (the process did not get the CPU, or the previous cycle took
+longer than the period).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_RATES = (50.0, 100.0, 200.0, 500.0)
+ODOM_RATE_HZ = 50.0
+SUBGOAL_RATE_HZ = 10.0
+WARMUP_S = 2.0
+
+
+@dataclass
+class RateResult:
+    rate_hz: float
+    commands: int
+    achieved_hz: float
+    jitter_p50_us: float
+    jitter_p99_us: float
+    missed: int
+    missed_pct: float
+    solve_p50_us: float
+    solve_p99_us: float
+    cpu_pct: float              # the controller process' CPU time / wall time [% of one core]
+    cpu_per_cycle_us: float     # its CPU time per command: what a cycle costs when it gets the CPU
+
+
+def period_stats(stamps_s: np.ndarray, rate_hz: float) -> tuple[float, float, float, int, float]:
+    """(achieved rate, jitter p50 [µs], jitter p99 [µs], missed periods, missed share [%]) of
+    command publication times (seconds, the publisher's clock, in order)."""
+    stamps_s = np.sort(np.asarray(stamps_s, float))
+    if stamps_s.size < 3:
+        return float("nan"), float("nan"), float("nan"), 0, float("nan")
+    gaps = np.diff(stamps_s)
+    nominal = 1.0 / rate_hz
+    jitter_us = np.abs(gaps - nominal) * 1e6
+    missed = int(np.sum(np.maximum(np.rint(gaps / nominal) - 1, 0)))
+    achieved = (stamps_s.size - 1) / (stamps_s[-1] - stamps_s[0])
+    due = gaps.size + missed
+    return (float(achieved), float(np.percentile(jitter_us, 50)), float(np.percentile(jitter_us, 99)), missed,
+            100.0 * missed / due)
+
+
+def recorded_inputs(bag: str | None, params: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(odometry rows [x, y, yaw, v, ω] at 50 Hz, subgoals [x, y] at 10 Hz, obstacles (m, 3)) of a drive."""
+    if bag:
+        from offline.bags import read_robot_bag
+
+        data = read_robot_bag(bag, obstacles="optional")
+        obstacles = data.obstacles.obstacles_xyr[-1] if data.obstacles is not None and len(data.obstacles) else None
+        if obstacles is None:
+            from sim.course import load_course
+            obstacles = load_course(params).obstacles_xyr
+        return data.odom.values, data.subgoal.values, obstacles
+    from hiopt_ros.control.fop import Fop
+    from hiopt_ros.control.params import fop_config_from_params
+    from sim.course import load_course
+    from sim.kinematic_loop import run_episode
+
+    course = load_course(params)
+    res = run_episode(course, "fop", fop=Fop(fop_config_from_params(params)), dt_s=1.0 / ODOM_RATE_HZ)
+    traj = res.trajectory
+    v = np.r_[np.linalg.norm(np.diff(traj[:, :2], axis=0), axis=1) * ODOM_RATE_HZ, 0.0]
+    omega = np.r_[np.diff(traj[:, 2]) * ODOM_RATE_HZ, 0.0]
+    odom = np.column_stack([traj, v, omega])
+    step = int(round(ODOM_RATE_HZ / SUBGOAL_RATE_HZ))
+    return odom, res.subgoals[::step], course.obstacles_xyr
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), seconds."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_rate(rate_hz: float, duration_s: float, params: Path, domain_id: int, log_dir: Path, spin_once,
+             counters: dict) -> RateResult:
+    """One controller process at `rate_hz`, fed by the replay this process spins with `spin_once`."""
+    from hiopt_ros import bringup
+    from hiopt_ros.launcher import NodeProcesses
+
+    spec = bringup.NodeSpec("controller_node", {"control_rate_hz": float(rate_hz)})
+    with NodeProcesses(params, log_dir, bringup.child_env(domain_id)) as procs:
+        pid = procs.start(spec).pid
+        counters.update(stamps=[], solve=[])
+        deadline = time.monotonic() + 90.0
+        while not counters["stamps"]:
+            spin_once(0.01)
+            if procs.dead() or time.monotonic() > deadline:
+                raise RuntimeError(f"controller_node did not start (see {log_dir})")
+        t_end = time.monotonic() + WARMUP_S + duration_s
+        t_measure = time.monotonic() + WARMUP_S
+        while time.monotonic() < t_measure:
+            spin_once(0.001)
+        n_before, n_solve_before = len(counters["stamps"]), len(counters["solve"])
+        cpu0, wall0 = cpu_seconds(pid), time.monotonic()
+        while time.monotonic() < t_end:
+            spin_once(0.001)
+        cpu, wall = cpu_seconds(pid) - cpu0, time.monotonic() - wall0
+        stamps = np.asarray(counters["stamps"][n_before:])
+        solve = np.asarray(counters["solve"][n_solve_before:])
+    achieved, j50, j99, missed, missed_pct = period_stats(stamps, rate_hz)
+    return RateResult(rate_hz, int(stamps.size), achieved, j50, j99, missed, missed_pct,
+                      float(np.percentile(solve, 50)) if solve.size else float("nan"),
+                      float(np.percentile(solve, 99)) if solve.size else float("nan"),
+                      100.0 * cpu / wall, 1e6 * cpu / max(stamps.size, 1))
+
+
+def markdown(results: list[RateResult], duration_s: float, source: str) -> str:
+    lines = [f"controller_node alone, {duration_s:g} s per rate after {WARMUP_S:g} s warm-up, inputs: {source}.", "",
+             "| rate [Hz] | commands | achieved [Hz] | jitter p50 [µs] | jitter p99 [µs] | missed periods | "
+             "missed [%] | FOP p50 [µs] | FOP p99 [µs] | controller CPU [% core] | CPU per cycle [µs] |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(f"| {r.rate_hz:g} | {r.commands} | {r.achieved_hz:.1f} | {r.jitter_p50_us:.0f} | "
+                     f"{r.jitter_p99_us:.0f} | {r.missed} | {r.missed_pct:.2f} | {r.solve_p50_us:.0f} | "
+                     f"{r.solve_p99_us:.0f} | {r.cpu_pct:.0f} | {r.cpu_per_cycle_us:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from hiopt_ros.config import default_params_file
+
+    ap = argparse.ArgumentParser(prog="python -m hiopt_ros.bench --node-rate", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rates", default=",".join(f"{r:g}" for r in DEFAULT_RATES),
+                    help="control rates [Hz], comma-separated (default 50,100,200,500)")
+    ap.add_argument("--duration-s", type=float, default=10.0, help="measured seconds per rate (default 10)")
+    ap.add_argument("--bag", default=None, help="replay /odom and /hiopt/subgoal of this bag (e.g. runs/<t>/bag); "
+                                                "default: a drive of the pure-Python loop on the default course")
+    ap.add_argument("--params", type=Path, default=default_params_file(), help="parameter file of the controller")
+    ap.add_argument("--domain-id", type=int, default=None, help="ROS domain (default: a free one, reserved)")
+    ap.add_argument("--json", default=None, help="write the results as JSON here")
+    ap.add_argument("--markdown", default=None, help="write the table as Markdown here")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        rates = [float(r) for r in args.rates.split(",") if r.strip()]
+    except ValueError:
+        print(f"error: --rates must be numbers separated by commas, got {args.rates!r}", file=sys.stderr)
+        return 2
+    if not rates or any(not (r > 0 and math.isfinite(r)) for r in rates) or not args.duration_s > 0:
+        print("error: --rates must be positive numbers and --duration-s > 0", file=sys.stderr)
+        return 2
+    if args.bag and not Path(args.bag).exists():
+        print(f"error: --bag {args.bag} does not exist", file=sys.stderr)
+        return 2
+
+    import tempfile
+
+    import rclpy
+    from geometry_msgs.msg import PointStamped
+    from nav_msgs.msg import Odometry
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.serialization import serialize_message
+    from rclpy.signals import SignalHandlerOptions
+    from std_msgs.msg import Float64
+
+    from hiopt_ros import conversions as conv
+    from hiopt_ros.domains import reserve_domain
+    from hiopt_ros.nodes import common as c
+    from hiopt_ros.recording import recorder_qos
+
+    odom_rows, subgoal_rows, obstacles = recorded_inputs(args.bag, args.params)
+    source = f"/odom and /hiopt/subgoal of {args.bag}" if args.bag else "a pure-Python loop drive of the default course"
+    reservation = reserve_domain() if args.domain_id is None else None
+    domain_id = args.domain_id if args.domain_id is not None else reservation.domain_id
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain_id, signal_handler_options=SignalHandlerOptions.NO)
+    node = rclpy.create_node("node_rate_replay", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+
+    # every message is serialized once, before any clock starts; the replay only publishes bytes
+    def odom_bytes(row) -> bytes:
+        msg = conv.fill_odometry(Odometry(), 0, *row)
+        return serialize_message(msg)
+
+    def subgoal_bytes(row) -> bytes:
+        msg = PointStamped()
+        msg.header.frame_id = conv.FRAME_ODOM
+        msg.point.x, msg.point.y = float(row[0]), float(row[1])
+        return serialize_message(msg)
+
+    odom_msgs = [odom_bytes(r) for r in odom_rows]
+    subgoal_msgs = [subgoal_bytes(r) for r in subgoal_rows]
+    odom_pub = node.create_publisher(Odometry, c.TOPIC_ODOM, c.SENSOR_QOS)
+    subgoal_pub = node.create_publisher(PointStamped, c.TOPIC_SUBGOAL, c.COMMAND_QOS)
+    from visualization_msgs.msg import MarkerArray
+    obstacles_pub = node.create_publisher(MarkerArray, c.TOPIC_OBSTACLES, c.LATCHED_QOS)
+    obstacles_pub.publish(c.markers_from_obstacles(obstacles, node.get_clock().now().to_msg(), conv.FRAME_ODOM))
+    counters: dict = {"stamps": [], "solve": []}
+    index = {"odom": 0, "subgoal": 0}
+
+    def replay_odom() -> None:
+        odom_pub.publish(odom_msgs[index["odom"] % len(odom_msgs)])
+        index["odom"] += 1
+
+    def replay_subgoal() -> None:
+        # the subgoal the planner published for the current odometry (10 Hz on a 50 Hz drive)
+        k = min(index["odom"] * len(subgoal_msgs) // max(len(odom_msgs), 1), len(subgoal_msgs) - 1)
+        subgoal_pub.publish(subgoal_msgs[k])
+
+    node.create_timer(1.0 / ODOM_RATE_HZ, replay_odom)
+    node.create_timer(1.0 / SUBGOAL_RATE_HZ, replay_subgoal)
+    twist = c.twist_type(False)
+    node.create_subscription(twist, c.TOPIC_CMD_VEL,
+                             lambda raw, info: counters["stamps"].append(info["source_timestamp"] * 1e-9),
+                             recorder_qos(c.COMMAND_QOS), raw=True)
+    node.create_subscription(Float64, c.TOPIC_SOLVE_TIME, lambda m: counters["solve"].append(m.data),
+                             recorder_qos(c.COMMAND_QOS))
+
+    def spin_once(timeout_s: float) -> None:
+        executor.spin_once(timeout_sec=timeout_s)
+
+    stop = c.StopSignal().install()
+    results: list[RateResult] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="hiopt_node_rate_") as tmp:
+            for rate in rates:
+                stop.check()
+                res = run_rate(rate, args.duration_s, args.params, domain_id, Path(tmp) / f"{rate:g}", spin_once,
+                               counters)
+                results.append(res)
+                print(f"{rate:6g} Hz: achieved {res.achieved_hz:7.1f} Hz, jitter p50 {res.jitter_p50_us:5.0f} µs "
+                      f"p99 {res.jitter_p99_us:6.0f} µs, missed {res.missed} ({res.missed_pct:.2f} %), "
+                      f"FOP p50 {res.solve_p50_us:.0f} µs, CPU {res.cpu_per_cycle_us:.0f} µs/cycle", file=sys.stderr,
+                      flush=True)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+        if reservation is not None:
+            reservation.release()
+    table = markdown(results, args.duration_s, source)
+    print(table)
+    if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text(table)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"duration_s": args.duration_s, "inputs": source,
+                                               "results": [asdict(r) for r in results]}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

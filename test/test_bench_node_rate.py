@@ -1,0 +1,49 @@
+"""python -m hiopt_ros.bench --node-rate: the period statistics, and one short real run."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hiopt_ros.bench_node_rate import period_stats
+
+
+def test_period_stats_count_missed_periods_and_jitter():
+    rate = 100.0
+    stamps = np.arange(0, 1.0, 0.01)                       # 100 commands, on time
+    stamps = np.delete(stamps, [10, 50, 51])               # three periods missed (one gap of 2, one of 3)
+    stamps[20] += 0.002                                    # 2 ms late (not missed)
+    achieved, j50, j99, missed, missed_pct = period_stats(stamps, rate)
+    assert missed == 3 and missed_pct == pytest.approx(100 * 3 / 99)
+    assert j50 == pytest.approx(0.0, abs=1e-3) and 1000 < j99 <= 20_000
+    assert achieved == pytest.approx((stamps.size - 1) / (stamps[-1] - stamps[0]))
+
+
+@pytest.mark.ros
+@pytest.mark.integration
+def test_node_rate_runs_the_controller_and_reports_every_rate(tmp_path, repo_root, ros_domain_id):
+    out = tmp_path / "rate.json"
+    proc = subprocess.run([sys.executable, "-m", "hiopt_ros.bench", "--node-rate", "--rates", "50,100",
+                           "--duration-s", "1", "--domain-id", str(ros_domain_id), "--json", str(out)],
+                          cwd=repo_root, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(repo_root)})
+    assert proc.returncode == 0, proc.stderr
+    assert "| rate [Hz] | commands |" in proc.stdout
+    results = json.loads(out.read_text())["results"]
+    assert [r["rate_hz"] for r in results] == [50.0, 100.0]
+    for r in results:
+        assert r["commands"] > 0 and r["achieved_hz"] > 0 and r["solve_p50_us"] > 0 and r["cpu_per_cycle_us"] > 0
+        # missed periods complete the commands to the periods due in the measured span
+        assert r["commands"] - 1 + r["missed"] == pytest.approx(r["rate_hz"] * (r["commands"] - 1) / r["achieved_hz"],
+                                                               abs=0.5 + 0.05 * r["commands"])
+
+
+def test_bad_rates_are_one_line_errors(repo_root):
+    proc = subprocess.run([sys.executable, "-m", "hiopt_ros.bench", "--node-rate", "--rates", "fast"],
+                          cwd=repo_root, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(repo_root)})
+    assert proc.returncode == 2 and "--rates" in proc.stderr and "Traceback" not in proc.stderr
