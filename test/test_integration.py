@@ -178,7 +178,7 @@ def test_stack_reaches_goal_at_rate_and_stops_when_the_planner_dies(tmp_path, ro
     assert period == pytest.approx(1.0 / rate_hz, rel=0.1), f"median command period {period * 1e3:.1f} ms"
     # one command per control cycle (plus the last stop), and the probe got every one
     counters = probe.controller
-    assert int(counters["commands"]) == int(counters["cycles"]) + 1 == int(counters["published:/cmd_vel"])
+    assert int(counters["published:/cmd_vel"]) == int(counters["cycles"]) + 1
     assert probe.counts["/cmd_vel"] == int(counters["published:/cmd_vel"])
 
 

@@ -37,6 +37,7 @@ import math
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -328,6 +329,10 @@ class ManagedNode(LifecycleNode):
         self.active = False
         #: messages this node published per recorded topic (reported in /diagnostics as published:<topic>)
         self.published: dict[str, int] = {}
+        #: a driver's /cmd_vel (:class:`CommandPublisher`), stopped on deactivation
+        self.cmd: CommandPublisher | None = None
+        #: other publishers of recorded topics, flushed on deactivation
+        self.recorded_publishers: list = []
 
     def count(self, topic: str, n: int = 1) -> None:
         self.published[topic] = self.published.get(topic, 0) + n
@@ -351,11 +356,45 @@ class ManagedNode(LifecycleNode):
         self.active = False
         return super().on_deactivate(state)
 
+    def subscribe_robot_state(self, watchdog) -> None:
+        """/odom → :attr:`state` [x, y, yaw] (fed to `watchdog` as "odometry"), /hiopt/obstacles →
+        :attr:`obstacles` (m, 3); both None until the first message."""
+        from nav_msgs.msg import Odometry
+        from visualization_msgs.msg import MarkerArray
+
+        self.state: np.ndarray | None = None
+        self.obstacles: np.ndarray | None = None
+        self._state_watchdog = watchdog
+        self.create_subscription(Odometry, TOPIC_ODOM, self._on_odom, SENSOR_QOS)
+        self.create_subscription(MarkerArray, TOPIC_OBSTACLES, self._on_obstacles, LATCHED_QOS)
+
+    def _on_odom(self, msg) -> None:
+        self.state = odom_state(msg)
+        self._state_watchdog.feed("odometry")
+
+    def _on_obstacles(self, msg) -> None:
+        self.obstacles = obstacles_from_markers(msg)
+
     def on_activated(self) -> None:
         """Hook: the node has just become active."""
 
     def on_deactivating(self) -> None:
-        """Hook: the node is about to stop acting (still active while this runs)."""
+        """The node is about to stop acting (still active while this runs): a driver publishes a
+        last stop, every recorded publisher waits (bounded) until every subscriber acknowledged
+        every message, and the node reports its final counts on /diagnostics."""
+        from rclpy.duration import Duration
+
+        try:
+            if self.cmd is not None:
+                self.cmd.stop_and_flush()
+            for publisher in self.recorded_publishers:
+                publisher.wait_for_all_acked(Duration(seconds=1.0))
+            self.on_diagnostics()
+        except Exception:  # the context is already gone (shutdown)
+            pass
+
+    def on_diagnostics(self) -> None:
+        """Publish the node's status on /diagnostics (nodes override)."""
 
     def watchdog_clock(self):
         """What input freshness is measured on (a function returning ns): the node's clock with
@@ -368,6 +407,93 @@ class ManagedNode(LifecycleNode):
 
 
 EXECUTORS = ("events", "single_threaded")
+
+
+class GoalTracker:
+    """The task's goal for a node that drives to it (planner, expert, e2e): the ``goal_xy``
+    parameter until a geometry_msgs/PoseStamped arrives on /goal_pose (in ``odom_frame``, or with
+    an empty frame; others are ignored: there is no tf lookup), and the latched
+    /hiopt/goal_reached flag (false again for a new goal)."""
+
+    def __init__(self, node, goal_xy: np.ndarray, tolerance_m: float, odom_frame: str,
+                 on_new_goal: Callable[[np.ndarray], None] | None = None) -> None:
+        from geometry_msgs.msg import PoseStamped
+        from std_msgs.msg import Bool
+
+        self.node, self.tolerance_m, self.odom_frame, self.on_new_goal = node, tolerance_m, odom_frame, on_new_goal
+        self.goal = np.asarray(goal_xy, float).copy()
+        self.reached = False
+        self._bool = Bool
+        self.publisher = node.create_publisher(Bool, TOPIC_GOAL_REACHED, LATCHED_QOS)
+        self.publisher.publish(Bool(data=False))
+        node.create_subscription(PoseStamped, TOPIC_GOAL, self._on_goal, COMMAND_QOS)
+
+    def _on_goal(self, msg) -> None:
+        log = self.node.get_logger()
+        goal = np.array([msg.pose.position.x, msg.pose.position.y])
+        if msg.header.frame_id not in ("", self.odom_frame):
+            log.error(f"ignoring a goal in frame {msg.header.frame_id!r}: goals must be in {self.odom_frame!r} "
+                      f"(no tf lookup here)")
+            return
+        if not np.all(np.isfinite(goal)):
+            log.error(f"ignoring non-finite goal {goal.tolist()}")
+            return
+        self.goal, self.reached = goal, False
+        self.publisher.publish(self._bool(data=False))
+        if self.on_new_goal is not None:
+            self.on_new_goal(goal)
+        log.info(f"new goal {goal.tolist()} (frame {msg.header.frame_id or self.odom_frame})")
+
+    def check(self, state) -> bool:
+        """Whether the robot at `state` is within the tolerance of the goal; latches and announces it."""
+        dist = math.dist(state[:2], self.goal)
+        if dist <= self.tolerance_m and not self.reached:
+            self.reached = True
+            self.publisher.publish(self._bool(data=True))
+            self.node.get_logger().info(f"goal reached ({dist:.3f} m from {self.goal.tolist()})")
+        return dist <= self.tolerance_m
+
+
+@dataclass(frozen=True)
+class DriverConfig:
+    """What every node that commands the robot (controller, expert, e2e) declares the same way;
+    each node's own config extends it (:func:`declare_driver`)."""
+
+    control_rate_hz: float
+    enable_stamped_cmd_vel: bool
+    odom_timeout_s: float
+    diagnostics_rate_hz: float
+    autostart: bool
+    odom_frame: str
+    base_frame: str
+    model: RobotModel
+
+
+def declare_driver(p: Params, rate_meaning: str, odom_meaning: str = "stop when /odom is older than this [s]") -> dict:
+    """Declare the :class:`DriverConfig` parameters; the keyword arguments of a DriverConfig subclass."""
+    odom_frame, base_frame = declare_frames(p)
+    return dict(
+        control_rate_hz=p.number("control_rate_hz", 50.0, f"{rate_meaning} [Hz]", min_value=0.0, strict_min=True),
+        enable_stamped_cmd_vel=p.flag("enable_stamped_cmd_vel", False,
+                                      "publish geometry_msgs/TwistStamped (true) or Twist (false), as Nav2"),
+        odom_timeout_s=p.number("odom_timeout_s", 0.5, odom_meaning, min_value=0.0, strict_min=True),
+        diagnostics_rate_hz=p.number("diagnostics_rate_hz", 1.0, "/diagnostics publication rate [Hz]",
+                                     min_value=0.0, strict_min=True),
+        autostart=declare_autostart(p), odom_frame=odom_frame, base_frame=base_frame, model=declare_robot_model(p))
+
+
+class DrivesToGoal:
+    """Mixin for nodes with a :class:`GoalTracker` in ``self.task``: its goal and flag as attributes."""
+
+    task: GoalTracker
+
+    @property
+    def goal(self) -> np.ndarray:
+        return self.task.goal
+
+    @property
+    def reached(self) -> bool:
+        return self.task.reached
 
 
 def declare_autostart(p: Params) -> bool:

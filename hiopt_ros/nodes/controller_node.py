@@ -25,12 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PointStamped
-from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import SetParametersResult
 from std_msgs.msg import Float64
 
 from hiopt_ros.control.fop import FopConfig
-from hiopt_ros.control.model import RobotModel
 
 from . import common as c
 from .watchdog import Watchdog
@@ -40,22 +38,14 @@ _FOP_DEFAULTS = FopConfig()  # one source of truth for the FOP's default weights
 
 
 @dataclass(frozen=True)
-class ControllerConfig:
-    control_rate_hz: float
-    enable_stamped_cmd_vel: bool
+class ControllerConfig(c.DriverConfig):
     theta_file: str
-    odom_timeout_s: float
     subgoal_timeout_s: float
     arrive_radius_m: float
-    diagnostics_rate_hz: float
     c_p: float
     c_h: float
     c_u: float
     relu_terms: int
-    autostart: bool
-    odom_frame: str
-    base_frame: str
-    model: RobotModel
 
 
 class ControllerNode(c.ManagedNode):
@@ -64,31 +54,19 @@ class ControllerNode(c.ManagedNode):
     def __init__(self, **kwargs) -> None:
         super().__init__(NAME, **kwargs)
         p = c.Params(self)
-        odom_frame, base_frame = c.declare_frames(p)
         self.cfg = ControllerConfig(
-            control_rate_hz=p.number("control_rate_hz", 50.0, "FOP solve and /cmd_vel rate [Hz]",
-                                     min_value=0.0, strict_min=True),
-            enable_stamped_cmd_vel=p.flag("enable_stamped_cmd_vel", False,
-                                          "publish geometry_msgs/TwistStamped (true) or Twist (false), as Nav2"),
+            **c.declare_driver(p, "FOP solve and /cmd_vel rate"),
             theta_file=p.text("theta_file", "", "fitted θ (config/theta/*.yaml); empty: the unchanged FOP",
                               read_only=False),
-            odom_timeout_s=p.number("odom_timeout_s", 0.5, "stop when /odom is older than this [s]",
-                                    min_value=0.0, strict_min=True),
             subgoal_timeout_s=p.number("subgoal_timeout_s", 1.0, "stop when /hiopt/subgoal is older than this [s]",
                                        min_value=0.0, strict_min=True),
             arrive_radius_m=p.number("arrive_radius_m", 0.05, "hold still within this distance of the subgoal [m]",
                                      min_value=0.0),
-            diagnostics_rate_hz=p.number("diagnostics_rate_hz", 1.0, "/diagnostics publication rate [Hz]",
-                                         min_value=0.0, strict_min=True),
             c_p=p.number("c_p", _FOP_DEFAULTS.c_p, "position weight of Eq. 32a", min_value=0.0),
             c_h=p.number("c_h", _FOP_DEFAULTS.c_h, "heading weight of Eq. 32a", min_value=0.0),
             c_u=p.number("c_u", _FOP_DEFAULTS.c_u, "input weight of Eq. 32a", min_value=0.0),
             relu_terms=p.integer("relu_terms", _FOP_DEFAULTS.K, "ReLU slots K the solver is built with (structural)",
                                  min_value=0),
-            autostart=c.declare_autostart(p),
-            odom_frame=odom_frame,
-            base_frame=base_frame,
-            model=c.declare_robot_model(p),
         )
         cfg = self.cfg
         theta = None
@@ -103,10 +81,8 @@ class ControllerNode(c.ManagedNode):
 
         self.watchdog = Watchdog(self.watchdog_clock(), {"odometry": cfg.odom_timeout_s,
                                                          "subgoal": cfg.subgoal_timeout_s})
-        self.state: np.ndarray | None = None
         self.subgoal: np.ndarray | None = None
-        self.obstacles: np.ndarray | None = None
-        self.counters = {"cycles": 0, "commands": 0, "stops": 0, "solver_failures": 0, "stale_odometry": 0,
+        self.counters = {"cycles": 0, "stops": 0, "solver_failures": 0, "stale_odometry": 0,
                          "stale_subgoal": 0, "nonfinite_state": 0, "waiting": 0, "at_subgoal": 0,
                          "rejected_subgoals": 0}
         self._solve_times_us: deque[float] = deque(maxlen=1000)
@@ -119,10 +95,8 @@ class ControllerNode(c.ManagedNode):
         self._solve_time_msg = Float64()
         self.solve_time_pub = self.create_publisher(Float64, c.TOPIC_SOLVE_TIME, c.COMMAND_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, c.TOPIC_DIAGNOSTICS, 10)
-        self.create_subscription(Odometry, c.TOPIC_ODOM, self.on_odom, c.SENSOR_QOS)
+        self.subscribe_robot_state(self.watchdog)
         self.create_subscription(PointStamped, c.TOPIC_SUBGOAL, self.on_subgoal, c.COMMAND_QOS)
-        from visualization_msgs.msg import MarkerArray
-        self.create_subscription(MarkerArray, c.TOPIC_OBSTACLES, self.on_obstacles, c.LATCHED_QOS)
         self.create_timer(1.0 / cfg.control_rate_hz, self.on_control)
         self.create_timer(1.0 / cfg.diagnostics_rate_hz, self.on_diagnostics)
         self.add_on_set_parameters_callback(self.on_validate_parameters)
@@ -152,10 +126,6 @@ class ControllerNode(c.ManagedNode):
         return theta
 
     # ---------------------------------------------------------------- inputs
-    def on_odom(self, msg: Odometry) -> None:
-        self.state = c.odom_state(msg)
-        self.watchdog.feed("odometry")
-
     def on_subgoal(self, msg: PointStamped) -> None:
         if msg.header.frame_id != self.cfg.odom_frame:
             # a point in another frame would be steered to as if it were in odom (no tf lookup here):
@@ -166,9 +136,6 @@ class ControllerNode(c.ManagedNode):
             return
         self.subgoal = np.array([msg.point.x, msg.point.y])
         self.watchdog.feed("subgoal")
-
-    def on_obstacles(self, msg) -> None:
-        self.obstacles = c.obstacles_from_markers(msg)
 
     def on_validate_parameters(self, params) -> SetParametersResult:
         """Validation only: a new theta_file must load and fit the solver's K slots. The other
@@ -244,7 +211,6 @@ class ControllerNode(c.ManagedNode):
         self._last_reason, self._last_status = reason, status
 
     def publish_command(self, v: float, omega: float) -> None:
-        self.counters["commands"] += 1
         self.cmd.publish(v, omega)
 
     def on_diagnostics(self) -> None:
@@ -253,15 +219,6 @@ class ControllerNode(c.ManagedNode):
                          self._last_status if self.active else f"inactive ({self._last_status})",
                          {**c.diagnostics_values(self.counters, self.published),
                           **c.solve_time_values(self._solve_times_us)})
-
-    def on_deactivating(self) -> None:
-        """Leave the robot stopped, make sure every subscriber has every command, report the counts."""
-        try:
-            self.counters["commands"] += 1
-            self.cmd.stop_and_flush()
-            self.on_diagnostics()
-        except Exception:  # context already gone
-            pass
 
 
 def main(args: list[str] | None = None) -> int:

@@ -12,16 +12,10 @@ active, a last stop when deactivated.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
-from geometry_msgs.msg import PoseStamped
-from nav_msgs.msg import Odometry
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from std_msgs.msg import Bool
-
-from hiopt_ros.control.model import RobotModel
 
 from . import common as c
 from .watchdog import Watchdog
@@ -30,48 +24,28 @@ NAME = "e2e_node"
 
 
 @dataclass(frozen=True)
-class E2eConfig:
+class E2eConfig(c.DriverConfig):
     policy_checkpoint: str
-    control_rate_hz: float
     decision_rate_hz: float
-    enable_stamped_cmd_vel: bool
     goal_xy: np.ndarray
     goal_tolerance_m: float
-    odom_timeout_s: float
-    diagnostics_rate_hz: float
-    autostart: bool
-    odom_frame: str
-    base_frame: str
-    model: RobotModel
 
 
-class E2eNode(c.ManagedNode):
+class E2eNode(c.DrivesToGoal, c.ManagedNode):
     """End-to-end policy → /cmd_vel; see the module docstring and README's topic table."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(NAME, **kwargs)
         p = c.Params(self)
         goal_xy, goal_tolerance_m = c.declare_goal(p)
-        odom_frame, base_frame = c.declare_frames(p)
         self.cfg = E2eConfig(
+            **c.declare_driver(p, "/cmd_vel publication rate"),
             policy_checkpoint=p.text("policy_checkpoint", "", "end-to-end TorchScript policy (.pt, action (v, ω))"),
-            control_rate_hz=p.number("control_rate_hz", 50.0, "/cmd_vel publication rate [Hz]",
-                                     min_value=0.0, strict_min=True),
             decision_rate_hz=p.number("decision_rate_hz", 10.0,
                                       "policy evaluation rate [Hz] (the planner rate it was trained at)",
                                       min_value=0.0, strict_min=True),
-            enable_stamped_cmd_vel=p.flag("enable_stamped_cmd_vel", False,
-                                          "publish geometry_msgs/TwistStamped (true) or Twist (false), as Nav2"),
             goal_xy=goal_xy,
             goal_tolerance_m=goal_tolerance_m,
-            odom_timeout_s=p.number("odom_timeout_s", 0.5, "stop when /odom is older than this [s]",
-                                    min_value=0.0, strict_min=True),
-            diagnostics_rate_hz=p.number("diagnostics_rate_hz", 1.0, "/diagnostics publication rate [Hz]",
-                                         min_value=0.0, strict_min=True),
-            autostart=c.declare_autostart(p),
-            odom_frame=odom_frame,
-            base_frame=base_frame,
-            model=c.declare_robot_model(p),
         )
         cfg = self.cfg
         ratio = cfg.control_rate_hz / cfg.decision_rate_hz
@@ -91,10 +65,6 @@ class E2eNode(c.ManagedNode):
         p.check()
 
         self.hold_cycles = int(round(ratio))
-        self.goal = cfg.goal_xy.copy()
-        self.reached = False
-        self.state: np.ndarray | None = None
-        self.obstacles: np.ndarray | None = None
         self.command = np.zeros(2)
         self.cycle = 0
         self.watchdog = Watchdog(self.watchdog_clock(), {"odometry": cfg.odom_timeout_s})
@@ -103,35 +73,13 @@ class E2eNode(c.ManagedNode):
 
         self.cmd = c.CommandPublisher(self, cfg.enable_stamped_cmd_vel, cfg.base_frame)
         self.diag_pub = self.create_publisher(DiagnosticArray, c.TOPIC_DIAGNOSTICS, 10)
-        self.reached_pub = self.create_publisher(Bool, c.TOPIC_GOAL_REACHED, c.LATCHED_QOS)
-        self.create_subscription(Odometry, c.TOPIC_ODOM, self.on_odom, c.SENSOR_QOS)
-        self.create_subscription(PoseStamped, c.TOPIC_GOAL, self.on_goal, c.COMMAND_QOS)
-        from visualization_msgs.msg import MarkerArray
-        self.create_subscription(MarkerArray, c.TOPIC_OBSTACLES, self.on_obstacles, c.LATCHED_QOS)
+        self.task = c.GoalTracker(self, cfg.goal_xy, cfg.goal_tolerance_m, cfg.odom_frame)
+        self.subscribe_robot_state(self.watchdog)
         self.create_timer(1.0 / cfg.control_rate_hz, self.on_control)
         self.create_timer(1.0 / cfg.diagnostics_rate_hz, self.on_diagnostics)
-        self.reached_pub.publish(Bool(data=False))
         self.get_logger().info(f"end-to-end policy {cfg.policy_checkpoint}: decides at {cfg.decision_rate_hz:g} Hz, "
                                f"publishes /cmd_vel at {cfg.control_rate_hz:g} Hz; goal {self.goal.tolist()}")
         self.start_lifecycle(cfg.autostart)
-
-    def on_odom(self, msg: Odometry) -> None:
-        self.state = c.odom_state(msg)
-        self.watchdog.feed("odometry")
-
-    def on_obstacles(self, msg) -> None:
-        self.obstacles = c.obstacles_from_markers(msg)
-
-    def on_goal(self, msg: PoseStamped) -> None:
-        goal = np.array([msg.pose.position.x, msg.pose.position.y])
-        if msg.header.frame_id not in ("", self.cfg.odom_frame):
-            self.get_logger().error(f"ignoring a goal in frame {msg.header.frame_id!r}: goals must be in "
-                                    f"{self.cfg.odom_frame!r} (no tf lookup here)")
-            return
-        if np.all(np.isfinite(goal)):
-            self.goal, self.reached = goal, False
-            self.reached_pub.publish(Bool(data=False))
-            self.get_logger().info(f"new goal {goal.tolist()}")
 
     def on_control(self) -> None:
         if not self.active:
@@ -144,11 +92,7 @@ class E2eNode(c.ManagedNode):
             reason, counter = f"odometry stale ({self.watchdog.age_s('odometry'):.2f} s)", "stale_odometry"
         elif not np.all(np.isfinite(self.state)):
             reason, counter = f"non-finite state {self.state.tolist()}", "policy_failures"
-        elif math.dist(self.state[:2], self.goal) <= self.cfg.goal_tolerance_m:
-            if not self.reached:
-                self.reached = True
-                self.reached_pub.publish(Bool(data=True))
-                self.get_logger().info("goal reached")
+        elif self.task.check(self.state):
             self.command[:] = 0.0
         elif self.cycle % self.hold_cycles == 0:
             try:
@@ -177,14 +121,6 @@ class E2eNode(c.ManagedNode):
                          DiagnosticStatus.WARN if self.counters["policy_failures"] else DiagnosticStatus.OK,
                          ("goal reached" if self.reached else "driving") if self.active else "inactive",
                          c.diagnostics_values(self.counters, self.published))
-
-    def on_deactivating(self) -> None:
-        """Leave the robot stopped, make sure every subscriber has every command, report the counts."""
-        try:
-            self.cmd.stop_and_flush()
-            self.on_diagnostics()
-        except Exception:  # context already gone
-            pass
 
 
 def main(args: list[str] | None = None) -> int:

@@ -9,18 +9,14 @@ and counted. At the goal it publishes ``true`` on /hiopt/goal_reached and holds 
 """
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PointStamped, PoseStamped
-from nav_msgs.msg import Odometry, Path
-from rclpy.duration import Duration
-from std_msgs.msg import Bool, Float64
-
-from hiopt_ros.control.model import RobotModel
+from nav_msgs.msg import Path
+from std_msgs.msg import Float64
 
 from . import common as c
 from .watchdog import Watchdog
@@ -29,47 +25,27 @@ NAME = "expert_node"
 
 
 @dataclass(frozen=True)
-class ExpertConfig:
-    control_rate_hz: float
-    enable_stamped_cmd_vel: bool
+class ExpertConfig(c.DriverConfig):
     goal_xy: np.ndarray
     goal_tolerance_m: float
-    odom_timeout_s: float
-    diagnostics_rate_hz: float
     horizon_steps: int
     subgoal_steps: int
-    autostart: bool
-    odom_frame: str
-    base_frame: str
-    model: RobotModel
 
 
-class ExpertNode(c.ManagedNode):
+class ExpertNode(c.DrivesToGoal, c.ManagedNode):
     """MPC expert; see the module docstring and README's topic table."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(NAME, **kwargs)
         p = c.Params(self)
         goal_xy, goal_tolerance_m = c.declare_goal(p)
-        odom_frame, base_frame = c.declare_frames(p)
         self.cfg = ExpertConfig(
-            control_rate_hz=p.number("control_rate_hz", 50.0, "MPC solve and /cmd_vel rate [Hz]",
-                                     min_value=0.0, strict_min=True),
-            enable_stamped_cmd_vel=p.flag("enable_stamped_cmd_vel", False,
-                                          "publish geometry_msgs/TwistStamped (true) or Twist (false), as Nav2"),
+            **c.declare_driver(p, "MPC solve and /cmd_vel rate"),
             goal_xy=goal_xy,
             goal_tolerance_m=goal_tolerance_m,
-            odom_timeout_s=p.number("odom_timeout_s", 0.5, "stop when /odom is older than this [s]",
-                                    min_value=0.0, strict_min=True),
-            diagnostics_rate_hz=p.number("diagnostics_rate_hz", 1.0, "/diagnostics publication rate [Hz]",
-                                         min_value=0.0, strict_min=True),
             horizon_steps=p.integer("horizon_steps", 20, "MPC horizon N (structural)", min_value=1),
             subgoal_steps=p.integer("subgoal_steps", 5, "implied subgoal = planned position this many steps ahead",
                                     min_value=1),
-            autostart=c.declare_autostart(p),
-            odom_frame=odom_frame,
-            base_frame=base_frame,
-            model=c.declare_robot_model(p),
         )
         cfg = self.cfg
         p.require(cfg.subgoal_steps <= cfg.horizon_steps, "subgoal_steps",
@@ -79,10 +55,6 @@ class ExpertNode(c.ManagedNode):
         from hiopt_ros.control.mpc import Mpc, MpcConfig
 
         self.mpc = Mpc(MpcConfig(**cfg.model.solver_kwargs(), N=cfg.horizon_steps, subgoal_steps=cfg.subgoal_steps))
-        self.goal = cfg.goal_xy.copy()
-        self.reached = False
-        self.state: np.ndarray | None = None
-        self.obstacles: np.ndarray | None = None
         self.watchdog = Watchdog(self.watchdog_clock(), {"odometry": cfg.odom_timeout_s})
         self.counters = {"cycles": 0, "stops": 0, "solver_failures": 0, "stale_odometry": 0, "waiting": 0}
         self._solve_times_us: deque[float] = deque(maxlen=1000)
@@ -91,39 +63,18 @@ class ExpertNode(c.ManagedNode):
         self.cmd = c.CommandPublisher(self, cfg.enable_stamped_cmd_vel, cfg.base_frame)
         self._solve_time_msg = Float64()
         self.subgoal_pub = self.create_publisher(PointStamped, c.TOPIC_SUBGOAL, c.COMMAND_QOS)
+        self.recorded_publishers.append(self.subgoal_pub)
         self.plan_pub = self.create_publisher(Path, "/hiopt/expert_plan", c.COMMAND_QOS)
-        self.reached_pub = self.create_publisher(Bool, c.TOPIC_GOAL_REACHED, c.LATCHED_QOS)
         self.solve_time_pub = self.create_publisher(Float64, c.TOPIC_SOLVE_TIME, c.COMMAND_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, c.TOPIC_DIAGNOSTICS, 10)
-        self.create_subscription(Odometry, c.TOPIC_ODOM, self.on_odom, c.SENSOR_QOS)
-        self.create_subscription(PoseStamped, c.TOPIC_GOAL, self.on_goal, c.COMMAND_QOS)
-        from visualization_msgs.msg import MarkerArray
-        self.create_subscription(MarkerArray, c.TOPIC_OBSTACLES, self.on_obstacles, c.LATCHED_QOS)
+        self.task = c.GoalTracker(self, cfg.goal_xy, cfg.goal_tolerance_m, cfg.odom_frame,
+                                  on_new_goal=lambda goal: self.mpc.reset())
+        self.subscribe_robot_state(self.watchdog)
         self.create_timer(1.0 / cfg.control_rate_hz, self.on_control)
         self.create_timer(1.0 / cfg.diagnostics_rate_hz, self.on_diagnostics)
-        self.reached_pub.publish(Bool(data=False))
         self.get_logger().info(f"MPC expert ready (N={cfg.horizon_steps}, subgoal {cfg.subgoal_steps} steps ahead), "
                                f"goal {self.goal.tolist()}, {cfg.control_rate_hz:g} Hz")
         self.start_lifecycle(cfg.autostart)
-
-    def on_odom(self, msg: Odometry) -> None:
-        self.state = c.odom_state(msg)
-        self.watchdog.feed("odometry")
-
-    def on_obstacles(self, msg) -> None:
-        self.obstacles = c.obstacles_from_markers(msg)
-
-    def on_goal(self, msg: PoseStamped) -> None:
-        goal = np.array([msg.pose.position.x, msg.pose.position.y])
-        if msg.header.frame_id not in ("", self.cfg.odom_frame):
-            self.get_logger().error(f"ignoring a goal in frame {msg.header.frame_id!r}: goals must be in "
-                                    f"{self.cfg.odom_frame!r} (no tf lookup here)")
-            return
-        if np.all(np.isfinite(goal)):
-            self.goal, self.reached = goal, False
-            self.reached_pub.publish(Bool(data=False))
-            self.mpc.reset()
-            self.get_logger().info(f"new goal {goal.tolist()}")
 
     def on_control(self) -> None:
         if not self.active:
@@ -136,11 +87,7 @@ class ExpertNode(c.ManagedNode):
             reason, counter = f"odometry stale ({self.watchdog.age_s('odometry'):.2f} s)", "stale_odometry"
         elif not np.all(np.isfinite(self.state)):
             reason, counter = f"non-finite state {self.state.tolist()}", "solver_failures"
-        elif math.dist(self.state[:2], self.goal) <= self.cfg.goal_tolerance_m:
-            if not self.reached:
-                self.reached = True
-                self.reached_pub.publish(Bool(data=True))
-                self.get_logger().info("goal reached")
+        elif self.task.check(self.state):
             self._last_status = "at goal"
         else:
             u, info = self.mpc.solve(self.state, self.goal, self.obstacles)
@@ -187,15 +134,6 @@ class ExpertNode(c.ManagedNode):
                          self._last_status if self.active else f"inactive ({self._last_status})",
                          {**c.diagnostics_values(self.counters, self.published),
                           **c.solve_time_values(self._solve_times_us)})
-
-    def on_deactivating(self) -> None:
-        """Leave the robot stopped, make sure every subscriber has every command and subgoal, report."""
-        try:
-            self.cmd.stop_and_flush()
-            self.subgoal_pub.wait_for_all_acked(Duration(seconds=1.0))
-            self.on_diagnostics()
-        except Exception:  # context already gone
-            pass
 
 
 def main(args: list[str] | None = None) -> int:

@@ -9,15 +9,11 @@ goal itself as the subgoal; a new goal resets the flag.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from geometry_msgs.msg import PointStamped, PoseStamped
-from nav_msgs.msg import Odometry
-from rclpy.duration import Duration
-from std_msgs.msg import Bool
+from geometry_msgs.msg import PointStamped
 
 from hiopt_ros.control.model import RobotModel
 
@@ -42,7 +38,7 @@ class PlannerConfig:
     model: RobotModel
 
 
-class PlannerNode(c.ManagedNode):
+class PlannerNode(c.DrivesToGoal, c.ManagedNode):
     """Waypoint planner; see the module docstring and README's topic table."""
 
     def __init__(self, **kwargs) -> None:
@@ -82,49 +78,20 @@ class PlannerNode(c.ManagedNode):
             from hiopt_ros.planning.geometric import LookaheadPolicy
             self.policy = LookaheadPolicy(lookahead_m=cfg.lookahead_m)
 
-        self.goal = cfg.goal_xy.copy()
-        self.state: np.ndarray | None = None
-        self.obstacles: np.ndarray | None = None
-        self.reached = False
         self.watchdog = Watchdog(self.watchdog_clock(), {"odometry": cfg.odom_timeout_s})
         self.counters = {"cycles": 0, "waiting": 0, "policy_failures": 0}
 
         self.subgoal_pub = self.create_publisher(PointStamped, c.TOPIC_SUBGOAL, c.COMMAND_QOS)
-        self.reached_pub = self.create_publisher(Bool, c.TOPIC_GOAL_REACHED, c.LATCHED_QOS)
-        self.create_subscription(Odometry, c.TOPIC_ODOM, self.on_odom, c.SENSOR_QOS)
-        self.create_subscription(PoseStamped, c.TOPIC_GOAL, self.on_goal, c.COMMAND_QOS)
-        from visualization_msgs.msg import MarkerArray
-        self.create_subscription(MarkerArray, c.TOPIC_OBSTACLES, self.on_obstacles, c.LATCHED_QOS)
+        self.recorded_publishers.append(self.subgoal_pub)
+        self.task = c.GoalTracker(self, cfg.goal_xy, cfg.goal_tolerance_m, cfg.odom_frame)
+        self.subscribe_robot_state(self.watchdog)
         self.diag_pub = self.create_publisher(DiagnosticArray, c.TOPIC_DIAGNOSTICS, 10)
         self.create_timer(1.0 / cfg.planner_rate_hz, self.on_plan)
         self.create_timer(1.0 / cfg.diagnostics_rate_hz, self.on_diagnostics)
-        self.reached_pub.publish(Bool(data=False))
         self.get_logger().info(f"policy: {type(self.policy).__name__}"
                                f"{' ' + cfg.policy_checkpoint if cfg.policy_checkpoint else ''}; "
                                f"goal {self.goal.tolist()} ± {cfg.goal_tolerance_m} m; {cfg.planner_rate_hz:g} Hz")
         self.start_lifecycle(cfg.autostart)
-
-    def on_odom(self, msg: Odometry) -> None:
-        self.state = c.odom_state(msg)
-        self.watchdog.feed("odometry")
-
-    def on_obstacles(self, msg) -> None:
-        self.obstacles = c.obstacles_from_markers(msg)
-
-    def on_goal(self, msg: PoseStamped) -> None:
-        goal = np.array([msg.pose.position.x, msg.pose.position.y])
-        if msg.header.frame_id not in ("", self.cfg.odom_frame):
-            self.get_logger().error(f"ignoring a goal in frame {msg.header.frame_id!r}: goals must be in "
-                                    f"{self.cfg.odom_frame!r} (no tf lookup here)")
-            return
-        if not np.all(np.isfinite(goal)):
-            self.get_logger().error(f"ignoring non-finite goal {goal.tolist()}")
-            return
-        self.goal = goal
-        if self.reached:
-            self.reached = False
-            self.reached_pub.publish(Bool(data=False))
-        self.get_logger().info(f"new goal {goal.tolist()} (frame {msg.header.frame_id or self.cfg.odom_frame})")
 
     def on_plan(self) -> None:
         if not self.active:
@@ -136,11 +103,7 @@ class PlannerNode(c.ManagedNode):
         if not np.all(np.isfinite(self.state)):
             self.get_logger().error("non-finite odometry; not planning", throttle_duration_sec=1.0)
             return
-        dist = math.dist(self.state[:2], self.goal)
-        if not self.reached and dist <= self.cfg.goal_tolerance_m:
-            self.reached = True
-            self.reached_pub.publish(Bool(data=True))
-            self.get_logger().info(f"goal reached ({dist:.3f} m from {self.goal.tolist()})")
+        self.task.check(self.state)
         if self.reached:
             subgoal = self.goal
         else:
@@ -165,14 +128,6 @@ class PlannerNode(c.ManagedNode):
         c.publish_status(self, self.diag_pub, f"{NAME}: planner", DiagnosticStatus.OK,
                          ("goal reached" if self.reached else "planning") if self.active else "inactive",
                          c.diagnostics_values(self.counters, self.published))
-
-    def on_deactivating(self) -> None:
-        """Make sure every subscriber has every subgoal, then report the counts."""
-        try:
-            self.subgoal_pub.wait_for_all_acked(Duration(seconds=1.0))
-            self.on_diagnostics()
-        except Exception:  # context already gone
-            pass
 
 
 def main(args: list[str] | None = None) -> int:
