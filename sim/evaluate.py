@@ -308,8 +308,9 @@ def main(argv: list[str] | None = None) -> int:
              "forward pass / control periods per planner period; MPC = its solve; e2e = forward pass / "
              "control periods" + ("; ROS: the controller's or expert's solve times as published "
                                  "(the planner's forward pass is not included)" if args.ros else ""),
-             "lower-level solver failures (stop command applied): " +
-             ", ".join(f"{k} {v}" for k, v in failures.items()),
+             ("lower-level solver failures (stop command applied): " +
+              ", ".join(f"{k} {v}" for k, v in failures.items())) if not args.ros else
+             "solver failures: see each run's /diagnostics in <out>/ros/runs/*/logs",
              "command: python -m sim.evaluate " + " ".join(shlex.quote(a) for a in (argv if argv is not None
                                                                                      else sys.argv[1:]))]
     paths = table.write(out, "table2", notes=notes)
