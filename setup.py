@@ -43,6 +43,7 @@ setup(
             "planner_node = hiopt_ros.nodes.planner_node:main",
             "controller_node = hiopt_ros.nodes.controller_node:main",
             "expert_node = hiopt_ros.nodes.expert_node:main",
+            "e2e_node = hiopt_ros.nodes.e2e_node:main",
             "hiopt_launcher = hiopt_ros.launcher:main",
         ],
     },

@@ -5,7 +5,8 @@ with only the pip wheels) start exactly what :func:`graph` returns, with the sam
 and the same per-node parameter overrides. The graphs (:data:`GRAPHS`):
 
 * ``bilevel`` (default): ``sim_node``, ``planner_node``, ``controller_node``;
-* ``expert`` (``use_expert``): ``sim_node``, ``expert_node`` (the MPC drives; records demonstrations).
+* ``expert`` (``use_expert``): ``sim_node``, ``expert_node`` (the MPC drives; records demonstrations);
+* ``e2e`` (``e2e_policy``): ``sim_node``, ``e2e_node`` (the end-to-end RL baseline drives).
 
 A new graph is one entry in :data:`GRAPHS` (and its node in :data:`NODE_MODULES`).
 
@@ -30,12 +31,14 @@ NODE_MODULES: dict[str, str] = {
     "planner_node": "hiopt_ros.nodes.planner_node",
     "controller_node": "hiopt_ros.nodes.controller_node",
     "expert_node": "hiopt_ros.nodes.expert_node",
+    "e2e_node": "hiopt_ros.nodes.e2e_node",
 }
 
 #: graph name -> its nodes in start order (the simulator first; the last node drives the robot)
 GRAPHS: dict[str, tuple[str, ...]] = {
     "bilevel": ("sim_node", "planner_node", "controller_node"),
     "expert": ("sim_node", "expert_node"),
+    "e2e": ("sim_node", "e2e_node"),
 }
 
 
@@ -64,16 +67,19 @@ def load_sections(params_file: str | os.PathLike) -> dict[str, dict[str, Any]]:
 
 def graph(params_file: str | os.PathLike | None = None, *, theta_file: str = "", use_expert: bool = False,
           gui: bool = False, use_sim_time: bool = False, mode: str | None = None,
-          autostart: bool = True) -> list[NodeSpec]:
+          autostart: bool = True, e2e_policy: str = "") -> list[NodeSpec]:
     """The processes to start, in start order (the simulator first).
 
-    `mode` names a graph of :data:`GRAPHS` (default "bilevel", or "expert" with `use_expert`).
+    `mode` names a graph of :data:`GRAPHS` (default "bilevel", "expert" with `use_expert`, "e2e"
+    with `e2e_policy`, the end-to-end policy file e2e_node runs).
     With ``autostart=False`` every node waits inactive for a lifecycle 'activate' transition (the
     launcher activates them once its recorder has matched their publishers).
     """
     params_file = Path(params_file) if params_file else default_params_file()
     node_sections(params_file)  # a misplaced shared fact fails here, before any process starts
-    mode = mode or ("expert" if use_expert else "bilevel")
+    if use_expert and e2e_policy:
+        raise ValueError("use_expert and e2e_policy choose different drivers; give one")
+    mode = mode or ("expert" if use_expert else "e2e" if e2e_policy else "bilevel")
     if mode not in GRAPHS:
         raise ValueError(f"unknown graph {mode!r}; choose one of {', '.join(GRAPHS)}")
     names = GRAPHS[mode]
@@ -82,6 +88,8 @@ def graph(params_file: str | os.PathLike | None = None, *, theta_file: str = "",
     overrides["sim_node"]["publish_clock"] = bool(use_sim_time)
     if theta_file and "controller_node" in overrides:
         overrides["controller_node"]["theta_file"] = str(Path(theta_file).expanduser().resolve())
+    if e2e_policy and "e2e_node" in overrides:
+        overrides["e2e_node"]["policy_checkpoint"] = str(Path(e2e_policy).expanduser().resolve())
     for n in names:
         overrides[n]["use_sim_time"] = bool(use_sim_time) and n != "sim_node"
         if not autostart:

@@ -47,6 +47,14 @@ def config_path(*parts: str) -> Path:
     return share_dir().joinpath("config", *parts)
 
 
+def package_path(path: str | Path) -> Path:
+    """A file named in config/nav.yaml (``policy_checkpoint``, ``theta_file``): an absolute path as
+    is, a relative one relative to the package's share folder — the repository root in a checkout —
+    so ``config/policy/bilevel_learned.pt`` means the shipped file wherever the node runs from."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else share_dir() / path
+
+
 def default_params_file() -> Path:
     """config/nav.yaml: the ROS parameters of every node, the course and the shared robot model."""
     return config_path("nav.yaml")

@@ -18,6 +18,7 @@ then SIGTERM/SIGKILL if they hang) and waits for them — also on Ctrl-C or an e
     <out>/<timestamp>/logs/<node>.log  each node's output
     <out>/<timestamp>/params/<node>.overrides.yaml   the per-node overrides it was started with
 
+``--e2e POLICY`` runs the end-to-end RL baseline (e2e_node) instead of planner + controller.
 ``--expert`` runs the MPC expert instead of planner + controller: that is how demonstrations for
 ``python -m offline.fit`` are recorded. Exit status: 0 when the goal was reached without a
 collision, 1 otherwise, 2 on a start-up error.
@@ -156,6 +157,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                                  "default: the unchanged FOP")
     ap.add_argument("--expert", action="store_true", help="drive with the MPC expert instead of planner + FOP "
                                                           "(records a demonstration)")
+    ap.add_argument("--e2e", default="", metavar="POLICY",
+                    help="drive with the end-to-end RL baseline (e2e_node running this policy, e.g. "
+                         "runs/train/e2e-*/policy.pt) instead of planner + FOP")
     ap.add_argument("--gui", action="store_true", help="open the PyBullet GUI (needs a display)")
     ap.add_argument("--out", type=Path, default=Path("runs"), help="parent folder of the run folder")
     ap.add_argument("--timeout-s", type=float, default=60.0, help="end the run after this many seconds of driving")
@@ -169,6 +173,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ap.error(f"--params: {args.params} does not exist")
     if args.theta and not Path(args.theta).exists():
         ap.error(f"--theta: {args.theta} does not exist")
+    if args.e2e and not Path(args.e2e).is_file():
+        ap.error(f"--e2e: {args.e2e} does not exist (train one with python -m sim.train --method e2e)")
+    if args.e2e and args.expert:
+        ap.error("--e2e and --expert choose different drivers; give one")
     if args.timeout_s <= 0:
         ap.error("--timeout-s must be > 0")
     return args
@@ -290,8 +298,8 @@ def run(args: argparse.Namespace, *, on_ready=None, log=print, stop=None) -> tup
     params = args.params.resolve()
     course = load_course(params)
     sections = bringup.load_sections(params)
-    mode = "expert" if args.expert else "bilevel"
-    driver = sections.get("expert_node" if args.expert else "controller_node", {})
+    mode = "expert" if args.expert else "e2e" if args.e2e else "bilevel"
+    driver = sections.get({"expert": "expert_node", "e2e": "e2e_node"}.get(mode, "controller_node"), {})
     stamped = bool(sections.get("/**", {}).get("enable_stamped_cmd_vel", False))
     reservation = None
     if args.domain_id is not None:
@@ -299,7 +307,7 @@ def run(args: argparse.Namespace, *, on_ready=None, log=print, stop=None) -> tup
     else:
         domain_id, reservation = default_domain_id()
     specs = bringup.graph(params, theta_file=args.theta, use_expert=args.expert, gui=args.gui,
-                          use_sim_time=args.use_sim_time, autostart=False)
+                          use_sim_time=args.use_sim_time, autostart=False, e2e_policy=args.e2e)
     run_dir = new_run_dir(args.out)
     log(f"run folder: {run_dir}  (ROS_DOMAIN_ID={domain_id}; nodes: {', '.join(s.name for s in specs)})")
 
@@ -363,7 +371,7 @@ def run(args: argparse.Namespace, *, on_ready=None, log=print, stop=None) -> tup
             reservation.release()
 
     summary.run_dir, summary.domain_id = str(run_dir), domain_id
-    title = f"{'expert MPC' if args.expert else 'bi-level (planner + FOP)'}: " + \
+    title = f"{ {'expert': 'expert MPC', 'e2e': 'end-to-end RL'}.get(mode, 'bi-level (planner + FOP)')}: " + \
             ("goal reached" if summary.reached else summary.end_reason) + (", collision" if summary.collided else "")
     write_plot(run_dir / "trajectory.png", course, monitor, title)
     (run_dir / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
@@ -384,11 +392,15 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    checkpoint = bringup.load_sections(args.params).get("planner_node", {}).get("policy_checkpoint", "")
-    planner = f"torch policy {checkpoint}" if checkpoint else "geometric look-ahead planner"
-    what = "expert MPC" if args.expert else f"bi-level: {planner} + FOP"
-    theta = f", θ {args.theta}" if args.theta else (", unchanged FOP" if not args.expert else "")
-    print(f"\nhiopt navigation run ({what}{theta})")
+    sections = bringup.load_sections(args.params)
+    checkpoint = sections.get("planner_node", {}).get("policy_checkpoint", "")
+    planner = f"RL policy {checkpoint}" if checkpoint else "geometric look-ahead planner"
+    theta_file = args.theta or sections.get("controller_node", {}).get("theta_file", "")
+    if args.expert or args.e2e:
+        what = "expert MPC" if args.expert else f"end-to-end RL policy {args.e2e}"
+    else:
+        what = f"bi-level: {planner} + FOP" + (f", θ {theta_file}" if theta_file else ", unchanged FOP (θ = 0)")
+    print(f"\nhiopt navigation run ({what})")
     print(summary.text())
     if not summary.recording_complete:
         print("warning: the bag misses messages the nodes published (see 'recorded' above)", file=sys.stderr)

@@ -116,7 +116,7 @@ class RunSummary:
             return f"{v:{fmt}} {unit}" if math.isfinite(v) else "n/a"
 
         pct = 100.0 * self.achieved_rate_hz / self.commanded_rate_hz if self.commanded_rate_hz else float("nan")
-        solver = "MPC" if self.mode == "expert" else "FOP"
+        solver = {"expert": "MPC", "e2e": "policy"}.get(self.mode, "FOP")
         result = ("reached the goal" if self.reached else "did NOT reach the goal") + \
                  (", COLLIDED" if self.collided else ", no collision")
         recorded = []
@@ -254,12 +254,14 @@ class RunMonitor(Node):
         return self.reached_t is not None
 
     def matched(self) -> dict[str, int]:
-        """{recorded topic: publishers this monitor's subscription has matched}."""
-        return {topic: sub.get_publisher_count() for topic, sub in self.recorders.items()}
+        """{recorded topic: publishers this monitor's subscription has matched}, for the topics this
+        mode's graph publishes (the end-to-end graph has no subgoal)."""
+        return {topic: sub.get_publisher_count() for topic, sub in self.recorders.items()
+                if not (self.mode == "e2e" and topic == c.TOPIC_SUBGOAL)}
 
     def ready(self) -> bool:
         """The stack is up: odometry flows and (bi-level) subgoals too."""
-        return bool(self.odom_t) and (self.mode == "expert" or bool(self.subgoals))
+        return bool(self.odom_t) and (self.mode != "bilevel" or bool(self.subgoals))
 
     def accounts(self) -> dict[str, TopicAccount]:
         out = {}
@@ -324,7 +326,8 @@ class RunMonitor(Node):
 def write_plot(path: Path, course, monitor: RunMonitor, title: str) -> Path:
     from sim.plot import plot_trajectory
 
-    label = "robot (expert MPC)" if monitor.mode == "expert" else "robot (bi-level: planner + FOP)"
+    label = {"expert": "robot (expert MPC)", "e2e": "robot (end-to-end RL)"}.get(monitor.mode,
+                                                                              "robot (bi-level: planner + FOP)")
     sg = np.asarray(monitor.subgoals, float).reshape(-1, 2)
     return plot_trajectory(path, course, {label: monitor.trajectory()}, subgoals=sg[::5] if len(sg) else None,
                            title=title)

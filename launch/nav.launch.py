@@ -1,7 +1,7 @@
 """Start the hiopt navigation stack: sim_node + planner_node + controller_node (or sim_node + expert_node).
 
     ros2 launch hiopt_ros nav.launch.py [params_file:=...] [theta_file:=...] [use_expert:=true]
-                                        [gui:=true] [use_sim_time:=true]
+                                        [e2e_policy:=...] [gui:=true] [use_sim_time:=true]
 
 The node graph (which nodes, which parameter overrides) comes from hiopt_ros.bringup, the same
 module the pip-only launcher (`python -m hiopt_ros.launcher`) uses, so both start the same thing.
@@ -33,6 +33,7 @@ def _nodes(context, *args, **kwargs):
         use_expert=_truthy(LaunchConfiguration("use_expert").perform(context)),
         gui=_truthy(LaunchConfiguration("gui").perform(context)),
         use_sim_time=_truthy(LaunchConfiguration("use_sim_time").perform(context)),
+        e2e_policy=LaunchConfiguration("e2e_policy").perform(context),
     )
     # overrides go in a file keyed by the node's name (bringup.write_overrides), exactly as the pip-only
     # launcher passes them: a dict (or -p) would land under /** and lose to the node's own section
@@ -56,6 +57,8 @@ def generate_launch_description() -> LaunchDescription:
                               description="fitted θ (config/theta/*.yaml) for the FOP; empty: unchanged FOP"),
         DeclareLaunchArgument("use_expert", default_value="false",
                               description="drive with the MPC expert instead of planner + controller"),
+        DeclareLaunchArgument("e2e_policy", default_value="",
+                              description="end-to-end RL policy (.pt): e2e_node drives instead of planner + controller"),
         DeclareLaunchArgument("gui", default_value="false", description="open the PyBullet GUI"),
         DeclareLaunchArgument("use_sim_time", default_value="false",
                               description="sim_node publishes /clock and the other nodes follow it"),

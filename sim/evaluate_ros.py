@@ -5,8 +5,9 @@ controller (or the expert, or the end-to-end node) as separate processes talking
 time — with a parameter file that is config/nav.yaml with the course (start, goal, obstacles) and
 the method's planner policy / θ written in. The numbers come from the launcher's run summary (the
 sim's energy and clearance, the monitor's travel time and path length); the decision time is what
-the controller or expert publishes on /hiopt/solve_time_us (their solve only: the planner's forward
-pass is not published). Parameter files and run folders go under ``<out>/ros/``.
+the controller, expert or e2e_node publishes on /hiopt/solve_time_us (the controller's FOP solve,
+the expert's MPC solve, the end-to-end policy's forward pass spread over its planner period; the
+bi-level planner's forward pass is not published). Parameter files and run folders go under ``<out>/ros/``.
 """
 from __future__ import annotations
 
@@ -82,6 +83,8 @@ def run(args, seeds: list[int], out: Path, progress: bool = True):
         monitor = captured.get("monitor")
         traj = np.asarray(monitor.odom_xy, float).reshape(-1, 2) if monitor is not None else np.zeros((0, 2))
         solve_s = [t * 1e-6 for t in (monitor.solve_times_us if monitor is not None else [])]
+        if key == "e2e":  # e2e_node publishes one decision per planner period: spread it as in-process
+            solve_s = [t / cfg.control_periods for t in solve_s for _ in range(cfg.control_periods)]
         ep = Episode(key, seed, bool(summary.reached), bool(summary.collided),
                      float(summary.travel_time_s) if summary.reached else float("nan"),
                      float(summary.path_length_m), float(summary.energy_j), float(summary.min_clearance_m),

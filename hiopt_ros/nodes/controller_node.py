@@ -56,7 +56,8 @@ class ControllerNode(c.ManagedNode):
         p = c.Params(self)
         self.cfg = ControllerConfig(
             **c.declare_driver(p, "FOP solve and /cmd_vel rate"),
-            theta_file=p.text("theta_file", "", "fitted θ (config/theta/*.yaml); empty: the unchanged FOP",
+            theta_file=p.text("theta_file", "", "fitted θ (config/theta/*.yaml; relative to the package share "
+                                                 "folder); empty: the unchanged FOP",
                               read_only=False),
             subgoal_timeout_s=p.number("subgoal_timeout_s", 1.0, "stop when /hiopt/subgoal is older than this [s]",
                                        min_value=0.0, strict_min=True),
@@ -108,10 +109,11 @@ class ControllerNode(c.ManagedNode):
         self.start_lifecycle(cfg.autostart)
 
     def _load_theta(self, p: c.Params | None, path: str):
+        from hiopt_ros.config import package_path
         from hiopt_ros.control.theta import load_theta
 
         try:
-            theta = load_theta(path)
+            theta = load_theta(package_path(path))
         except Exception as exc:
             if p is None:
                 raise

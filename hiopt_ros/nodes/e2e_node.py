@@ -12,10 +12,12 @@ active, a last stop when deactivated.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from std_msgs.msg import Float64
 
 from . import common as c
 from .watchdog import Watchdog
@@ -58,7 +60,8 @@ class E2eNode(c.DrivesToGoal, c.ManagedNode):
         else:
             from hiopt_ros.planning.torch_policy import TorchCommandPolicy
             try:
-                self.policy = TorchCommandPolicy.load(cfg.policy_checkpoint, cfg.model.limits.lower,
+                from hiopt_ros.config import package_path
+                self.policy = TorchCommandPolicy.load(package_path(cfg.policy_checkpoint), cfg.model.limits.lower,
                                                       cfg.model.limits.upper)
             except Exception as exc:
                 p.error("policy_checkpoint", f"cannot load {cfg.policy_checkpoint!r}: {exc}")
@@ -73,6 +76,9 @@ class E2eNode(c.DrivesToGoal, c.ManagedNode):
 
         self.cmd = c.CommandPublisher(self, cfg.enable_stamped_cmd_vel, cfg.base_frame)
         self.diag_pub = self.create_publisher(DiagnosticArray, c.TOPIC_DIAGNOSTICS, 10)
+        # the decision time (observation + forward pass) on the topic the controller and expert use
+        self.solve_time_pub = self.create_publisher(Float64, c.TOPIC_SOLVE_TIME, c.COMMAND_QOS)
+        self._solve_time_msg = Float64()
         self.task = c.GoalTracker(self, cfg.goal_xy, cfg.goal_tolerance_m, cfg.odom_frame)
         self.subscribe_robot_state(self.watchdog)
         self.create_timer(1.0 / cfg.control_rate_hz, self.on_control)
@@ -96,8 +102,11 @@ class E2eNode(c.DrivesToGoal, c.ManagedNode):
             self.command[:] = 0.0
         elif self.cycle % self.hold_cycles == 0:
             try:
+                t0 = time.perf_counter()
                 self.command = self.policy.command(self.state, self.goal, self.obstacles,
                                                    self.cfg.model.robot_radius_m)
+                self._solve_time_msg.data = (time.perf_counter() - t0) * 1e6
+                self.solve_time_pub.publish(self._solve_time_msg)
                 self.counters["decisions"] += 1
             except ValueError as exc:
                 reason, counter = f"policy failed: {exc}", "policy_failures"

@@ -70,7 +70,9 @@ class PlannerNode(c.DrivesToGoal, c.ManagedNode):
         if cfg.policy_checkpoint:
             from hiopt_ros.planning.torch_policy import TorchPolicy
             try:
-                self.policy = TorchPolicy.load(cfg.policy_checkpoint, max_distance_m=cfg.policy_max_distance_m)
+                from hiopt_ros.config import package_path
+                self.policy = TorchPolicy.load(package_path(cfg.policy_checkpoint),
+                                               max_distance_m=cfg.policy_max_distance_m)
             except Exception as exc:
                 p.error("policy_checkpoint", f"cannot load {cfg.policy_checkpoint!r}: {exc}")
         p.check()
