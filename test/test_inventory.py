@@ -311,3 +311,28 @@ def test_table1_inventory_runs_every_method_and_mpc_is_the_upper_bound(tmp_path)
     assert main(argv[:-5] + ["--out", str(tmp_path / "out2"), "--work-dir", str(work), "--quiet",
                              "--methods", "MPC,Bi-level-learned"]) == 0
     assert (work / "1F2S_T6" / "bilevel_learned" / "model.zip").stat().st_mtime_ns == stamp
+
+
+def test_policy_envs_draw_training_demand_from_training_seeds_only():
+    from offline.inventory.policy_envs import TRAIN_SEEDS, DirectEnv, SubgoalEnv
+
+    sc = make_scenario("1F3S", horizon_steps=5)
+    env = SubgoalEnv(sc, InventoryFop(sc), train_seeds=range(0, 50))
+    env.reset(seed=123)
+    seeds = set()
+    for _ in range(30):
+        env.reset()
+        seeds.add(env.last_seed)
+        ref = InventoryEnv(sc)
+        ref.reset(seed=env.last_seed)
+        assert np.array_equal(env.env.demand, ref.demand)   # exactly the demand sample of that seed
+    assert seeds <= set(range(50)) and len(seeds) > 5
+    env.reset(options={"demand_seed": 10_003})               # evaluation: an explicit demand seed
+    assert env.last_seed == 10_003 and 10_003 not in TRAIN_SEEDS
+    # a subgoal action runs the lower level; the reward is scaled for learning, info keeps the real one
+    _, r, _, _, info = env.step(np.zeros(4))
+    assert info["fop_ok"] and r == pytest.approx(info["reward"] * env.reward_scale)
+    d = DirectEnv(sc)
+    d.reset(seed=0)
+    _, _, _, _, info = d.step(np.ones(4))           # the top of the box: full production, store-capacity flows
+    assert info["production"] == pytest.approx(sc.production_capacity)

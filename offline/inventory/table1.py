@@ -1,6 +1,6 @@
 """Table 1 (right) of the paper, inventory management: the case study of the shared runner.
 
-    python -m offline.experiments table1 --case inventory [--scenario 1F3S] [--rl-steps 300000]
+    python -m offline.experiments table1 --case inventory [--scenario 1F3S] [--rl-steps 200000]
 
 Methods (rows, the reference first):
     MPC                 InventoryMpc, perfect demand knowledge over the whole remaining episode
@@ -91,7 +91,7 @@ class InventoryTable1:
         p.add_argument("--K", type=int, default=2, help="ReLU terms of the fitted θ (default 2)")
         p.add_argument("--fit-time-limit-s", type=float, default=300.0, help="inverse solver time limit")
         p.add_argument("--algo", default="ppo", choices=["ppo", "sac"], help="SB3 algorithm (default ppo)")
-        p.add_argument("--rl-steps", type=int, default=300_000, help="env steps per RL policy (default 300000)")
+        p.add_argument("--rl-steps", type=int, default=200_000, help="env steps per RL policy (default 200000)")
         p.add_argument("--rl-seed", type=int, default=0, help="seed of the RL runs (default 0)")
         p.add_argument("--n-envs", type=int, default=2, help="parallel envs per RL run (default 2)")
         p.add_argument("--retrain", action="store_true", help="ignore cached θ and policies")
