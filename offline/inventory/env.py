@@ -119,8 +119,9 @@ class InventoryEnv(gym.Env):
         stock_w = self.stock_w - shipped_out + w
         over_s = np.maximum(stock_s - sc.capacity_s, 0.0)
         over_w = np.maximum(stock_w - sc.capacity_w, 0.0)
-        stock_s -= over_s
-        stock_w -= over_w
+        # float round-off (e.g. shipping exactly the stock held) must not leave −1e−15 stock behind
+        stock_s = np.maximum(stock_s - over_s, 0.0)
+        stock_w = np.maximum(stock_w - over_w, 0.0)
 
         revenue = float(sc.price @ sales)
         costs = {
@@ -155,9 +156,10 @@ class InventoryEnv(gym.Env):
         w = np.clip(w_req, 0.0, sc.production_capacity)
         f = np.maximum(f_req, 0.0)
         out = self._out @ f
+        held = np.maximum(self.stock_w, 0.0)
         scale = np.ones(sc.n_warehouses)
-        over = out > self.stock_w
-        scale[over] = self.stock_w[over] / out[over]
+        over = out > held                      # hence out > 0: the division is safe
+        scale[over] = held[over] / out[over]
         f = f * scale[sc.edges[:, 0]]
         clipped = float(np.abs(w - w_req).sum() + np.abs(f - f_req).sum())
         return w, f, clipped

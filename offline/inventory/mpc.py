@@ -143,10 +143,11 @@ class InventoryMpc:
         f = np.maximum(f, 0.0)
         # HiGHS' feasibility tolerance can leave shipments a hair above the stock on hand (31d)
         out = sc.out_edges @ f
-        over = out > state.stock_w
+        held = np.maximum(state.stock_w, 0.0)
+        over = out > held                      # hence out > 0
         if np.any(over):
             scale = np.ones(sc.n_warehouses)
-            scale[over] = state.stock_w[over] / out[over]
+            scale[over] = held[over] / out[over]
             f = f * scale[sc.edges[:, 0]]
         return MpcDecision(w=w, f=f, objective=float(res.best_feasible_objective), horizon=H,
                            solve_time_s=time.perf_counter() - t0)
