@@ -124,12 +124,18 @@ def run_rate(rate_hz: float, duration_s: float, params: Path, domain_id: int, lo
         t_measure = time.monotonic() + WARMUP_S
         while time.monotonic() < t_measure:
             spin_once(0.001)
-        n_before, n_solve_before = len(counters["stamps"]), len(counters["solve"])
-        cpu0, wall0 = cpu_seconds(pid), time.monotonic()
+        # the window is defined on the controller's clock (its publication stamps, system time), so
+        # commands this process receives late still count in the window they were published in
+        n_solve_before = len(counters["solve"])
+        cpu0, wall0, window_from = cpu_seconds(pid), time.monotonic(), time.time()
         while time.monotonic() < t_end:
             spin_once(0.001)
-        cpu, wall = cpu_seconds(pid) - cpu0, time.monotonic() - wall0
-        stamps = np.asarray(counters["stamps"][n_before:])
+        cpu, wall, window_to = cpu_seconds(pid) - cpu0, time.monotonic() - wall0, time.time()
+        drain_until = time.monotonic() + 5.0
+        while (not counters["stamps"] or counters["stamps"][-1] < window_to) and time.monotonic() < drain_until:
+            spin_once(0.01)
+        all_stamps = np.asarray(counters["stamps"])
+        stamps = all_stamps[(all_stamps >= window_from) & (all_stamps < window_to)]
         solve = np.asarray(counters["solve"][n_solve_before:])
     achieved, j50, j99, missed, missed_pct = period_stats(stamps, rate_hz)
     return RateResult(rate_hz, int(stamps.size), achieved, j50, j99, missed, missed_pct,

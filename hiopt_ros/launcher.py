@@ -261,15 +261,19 @@ class Bringup:
         return t_drive
 
     def down(self) -> None:
-        """Deactivate the drivers, then the sim, and wait until every reported message has arrived."""
+        """Deactivate the drivers, then the sim; wait (bounded) for each node's final report (its
+        published counts once it stopped publishing) and for every message it reports."""
         from lifecycle_msgs.msg import Transition
 
+        deactivated = []
         for spec in reversed(self.specs):
-            if spec.name not in self.nodes.dead():
-                self.lifecycle.change(spec.name, Transition.TRANSITION_DEACTIVATE, self.spin_once,
-                                      TRANSITION_TIMEOUT_S)
+            if spec.name not in self.nodes.dead() and \
+                    self.lifecycle.change(spec.name, Transition.TRANSITION_DEACTIVATE, self.spin_once,
+                                          TRANSITION_TIMEOUT_S):
+                deactivated.append(spec.name)
         deadline = time.monotonic() + FLUSH_TIMEOUT_S
-        while time.monotonic() < deadline and not self.monitor.all_recorded():
+        while time.monotonic() < deadline and not (set(deactivated) <= self.monitor.finished and
+                                                   self.monitor.all_recorded()):
             self.spin_once(0.05)
 
 

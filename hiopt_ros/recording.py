@@ -171,6 +171,8 @@ class RunMonitor(Node):
         self._sequences: dict[str, dict[bytes, list[int]]] = {t: {} for t in RECORDED_TOPICS}
         # per topic and node: the node's own published count from its latest diagnostics
         self.published: dict[str, dict[str, int]] = {t: {} for t in RECORDED_TOPICS}
+        #: nodes whose latest report is their final one (sent when deactivated: active False)
+        self.finished: set[str] = set()
         twist = c.twist_type(stamped_cmd_vel)
         from visualization_msgs.msg import MarkerArray
         types = {c.TOPIC_ODOM: (Odometry, c.SENSOR_QOS), c.TOPIC_CMD_VEL: (twist, c.COMMAND_QOS),
@@ -239,6 +241,10 @@ class RunMonitor(Node):
         for st in msg.status:
             node = st.name.split(":")[0]
             values = {kv.key: kv.value for kv in st.values}
+            if values.get(c.ACTIVE_KEY) == "False":
+                self.finished.add(node)
+            elif values.get(c.ACTIVE_KEY) == "True":
+                self.finished.discard(node)
             for key, value in values.items():
                 if key.startswith(c.PUBLISHED_PREFIX) and key[len(c.PUBLISHED_PREFIX):] in self.published:
                     self.published[key[len(c.PUBLISHED_PREFIX):]][node] = int(value)

@@ -42,9 +42,10 @@ import yaml
 from sim.course import DEFAULT_PARAMS, Course
 from sim.courses import DEFAULT_COURSE_SEED, EVAL_SEEDS, course_for_seed, describe_seed_ranges
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_THETA = REPO_ROOT / "config" / "theta" / "robot.yaml"
-SHIPPED_POLICY = REPO_ROOT / "config" / "policy" / "bilevel_learned.pt"
+from hiopt_ros.config import IMPORT_ROOT as REPO_ROOT, config_path  # noqa: E402  (the one config locator)
+
+DEFAULT_THETA = config_path("theta", "robot.yaml")
+SHIPPED_POLICY = config_path("policy", "bilevel_learned.pt")
 TRAIN_RUNS = REPO_ROOT / "runs" / "train"
 
 #: row label -> (key used on the command line / in file names)

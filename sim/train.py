@@ -36,9 +36,10 @@ import yaml
 from sim.course import DEFAULT_PARAMS
 from sim.courses import TRAIN_SEEDS, describe_seed_ranges
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from hiopt_ros.config import IMPORT_ROOT as REPO_ROOT, config_path  # noqa: E402  (the one config locator)
+
 METHODS = ("bilevel-unchanged", "bilevel-learned", "e2e")
-DEFAULT_THETA = REPO_ROOT / "config" / "theta" / "robot.yaml"
+DEFAULT_THETA = config_path("theta", "robot.yaml")
 
 
 @dataclass
@@ -99,7 +100,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--method", required=True, choices=METHODS, help="which policy to train (see above)")
     ap.add_argument("--theta", default=None,
-                    help=f"θ file of the learned lower level (bilevel-learned only; default {DEFAULT_THETA.relative_to(REPO_ROOT)})")
+                    help=f"θ file of the learned lower level (bilevel-learned only; default {DEFAULT_THETA})")
     ap.add_argument("--steps", type=int, default=d.steps, help=f"env steps to train (default {d.steps})")
     ap.add_argument("--seed", type=int, default=d.seed, help="seed of the learner and the course draws (default 0)")
     ap.add_argument("--algo", choices=("ppo", "sac"), default=d.algo, help="SB3 algorithm (default ppo)")

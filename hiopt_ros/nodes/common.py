@@ -305,12 +305,8 @@ def publish_status(node, publisher, name: str, level: int, message: str, values:
     publisher.publish(arr)
 
 
-def diagnostics_values(counters: dict[str, Any], published: dict[str, int]) -> dict[str, Any]:
-    """A node's diagnostics values: its counters plus ``published:<topic>`` per recorded topic."""
-    return {**counters, **{f"{PUBLISHED_PREFIX}{topic}": n for topic, n in published.items()}}
-
-
 PUBLISHED_PREFIX = "published:"   # diagnostics key of a node's own count of messages on a topic
+ACTIVE_KEY = "active"             # diagnostics key: False in the final report a node sends when deactivated
 
 
 # ------------------------------------------------------------------------------------------------
@@ -351,10 +347,25 @@ class ManagedNode(LifecycleNode):
         return super().on_activate(state)
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
-        if self.active:
-            self.on_deactivating()
-        self.active = False
+        self.finish()
         return super().on_deactivate(state)
+
+    def finish(self) -> None:
+        """Stop acting: :meth:`on_deactivating` while still active, then the final report (active:
+        False, the final published counts) on /diagnostics. Deactivation and shutdown both end here."""
+        try:
+            if self.active:
+                self.on_deactivating()
+            self.active = False
+            self.on_diagnostics()
+        except Exception:  # the context is already gone (shutdown)
+            self.active = False
+
+    def diagnostics_values(self, **extra) -> dict[str, Any]:
+        """The node's diagnostics values: ``active``, its counters, ``published:<topic>`` per recorded
+        topic (its own count of what it published), and `extra`."""
+        return {ACTIVE_KEY: self.active, **getattr(self, "counters", {}),
+                **{f"{PUBLISHED_PREFIX}{topic}": n for topic, n in self.published.items()}, **extra}
 
     def subscribe_robot_state(self, watchdog) -> None:
         """/odom → :attr:`state` [x, y, yaw] (fed to `watchdog` as "odometry"), /hiopt/obstacles →
@@ -380,18 +391,14 @@ class ManagedNode(LifecycleNode):
 
     def on_deactivating(self) -> None:
         """The node is about to stop acting (still active while this runs): a driver publishes a
-        last stop, every recorded publisher waits (bounded) until every subscriber acknowledged
-        every message, and the node reports its final counts on /diagnostics."""
+        last stop, and every recorded publisher waits (bounded) until every subscriber acknowledged
+        every message (then :meth:`finish` sends the final report)."""
         from rclpy.duration import Duration
 
-        try:
-            if self.cmd is not None:
-                self.cmd.stop_and_flush()
-            for publisher in self.recorded_publishers:
-                publisher.wait_for_all_acked(Duration(seconds=1.0))
-            self.on_diagnostics()
-        except Exception:  # the context is already gone (shutdown)
-            pass
+        if self.cmd is not None:
+            self.cmd.stop_and_flush()
+        for publisher in self.recorded_publishers:
+            publisher.wait_for_all_acked(Duration(seconds=1.0))
 
     def on_diagnostics(self) -> None:
         """Publish the node's status on /diagnostics (nodes override)."""
@@ -575,8 +582,8 @@ def run_node(factory: Callable[[], Any], args: list[str] | None = None) -> int:
     finally:
         if node is not None:
             try:
-                if getattr(node, "active", False):
-                    node.on_deactivating()   # e.g. the controller's last stop command
+                if hasattr(node, "finish"):
+                    node.finish()   # e.g. the controller's last stop command and final counts
                 if hasattr(node, "shutdown"):
                     node.shutdown()
             finally:

@@ -219,8 +219,7 @@ class ControllerNode(c.ManagedNode):
         failing = self._last_status not in ("ok", "at subgoal") and not self._last_status.startswith("waiting")
         c.publish_status(self, self.diag_pub, f"{NAME}: FOP", DiagnosticStatus.WARN if failing else DiagnosticStatus.OK,
                          self._last_status if self.active else f"inactive ({self._last_status})",
-                         {**c.diagnostics_values(self.counters, self.published),
-                          **c.solve_time_values(self._solve_times_us)})
+                         self.diagnostics_values(**c.solve_time_values(self._solve_times_us)))
 
 
 def main(args: list[str] | None = None) -> int:

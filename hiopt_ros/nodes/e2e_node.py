@@ -129,7 +129,7 @@ class E2eNode(c.DrivesToGoal, c.ManagedNode):
         c.publish_status(self, self.diag_pub, f"{NAME}: policy",
                          DiagnosticStatus.WARN if self.counters["policy_failures"] else DiagnosticStatus.OK,
                          ("goal reached" if self.reached else "driving") if self.active else "inactive",
-                         c.diagnostics_values(self.counters, self.published))
+                         self.diagnostics_values())
 
 
 def main(args: list[str] | None = None) -> int:

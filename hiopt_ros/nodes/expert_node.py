@@ -132,8 +132,7 @@ class ExpertNode(c.DrivesToGoal, c.ManagedNode):
         c.publish_status(self, self.diag_pub, f"{NAME}: MPC",
                          DiagnosticStatus.WARN if self.counters["solver_failures"] else DiagnosticStatus.OK,
                          self._last_status if self.active else f"inactive ({self._last_status})",
-                         {**c.diagnostics_values(self.counters, self.published),
-                          **c.solve_time_values(self._solve_times_us)})
+                         self.diagnostics_values(**c.solve_time_values(self._solve_times_us)))
 
 
 def main(args: list[str] | None = None) -> int:

@@ -129,7 +129,7 @@ class PlannerNode(c.DrivesToGoal, c.ManagedNode):
     def on_diagnostics(self) -> None:
         c.publish_status(self, self.diag_pub, f"{NAME}: planner", DiagnosticStatus.OK,
                          ("goal reached" if self.reached else "planning") if self.active else "inactive",
-                         c.diagnostics_values(self.counters, self.published))
+                         self.diagnostics_values())
 
 
 def main(args: list[str] | None = None) -> int:

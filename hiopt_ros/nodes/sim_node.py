@@ -164,9 +164,6 @@ class SimNode(c.ManagedNode):
         self.collision_pub.publish(Bool(data=self._collided))
         self.on_publish_odom()
 
-    def on_deactivating(self) -> None:
-        self.on_diagnostics()
-
     # ---------------------------------------------------------------- callbacks
     def on_cmd_vel(self, msg) -> None:
         v, omega = c.twist_values(msg)
@@ -235,7 +232,7 @@ class SimNode(c.ManagedNode):
                          {"sim_time_s": float(w.time_s), "energy_j": float(w.energy_j),
                           "min_clearance_m": float(w.min_clearance_m), "collided": bool(w.collided),
                           "x_m": x, "y_m": y, "yaw_rad": yaw,
-                          **c.diagnostics_values(self.counters, self.published)})
+                          **self.diagnostics_values()})
 
     def shutdown(self) -> None:
         self.world.close()
