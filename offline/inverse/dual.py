@@ -24,13 +24,15 @@ Prop. 4: ‖u*_t − u_t‖ ≤ √(ε_t / λ_min(P)).
 """
 from __future__ import annotations
 
+import time
 from typing import Sequence
 
 import numpy as np
 
 from . import highs
-from .data import InverseSample, Prep, bar, check_l, check_theta, coo, prepare, prepare_all
-from .forward import _J, f_value, solve_preps
+from .data import InverseSample, bar, check_l, check_theta, prepare, prepare_all
+from .forward import _J, solve_stack
+from .stack import Stack, slice_stack
 
 
 def dual_function(sample: InverseSample, theta, nu, l: float, z, lam=None, w=None, weights=None) -> float:
@@ -47,9 +49,13 @@ def dual_function(sample: InverseSample, theta, nu, l: float, z, lam=None, w=Non
     return float(-0.25 * r @ s.P.solve(r) - z @ nu - lam @ s.b + w @ (s.a - s.xhat))
 
 
-def dual_model(preps: Sequence[Prep], theta: np.ndarray, nu: np.ndarray, mu: float | None):
-    """Best duals for fixed (θ, ν) (weights folded into the preps), an LP with one block per
-    sample: columns (z, λ, w, ε, e⁺, e⁻).
+#: samples per z-step LP: the best duals separate by sample, so chunks keep HiGHS' work linear in T
+DUAL_CHUNK = 4000
+
+
+def dual_model(st: Stack, theta: np.ndarray, nu: np.ndarray, mu: float | None):
+    """Best duals for fixed (θ, ν) (weights folded into the stack), an LP with one block per
+    sample: columns (z, λ, w, ε, e⁺, e⁻), built by offset arithmetic on the stacked rows.
 
     (11b) y = 1 − z ≥ 0 folded into z ∈ [0, 1]; (11f) λ ≥ 0; τ_k = max(θ_kᵀu − ν_k, 0) is optimal.
     (11c)  Hᵀλ + Bᵀw + Σ_k z_k θ_k − (e⁺ − e⁻) = −(c + 2Pu)   (e ≡ 0 unless mu is given: an
@@ -57,84 +63,116 @@ def dual_model(preps: Sequence[Prep], theta: np.ndarray, nu: np.ndarray, mu: flo
                                                               searching for a θ that admits (11c))
     (11d)  ε = λᵀ(b − Hu) + wᵀ(x̂ − a − Bu) + Σ_k [τ_k − z_k (θ_kᵀu − ν_k)]  ≥ 0  (weak duality)
     Objective Σ_t ε_t + μ Σ_t ‖e_t‖₁; it separates by sample, so each block is that sample's best dual.
+    Returns (cost, A, row_lo, row_hi, col_lo, col_hi, layout) with layout = (offsets, m, p).
     """
     K, n = theta.shape
+    T, H, B = st.T, st.H, st.B
+    m, p = H.count, B.count
+    W = K + m + p + 1 + 2 * n
+    off = np.r_[0, np.cumsum(W)][:-1]
+    ncol = int(W.sum())
+    ie = off + K + m + p                                        # ε of each sample
+    # columns: kind by position within the block
+    cost = np.zeros(ncol)
+    lo = np.zeros(ncol)
+    hi = np.full(ncol, np.inf)
+    iz = (off[:, None] + np.arange(K)).ravel()
+    hi[iz] = 1.0
+    iw = off[B.sample] + K + m[B.sample] + B.local
+    lo[iw] = -np.inf
+    cost[ie] = 1.0
+    ir = (ie[:, None] + 1 + np.arange(2 * n)).ravel()
+    cost[ir] = mu or 0.0
+    if mu is None:
+        hi[ir] = 0.0
+    relu_s = st.U @ theta.T - nu                                # (T, K)
+    tau = np.maximum(relu_s, 0.0).sum(axis=1)
     rows = highs.Rows()
-    cost, lo, hi, layout = [], [], [], []
-    off = 0
-    ehi = np.inf if mu is not None else 0.0
-    th_r, th_c = np.nonzero(np.ones((K, n)))   # θ_k,i for every (k, i)
-    ar_n = np.arange(n)
-    for s in preps:
-        m, p = s.m, s.p
-        iz = off + np.arange(K)
-        il = off + K + np.arange(m)
-        iw = off + K + m + np.arange(p)
-        ie = off + K + m + p
-        ir = ie + 1 + np.arange(2 * n)
-        layout.append((off, m, p))
-        relu_s = theta @ s.u - nu
-        tau = np.maximum(relu_s, 0.0)
-        cost += [np.zeros(K + m + p), [1.0], np.full(2 * n, mu or 0.0)]
-        lo += [np.zeros(K), np.zeros(m), np.full(p, -np.inf), [0.0], np.zeros(2 * n)]
-        hi += [np.ones(K), np.full(m, np.inf), np.full(p, np.inf), [np.inf], np.full(2 * n, ehi)]
-        # (11c), row i: Σ_k θ_ki z_k + Σ_j H_ji λ_j + Σ_j B_ji w_j − e⁺_i + e⁻_i = −grad_i
-        hr, hc, hv = coo(s.H)
-        br, bc, bv = coo(s.B)
-        rows.block(n, np.r_[th_c, hc, bc, ar_n, ar_n], np.r_[iz[th_r], il[hr], iw[br], ir[:n], ir[n:]],
-                   np.r_[theta[th_r, th_c], hv, bv, -np.ones(n), np.ones(n)], -s.grad, -s.grad)
-        # (11d) ε − slackᵀλ − eq_resᵀw + Σ z_k s_k = Σ τ_k
-        rows.add(np.r_[ie, il, iw, iz], np.r_[1.0, -s.slack, -s.eq_res, relu_s], tau.sum(), tau.sum())
-        off += K + m + p + 1 + 2 * n
-    A, rlo, rhi = rows.matrix(off)
-    return np.concatenate(cost), A, rlo, rhi, np.concatenate(lo), np.concatenate(hi), layout
+    R = n + 1                                                   # rows per sample: (11c) n, (11d) 1
+    t, k, i = np.meshgrid(np.arange(T), np.arange(K), np.arange(n), indexing="ij")
+    tn = np.repeat(np.arange(T), n)
+    ii = np.tile(np.arange(n), T)
+    hs, bs = H.sample[H.ent_row], B.sample[B.ent_row]
+    hrow, brow = H.sample, B.sample
+    rr = np.r_[(t * R + i).ravel(),                                   # θ_k,i z_k
+               hs * R + H.ent_col,                                     # H_ji λ_j
+               bs * R + B.ent_col,                                     # B_ji w_j
+               tn * R + ii, tn * R + ii,                               # −e⁺ + e⁻
+               np.arange(T) * R + n,                                   # (11d): ε
+               hrow * R + n, brow * R + n,                             #        −slack λ, −eq_res w
+               (t[:, :, 0] * R + n).ravel()]                           #        relu_s z
+    cc = np.r_[(off[t] + k).ravel(),
+               off[hs] + K + H.local[H.ent_row],
+               off[bs] + K + m[bs] + B.local[B.ent_row],
+               ie[tn] + 1 + ii, ie[tn] + 1 + n + ii,
+               ie,
+               off[hrow] + K + H.local, off[brow] + K + m[brow] + B.local,
+               (off[:, None] + np.arange(K)).ravel()]
+    vv = np.r_[theta[k, i].ravel(), H.ent_val, B.ent_val, -np.ones(T * n), np.ones(T * n), np.ones(T),
+               -H.resid, -B.resid, relu_s.ravel()]
+    rhs = np.concatenate([-st.grad, tau[:, None]], axis=1).ravel()
+    rows.block(T * R, rr, cc, vv, rhs, rhs)
+    A, rlo, rhi = rows.matrix(ncol)
+    return cost, A, rlo, rhi, lo, hi, (off, m, p)
 
 
-def best_duals(preps, theta, nu, mu=None, time_limit_s=None):
-    """Solve dual_model; dict with z (T,K), lam, w (lists), eps (T,), resid (T,n); None if infeasible."""
+def best_duals(st: Stack, theta, nu, mu=None, time_limit_s=None):
+    """The z-step: solve dual_model in chunks of DUAL_CHUNK samples; dict with z (T,K), eps (T,),
+    resid (T,n); None if some sample has no (11c)-feasible dual (with mu=None)."""
     K, n = theta.shape
-    cost, A, rlo, rhi, clo, chi, layout = dual_model(preps, theta, nu, mu)
-    st, x, _ = highs.solve(cost, A, rlo, rhi, clo, chi, time_limit_s=time_limit_s)
-    if x is None:
-        return None
-    T = len(preps)
-    z = np.empty((T, K))
-    eps = np.empty(T)
-    resid = np.empty((T, n))
-    lam, w = [], []
-    for t, (o, m, p) in enumerate(layout):
-        z[t] = x[o:o + K]
-        lam.append(x[o + K:o + K + m])
-        w.append(x[o + K + m:o + K + m + p])
-        eps[t] = x[o + K + m + p]
-        e = x[o + K + m + p + 1:o + K + m + p + 1 + 2 * n]
-        resid[t] = e[:n] - e[n:]
-    return {"z": np.clip(z, 0, 1), "lam": lam, "w": w, "eps": np.maximum(eps, 0), "resid": resid}
+    z, eps, resid = np.empty((st.T, K)), np.empty(st.T), np.empty((st.T, n))
+    deadline = None if time_limit_s is None else time.perf_counter() + time_limit_s
+    for t0 in range(0, st.T, DUAL_CHUNK):
+        t1 = min(t0 + DUAL_CHUNK, st.T)
+        chunk = slice_stack(st, t0, t1) if (t0, t1) != (0, st.T) else st
+        cost, A, rlo, rhi, clo, chi, (off, m, p) = dual_model(chunk, theta, nu, mu)
+        left = None if deadline is None else deadline - time.perf_counter()
+        if left is not None and left <= 0:
+            return None
+        _, x, _ = highs.solve(cost, A, rlo, rhi, clo, chi, time_limit_s=left)
+        if x is None:
+            return None
+        z[t0:t1] = x[off[:, None] + np.arange(K)]
+        ie = off + K + m + p
+        eps[t0:t1] = x[ie]
+        e = x[ie[:, None] + 1 + np.arange(2 * n)]
+        resid[t0:t1] = e[:, :n] - e[:, n:]
+    return {"z": np.clip(z, 0, 1), "eps": np.maximum(eps, 0), "resid": resid}
 
 
-def exact_gaps(preps, theta, nu, progress=False):
+def exact_gaps(st: Stack, theta, nu, progress=False):
     """Per-sample best ε under exact (11c); NaN where no dual satisfies (11c). Also returns z."""
-    res = best_duals(preps, theta, nu)
+    res = best_duals(st, theta, nu)
     if res is not None:
         return res["eps"], res["z"]
     # some sample has no (11c)-feasible dual: find which, one LP each
     K = theta.shape[0]
-    eps, z = np.full(len(preps), np.nan), np.full((len(preps), K), np.nan)
-    for t, s in enumerate(bar(preps, progress, "duality gaps (per sample)")):
-        r = best_duals([s], theta, nu)
+    eps, z = np.full(st.T, np.nan), np.full((st.T, K), np.nan)
+    for t in bar(range(st.T), progress, "duality gaps (per sample)"):
+        r = best_duals(slice_stack(st, t, t + 1), theta, nu)
         if r is not None:
             eps[t], z[t] = r["eps"][0], r["z"][0]
     return eps, z
 
 
-def relaxed_from_actions(preps, theta, nu, ustar) -> np.ndarray:
+def f_values(st: Stack, theta, nu, X: np.ndarray) -> np.ndarray:
+    """The FOP objective (weights folded in) of each sample at X (T, n)."""
+    return (np.einsum("tn,tn->t", st.c, X) + st.quad_values(X)
+            + np.maximum(X @ theta.T - nu, 0).sum(axis=1))
+
+
+def relaxed_from_actions(st: Stack, theta, nu, ustar) -> np.ndarray:
     """f(u_t) − f(u*_t) per sample (NaN where u*_t is NaN: its forward problem failed)."""
-    return np.array([max(f_value(s, theta, nu, s.u) - f_value(s, theta, nu, us), 0.0) if np.all(np.isfinite(us))
-                     else np.nan for s, us in zip(preps, ustar)])
+    ok = np.all(np.isfinite(ustar), axis=1)
+    out = np.full(st.T, np.nan)
+    fu = f_values(st, theta, nu, st.U)
+    fs = f_values(st, theta, nu, np.where(ok[:, None], ustar, 0.0))
+    out[ok] = np.maximum(fu[ok] - fs[ok], 0.0)
+    return out
 
 
-def final_gaps(preps, theta, nu, progress=False):
-    """Re-evaluated gaps (weights folded into preps): the exact (11c) best dual, and the
+def final_gaps(st: Stack, theta, nu, progress=False):
+    """Re-evaluated gaps (weights folded into the stack): the exact (11c) best dual, and the
     Lagrangian-dual gap where (11c) is infeasible. Returns (eps, stationarity_infeasible, forward_failed).
 
     The relaxed gap f(u_t) − f(u*_t) is a lower bound on the (11c) one, so the LP's value is raised
@@ -142,10 +180,10 @@ def final_gaps(preps, theta, nu, progress=False):
     (√(ε/l) turns an error of 1e-12 into 1e-5). A sample whose forward problem fails keeps its
     (11c) gap (NaN if that is infeasible too) and is flagged in forward_failed.
     """
-    eps, _ = exact_gaps(preps, theta, nu, progress)
-    ustar = solve_preps(preps, theta, nu, on_failure="nan")
+    eps, _ = exact_gaps(st, theta, nu, progress)
+    ustar = solve_stack(st, theta, nu, on_failure="nan")
     failed = ~np.all(np.isfinite(ustar), axis=1)
-    relaxed = relaxed_from_actions(preps, theta, nu, ustar)
+    relaxed = relaxed_from_actions(st, theta, nu, ustar)
     bad = np.isnan(eps)
     eps = np.where(bad, relaxed, np.fmax(eps, relaxed))
     return eps, bad, failed
@@ -165,11 +203,11 @@ def duality_gaps(samples: Sequence[InverseSample], theta, nu, l: float, stationa
     preps = prepare_all(samples, l, check_feasible=True, J=_J(weights))
     theta, nu = check_theta(theta, nu, preps[0].n)
     w = np.zeros(0) if weights is None else weights
-    preps = [s.with_weights(w) for s in preps]
+    st = Stack.from_preps(preps).with_weights(w)
     if stationarity == "exact":
-        eps, bad, _ = final_gaps(preps, theta, nu, False)
+        eps, bad, _ = final_gaps(st, theta, nu, False)
         return np.where(bad, np.inf, eps)
     if stationarity == "relaxed":
-        ustar = solve_preps(preps, theta, nu)
-        return relaxed_from_actions(preps, theta, nu, ustar)
+        ustar = solve_stack(st, theta, nu)
+        return relaxed_from_actions(st, theta, nu, ustar)
     raise ValueError(f"stationarity must be 'exact' or 'relaxed', got {stationarity!r}")

@@ -11,7 +11,8 @@ import numpy as np
 from .data import (Features, InverseFit, InverseSample, check_feature_box, check_l, objective, prepare_all,
                    prop4_bound)
 from .dual import final_gaps
-from .forward import solve_preps
+from .forward import solve_stack
+from .stack import Stack
 from .problem11 import fit_global
 from .scalable import fit_alternating, fit_convex
 
@@ -63,17 +64,18 @@ def fit_inverse(samples: Sequence[InverseSample], K: int, l: float = 1e-2, rho: 
     t0 = time.perf_counter()
     index = np.arange(len(preps))
     dropped: list[int] = []
+    st = Stack.from_preps(preps)
     if screen:
         phi0 = np.clip(np.zeros(J), features.lo, features.hi) if J else np.zeros(0)
-        u0 = solve_preps([s.with_weights(phi0) for s in preps], np.zeros((0, preps[0].n)), np.zeros(0),
-                         on_failure="nan")
+        u0 = solve_stack(st.with_weights(phi0), np.zeros((0, st.n)), np.zeros(0), on_failure="nan")
         ok = np.all(np.isfinite(u0), axis=1)
         if not ok.all():
             dropped = index[~ok].tolist()
-            preps = [s for s, k in zip(preps, ok) if k]
-            index = index[ok]
-            if not preps:
+            if not ok.any():
                 raise RuntimeError(f"the forward problem of every one of the {len(samples)} samples failed")
+            preps = [s for s, k in zip(preps, ok) if k]
+            st = st.subset(np.flatnonzero(ok))
+            index = index[ok]
     T = len(preps)
     auto = method == "auto"
     if auto:
@@ -81,7 +83,7 @@ def fit_inverse(samples: Sequence[InverseSample], K: int, l: float = 1e-2, rho: 
     result = None
     if K == 0:   # weights only: convex, one LP whatever the method
         method = "convex"
-        result = fit_convex(preps, rho, theta_bound, nu_bound if nu_bound is not None else 1.0, time_limit_s, features)
+        result = fit_convex(st, rho, theta_bound, nu_bound if nu_bound is not None else 1.0, time_limit_s, features)
     if result is None and method == "global":
         try:
             result = fit_global(preps, K, rho, time_limit_s, mip_gap, theta_bound, nu_bound, dual_bound, progress,
@@ -94,9 +96,9 @@ def fit_inverse(samples: Sequence[InverseSample], K: int, l: float = 1e-2, rho: 
             method = "alternating"
     if result is None:
         result = fit_alternating(preps, K, rho, time_limit_s, theta_bound, nu_bound, seed, progress,
-                                 restarts, max_iter, tol, subsample, features=features)
+                                 restarts, max_iter, tol, subsample, features=features, stack=st)
     theta, nu, phi, status, bound, _, info = result
-    weighted = [s.with_weights(phi) for s in preps] if J else preps
+    weighted = st.with_weights(phi) if J else st
     gaps, bad, failed = final_gaps(weighted, theta, nu, progress)
     drop_now = failed & np.isnan(gaps)
     if drop_now.any():
@@ -104,7 +106,7 @@ def fit_inverse(samples: Sequence[InverseSample], K: int, l: float = 1e-2, rho: 
     gaps = gaps[~drop_now]
     bad = bad[~drop_now]
     info["forward_failed_at_fit"] = int(failed.sum())
-    l_min = min(s.P.min_eig() for s in weighted) if J else l
+    l_min = min(s.with_weights(phi).P.min_eig() for s in preps) if J else l
     reg = features.rho * float(np.sum(phi ** 2)) if J else 0.0
     return InverseFit(theta=theta, nu=nu, l=l, rho=float(rho), gaps=gaps,
                       prop4_bound=prop4_bound(gaps, l_min), objective=objective(gaps, theta, rho) + reg,

@@ -18,7 +18,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import highs
-from .data import InverseSample, Prep, check_l, check_theta, coo, prepare, prepare_all
+from .data import InverseSample, Prep, check_l, check_theta, prepare, prepare_all
+from .stack import Stack, slice_stack
 
 #: at most this many samples and this many columns per block-diagonal forward QP (HiGHS'
 #: active-set QP time grows superlinearly with size: 40 AMoD-sized samples of n = 600 took > 5 s
@@ -56,82 +57,81 @@ def f_value(s: Prep, theta, nu, u) -> float:
     return float(s.c @ u + u @ s.P.matvec(u) + np.maximum(theta @ u - nu, 0).sum())
 
 
-def fop_model(preps: Sequence[Prep], theta: np.ndarray, nu: np.ndarray):
-    """Block-diagonal epigraph QP of several FOPs: columns (u (n), τ (K)) per sample.
+def fop_model(st: Stack, theta: np.ndarray, nu: np.ndarray):
+    """Block-diagonal epigraph QP of the stack's FOPs (weights folded in): columns (u (n), τ (K)) per
+    sample, built by offset arithmetic on the stacked rows (no loop over samples).
 
-    Returns (cost, A, row_lo, row_hi, col_lo, col_hi, hessian (full, symmetric), offsets).
+    Returns (cost, A, row_lo, row_hi, col_lo, col_hi, hessian (full, symmetric), width per sample).
     """
     K, n = theta.shape
+    T, W = st.T, n + K
+    off = np.arange(T) * W
+    cost = np.concatenate([st.c, np.ones((T, K))], axis=1).ravel()
+    lo = np.tile(np.r_[np.full(n, -np.inf), np.zeros(K)], T)
+    hi = np.full(T * W, np.inf)
     rows = highs.Rows()
-    cost, lo, hi, offs = [], [], [], []
-    hr, hc, hv = [], [], []
-    th_r, th_c = np.nonzero(np.ones((K, n)))
-    off = 0
-    for s in preps:
-        offs.append(off)
-        iu, it = off + np.arange(n), off + n + np.arange(K)
-        cost += [s.c, np.ones(K)]
-        lo += [np.full(n, -np.inf), np.zeros(K)]
-        hi += [np.full(n, np.inf), np.full(K, np.inf)]
-        r, c, v = s.P.lower_coo()            # objective uᵀPu = ½ uᵀ(2P)u
-        hr.append(off + r); hc.append(off + c); hv.append(2 * v)
-        if K:                                # τ_k − θ_kᵀu ≥ −ν_k
-            rows.block(K, np.r_[np.arange(K), th_r], np.r_[it, iu[th_c]], np.r_[np.ones(K), -theta[th_r, th_c]],
-                       -nu, np.inf)
-        if s.m:                              # Hu ≤ b
-            r, c, v = coo(s.H)
-            rows.block(s.m, r, iu[c], v, -np.inf, s.b)
-        if s.p:                              # a + Bu = x̂
-            r, c, v = coo(s.B)
-            rows.block(s.p, r, iu[c], v, s.xhat - s.a, s.xhat - s.a)
-        off += n + K
-    A, rlo, rhi = rows.matrix(off)
-    hess = sp.csc_matrix((np.concatenate(hv) if hv else np.zeros(0),
-                          (np.concatenate(hr) if hr else np.zeros(0, int), np.concatenate(hc) if hc else np.zeros(0, int))),
-                         shape=(off, off))
-    hess = (hess + hess.T - sp.diags(hess.diagonal())).tocsc()    # the full symmetric 2P (blocks)
-    return (np.concatenate(cost), A, rlo, rhi, np.concatenate(lo), np.concatenate(hi), hess, offs)
+    if K:   # τ_k − θ_kᵀu ≥ −ν_k: rows t·K + k
+        t, k, i = np.meshgrid(np.arange(T), np.arange(K), np.arange(n), indexing="ij")
+        tk = np.arange(T * K)
+        rows.block(T * K, np.r_[tk, (t * K + k).ravel()], np.r_[(off[:, None] + n + np.arange(K)).ravel(),
+                                                               (off[t] + i).ravel()],
+                   np.r_[np.ones(T * K), -theta[k, i].ravel()], np.tile(-nu, T), np.inf)
+    for rs, equal in ((st.H, False), (st.B, True)):
+        if len(rs.rhs):   # Hu ≤ b, a + Bu = x̂ (rhs = x̂ − a)
+            rows.block(len(rs.rhs), rs.ent_row, off[rs.sample[rs.ent_row]] + rs.ent_col, rs.ent_val,
+                       rs.rhs if equal else -np.inf, rs.rhs)
+    A, rlo, rhi = rows.matrix(T * W)
+    pt, pr, pc, pv = st.P                     # objective uᵀPu = ½ uᵀ(2P)u, lower triangle
+    L = sp.csc_matrix((2 * pv, (off[pt] + pr, off[pt] + pc)), shape=(T * W, T * W))
+    hess = (L + L.T - sp.diags(L.diagonal())).tocsc()
+    return cost, A, rlo, rhi, lo, hi, hess, W
 
 
-def solve_preps(preps: Sequence[Prep], theta, nu, on_failure: str = "raise") -> np.ndarray:
-    """FOP_θ actions (T, n) of prepared samples (weights folded in). on_failure: "raise" a
-    RuntimeError naming the sample, or "nan" (that sample's row is NaN: the caller drops and counts it)."""
-    n = preps[0].n
-    out = np.empty((len(preps), n))
+def solve_stack(st: Stack, theta, nu, on_failure: str = "raise", first_index: int = 0) -> np.ndarray:
+    """FOP_θ actions (T, n) of a stack (weights folded in), in block-diagonal chunks. on_failure:
+    "raise" a RuntimeError naming the sample, or "nan" (that row is NaN: the caller drops and counts it)."""
+    n = st.n
+    out = np.empty((st.T, n))
     size = _chunk_size(n, theta.shape[0])
-    for i0 in range(0, len(preps), size):
-        chunk = preps[i0:i0 + size]
-        cost, A, rlo, rhi, clo, chi, hess, offs = fop_model(chunk, theta, nu)
-        st, x, _ = highs.solve(cost, A, rlo, rhi, clo, chi, hess, qp_iteration_limit=_qp_iterations(len(cost)))
-        for j, s in enumerate(chunk):
-            if x is not None:
-                out[i0 + j] = x[offs[j]:offs[j] + n]
-                continue
+    for i0 in range(0, st.T, size):
+        chunk = slice_stack(st, i0, min(i0 + size, st.T))
+        cost, A, rlo, rhi, clo, chi, hess, W = fop_model(chunk, theta, nu)
+        _, x, _ = highs.solve(cost, A, rlo, rhi, clo, chi, hess, qp_iteration_limit=_qp_iterations(len(cost)))
+        if x is not None:
+            out[i0:i0 + chunk.T] = x.reshape(chunk.T, W)[:, :n]
+            continue
+        for j in range(chunk.T):
             try:
-                out[i0 + j] = _solve_one(s, theta, nu)
+                out[i0 + j] = _solve_one(slice_stack(chunk, j, j + 1), theta, nu)
             except RuntimeError as e:
                 if on_failure == "nan":
                     out[i0 + j] = np.nan
                 else:
-                    raise RuntimeError(f"sample {i0 + j}: {e}") from None
+                    raise RuntimeError(f"sample {first_index + i0 + j}: {e}") from None
     return out
+
+
+def solve_preps(preps: Sequence[Prep], theta, nu, on_failure: str = "raise") -> np.ndarray:
+    """FOP_θ actions (T, n) of prepared samples (weights folded in); see solve_stack."""
+    return solve_stack(Stack.from_preps(preps), theta, nu, on_failure)
 
 
 def _qp_iterations(columns: int) -> int:
     return QP_ITERATIONS_MIN + QP_ITERATIONS_PER_COLUMN * columns
 
 
-def _solve_one(s: Prep, theta, nu) -> np.ndarray:
-    """One sample: HiGHS' QP, then OSQP (CasADi's conic interface, solution polishing), then SLSQP."""
-    cost, A, rlo, rhi, clo, chi, hess, _ = fop_model([s], theta, nu)
-    st, x, _ = highs.solve(cost, A, rlo, rhi, clo, chi, hess, qp_iteration_limit=_qp_iterations(len(cost)))
+def _solve_one(st: Stack, theta, nu) -> np.ndarray:
+    """One sample (a one-sample stack): HiGHS' QP, then OSQP (CasADi's conic interface, solution
+    polishing), then SLSQP."""
+    cost, A, rlo, rhi, clo, chi, hess, _ = fop_model(st, theta, nu)
+    status, x, _ = highs.solve(cost, A, rlo, rhi, clo, chi, hess, qp_iteration_limit=_qp_iterations(len(cost)))
     if x is None:
         x = _osqp_fallback(cost, A, rlo, rhi, clo, chi, hess)
     if x is None and len(cost) <= SLSQP_MAX_COLUMNS:
         x = _slsqp_fallback(cost, A, rlo, rhi, clo, chi, hess)
     if x is None:
-        raise RuntimeError(f"forward problem not solved: HiGHS status '{st}', fallbacks failed too")
-    return x[:s.n]
+        raise RuntimeError(f"forward problem not solved: HiGHS status '{status}', fallbacks failed too")
+    return x[:st.n]
 
 
 def forward_solve_batch(samples: Sequence[InverseSample], theta, nu, l: float, weights=None,
@@ -153,7 +153,7 @@ def forward_solve(sample: InverseSample, theta, nu, l: float, weights=None) -> n
     or neither HiGHS nor the SLSQP fallback solves it."""
     s = prepare(sample, 0, check_l(l), J=_J(weights))
     theta, nu = check_theta(theta, nu, s.n)
-    return _solve_one(s.with_weights(np.zeros(0) if weights is None else weights), theta, nu)
+    return _solve_one(Stack.from_preps([s.with_weights(np.zeros(0) if weights is None else weights)]), theta, nu)
 
 
 def _feasible(x, A, rlo, rhi, clo, chi, tol=1e-7) -> bool:
