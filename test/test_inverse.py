@@ -307,3 +307,36 @@ def test_a_sample_whose_forward_problem_cannot_be_solved_is_dropped_and_counted(
     with pytest.raises(RuntimeError, match="sample 0: forward problem not solved"):
         forward_solve_batch([broken], np.zeros((1, 2)), np.zeros(1), L)
     assert np.isnan(forward_solve_batch([broken], np.zeros((1, 2)), np.zeros(1), L, on_failure="nan")).all()
+
+
+def test_closed_form_duals_match_the_lp_and_the_theta_step_never_increases_the_objective(data):
+    """Per-sample best duals in closed form (n = 2: vertices of the dual polygon; one-input rows:
+    per-axis costs) equal the z-step LP's gaps, and the Gauss-Newton θ-step that uses them never
+    returns a worse (11a) objective than its start."""
+    from offline.inverse import separable
+    from offline.inverse.data import prepare_all
+    from offline.inverse.dual import best_duals
+    from offline.inverse.stack import Stack
+
+    train, _, theta, nu = data
+    st = Stack.from_preps(prepare_all(train, L))
+    duals = separable.Duals(st)
+    assert duals.available and duals.axis is None          # general half-spaces: the vertex form
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        th, n_ = theta + rng.normal(scale=0.3, size=theta.shape), nu + rng.normal(scale=0.1, size=nu.shape)
+        lp = best_duals(st, th, n_)
+        x0 = np.r_[th.ravel(), n_]
+        eps, _ = separable.gaps_and_jacobian(x0, st, lp["z"], duals, None, 3, 0)
+        np.testing.assert_allclose(eps, lp["eps"], atol=1e-8)
+        f0 = float(eps @ eps + 1e-3 * np.sum(th ** 2))
+        th1, nu1, _, eps1 = separable.theta_step(st, lp["z"], 3, 1e-3, 10.0, 50.0, None, None, x0, duals)
+        assert float(eps1 @ eps1 + 1e-3 * np.sum(th1 ** 2)) <= f0 + 1e-12
+    # rows that touch one input each (the robot's) use the per-axis form
+    axis_rows = [InverseSample(c=s.c, Q=s.Q, u=s.u, H=s.H[:4], b=s.b[:4]) for s in train]
+    st2 = Stack.from_preps(prepare_all(axis_rows, L))
+    d2 = separable.Duals(st2)
+    assert d2.axis is not None
+    lp = best_duals(st2, theta, nu)
+    eps, _ = separable.gaps_and_jacobian(np.r_[theta.ravel(), nu], st2, lp["z"], d2, None, 3, 0)
+    np.testing.assert_allclose(eps, lp["eps"], atol=1e-8)

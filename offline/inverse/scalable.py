@@ -296,13 +296,20 @@ def fit_alternating(preps, K, rho, time_limit_s, theta_bound, nu_bound, seed, pr
     else:
         st, sub_preps, search_deadline = st_all, list(preps), deadline
     best, history = None, []
+    phase = {}
+    mark = [time.perf_counter()]
+
+    def lap(name):
+        now = time.perf_counter()
+        phase[name] = round(phase.get(name, 0.0) + now - mark[0], 2)
+        mark[0] = now
 
     def consider(th, nu, phi, status, tag):
         nonlocal best
         eps, _ = exact_gaps(_weighted(st, phi), th, nu)
         reg = features.rho * float(np.sum(phi ** 2)) if J else 0.0
         score = (int(np.sum(np.isnan(eps))), objective(np.nan_to_num(eps), th, rho) + reg)
-        history.append((tag, "final", score[0], score[1]))
+        history.append((tag, "final", score[0], score[1], round(time.perf_counter() - t0, 2)))
         if best is None or score < best[0]:
             best = (score, th.copy(), nu.copy(), phi.copy(), status, tag)
 
@@ -314,6 +321,7 @@ def fit_alternating(preps, K, rho, time_limit_s, theta_bound, nu_bound, seed, pr
                 1e-4, theta_bound, nu_bound, None, progress, features)
             info.update(subsample=len(idx), subsample_status=status, subsample_bound=lb)
             consider(th, nu, phi, "converged", "subsample")
+            lap("global_subsample")
             if st.T > len(idx):
                 # exact alternation keeps the subsample's structure; the penalised one from a small μ
                 # may move it to fit the other samples better: keep the better of both
@@ -322,6 +330,7 @@ def fit_alternating(preps, K, rho, time_limit_s, theta_bound, nu_bound, seed, pr
                     th1, nu1, phi1, _ = refine(st, th, nu, phi, rho, theta_bound, nu_bound, sched, uscale,
                                                max_iter, tol, search_deadline, history, tag, progress, features)
                     consider(th1, nu1, phi1, "converged", tag)
+            lap("refine_subsample_candidate")
         except RuntimeError as e:
             info["subsample_error"] = str(e)
     for r in bar(range(restarts), progress, "alternating restarts"):
@@ -337,6 +346,7 @@ def fit_alternating(preps, K, rho, time_limit_s, theta_bound, nu_bound, seed, pr
                                      uscale, max_iter, tol, search_deadline, history, f"restart {r}",
                                      progress and st.T >= 1000, features)
         consider(th, nu, phi, status, r)
+        lap("random_restarts")
     if best is None:
         raise RuntimeError("alternating method found no candidate within the time limit")
     _, th, nu, phi, status, tag = best
@@ -345,6 +355,8 @@ def fit_alternating(preps, K, rho, time_limit_s, theta_bound, nu_bound, seed, pr
         th, nu, phi, rstatus = refine(st_all, th, nu, phi, rho, theta_bound, nu_bound, (None,), uscale,
                                       refinements, tol, deadline, history, "all samples", progress, features)
         info["all_sample_refinement"] = rstatus
+        lap("all_sample_refinement")
+    info["phase_s"] = phase
     if time.perf_counter() > deadline:
         status = "time_limit"
     info.update(best_candidate=tag, history=history)
