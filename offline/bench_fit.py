@@ -251,10 +251,13 @@ def main(argv=None) -> int:
                           f"peak {row['peak_rss_mb']:.0f} MB  objective {row['objective']:.3e}  held-out cosine "
                           f"{row['cosine']:.4f} (unchanged {row['cosine_unchanged']:.4f})  phases {row['phases']}",
                           file=sys.stderr, flush=True)
-    head = (f"Problem 11 fits (l = {args.l:g}, ρ = {args.rho:g}, time limit {args.time_limit:g} s per fit; synthetic: "
-            f"K* = 3 true ReLU terms{', planted weights φ* = (1.2, −0.05)' if args.weights else ''}; robot: "
-            f"{args.robot_bag}, subgoal {args.robot_subgoal}, learned c_h, c_u). Held-out cosine over "
-            f"{args.held_out} samples; weight error = max |φ̂ − φ*|.\n\n")
+    parts = []
+    if "synthetic" in args.source:
+        parts.append(f"synthetic: K* = 3 true ReLU terms{', planted weights φ* = (1.2, −0.05)' if args.weights else ''}")
+    if "robot" in args.source:
+        parts.append(f"robot: {args.robot_bag}, subgoal {args.robot_subgoal}, learned Δc_h, Δc_u")
+    head = (f"Problem 11 fits (l = {args.l:g}, ρ = {args.rho:g}, time limit {args.time_limit:g} s per fit; "
+            f"{'; '.join(parts)}). Held-out cosine over {args.held_out} samples; weight error = max |φ̂ − φ*|.\n\n")
     table = head + format_table(rows)
     print(table)
     if args.markdown:

@@ -340,3 +340,20 @@ def test_closed_form_duals_match_the_lp_and_the_theta_step_never_increases_the_o
     lp = best_duals(st2, theta, nu)
     eps, _ = separable.gaps_and_jacobian(np.r_[theta.ravel(), nu], st2, lp["z"], d2, None, 3, 0)
     np.testing.assert_allclose(eps, lp["eps"], atol=1e-8)
+
+
+@pytest.mark.slow
+def test_bench_fit_reports_time_memory_and_recovery(tmp_path, capsys):
+    """The scaling benchmark's command on a small size: a row per case with time, peak memory,
+    recovered weights and held-out cosine (its own process, so the memory is its own)."""
+    from offline import bench_fit
+
+    md = tmp_path / "bench.md"
+    assert bench_fit.main(["--sizes", "300", "--weights", "--time-limit", "20", "--held-out", "100",
+                           "--restarts", "1", "--quiet", "--markdown", str(md)]) == 0
+    row = next(line for line in md.read_text().splitlines() if line.startswith("| synthetic | 300 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    peak_mb, weight_error, cosine = float(cells[7]), float(cells[10]), float(cells[11])
+    assert 50 < peak_mb < 5000 and weight_error < 0.05 and cosine >= 0.99
+    assert bench_fit.main(["--source", "robot"]) == 2
+    assert "needs --robot-bag" in capsys.readouterr().err
