@@ -80,6 +80,10 @@ class RLConfig:
     checkpoint_every: int = 0            # env steps between checkpoints (0: none)
     curve_keys: tuple[str, ...] = ()     # info keys logged per episode (Monitor) and drawn as rates
     extra: dict[str, Any] = field(default_factory=dict)   # more keyword arguments for the SB3 class
+    # policy network: SB3's "MlpPolicy", or "package.module:Class" of a custom policy class (e.g. a
+    # network shared over a graph's nodes); policy_kwargs are added to the ones built from the fields above
+    policy: str = "MlpPolicy"
+    policy_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:
@@ -208,8 +212,21 @@ def build_model(cfg: RLConfig, venv, tensorboard_dir: str | None = None):
                   train_freq=cfg.train_freq, gradient_steps=cfg.gradient_steps, tau=cfg.tau)
         cls = SAC
     kw.update(cfg.extra)
-    return cls("MlpPolicy", venv, learning_rate=cfg.learning_rate, gamma=cfg.gamma, seed=cfg.seed,
+    policy_kwargs.update(cfg.policy_kwargs)
+    return cls(_policy_class(cfg.policy), venv, learning_rate=cfg.learning_rate, gamma=cfg.gamma, seed=cfg.seed,
                policy_kwargs=policy_kwargs, tensorboard_log=tensorboard_dir, device="cpu", verbose=0, **kw)
+
+
+def _policy_class(policy: str):
+    """SB3's policy name as is; "package.module:Class" imported (one-line error if it is not there)."""
+    if ":" not in policy:
+        return policy
+    import importlib
+    mod, _, name = policy.partition(":")
+    try:
+        return getattr(importlib.import_module(mod), name)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"RLConfig.policy {policy!r}: cannot import it ({e})") from None
 
 
 def train(make_env: Callable[[int], Any], cfg: RLConfig, out_dir: str | Path, *, progress: bool | None = None,

@@ -10,7 +10,7 @@ import pytest
 
 from offline.amod.lower import Eq25Fop
 from offline.amod.scenario import load_benchmark_json, synthetic, write_benchmark_json
-from offline.amod.sim import AmodSim, round_flows
+from offline.amod.sim import AmodSim, round_flows, round_flows_grouped
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +76,20 @@ def test_round_flows_keeps_caps_and_totals():
         y = round_flows(x, cap, total)
         assert np.all(y == np.round(y)) and np.all(y <= cap) and y.sum() <= total
         assert y.sum() >= min(round(np.minimum(x, cap).sum()), total) - len(x)
+
+
+def test_grouped_rounding_equals_rounding_each_group():
+    rng = np.random.default_rng(4)
+    for _ in range(100):
+        G = int(rng.integers(1, 6))
+        group = np.sort(rng.integers(0, G, 30))
+        x = rng.exponential(1.5, 30)
+        cap = np.where(rng.random(30) < 0.3, np.inf, np.floor(rng.exponential(3.0, 30)))
+        total = np.floor(rng.exponential(8.0, G))
+        y = round_flows_grouped(x, cap, group, total)
+        for g in range(G):
+            k = group == g
+            assert np.array_equal(y[k], round_flows(x[k], cap[k], total[g])), g
 
 
 # ----------------------------------------------------------------------------- Eq. 25
@@ -317,3 +331,64 @@ def test_subgoal_action_is_a_distribution_of_the_idle_fleet():
         assert q.sum() == pytest.approx(123.0) and np.all(q > 0)
     q = subgoal_from_action(np.array([1.0, -1.0]), 10.0)
     assert q[0] / q[1] == pytest.approx(math.exp(6.0))
+
+
+# ----------------------------------------------------------------------------- RL networks and warm start
+
+@pytest.mark.parametrize("method", ["Bi-level-unchanged", "End-to-end RL"])
+def test_itemwise_policy_is_shared_over_regions_and_maps_the_action_layout(method):
+    """Permuting the regions permutes the upper level's action (one network for every region); the
+    end-to-end head puts each pair's rebalancing and passenger logits where the env expects them."""
+    import torch
+    from stable_baselines3 import PPO
+    from offline.amod.config import ScenarioSpec, make_env
+    from offline.amod.envs import REGION_FEATURES, PAIR_FEATURES, pair_observation
+    from offline.amod.train import KINDS, policy_config
+    from offline.rl import _policy_class
+
+    env = make_env(0, KINDS[method][0], ScenarioSpec("tiny", horizon=6), seeds=[1000])
+    policy, kw = policy_config(method, env.sim, "itemwise")
+    model = PPO(_policy_class(policy), env, policy_kwargs=kw, n_steps=16, batch_size=16, device="cpu", seed=0)
+    obs, _ = env.reset(seed=0)
+    a = model.predict(obs, deterministic=True)[0]
+    assert a.shape == env.action_space.shape
+    N = env.sim.N
+    perm = np.array([2, 0, 3, 1])
+    if method == "Bi-level-unchanged":
+        X = obs[:-1].reshape(N, REGION_FEATURES)
+        a2 = model.predict(np.r_[X[perm].ravel(), obs[-1]].astype(np.float32), deterministic=True)[0]
+        assert np.allclose(a2, a[perm], atol=1e-5)
+    else:
+        with torch.no_grad():
+            logits = model.policy.action_net.lin(model.policy.mlp_extractor._nodes(torch.as_tensor(obs[None]))[0])[0]
+        sim = env.sim
+        e = 3
+        i, j = sim.edges[e]
+        assert torch.isclose(logits[i * N + j, 0], model.policy.get_distribution(torch.as_tensor(obs[None])).distribution.mean[0, e])
+        assert obs.shape == (PAIR_FEATURES * N * N + 1,)
+        assert np.allclose(pair_observation(sim, sim.state()), obs)
+
+
+def test_behaviour_cloning_fits_the_demonstrated_subgoals():
+    from stable_baselines3 import PPO
+    from offline.amod.bc import behaviour_clone
+    from offline.amod.config import ScenarioSpec, make_env
+    from offline.amod.demos import collect
+    from offline.amod.envs import observation, subgoal_from_action
+    from offline.amod.train import policy_config
+    from offline.rl import _policy_class
+
+    env = make_env(0, "bilevel", ScenarioSpec("tiny", horizon=6), seeds=[1000])
+    demos = collect(env.sim, range(0, 3), progress=False)
+    policy, kw = policy_config("Bi-level-unchanged", env.sim, "itemwise")
+    model = PPO(_policy_class(policy), env, policy_kwargs=kw, n_steps=16, batch_size=16, device="cpu", seed=0)
+    info = behaviour_clone(model, env.sim, demos, e2e=False, steps=400)
+    assert info["loss_end"] < info["loss_start"] - 0.02
+    # the cloned subgoals are closer to the expert's than the untrained (uniform) ones
+    err = []
+    for k in range(len(demos)):
+        s = demos.state(k)
+        q = subgoal_from_action(model.predict(observation(env.sim, s), deterministic=True)[0], s.idle.sum())
+        err.append([np.abs(q - demos.qhat[k]).sum(), np.abs(s.idle.sum() / env.sim.N - demos.qhat[k]).sum()])
+    err = np.array(err).mean(0)
+    assert err[0] < err[1], err

@@ -81,3 +81,28 @@ def test_unknown_case_is_a_one_line_error(capsys):
     with pytest.raises(SystemExit):
         main(["table1", "--case", "nope"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_table1_amod_runs_end_to_end_on_a_tiny_budget(tmp_path, capsys):
+    """The real AMoD case through the command line: demonstrations, fit, BC + PPO for the three RL
+    methods, evaluation on seeds disjoint from training; MPC is the best row."""
+    out = tmp_path / "t1"
+    rc = main(["table1", "--case", "amod", "--scenario", "tiny", "--horizon", "4", "--episodes", "2",
+               "--demo-episodes", "2", "--held-out-episodes", "1", "--K", "1", "--fit-time-limit", "5",
+               "--rl-steps", "64", "--bc-steps", "50", "--work-dir", str(tmp_path / "work"), "--out", str(out),
+               "--quiet"])
+    assert rc == 0
+    rows = {r["method"]: r for r in csv.DictReader(open(out / "table1_amod.csv"))}
+    assert list(rows) == ["MPC", "Bi-level-unchanged", "End-to-end RL", "Bi-level-learned"]
+    mpc = float(rows["MPC"]["reward_mean"])
+    assert all(float(r["reward_mean"]) <= mpc + 1e-6 for r in rows.values())
+    assert float(rows["Bi-level-learned"]["decision_ms_mean"]) < float(rows["MPC"]["decision_ms_mean"])
+    md = (out / "table1_amod.md").read_text()
+    assert "evaluation episodes per method, seeds 10000–10001" in md and "1000–9999" in md
+    assert (out / "table1_amod.png").exists()
+    work = tmp_path / "work" / "synthetic-tiny-s0-T4-dt3"
+    for f in ("demos.npz", "held_out.npz", "theta.yaml", "imitation.md",
+              "rl/bi_level_learned/model.zip", "rl/end_to_end_rl/learning_curve.png"):
+        assert (work / f).exists(), f
+    assert "results folder" in capsys.readouterr().out

@@ -59,10 +59,14 @@ def cmd_fit(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from offline.amod.demos import load_demos
     from offline.amod.pipeline import ensure_policy, method_dir
     out = args.out or Path("results/amod") / spec_from_args(args).key / "rl" / method_dir(args.method)
+    if args.method == "Bi-level-learned" and args.theta is None:
+        raise ValueError("Bi-level-learned needs --theta (a fitted θ file)")
+    bc = load_demos(args.bc_demos) if args.bc_demos else None
     ensure_policy(spec_from_args(args), args.method, out, args.theta, steps=args.steps, algo=args.algo,
-                  seed=args.seed, log=_log, force=True)
+                  seed=args.seed, log=_log, force=True, bc_demos=bc, bc_steps=args.bc_steps, network=args.network)
     return 0
 
 
@@ -112,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--algo", default="ppo", choices=("ppo", "sac"))
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", type=Path, default=None, help="run folder (default results/amod/<scenario>/rl/<method>)")
+    s.add_argument("--bc-demos", type=Path, default=None,
+                   help="MPC demonstrations (.npz) to warm-start the policy by behaviour cloning (default: none)")
+    s.add_argument("--bc-steps", type=int, default=3000, help="behaviour-cloning Adam steps (default 3000)")
+    s.add_argument("--network", default="itemwise", choices=("itemwise", "mlp"),
+                   help="policy network: shared over regions/pairs (default) or SB3's MLP")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("bench", help="scale benchmark: loader, MPC, lower level, RL step per step")

@@ -80,7 +80,9 @@ def run_bench(args, log) -> dict:
         env_steps.append(time.perf_counter() - t0)
         if done:
             env.reset()
+    import torch
     from stable_baselines3 import PPO
+    torch.set_num_threads(1)
     model = PPO("MlpPolicy", env, policy_kwargs=dict(net_arch=[128, 128]), device="cpu", n_steps=64, batch_size=64)
     obs = observation(env.sim, env.sim.state())
     fwd = []

@@ -20,10 +20,13 @@ AmodEndToEndEnv — end-to-end RL:
         flows to the idle vehicles (passengers first) and rounds them, as an end-to-end policy
         must live with.
 
-Observation (both, float32, 10·N + 1): per region, scaled by the mean fleet per region m = fleet/N:
-    idle vehicles q_t (N) | vehicles arriving at t+1 … t+4 (4N) | requests leaving / entering the
-    region this step (2N) | expected requests leaving at t+1 … t+3 (3N, the scenario's rates: a
-    forecast, not the realised future) | t / T (1).
+Observation (float32), region by region, scaled by the mean fleet per region m = fleet/N: for
+each region its idle vehicles q_t, vehicles arriving at t+1 … t+4, requests leaving and entering
+it this step, expected requests leaving it at t+1 … t+3 (the scenario's rates: a forecast, not the
+realised future) — 10 numbers — then t/T: 10·N + 1 numbers (`observation`). The end-to-end env
+sees the same per ordered pair (i, j), with the pair's own numbers (requests, travel time, margin,
+empty-trip cost): 25·N² + 1 (`pair_observation`). Both are laid out item by item so that a network
+shared over regions (pairs) can read them (offline.amod.policy_net.ItemwisePolicy).
 Reward: the simulator's step reward ($) times reward_scale (default 1 / the expected revenue of
 one step at full service, so returns are O(T)); info has the unscaled reward, served, requests,
 revenue, costs, clipped vehicles (and for the bi-level env whether the lower level solved and its
@@ -41,17 +44,21 @@ import numpy as np
 from offline.amod.scenario import AmodScenario
 from offline.amod.sim import AmodSim, AmodState
 
-__all__ = ["AmodBiLevelEnv", "AmodEndToEndEnv", "observation", "subgoal_from_action", "e2e_flows",
-           "ARRIVAL_STEPS", "FORECAST_STEPS", "LOGIT_SCALE"]
+__all__ = ["AmodBiLevelEnv", "AmodEndToEndEnv", "observation", "pair_observation", "region_features",
+           "subgoal_from_action", "e2e_flows", "e2e_action_index", "ARRIVAL_STEPS", "FORECAST_STEPS",
+           "REGION_FEATURES", "PAIR_FEATURES", "LOGIT_SCALE"]
 
 ARRIVAL_STEPS = 4
 FORECAST_STEPS = 3
+#: features per region in the observation, and per ordered pair in the end-to-end one
+REGION_FEATURES = 1 + ARRIVAL_STEPS + 2 + FORECAST_STEPS
+PAIR_FEATURES = 2 * REGION_FEATURES + 5
 #: κ of softmax(κ·a): the upper level can ask for region shares up to e^{2κ} ≈ 400× apart
 LOGIT_SCALE = 3.0
 
 
-def observation(sim: AmodSim, state: AmodState) -> np.ndarray:
-    """The observation vector of `state` (module docstring), float32 (10·N + 1,)."""
+def region_features(sim: AmodSim, state: AmodState) -> np.ndarray:
+    """(N, REGION_FEATURES) per-region features of `state` (module docstring), scaled by m = fleet/N."""
     N, T = sim.N, sim.T
     m = sim.sc.fleet / N
     arr = np.zeros((ARRIVAL_STEPS, N))
@@ -63,9 +70,44 @@ def observation(sim: AmodSim, state: AmodState) -> np.ndarray:
     for k in range(FORECAST_STEPS):
         if state.t + 1 + k < T:
             fc[k] = np.bincount(sim.od[:, 0], weights=sim.rate[state.t + 1 + k], minlength=N)
-    obs = np.concatenate([state.idle / m, arr.ravel() / m, out_now / m, in_now / m, fc.ravel() / m,
-                          [state.t / T]])
-    return obs.astype(np.float32)
+    return np.column_stack([state.idle, arr.T, out_now, in_now, fc.T]) / m
+
+
+def observation(sim: AmodSim, state: AmodState) -> np.ndarray:
+    """The bi-level observation of `state`: region features (N, 10) row by row, then t/T; float32 (10·N + 1,)."""
+    return np.r_[region_features(sim, state).ravel(), state.t / sim.T].astype(np.float32)
+
+
+def pair_observation(sim: AmodSim, state: AmodState) -> np.ndarray:
+    """The end-to-end observation: for every ordered pair (i, j), i-major, PAIR_FEATURES numbers —
+    the region features of i and of j, this step's requests i → j and the next step's expected
+    ones (per m/N), trip steps / max travel, margin and empty-trip cost (per mean price) — then t/T."""
+    N = sim.N
+    R = region_features(sim, state)
+    scale_req = sim.sc.fleet / N / N
+    req = np.zeros((N, N))
+    req[sim.od[:, 0], sim.od[:, 1]] = state.requests
+    nxt = np.zeros((N, N))
+    if state.t + 1 < sim.T:
+        nxt[sim.od[:, 0], sim.od[:, 1]] = sim.rate[state.t + 1]
+    p_scale = float(sim.price.mean()) or 1.0
+    t = min(state.t, sim.T - 1)
+    margin = np.zeros((N, N))
+    margin[sim.od[:, 0], sim.od[:, 1]] = sim.price[t] - sim.pax_cost
+    reb = np.zeros((N, N))
+    reb[sim.edges[:, 0], sim.edges[:, 1]] = sim.reb_cost
+    steps = np.maximum(sim.sc.pax_time, sim.sc.reb_time) / sim.H
+    pair = np.concatenate([np.repeat(R[:, None, :], N, 1), np.repeat(R[None, :, :], N, 0),
+                           np.stack([req / scale_req, nxt / scale_req, steps, margin / p_scale, reb / p_scale], -1)],
+                          axis=-1)
+    return np.r_[pair.reshape(-1), state.t / sim.T].astype(np.float32)
+
+
+def e2e_action_index(sim: AmodSim) -> np.ndarray:
+    """Where each entry of the end-to-end action [f (E); g (P)] sits among 2 logits per ordered pair
+    (i-major; channel 0 rebalancing, 1 passengers): for offline.amod.policy_net.ItemwisePolicy."""
+    N = sim.N
+    return np.r_[2 * (sim.edges[:, 0] * N + sim.edges[:, 1]), 2 * (sim.od[:, 0] * N + sim.od[:, 1]) + 1]
 
 
 def subgoal_from_action(action, idle_total: float, logit_scale: float = LOGIT_SCALE) -> np.ndarray:
@@ -85,6 +127,10 @@ def e2e_flows(sim: AmodSim, state: AmodState, action) -> tuple[np.ndarray, np.nd
 
 class _AmodEnvBase(gym.Env):
     metadata = {"render_modes": []}
+    pairwise = False      # observation per ordered pair (end-to-end) instead of per region
+
+    def _obs(self, state: AmodState) -> np.ndarray:
+        return pair_observation(self.sim, state) if self.pairwise else observation(self.sim, state)
 
     def __init__(self, scenario: AmodScenario, seeds: Sequence[int], reward_scale: float | None = None) -> None:
         super().__init__()
@@ -93,7 +139,8 @@ class _AmodEnvBase(gym.Env):
         if self.seeds.size == 0:
             raise ValueError("the environment needs at least one demand seed")
         N = self.sim.N
-        self.observation_space = gym.spaces.Box(0.0, np.inf, shape=(10 * N + 1,), dtype=np.float32)
+        dim = (PAIR_FEATURES * N * N if self.pairwise else REGION_FEATURES * N) + 1
+        self.observation_space = gym.spaces.Box(0.0, np.inf, shape=(dim,), dtype=np.float32)
         if reward_scale is None:
             step_revenue = float((self.sim.rate * (self.sim.price - self.sim.pax_cost[None])).sum() / self.sim.T)
             reward_scale = 1.0 / max(step_revenue, 1e-9)
@@ -108,7 +155,7 @@ class _AmodEnvBase(gym.Env):
             ep = int(self.np_random.choice(self.seeds))
         self.episode_seed = ep
         state = self.sim.reset(ep)
-        return observation(self.sim, state), {"episode_seed": ep}
+        return self._obs(state), {"episode_seed": ep}
 
     def _flows(self, state: AmodState, action) -> tuple[np.ndarray, np.ndarray, dict]:
         raise NotImplementedError
@@ -118,7 +165,7 @@ class _AmodEnvBase(gym.Env):
         f, g, info = self._flows(state, action)
         res = self.sim.step(f, g)
         done = self.sim.done
-        obs = observation(self.sim, self.sim.state()) if not done else np.zeros(self.observation_space.shape, np.float32)
+        obs = self._obs(self.sim.state()) if not done else np.zeros(self.observation_space.shape, np.float32)
         info.update(reward=res.reward, served=res.served, requests=res.requests, revenue=res.revenue,
                     pax_cost=res.pax_cost, reb_cost=res.reb_cost, clipped=res.clipped)
         return obs, res.reward * self.reward_scale, done, False, info
@@ -146,6 +193,7 @@ class AmodBiLevelEnv(_AmodEnvBase):
 
 class AmodEndToEndEnv(_AmodEnvBase):
     """End-to-end RL: the action is the flows themselves (module docstring)."""
+    pairwise = True
 
     def __init__(self, scenario: AmodScenario, seeds: Sequence[int], reward_scale: float | None = None) -> None:
         super().__init__(scenario, seeds, reward_scale)

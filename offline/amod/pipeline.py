@@ -109,14 +109,18 @@ def ensure_imitation(spec: ScenarioSpec, held: Demos, theta_path: Path, out: Pat
 
 
 def ensure_policy(spec: ScenarioSpec, method: str, out: Path, theta_path: Path | None, *, steps: int,
-                  algo: str, seed: int, log, force: bool = False):
-    """The trained SB3 model of `method` (reused if trained with the same scenario, θ, budget and seed)."""
+                  algo: str, seed: int, log, force: bool = False, bc_demos: Demos | None = None,
+                  bc_steps: int = 3000, network: str = "itemwise"):
+    """The trained SB3 model of `method` (reused if trained with the same scenario, θ, demonstrations,
+    budget and seed); bc_demos warm-starts it by behaviour cloning (offline.amod.bc)."""
     from offline import rl
     from offline.amod.train import KINDS, TrainSpec, train_policy
 
     learned = KINDS[method][1]
     meta = {"method": method, "spec": spec.to_dict(), "steps": steps, "algo": algo, "seed": seed,
-            "theta_sha256": sha256(theta_path) if learned else None}
+            "theta_sha256": sha256(theta_path) if learned else None, "network": network,
+            "bc_demos_sha256": bc_demos.meta.get("sha256") if bc_demos is not None and bc_steps > 0 else None,
+            "bc_steps": bc_steps if bc_demos is not None else 0}
     meta_path = out / "amod_policy.json"
     if not force and (out / "model.zip").exists() and meta_path.exists():
         old = json.loads(meta_path.read_text())
@@ -124,9 +128,10 @@ def ensure_policy(spec: ScenarioSpec, method: str, out: Path, theta_path: Path |
             info = json.loads((out / "train.json").read_text()) if (out / "train.json").exists() else {}
             log(f"[amod] reusing {method} policy {out}/model.zip ({info.get('env_steps', '?')} steps)")
             return rl.load_model(out / "model.zip", algo), info
-    log(f"[amod] training {method}: {algo.upper()}, {steps} env steps → {out}/ (tensorboard --logdir {out}/tb)")
-    res = train_policy(method, spec, out, TrainSpec(steps=steps, algo=algo, seed=seed),
-                       theta_path=str(theta_path) if learned else None)
+    warm = f"behaviour cloning of {len(bc_demos)} MPC samples, then " if bc_demos is not None and bc_steps > 0 else ""
+    log(f"[amod] training {method}: {warm}{algo.upper()}, {steps} env steps → {out}/ (tensorboard --logdir {out}/tb)")
+    res = train_policy(method, spec, out, TrainSpec(steps=steps, algo=algo, seed=seed, network=network),
+                       theta_path=str(theta_path) if learned else None, bc_demos=bc_demos, bc_steps=bc_steps)
     log(f"[amod]   {res.report()}")
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
     info = json.loads((out / "train.json").read_text())

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from offline.amod.envs import LOGIT_SCALE, e2e_flows, observation, subgoal_from_action
+from offline.amod.envs import LOGIT_SCALE, e2e_flows, observation, pair_observation, subgoal_from_action
 from offline.amod.sim import AmodSim, AmodState
 
 __all__ = ["MpcPolicy", "BiLevelPolicy", "EndToEndPolicy", "SubgoalPolicy", "EpisodeResult", "run_episode"]
@@ -29,10 +29,16 @@ class MpcPolicy:
         return d.f, d.g
 
 
+def _one_thread() -> None:
+    import torch
+    torch.set_num_threads(1)   # one small network per decision: threads only add contention
+
+
 class BiLevelPolicy:
     """Upper level (an SB3 model of AmodBiLevelEnv) → q̂ → lower level (Eq25Fop, θ = 0 or fitted)."""
 
     def __init__(self, sim: AmodSim, model, lower, logit_scale: float = LOGIT_SCALE) -> None:
+        _one_thread()
         self.sim, self.model, self.lower, self.logit_scale = sim, model, lower, logit_scale
         self.last_subgoal = None
 
@@ -58,10 +64,11 @@ class EndToEndPolicy:
     """End-to-end RL: the SB3 model of AmodEndToEndEnv outputs the flows."""
 
     def __init__(self, sim: AmodSim, model) -> None:
+        _one_thread()
         self.sim, self.model = sim, model
 
     def decide(self, state: AmodState):
-        a, _ = self.model.predict(observation(self.sim, state), deterministic=True)
+        a, _ = self.model.predict(pair_observation(self.sim, state), deterministic=True)
         return e2e_flows(self.sim, state, a)
 
 

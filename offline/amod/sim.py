@@ -28,7 +28,7 @@ import numpy as np
 
 from offline.amod.scenario import AmodScenario
 
-__all__ = ["AmodSim", "AmodState", "StepResult", "round_flows"]
+__all__ = ["AmodSim", "AmodState", "StepResult", "round_flows", "round_flows_grouped"]
 
 
 @dataclass
@@ -85,6 +85,30 @@ def round_flows(x: np.ndarray, cap: np.ndarray, total_cap: float) -> np.ndarray:
     return y
 
 
+def round_flows_grouped(x: np.ndarray, cap: np.ndarray, group: np.ndarray, total_cap: np.ndarray) -> np.ndarray:
+    """round_flows within every group g (entries with group == g, total_cap[g]) at once, vectorised."""
+    x = np.maximum(x, 0.0)
+    G = total_cap.shape[0]
+    y = np.minimum(np.floor(x + 1e-7), np.floor(cap + 1e-9))
+    want = np.minimum(np.round(np.bincount(group, x, G)), np.floor(total_cap + 1e-9))
+    extra = want - np.bincount(group, y, G)
+    if np.any(extra < 0):                      # rare (Σx above the cap by rounding): the exact loop
+        for g in np.flatnonzero(extra < 0):
+            k = group == g
+            y[k] = round_flows(x[k], cap[k], total_cap[g])
+        extra = np.maximum(extra, 0)
+    if np.any(extra > 0):
+        ok = y + 1 <= cap + 1e-9
+        rem = np.where(ok, x - y, -np.inf)
+        order = np.lexsort((-rem, group))       # by group, then largest remainder first
+        g_sorted = group[order]
+        start = np.searchsorted(g_sorted, np.arange(G))
+        rank = np.arange(len(order)) - start[g_sorted]
+        pick = order[(rank < extra[g_sorted]) & np.isfinite(rem[order])]
+        y[pick] += 1
+    return y
+
+
 class AmodSim:
     """The fleet simulator of one scenario (module docstring). Not a gym env; see offline.amod.envs."""
 
@@ -102,9 +126,6 @@ class AmodSim:
         self.price = scenario.price[:, self.od[:, 0], self.od[:, 1]]            # (T, P)
         self.pax_cost = scenario.pax_cost[self.od[:, 0], self.od[:, 1]]          # (P,) $ per trip
         self.reb_cost = scenario.reb_cost[self.edges[:, 0], self.edges[:, 1]]    # (E,) $ per empty trip
-        # per-origin index lists, for clipping and rounding
-        self._g_of = [np.flatnonzero(self.od[:, 0] == i) for i in range(self.N)]
-        self._f_of = [np.flatnonzero(self.edges[:, 0] == i) for i in range(self.N)]
         self.t = 0
         self.idle = np.zeros(self.N)
         self.transit = np.zeros((self.H + 1, self.N))   # transit[h]: arriving at t + h (h ≥ 1)
@@ -157,23 +178,19 @@ class AmodSim:
         g = np.nan_to_num(np.asarray(g, float).reshape(self.P), nan=0.0, posinf=0.0, neginf=0.0)
         f0, g0 = np.maximum(f, 0.0), np.maximum(g, 0.0)
         req = self.demand[self.t]
+        N, go, fo = self.N, self.od[:, 0], self.edges[:, 0]
         g1 = np.minimum(g0, req)
-        f1 = f0.copy()
-        for i in range(self.N):
-            gi, fi = self._g_of[i], self._f_of[i]
-            avail = self.idle[i]
-            sg = g1[gi].sum()
-            if sg > avail:
-                g1[gi] *= avail / sg
-                sg = avail
-            sf = f1[fi].sum()
-            if sg + sf > avail:
-                f1[fi] *= max(avail - sg, 0.0) / sf
+        avail = self.idle
+        sg = np.bincount(go, g1, N)
+        g1 *= np.where(sg > avail, avail / np.maximum(sg, 1e-300), 1.0)[go]      # passengers first
+        sg = np.minimum(sg, avail)
+        sf = np.bincount(fo, f0, N)
+        room = np.maximum(avail - sg, 0.0)
+        f1 = f0 * np.where(sg + sf > avail, room / np.maximum(sf, 1e-300), 1.0)[fo]
         clipped = float((f0 - f1).sum() + (g0 - g1).sum())
-        for i in range(self.N):   # whole vehicles: passengers first, then rebalancing with what is left
-            gi, fi = self._g_of[i], self._f_of[i]
-            g1[gi] = round_flows(g1[gi], req[gi], self.idle[i])
-            f1[fi] = round_flows(f1[fi], np.full(fi.size, np.inf), self.idle[i] - g1[gi].sum())
+        # whole vehicles: passengers first, then rebalancing with what is left
+        g1 = round_flows_grouped(g1, req, go, avail)
+        f1 = round_flows_grouped(f1, np.full(self.E, np.inf), fo, avail - np.bincount(go, g1, N))
         return f1, g1, clipped
 
     def step(self, f, g) -> StepResult:

@@ -52,6 +52,11 @@ class AmodTable1:
                        help="env steps of each RL training run (default 200000; ~0.5–1 h each on 2 cores)")
         p.add_argument("--rl-algo", default="ppo", choices=("ppo", "sac"), help="SB3 algorithm (default ppo)")
         p.add_argument("--rl-seed", type=int, default=0, help="seed of the RL training runs")
+        p.add_argument("--bc-steps", type=int, default=3000,
+                       help="behaviour-cloning warm start of every RL policy from the MPC demonstrations "
+                            "(Adam steps; 0: RL from scratch)")
+        p.add_argument("--network", default="itemwise", choices=("itemwise", "mlp"),
+                       help="RL policy network: shared over regions/pairs (default) or SB3's MLP")
 
     # ---------------------------------------------------------------- preparation
     def prepare(self, args, work_dir, log) -> Prepared:
@@ -79,9 +84,11 @@ class AmodTable1:
                 continue
             out = root / "rl" / pipeline.method_dir(method)
             model, info = pipeline.ensure_policy(spec, method, out, theta_path, steps=args.rl_steps,
-                                                 algo=args.rl_algo, seed=args.rl_seed, log=log)
+                                                 algo=args.rl_algo, seed=args.rl_seed, log=log, bc_demos=demos,
+                                                 bc_steps=args.bc_steps, network=args.network)
             st.models[method] = model
-            notes.append(f"{method}: {args.rl_algo.upper()} {info.get('env_steps', '?')} env steps in "
+            warm = f"BC warm start ({args.bc_steps} steps on {len(demos)} MPC samples) + " if args.bc_steps else ""
+            notes.append(f"{method}: {warm}{args.rl_algo.upper()} {info.get('env_steps', '?')} env steps in "
                          f"{info.get('wall_s', float('nan')):.0f} s ({info.get('train_steps_per_s', float('nan')):.0f} "
                          f"steps/s), {out}/model.zip")
         notes.append(f"imitation of MPC on held-out states: {imitation_md}")
