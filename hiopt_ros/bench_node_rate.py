@@ -11,9 +11,10 @@ built before the clock starts, so the replay allocates nothing while it runs. Ea
 publication time is the controller's own clock (DDS source timestamp), so this process' scheduling
 does not enter the numbers. Reported per rate, over ``--duration-s`` after a warm-up:
 
-* achieved rate: commands / time between the first and the last;
+* achieved rate: commands / window;
 * period jitter: |period − 1/rate| at p50 and p99;
-* missed periods: Σ_gaps (round(gap · rate) − 1), as a count and as a share of the periods due;
+* missed periods: periods in the window − commands (one command per timer callback; a late timer
+  skips the periods it missed), as a count and as a share of the periods due;
 * the FOP's solve time (its own /hiopt/solve_time_us) p50/p99;
 * the controller process' CPU use: share of one core, and CPU time per command (what one cycle,
   executor included, costs when the process has the CPU; 1e6 / rate µs is the budget).
@@ -55,20 +56,33 @@ class RateResult:
     cpu_per_cycle_us: float     # its CPU time per command: what a cycle costs when it gets the CPU
 
 
-def period_stats(stamps_s: np.ndarray, rate_hz: float) -> tuple[float, float, float, int, float]:
+def period_stats(stamps_s: np.ndarray, rate_hz: float,
+                 window_s: tuple[float, float] | None = None) -> tuple[float, float, float, int, float]:
     """(achieved rate, jitter p50 [µs], jitter p99 [µs], missed periods, missed share [%]) of
-    command publication times (seconds, the publisher's clock, in order)."""
+    command publication times (seconds, the publisher's clock).
+
+    The periods due are the window's length in periods (`window_s` = (from, to); default: from the
+    first to the last command, plus one); missed = due − commands, since the controller publishes
+    exactly one command per timer callback and a timer that fires more than a period late skips the
+    periods it missed. Jitter is |gap − 1/rate| over consecutive commands.
+    """
     stamps_s = np.sort(np.asarray(stamps_s, float))
-    if stamps_s.size < 3:
-        return float("nan"), float("nan"), float("nan"), 0, float("nan")
-    gaps = np.diff(stamps_s)
     nominal = 1.0 / rate_hz
+    if window_s is not None:
+        due = int(round((window_s[1] - window_s[0]) / nominal))
+    elif stamps_s.size:
+        due = int(round((stamps_s[-1] - stamps_s[0]) / nominal)) + 1
+    else:
+        due = 0
+    missed = max(due - int(stamps_s.size), 0)
+    missed_pct = 100.0 * missed / due if due else float("nan")
+    if stamps_s.size < 3:
+        return float("nan"), float("nan"), float("nan"), missed, missed_pct
+    gaps = np.diff(stamps_s)
     jitter_us = np.abs(gaps - nominal) * 1e6
-    missed = int(np.sum(np.maximum(np.rint(gaps / nominal) - 1, 0)))
-    achieved = (stamps_s.size - 1) / (stamps_s[-1] - stamps_s[0])
-    due = gaps.size + missed
-    return (float(achieved), float(np.percentile(jitter_us, 50)), float(np.percentile(jitter_us, 99)), missed,
-            100.0 * missed / due)
+    span = window_s[1] - window_s[0] if window_s is not None else stamps_s[-1] - stamps_s[0] + nominal
+    return (float(stamps_s.size / span), float(np.percentile(jitter_us, 50)), float(np.percentile(jitter_us, 99)),
+            missed, missed_pct)
 
 
 def recorded_inputs(bag: str | None, params: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -137,7 +151,7 @@ def run_rate(rate_hz: float, duration_s: float, params: Path, domain_id: int, lo
         all_stamps = np.asarray(counters["stamps"])
         stamps = all_stamps[(all_stamps >= window_from) & (all_stamps < window_to)]
         solve = np.asarray(counters["solve"][n_solve_before:])
-    achieved, j50, j99, missed, missed_pct = period_stats(stamps, rate_hz)
+    achieved, j50, j99, missed, missed_pct = period_stats(stamps, rate_hz, (window_from, window_to))
     return RateResult(rate_hz, int(stamps.size), achieved, j50, j99, missed, missed_pct,
                       float(np.percentile(solve, 50)) if solve.size else float("nan"),
                       float(np.percentile(solve, 99)) if solve.size else float("nan"),

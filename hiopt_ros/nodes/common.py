@@ -278,7 +278,7 @@ class CommandPublisher:
         self.publisher.publish(self.msg)
         self.node.count(TOPIC_CMD_VEL)
 
-    def stop_and_flush(self, timeout_s: float = 1.0) -> None:
+    def stop_and_flush(self, timeout_s: float) -> None:
         """Publish the stop command and wait (bounded) until every subscriber acknowledged every command."""
         from rclpy.duration import Duration
 
@@ -347,15 +347,15 @@ class ManagedNode(LifecycleNode):
         return super().on_activate(state)
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
-        self.finish()
+        self.finish(FLUSH_ON_DEACTIVATE_S)
         return super().on_deactivate(state)
 
-    def finish(self) -> None:
+    def finish(self, flush_timeout_s: float) -> None:
         """Stop acting: :meth:`on_deactivating` while still active, then the final report (active:
         False, the final published counts) on /diagnostics. Deactivation and shutdown both end here."""
         try:
             if self.active:
-                self.on_deactivating()
+                self.on_deactivating(flush_timeout_s)
             self.active = False
             self.on_diagnostics()
         except Exception:  # the context is already gone (shutdown)
@@ -389,16 +389,16 @@ class ManagedNode(LifecycleNode):
     def on_activated(self) -> None:
         """Hook: the node has just become active."""
 
-    def on_deactivating(self) -> None:
+    def on_deactivating(self, flush_timeout_s: float) -> None:
         """The node is about to stop acting (still active while this runs): a driver publishes a
-        last stop, and every recorded publisher waits (bounded) until every subscriber acknowledged
-        every message (then :meth:`finish` sends the final report)."""
+        last stop, and every recorded publisher waits (at most `flush_timeout_s`) until every
+        subscriber acknowledged every message (then :meth:`finish` sends the final report)."""
         from rclpy.duration import Duration
 
         if self.cmd is not None:
-            self.cmd.stop_and_flush()
+            self.cmd.stop_and_flush(flush_timeout_s)
         for publisher in self.recorded_publishers:
-            publisher.wait_for_all_acked(Duration(seconds=1.0))
+            publisher.wait_for_all_acked(Duration(seconds=flush_timeout_s))
 
     def on_diagnostics(self) -> None:
         """Publish the node's status on /diagnostics (nodes override)."""
@@ -516,6 +516,8 @@ def declare_autostart(p: Params) -> bool:
 # main()
 
 SPIN_TIMEOUT_S = 0.1   # longest a node waits in rcl before it looks at a pending SIGINT/SIGTERM
+FLUSH_ON_DEACTIVATE_S = 1.0   # deactivation: wait this long at most for every subscriber to acknowledge
+FLUSH_ON_SHUTDOWN_S = 0.2     # SIGINT/SIGTERM: the same, shorter (Ctrl-C must end a node within 2 s)
 
 
 class StopSignal:
@@ -583,7 +585,9 @@ def run_node(factory: Callable[[], Any], args: list[str] | None = None) -> int:
         if node is not None:
             try:
                 if hasattr(node, "finish"):
-                    node.finish()   # e.g. the controller's last stop command and final counts
+                    # the controller's last stop and final counts; a short wait for acknowledgements,
+                    # as a subscriber that died (e.g. the sim) never acknowledges
+                    node.finish(FLUSH_ON_SHUTDOWN_S)
                 if hasattr(node, "shutdown"):
                     node.shutdown()
             finally:
