@@ -31,7 +31,7 @@ class FakeCase:
 
     def run_episode(self, prepared, method, seed):
         self.calls.append((method, seed))
-        base = {"MPC": 100.0, "Bi-level-unchanged": 90.0, "Bi-level-learned": 98.0}[method]
+        base = {"MPC": 100.0, "Bi-level-unchanged": 90.0, "Bi-level-learned": 98.0, "Oracle": 99.0}[method]
         return Episode(reward=base + seed % 3, served_demand=base / 10, decision_times_s=[0.001 * (1 + seed % 2)] * 4)
 
 
@@ -71,6 +71,10 @@ def test_table1_methods_subset_keeps_the_case_order(tmp_path):
     case = FakeCase()
     table1.run(_args(tmp_path, methods="Bi-level-learned,MPC", episodes=1), case=case)
     assert [m for m, _ in case.calls] == ["MPC", "Bi-level-learned"]
+    case = FakeCase()
+    case.optional_methods = ("Oracle",)
+    table1.run(_args(tmp_path, methods="all", episodes=1, out=tmp_path / "o2"), case=case)
+    assert [m for m, _ in case.calls] == list(FakeCase.methods) + ["Oracle"]
     with pytest.raises(SystemExit, match="unknown"):
         table1.run(_args(tmp_path, methods="Oracle"), case=FakeCase())
 

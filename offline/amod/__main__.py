@@ -54,7 +54,8 @@ def cmd_fit(args) -> int:
     if overlap:
         raise ValueError(f"held-out demonstrations share seeds {sorted(overlap)[:5]} with the training ones")
     ensure_theta(spec, demos, held, args.out, K=args.K, rho=args.rho, time_limit_s=args.time_limit,
-                 log=_log, l=args.l, method=args.method, force=True)
+                 log=_log, l=args.l, method=args.method, force=True, fit_episodes=args.episodes,
+                 restarts=args.restarts)
     return 0
 
 
@@ -106,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rho", type=float, default=1e-2)
     s.add_argument("--method", default="alternating", choices=("alternating", "global", "auto"))
     s.add_argument("--time-limit", type=float, default=900.0, help="seconds")
+    s.add_argument("--episodes", type=int, default=None, help="fit on the first N demonstration episodes (default: all)")
+    s.add_argument("--restarts", type=int, default=2, help="random starts of the alternating method (default 2)")
     s.set_defaults(func=cmd_fit)
 
     s = sub.add_parser("train", help="train one method's RL policy")

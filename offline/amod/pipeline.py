@@ -48,13 +48,18 @@ def ensure_demos(spec: ScenarioSpec, path: Path, seed0: int, episodes: int, log)
 
 
 def ensure_theta(spec: ScenarioSpec, demos: Demos, held: Demos, path: Path, *, K: int, rho: float,
-                 time_limit_s: float, log, l: float | None = None, method: str = "alternating", force: bool = False):
-    """Fit θ on `demos`, validate it on `held`, write it with provenance (reused if made from the same data)."""
+                 time_limit_s: float, log, l: float | None = None, method: str = "alternating", force: bool = False,
+                 fit_episodes: int | None = None, restarts: int = 2):
+    """Fit θ on `demos` (its first fit_episodes episodes; None: all), validate it on `held`, write it
+    with provenance (reused if made from the same data and settings)."""
     from hiopt_ros.control.theta import load_theta, save_theta
     from offline.amod.fit import FIT_L, fit_theta, imitation
 
     l = FIT_L if l is None else l
-    want = {"demos_sha256": demos.meta.get("sha256"), "K": K, "rho": rho, "fit_l": l, "method": method}
+    n_ep = int(demos.episode.max()) + 1
+    fit_episodes = n_ep if fit_episodes is None else min(int(fit_episodes), n_ep)
+    want = {"demos_sha256": demos.meta.get("sha256"), "K": K, "rho": rho, "fit_l": l, "method": method,
+            "fit_episodes": fit_episodes}
     if path.exists() and not force:
         try:
             th = load_theta(path)
@@ -64,18 +69,20 @@ def ensure_theta(spec: ScenarioSpec, demos: Demos, held: Demos, path: Path, *, K
         except ValueError:
             pass
     sim = AmodSim(spec.build())
-    log(f"[amod] inverse fit (Problem 11): {len(demos)} samples, K={K}, l={l:g}, ρ={rho:g}, {method}, "
-        f"time limit {time_limit_s:g} s")
+    seeds = demos.meta.get("seeds") or []
+    demos = demos.subset(demos.episode < fit_episodes)
+    log(f"[amod] inverse fit (Problem 11): {len(demos)} samples ({fit_episodes} episodes), K={K}, l={l:g}, "
+        f"ρ={rho:g}, {method}, time limit {time_limit_s:g} s")
     t0 = time.perf_counter()
     theta, fit = fit_theta(sim, demos, K=K, l=l, rho=rho, method=method, time_limit_s=time_limit_s,
-                           progress=sys.stderr.isatty())
+                           progress=sys.stderr.isatty(), restarts=restarts, subsample=0)
     fit_s = time.perf_counter() - t0
     base, learned = imitation(sim, held), imitation(sim, held, theta)
     log(f"[amod]   fit {fit.status} in {fit_s:.0f} s; gaps mean {fit.gaps.mean():.3g} max {fit.gaps.max():.3g}")
     log(f"[amod]   held-out ({len(held)} states): reb. flow cosine θ=0 {base['f']['cosine']:.3f} → θ̂ "
         f"{learned['f']['cosine']:.3f}; Manhattan {base['f']['l1']:.2f} → {learned['f']['l1']:.2f}")
     theta.provenance = dict(want, command=" ".join(sys.argv), scenario=spec.to_dict(),
-                            demos=str(demos.meta.get("file")), demo_seeds=demos.meta.get("seeds"),
+                            demos=str(demos.meta.get("file")), demo_seeds=seeds[:fit_episodes],
                             held_out=str(held.meta.get("file")), held_out_seeds=held.meta.get("seeds"),
                             samples=len(demos), status=fit.status, objective=fit.objective,
                             solve_time_s=fit_s, gaps_mean=float(fit.gaps.mean()), gaps_max=float(fit.gaps.max()),

@@ -18,11 +18,11 @@ __all__ = ["MpcPolicy", "BiLevelPolicy", "EndToEndPolicy", "SubgoalPolicy", "Epi
 
 
 class MpcPolicy:
-    """The perfect-knowledge MPC (offline.amod.mpc) applying its first step."""
+    """The MPC (offline.amod.mpc; perfect knowledge by default) applying its first step."""
 
-    def __init__(self, sim: AmodSim) -> None:
+    def __init__(self, sim: AmodSim, knowledge: str = "perfect") -> None:
         from offline.amod.mpc import AmodMpc
-        self.sim, self.mpc = sim, AmodMpc(sim)
+        self.sim, self.mpc = sim, AmodMpc(sim, knowledge=knowledge)
 
     def decide(self, state: AmodState):
         d = self.mpc.decide(state)

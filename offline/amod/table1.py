@@ -34,15 +34,26 @@ class _State:
     policies: dict = field(default_factory=dict)
 
 
+#: diagnostic rows (--methods ...): the lower level alone, given MPC's own subgoal at every step
+#: (its implied q̂ = q − A(f + g)): what each lower level makes of ideal subgoals, without RL
+ORACLE_UNCHANGED = "Unchanged FOP + MPC subgoals"
+ORACLE_LEARNED = "Learned FOP + MPC subgoals"
+#: and a non-clairvoyant full-horizon optimiser (future requests replaced by their rates)
+CE_MPC = "MPC with expected demand"
+
+
 class AmodTable1:
     name = "amod"
     title = "Table 1 (left): AMoD vehicle rebalancing"
     methods = METHODS
+    optional_methods = (CE_MPC, ORACLE_UNCHANGED, ORACLE_LEARNED)
 
     def add_arguments(self, p) -> None:
         add_scenario_arguments(p)
         p.add_argument("--demo-episodes", type=int, default=20, help="MPC demonstration episodes for the fit (default 20)")
         p.add_argument("--held-out-episodes", type=int, default=5, help="MPC episodes to validate θ on (default 5)")
+        p.add_argument("--fit-episodes", type=int, default=None,
+                       help="fit θ on the first N demonstration episodes (default: all of them)")
         p.add_argument("--K", type=int, default=2, help="ReLU terms of the learned lower level (default 2)")
         p.add_argument("--rho", type=float, default=1e-2, help="ρ of Problem 11 (default 1e-2)")
         p.add_argument("--fit-time-limit", type=float, default=900.0, help="inverse fit time limit, s (default 900)")
@@ -72,15 +83,19 @@ class AmodTable1:
         theta_path = args.theta or root / "theta.yaml"
         if args.theta is None:
             pipeline.ensure_theta(spec, demos, held, theta_path, K=args.K, rho=args.rho,
-                                  time_limit_s=args.fit_time_limit, log=log)
+                                  time_limit_s=args.fit_time_limit, log=log, fit_episodes=args.fit_episodes)
         imitation_md = pipeline.ensure_imitation(spec, held, theta_path, root / "imitation.md", log)
         st = _State(spec=spec, theta_path=Path(theta_path))
+        from hiopt_ros.control.theta import load_theta
+        prov = load_theta(theta_path).provenance
         notes = [f"scenario: {scenario.summary()}",
-                 f"θ: {theta_path} (K={args.K}, fitted on {args.demo_episodes} MPC episodes, seeds "
-                 f"{DEMO_SEED0}–{DEMO_SEED0 + args.demo_episodes - 1})"]
-        methods = [m for m in self.methods if m in (args.methods.split(",") if args.methods else self.methods)]
+                 f"θ: {theta_path} (K={load_theta(theta_path).K}, ρ={prov.get('rho')}, fitted on "
+                 f"{prov.get('samples')} MPC samples, demand seeds {prov.get('demo_seeds')})"]
+        chosen = ([m.strip() for m in args.methods.split(",")] if args.methods and args.methods != "all"
+                  else self.methods + (self.optional_methods if args.methods == "all" else ()))
+        methods = [m for m in self.methods + self.optional_methods if m in chosen]
         for method in methods:
-            if method == "MPC":
+            if method not in ("Bi-level-unchanged", "Bi-level-learned", "End-to-end RL"):
                 continue
             out = root / "rl" / pipeline.method_dir(method)
             model, info = pipeline.ensure_policy(spec, method, out, theta_path, steps=args.rl_steps,
@@ -105,6 +120,19 @@ class AmodTable1:
             sim = AmodSim(st.spec.build())
             if method == "MPC":
                 pol = MpcPolicy(sim)
+            elif method == CE_MPC:
+                pol = MpcPolicy(sim, knowledge="expected")
+            elif method in (ORACLE_UNCHANGED, ORACLE_LEARNED):
+                from offline.amod.mpc import AmodMpc
+                from offline.amod.policies import SubgoalPolicy
+                mpc = AmodMpc(sim)
+                lower = lower_factory(str(st.theta_path) if method == ORACLE_LEARNED else None)(sim)
+
+                def mpc_subgoal(state, sim=sim, mpc=mpc, lower=lower):
+                    d = mpc.decide(state)
+                    f, g, _ = sim.clip(d.f, d.g)
+                    return lower.implied_subgoal(state, f, g)
+                pol = SubgoalPolicy(mpc_subgoal, lower)
             elif method == "End-to-end RL":
                 pol = EndToEndPolicy(sim, st.models[method])
             else:

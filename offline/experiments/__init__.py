@@ -14,6 +14,7 @@ A module ``offline.<case>.table1`` defines ``CASE``, an object with
     name: str                       # "amod", "inventory" (the --case value)
     title: str                      # table title, e.g. "Table 1 (left): AMoD rebalancing"
     methods: tuple[str, ...]        # row order; the first one is the reference (MPC)
+    optional_methods (optional)     # further rows run only when named in --methods (diagnostics)
     add_arguments(parser) -> None   # its own options (scenario, budgets, θ file, ...); they must
                                     # not clash with the runner's (--case --episodes --eval-seed
                                     # --methods --out --quiet)

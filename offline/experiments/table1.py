@@ -28,7 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"first evaluation seed; episodes use eval-seed … eval-seed+episodes−1 "
                         f"(default {EVAL_SEED_DEFAULT}; must not overlap the training seeds)")
     p.add_argument("--methods", default=None,
-                   help="comma-separated subset of the case's methods (default: all, reference first)")
+                   help="comma-separated subset of the case's methods (default: the paper's rows, reference "
+                        "first); 'all' adds the case's optional diagnostic rows")
     p.add_argument("--out", type=Path, default=None,
                    help="results folder (default: results/table1_<case>/<timestamp>/)")
     p.add_argument("--work-dir", type=Path, default=None,
@@ -38,14 +39,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _methods(case, spec: str | None) -> list[str]:
+    """The case's methods (default), or the named subset, in the case's order (reference first);
+    a case's optional_methods (diagnostic rows) run only when named."""
     if spec is None:
         return list(case.methods)
+    known = list(case.methods) + list(getattr(case, "optional_methods", ()))
+    if spec.strip() == "all":
+        return known
     chosen = [m.strip() for m in spec.split(",") if m.strip()]
-    unknown = [m for m in chosen if m not in case.methods]
+    unknown = [m for m in chosen if m not in known]
     if unknown or not chosen:
         raise SystemExit(f"offline.experiments: --methods: unknown {unknown or spec!r}; "
-                         f"the {case.name} case has {', '.join(case.methods)}")
-    return [m for m in case.methods if m in chosen]   # the case's order: reference first
+                         f"the {case.name} case has {', '.join(known)}")
+    return [m for m in known if m in chosen]
 
 
 def _seed_ranges(seeds) -> str:
