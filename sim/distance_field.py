@@ -5,7 +5,7 @@ punishes the detour around it, so a policy trained on it learns to stop in front
 (measured: 0 of 263 early training episodes reached the goal). The length of the shortest
 obstacle-free path does not have that trap (the same measure as the geodesic-distance reward of
 embodied-navigation benchmarks such as Habitat's PointNav). We compute it once per course: Dijkstra
-(scipy.sparse.csgraph) on a 16-connected grid over the course's bounding box plus a margin, from the
+(hiopt_ros.control.guidance.grid_shortest_paths, the expert's path search) on a 16-connected grid over the course's bounding box plus a margin, from the
 goal, with a node blocked when the robot circle centred there would overlap an obstacle. A query
 takes the best of its 4 surrounding grid nodes: D(node) + ‖p − node‖.
 """
@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+from hiopt_ros.control.guidance import grid_shortest_paths
 from sim.course import Course
 
 
@@ -24,9 +25,6 @@ class DistanceField:
     the straight-line distance (plus the distance to the grid for points beyond it)."""
 
     def __init__(self, course: Course, resolution_m: float = 0.1, margin_m: float = 2.0) -> None:
-        from scipy.sparse import coo_matrix
-        from scipy.sparse.csgraph import dijkstra
-
         if not (resolution_m > 0 and margin_m >= 0):
             raise ValueError(f"resolution_m must be > 0 and margin_m >= 0, got {resolution_m}, {margin_m}")
         self.goal = np.asarray(course.goal_xy, float)
@@ -43,23 +41,12 @@ class DistanceField:
         free = np.ones(self.shape, dtype=bool)
         for ox, oy, r in obs:
             free &= np.hypot(X - ox, Y - oy) > r + course.robot_radius_m
-        idx = np.arange(nx * ny).reshape(self.shape)
-        rows, cols, weights = [], [], []
+        gi = np.clip(np.round((self.goal - lo) / self.res).astype(int), 0, np.array(self.shape) - 1)
+        node_xy = lo + self.res * gi
         # 16-connected (knight moves too): the grid metric overestimates Euclidean lengths by at most
         # 2.7 % (8-connected: 8 %), so the reward barely prefers grid directions
-        for dx, dy in ((1, 0), (0, 1), (1, 1), (1, -1), (1, 2), (2, 1), (1, -2), (2, -1)):
-            a = idx[max(0, -dx):nx - max(0, dx), max(0, -dy):ny - max(0, dy)]
-            b = idx[max(0, -dx) + dx:nx - max(0, dx) + dx, max(0, -dy) + dy:ny - max(0, dy) + dy]
-            ok = free.reshape(-1)[a.reshape(-1)] & free.reshape(-1)[b.reshape(-1)]
-            rows.append(a.reshape(-1)[ok])
-            cols.append(b.reshape(-1)[ok])
-            weights.append(np.full(int(ok.sum()), self.res * math.hypot(dx, dy)))
-        graph = coo_matrix((np.concatenate(weights), (np.concatenate(rows), np.concatenate(cols))),
-                           shape=(nx * ny, nx * ny)).tocsr()
-        gi = np.clip(np.round((self.goal - lo) / self.res).astype(int), 0, np.array(self.shape) - 1)
-        goal_node = idx[gi[0], gi[1]]
-        node_xy = lo + self.res * gi
-        dist = dijkstra(graph, directed=False, indices=goal_node)
+        dist = grid_shortest_paths(free, self.res, int(gi[0] * ny + gi[1]),
+                                   offsets=((1, 0), (0, 1), (1, 1), (1, -1), (1, 2), (2, 1), (1, -2), (2, -1)))
         self.D = dist.reshape(self.shape) + float(np.linalg.norm(self.goal - node_xy))
         self.D[~free] = np.inf
 

@@ -88,32 +88,29 @@ class ExpertDriver(_Driver):
         return env.step_subgoal(env.course.goal_xy), 0.0
 
 
-class SubgoalDriver(_Driver):
+class PolicyDriver(_Driver):
+    """An upper level in front of the env, its forward pass timed: `decide(pose, goal_xy, obstacles_xyr,
+    robot_radius_m)` gives what `env.<step>` applies for one planner period."""
+
+    def __init__(self, decide, step: str) -> None:
+        self.decide, self.step = decide, step
+
+    def act(self, env):
+        c = env.course
+        t0 = time.perf_counter()
+        out = self.decide(env.pose(), c.goal_xy, c.obstacles_xyr, c.robot_radius_m)
+        dt = time.perf_counter() - t0
+        return getattr(env, self.step)(out), dt
+
+
+def SubgoalDriver(policy) -> PolicyDriver:
     """A subgoal policy (TorchPolicy or LookaheadPolicy) in front of the env's FOP."""
-
-    def __init__(self, policy) -> None:
-        self.policy = policy
-
-    def act(self, env):
-        c = env.course
-        t0 = time.perf_counter()
-        subgoal = self.policy.subgoal(env.pose(), c.goal_xy, c.obstacles_xyr, c.robot_radius_m)
-        dt = time.perf_counter() - t0
-        return env.step_subgoal(subgoal), dt
+    return PolicyDriver(policy.subgoal, "step_subgoal")
 
 
-class CommandDriver(_Driver):
+def CommandDriver(policy) -> PolicyDriver:
     """The end-to-end policy: (v, ω) held for the planner period."""
-
-    def __init__(self, policy) -> None:
-        self.policy = policy
-
-    def act(self, env):
-        c = env.course
-        t0 = time.perf_counter()
-        u = self.policy.command(env.pose(), c.goal_xy, c.obstacles_xyr, c.robot_radius_m)
-        dt = time.perf_counter() - t0
-        return env.step_command(u), dt
+    return PolicyDriver(policy.command, "step_command")
 
 
 @dataclass

@@ -25,9 +25,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_SQRT2 = math.sqrt(2.0)
-
-
 def segment_clear(a: np.ndarray, b: np.ndarray, margins_xyr: np.ndarray, slack_m: float = 0.0) -> bool:
     """True when the segment a→b keeps at least radius + slack_m from every circle (x, y, radius)."""
     if len(margins_xyr) == 0:
@@ -51,6 +48,39 @@ def points_in_sight(a: np.ndarray, points: np.ndarray, margins_xyr: np.ndarray, 
     cx = a[0] + s * ab[:, :1] - margins_xyr[None, :, 0]
     cy = a[1] + s * ab[:, 1:] - margins_xyr[None, :, 1]
     return np.all(np.hypot(cx, cy) >= margins_xyr[None, :, 2] + slack_m, axis=1)
+
+
+def grid_shortest_paths(free: np.ndarray, h: float, start: int, *, offsets, cell_weight: np.ndarray | None = None,
+                        predecessors: bool = False):
+    """Shortest-path lengths [m] from one cell of a grid to every cell (scipy's Dijkstra).
+
+    free: (A, B) bool, the cells a path may use; h: cell size [m]; start: flat index (a·B + b) of
+    the source cell; offsets: (da, db) neighbour steps, each undirected edge listed once (e.g. the
+    8-neighbourhood is (0, 1), (1, 0), (1, 1), (1, −1)); an edge between two free cells is
+    h·‖(da, db)‖ long, times the mean of the two cells' `cell_weight` (A, B) when given.
+    Returns dist (A·B,) with inf for unreachable or blocked cells, and with `predecessors` also the
+    (A·B,) predecessor index of every cell on its path to `start` (negative: none).
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import dijkstra
+
+    A, B = free.shape
+    idx = np.arange(A * B).reshape(A, B)
+    fr = free.ravel()
+    wt = None if cell_weight is None else np.asarray(cell_weight, float).ravel()
+    rows, cols, vals = [], [], []
+    for da, db in offsets:
+        a0, a1, b0, b1 = max(0, -da), A - max(0, da), max(0, -db), B - max(0, db)
+        a = idx[a0:a1, b0:b1].ravel()
+        b = idx[a0 + da:a1 + da, b0 + db:b1 + db].ravel()
+        ok = fr[a] & fr[b]
+        step = h * math.hypot(da, db)
+        rows.append(a[ok])
+        cols.append(b[ok])
+        vals.append(np.full(int(ok.sum()), step) if wt is None else step * 0.5 * (wt[a[ok]] + wt[b[ok]]))
+    graph = coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                       shape=(A * B, A * B)).tocsr()
+    return dijkstra(graph, directed=False, indices=start, return_predecessors=predecessors)
 
 
 @dataclass
@@ -108,9 +138,6 @@ class _Field:
     """Geodesic distance to the goal on a grid, with successor pointers (Dijkstra from the goal)."""
 
     def __init__(self, goal: np.ndarray, margins: np.ndarray, pos: np.ndarray, guide: GeodesicGuide) -> None:
-        from scipy.sparse import coo_matrix
-        from scipy.sparse.csgraph import dijkstra
-
         # the window: robot, goal and the obstacles near them, padded; the resolution coarsens so a
         # far goal or a huge obstacle field never makes more than max_side × max_side cells
         lo0 = np.minimum(pos, goal) - guide.padding_m
@@ -140,27 +167,16 @@ class _Field:
         free = gap > 0.0
         weight = 1.0 + guide.band_cost * np.clip(1.0 - gap / guide.clearance_m, 0.0, 1.0)
         self.free, self.xs, self.ys = free, xs, ys
-        idx = np.arange(self.nx * self.ny).reshape(self.ny, self.nx)
-        rows, cols, vals = [], [], []
-        fr, wt = free.ravel(), weight.ravel()
-        for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)):  # each undirected 8-neighbour edge once
-            x0, x1 = max(0, -dx), self.nx - max(0, dx)
-            a = idx[0:self.ny - dy, x0:x1].ravel()
-            b = idx[dy:self.ny, x0 + dx:x1 + dx].ravel()
-            ok = fr[a] & fr[b]
-            step = h * (_SQRT2 if dx and dy else 1.0)
-            rows.append(a[ok])
-            cols.append(b[ok])
-            vals.append(step * 0.5 * (wt[a[ok]] + wt[b[ok]]))
         n = self.nx * self.ny
-        graph = coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)).tocsr()
         self.goal = goal
         start = self._nearest_free(goal)
         if start is None:
             self.dist = np.full(n, np.inf)
             self.pred = np.full(n, -9999)
         else:
-            self.dist, self.pred = dijkstra(graph, directed=False, indices=start, return_predecessors=True)
+            # (row, column) = (y, x) offsets: each undirected 8-neighbour edge once
+            self.dist, self.pred = grid_shortest_paths(free, h, start, offsets=((0, 1), (1, 0), (1, 1), (1, -1)),
+                                                       cell_weight=weight, predecessors=True)
         self.dist2d = self.dist.reshape(self.ny, self.nx)
         self.pred_list = self.pred.tolist()  # plain ints: a walk along it is ~10× faster than on numpy
 
