@@ -134,17 +134,18 @@ def run_rate(rate_hz: float, duration_s: float, params: Path, domain_id: int, lo
             spin_once(0.01)
             if procs.dead() or time.monotonic() > deadline:
                 raise RuntimeError(f"controller_node did not start (see {log_dir})")
-        t_end = time.monotonic() + WARMUP_S + duration_s
         t_measure = time.monotonic() + WARMUP_S
         while time.monotonic() < t_measure:
             spin_once(0.001)
-        # the window is defined on the controller's clock (its publication stamps, system time), so
-        # commands this process receives late still count in the window they were published in
+        # the window is exactly duration_s on the controller's clock (its publication stamps, system
+        # time): commands this process receives late still count in the window they were published
+        # in, and a late turn of this loop does not lengthen the window
         n_solve_before = len(counters["solve"])
         cpu0, wall0, window_from = cpu_seconds(pid), time.monotonic(), time.time()
-        while time.monotonic() < t_end:
+        window_to = window_from + duration_s
+        while time.time() < window_to:
             spin_once(0.001)
-        cpu, wall, window_to = cpu_seconds(pid) - cpu0, time.monotonic() - wall0, time.time()
+        cpu, wall = cpu_seconds(pid) - cpu0, time.monotonic() - wall0
         drain_until = time.monotonic() + 5.0
         while (not counters["stamps"] or counters["stamps"][-1] < window_to) and time.monotonic() < drain_until:
             spin_once(0.01)
