@@ -31,7 +31,10 @@ MARKER_DELETEALL = 3
 
 
 def yaw_from_quaternion(q: Any) -> float:
-    """Yaw [rad] (rotation about z) of a geometry_msgs/Quaternion."""
+    """Yaw [rad] (rotation about z) of a geometry_msgs/Quaternion; NaN when a component is not finite
+    (atan2 would turn e.g. z = w = inf into a finite, wrong 3π/4)."""
+    if not all(math.isfinite(v) for v in (q.x, q.y, q.z, q.w)):
+        return math.nan
     return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
 
 

@@ -253,7 +253,16 @@ class Fop:
     def set_theta(self, theta: Theta) -> None:
         """Install fitted ReLU terms (K_θ ≤ K), l and the θ's cost weights (c_p, c_h, c_u, if it has
         any); unused slots are inactive. Weights a previous θ installed are reverted first, so a θ
-        without weights runs with the FOP's own. Never rebuilds."""
+        without weights runs with the FOP's own. Never rebuilds. Raises ValueError (see
+        :meth:`check_theta`) and then changes nothing."""
+        self.check_theta(theta)
+        self.theta = theta
+        self._install_theta(theta)
+
+    def check_theta(self, theta: Theta) -> None:
+        """Raise ValueError when this FOP cannot run `theta` (more ReLU terms than its K slots, cost
+        weights Eq. 32a does not have, another case study or input order); changes nothing. The
+        controller node calls it when a new theta_file is validated, before the swap."""
         unknown = sorted(set(theta.cost_weights) - {"c_p", "c_h", "c_u"})
         if unknown:
             raise ValueError(f"θ has cost weights {unknown} this FOP does not have (Eq. 32a: c_p, c_h, c_u)")
@@ -265,7 +274,8 @@ class Fop:
         if theta.case_study != "robot" or tuple(theta.input_names) != INPUT_NAMES:
             raise ValueError(f"θ is for case study {theta.case_study!r} with inputs {list(theta.input_names)}; "
                              f"this FOP (Eq. 32) needs case_study 'robot' with inputs {list(INPUT_NAMES)}")
-        self.theta = theta
+
+    def _install_theta(self, theta: Theta) -> None:
         self._alpha[:] = 0.0
         self._beta[:] = _UNUSED_BETA
         self._alpha[:theta.K] = theta.alpha

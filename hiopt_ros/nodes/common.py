@@ -48,7 +48,7 @@ from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityP
 
 from hiopt_ros.control.model import DEFAULT_ROBOT, RobotModel
 from hiopt_ros.control.params import DEFAULT_GOAL_TOLERANCE_M, DEFAULT_GOAL_XY
-from hiopt_ros.conversions import (FRAME_BASE, FRAME_ODOM, obstacle_markers, obstacles_from_markers,  # noqa: F401
+from hiopt_ros.conversions import (FRAME_BASE, FRAME_ODOM, header_ns, obstacle_markers, obstacles_from_markers,  # noqa: F401
                                    odom_state, set_yaw, twist_values, yaw_from_quaternion)
 
 SENSOR_QOS = qos_profile_sensor_data
@@ -364,24 +364,51 @@ class ManagedNode(LifecycleNode):
     def diagnostics_values(self, **extra) -> dict[str, Any]:
         """The node's diagnostics values: ``active``, its counters, ``published:<topic>`` per recorded
         topic (its own count of what it published), and `extra`."""
-        return {ACTIVE_KEY: self.active, **getattr(self, "counters", {}),
+        odom = {"repeated_odometry_stamps": self.odom_repeats} if hasattr(self, "odom_repeats") else {}
+        return {ACTIVE_KEY: self.active, **getattr(self, "counters", {}), **odom,
                 **{f"{PUBLISHED_PREFIX}{topic}": n for topic, n in self.published.items()}, **extra}
 
     def subscribe_robot_state(self, watchdog) -> None:
-        """/odom → :attr:`state` [x, y, yaw] (fed to `watchdog` as "odometry"), /hiopt/obstacles →
-        :attr:`obstacles` (m, 3); both None until the first message."""
+        """/odom → :attr:`state` [x, y, yaw] (fed to `watchdog` as "odometry" unless it repeats the
+        previous header.stamp), /hiopt/obstacles → :attr:`obstacles` (m, 3); both None until the first
+        message."""
         from nav_msgs.msg import Odometry
         from visualization_msgs.msg import MarkerArray
 
         self.state: np.ndarray | None = None
         self.obstacles: np.ndarray | None = None
         self._state_watchdog = watchdog
+        self.odom_received_ns = 0        # watchdog clock at the latest /odom message (fresh or not)
+        self.odom_repeats = 0            # /odom messages that repeated the previous header.stamp
+        self._odom_stamp_ns = 0
+        self._odom_repeat_run = 0        # repeats since the last fresh message
         self.create_subscription(Odometry, TOPIC_ODOM, self._on_odom, SENSOR_QOS)
         self.create_subscription(MarkerArray, TOPIC_OBSTACLES, self._on_obstacles, LATCHED_QOS)
 
     def _on_odom(self, msg) -> None:
+        # a frozen source re-publishing its last message (same header.stamp) is not fresh odometry:
+        # it is not fed to the watchdog, so the drivers stop once odom_timeout_s has passed and say
+        # "odometry frozen" (odometry_fault). Unstamped odometry (stamp 0) is taken by arrival.
+        stamp_ns = header_ns(msg)
         self.state = odom_state(msg)
+        self.odom_received_ns = self._state_watchdog.now_ns()
+        if stamp_ns and stamp_ns == self._odom_stamp_ns:
+            self.odom_repeats += 1
+            self._odom_repeat_run += 1
+            return
+        self._odom_stamp_ns, self._odom_repeat_run = stamp_ns, 0
         self._state_watchdog.feed("odometry")
+
+    def odometry_fault(self, age_s: float) -> tuple[str, str]:
+        """(stop reason, counter) for stale odometry of age `age_s` (Watchdog.stale): "frozen_odometry"
+        when messages keep arriving but repeat the last header.stamp, else "stale_odometry" (silent
+        source, or the clock jumped back)."""
+        wd = self._state_watchdog
+        since_any_s = (wd.now_ns() - self.odom_received_ns) * 1e-9
+        if age_s >= 0 and self._odom_repeat_run and 0 <= since_any_s <= wd.timeout_s("odometry"):
+            return (f"odometry frozen: header.stamp has not advanced for {age_s:.2f} s "
+                    f"({self._odom_repeat_run} repeated messages)", "frozen_odometry")
+        return wd.describe("odometry", age_s, "odom_timeout_s"), "stale_odometry"
 
     def _on_obstacles(self, msg) -> None:
         self.obstacles = obstacles_from_markers(msg)

@@ -78,13 +78,20 @@ class ControllerNode(c.ManagedNode):
         from hiopt_ros.control.fop import Fop
 
         self.fop = Fop(FopConfig(**cfg.model.solver_kwargs(), K=cfg.relu_terms, c_p=cfg.c_p, c_h=cfg.c_h,
-                                 c_u=cfg.c_u), theta)
+                                 c_u=cfg.c_u))
+        if theta is not None:
+            try:   # what only the FOP can check (another case study, input order, unknown weights)
+                self.fop.set_theta(theta)
+            except ValueError as exc:
+                raise c.ParameterError(f"invalid parameter(s):\n  {NAME}.theta_file: cannot use "
+                                       f"{cfg.theta_file!r}: {exc}") from None
 
         self.watchdog = Watchdog(self.watchdog_clock(), {"odometry": cfg.odom_timeout_s,
                                                          "subgoal": cfg.subgoal_timeout_s})
         self.subgoal: np.ndarray | None = None
         self.counters = {"cycles": 0, "stops": 0, "solver_failures": 0, "stale_odometry": 0,
-                         "stale_subgoal": 0, "nonfinite_state": 0, "waiting": 0, "at_subgoal": 0,
+                         "stale_subgoal": 0, "frozen_odometry": 0, "nonfinite_state": 0, "nonfinite_subgoal": 0,
+                         "waiting": 0, "at_subgoal": 0,
                          "rejected_subgoals": 0}
         self._solve_times_us: deque[float] = deque(maxlen=1000)
         self._last_status = "starting"
@@ -146,7 +153,11 @@ class ControllerNode(c.ManagedNode):
             if prm.name == "theta_file":
                 try:
                     theta = self._load_theta(None, prm.value) if prm.value else None
+                    if theta is not None:
+                        self.fop.check_theta(theta)   # so the swap after acceptance cannot fail
                 except Exception as exc:
+                    self.get_logger().error(f"refusing theta_file {prm.value!r}, keeping "
+                                            f"{self.get_parameter('theta_file').value or 'the unchanged FOP'}: {exc}")
                     return SetParametersResult(successful=False, reason=f"theta_file: {exc}")
                 self._validated_theta = (prm.value, theta)
         return SetParametersResult(successful=True)
@@ -176,11 +187,13 @@ class ControllerNode(c.ManagedNode):
         elif self.obstacles is None:
             reason, counter = "waiting for obstacles on /hiopt/obstacles", "waiting"
         elif "odometry" in stale:
-            reason, counter = f"odometry stale ({stale['odometry']:.2f} s > odom_timeout_s)", "stale_odometry"
+            reason, counter = self.odometry_fault(stale["odometry"])
         elif "subgoal" in stale:
-            reason, counter = f"subgoal stale ({stale['subgoal']:.2f} s > subgoal_timeout_s)", "stale_subgoal"
+            reason, counter = self.watchdog.describe("subgoal", stale["subgoal"], "subgoal_timeout_s"), "stale_subgoal"
         elif not np.all(np.isfinite(self.state)):
             reason, counter = f"non-finite state {self.state.tolist()}", "nonfinite_state"
+        elif not np.all(np.isfinite(self.subgoal)):
+            reason, counter = f"non-finite subgoal {self.subgoal.tolist()}", "nonfinite_subgoal"
         elif math.dist(self.state[:2], self.subgoal) <= self.cfg.arrive_radius_m:
             status, counter = "at subgoal", "at_subgoal"
         else:

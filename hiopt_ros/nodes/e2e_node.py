@@ -72,7 +72,7 @@ class E2eNode(c.DrivesToGoal, c.ManagedNode):
         self.cycle = 0
         self.watchdog = Watchdog(self.watchdog_clock(), {"odometry": cfg.odom_timeout_s})
         self.counters = {"cycles": 0, "decisions": 0, "stops": 0, "policy_failures": 0, "stale_odometry": 0,
-                         "waiting": 0}
+                         "frozen_odometry": 0, "waiting": 0}
 
         self.cmd = c.CommandPublisher(self, cfg.enable_stamped_cmd_vel, cfg.base_frame)
         self.diag_pub = self.create_publisher(DiagnosticArray, c.TOPIC_DIAGNOSTICS, 10)
@@ -94,8 +94,8 @@ class E2eNode(c.DrivesToGoal, c.ManagedNode):
         reason, counter = "", None
         if self.state is None or self.obstacles is None:
             reason, counter = "waiting for /odom and /hiopt/obstacles", "waiting"
-        elif self.watchdog.stale():
-            reason, counter = f"odometry stale ({self.watchdog.age_s('odometry'):.2f} s)", "stale_odometry"
+        elif "odometry" in (stale := self.watchdog.stale()):
+            reason, counter = self.odometry_fault(stale["odometry"])
         elif not np.all(np.isfinite(self.state)):
             reason, counter = f"non-finite state {self.state.tolist()}", "policy_failures"
         elif self.task.check(self.state):

@@ -56,7 +56,8 @@ class ExpertNode(c.DrivesToGoal, c.ManagedNode):
 
         self.mpc = Mpc(MpcConfig(**cfg.model.solver_kwargs(), N=cfg.horizon_steps, subgoal_steps=cfg.subgoal_steps))
         self.watchdog = Watchdog(self.watchdog_clock(), {"odometry": cfg.odom_timeout_s})
-        self.counters = {"cycles": 0, "stops": 0, "solver_failures": 0, "stale_odometry": 0, "waiting": 0}
+        self.counters = {"cycles": 0, "stops": 0, "solver_failures": 0, "stale_odometry": 0, "frozen_odometry": 0,
+                         "waiting": 0}
         self._solve_times_us: deque[float] = deque(maxlen=1000)
         self._last_status = "starting"
 
@@ -83,8 +84,8 @@ class ExpertNode(c.DrivesToGoal, c.ManagedNode):
         reason, counter, v, omega = "", None, 0.0, 0.0
         if self.state is None or self.obstacles is None:
             reason, counter = "waiting for /odom and /hiopt/obstacles", "waiting"
-        elif self.watchdog.stale():
-            reason, counter = f"odometry stale ({self.watchdog.age_s('odometry'):.2f} s)", "stale_odometry"
+        elif "odometry" in (stale := self.watchdog.stale()):
+            reason, counter = self.odometry_fault(stale["odometry"])
         elif not np.all(np.isfinite(self.state)):
             reason, counter = f"non-finite state {self.state.tolist()}", "solver_failures"
         elif self.task.check(self.state):
