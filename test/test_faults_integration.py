@@ -1,0 +1,248 @@
+"""Fault campaign with node processes over DDS: SIGKILL and restart of each node while driving.
+
+(The planner's SIGKILL and restart is test_integration.py's main test.) Here, in one bring-up of
+the bi-level stack exactly as the launcher does it (launcher.Bringup):
+
+1. SIGKILL the controller while driving: /cmd_vel goes silent and the sim's base-driver watchdog
+   stops the wheels once ``cmd_vel_timeout_s`` has passed; a restarted controller (autostart, as
+   ``ros2 run`` starts it) drives on.
+2. SIGKILL the sim: odometry stops, the controller publishes the stop command once its last
+   odometry is older than ``odom_timeout_s`` and stays stopped; a restarted sim (a new world at the
+   start pose) brings odometry back and the robot drives to the goal, without a collision.
+
+And for the MPC expert graph: SIGKILL the expert, the wheels stop, a restarted expert reaches the goal.
+And the launcher: a node SIGKILLed during a run ends the run at once with the node and its exit
+status in the summary, the survivors are deactivated and reaped (no process left), exit status 1.
+
+Delays are measured on the acting nodes' own clocks (stamps: the controller's TwistStamped, the
+sim's odometry) and bounded by the configured timeout plus margins measured in the same run.
+Nothing here is asserted on this test process' callback times.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+rclpy = pytest.importorskip("rclpy")
+
+from hiopt_ros import bringup  # noqa: E402
+from hiopt_ros.config import default_params_file  # noqa: E402
+from hiopt_ros.launcher import (FLUSH_TIMEOUT_S, SHUTDOWN_GRACE_S, TRANSITION_TIMEOUT_S, Bringup,  # noqa: E402
+                                NodeProcesses)
+from sim.course import load_course  # noqa: E402
+from test_integration import STARTUP_S, Probe, Rig, _stamp_s  # noqa: E402
+
+pytestmark = [pytest.mark.ros, pytest.mark.integration, pytest.mark.slow]
+
+
+class FaultProbe(Probe):
+    """The integration probe plus odometry stamps and measured speeds (sim clock)."""
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.odom_stamps: list[tuple[float, float, float]] = []   # (sim stamp, |v| measured, DDS receive time)
+
+    def _on_odom(self, msg, t: float) -> None:
+        super()._on_odom(msg, t)
+        self.odom_stamps.append((_stamp_s(msg), abs(msg.twist.twist.linear.x), t))
+
+
+class FaultRig(Rig):
+    def __init__(self, domain_id: int, **probe_kw) -> None:  # noqa: D107 - Rig with a FaultProbe
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx, domain_id=domain_id)
+        from rclpy.executors import SingleThreadedExecutor
+        self.exe = SingleThreadedExecutor(context=self.ctx)
+        self.probe = FaultProbe(context=self.ctx, **probe_kw)
+        self.exe.add_node(self.probe)
+
+
+def _params(tmp_path: Path) -> Path:
+    """nav.yaml with TwistStamped commands (the controller's stamps on every command)."""
+    params = yaml.safe_load(default_params_file().read_text())
+    params["/**"]["ros__parameters"]["enable_stamped_cmd_vel"] = True
+    path = tmp_path / "nav.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def _wheels_stop_delay(probe: FaultProbe, last_cmd_stamp: float) -> tuple[float, float]:
+    """(delay from the last command to the first odometry at standstill, margin): the margin is the
+    longest odometry interval and the longest odometry transport latency seen so far, plus the
+    physics' longest allowed update (max_step_s)."""
+    odo = np.asarray(probe.odom_stamps)
+    after = odo[odo[:, 0] > last_cmd_stamp]
+    still = np.flatnonzero(after[:, 1] < 0.02)
+    assert still.size, "the wheels never stopped"
+    delay = after[still[0], 0] - last_cmd_stamp
+    margin = float(np.max(np.diff(odo[:, 0]))) + float(np.max(odo[:, 2] - odo[:, 0]))
+    return delay, margin
+
+
+def test_sigkill_and_restart_of_controller_and_sim_while_driving(tmp_path, ros_domain_id):
+    params = _params(tmp_path)
+    course = load_course(params)
+    sections = bringup.load_sections(params)
+    cmd_vel_timeout_s = float(sections["sim_node"]["cmd_vel_timeout_s"])
+    max_step_s = float(sections["sim_node"]["max_step_s"])
+    odom_timeout_s = float(sections["controller_node"]["odom_timeout_s"])
+    restart = {s.name: s for s in bringup.graph(params)}           # autostart: active at once
+    rig = FaultRig(ros_domain_id, goal_xy=course.goal_xy)
+    probe = rig.probe
+    try:
+        with NodeProcesses(params, tmp_path / "logs", bringup.child_env(ros_domain_id)) as nodes:
+            Bringup(nodes, probe, bringup.graph(params, autostart=False), rig.spin_once, tmp_path / "logs").up()
+            rig.spin_until(lambda: probe.ready() and probe.cmd_stamps, STARTUP_S, "the stack", nodes)
+
+            # 1. the controller dies while driving: the sim's base watchdog stops the wheels
+            rig.spin_until(lambda: probe.odom_xy[-1][0] > 0.5 and probe.speeds[-1] > 0.2, 30.0, "driving", nodes)
+            nodes.kill("controller_node", signal.SIGKILL)
+            rig.spin_until(lambda: "controller_node" in nodes.dead(), 5.0, "the controller to die")
+            rig.spin(cmd_vel_timeout_s + 1.0)
+            last_cmd = probe.cmd_stamps[-1][0]
+            delay, margin = _wheels_stop_delay(probe, last_cmd)
+            assert cmd_vel_timeout_s - 0.05 <= delay <= cmd_vel_timeout_s + max_step_s + margin, \
+                f"wheels stopped {delay:.3f} s after the last command (timeout {cmd_vel_timeout_s} s, margin " \
+                f"{max_step_s} + {margin:.3f} s)"
+            assert probe.speeds[-1] < 0.02
+            print(f"\ncontroller SIGKILLed: wheels at standstill {delay:.3f} s after its last command "
+                  f"(cmd_vel_timeout_s {cmd_vel_timeout_s})")
+            x_stopped = probe.odom_xy[-1][0]
+            n_cmd = len(probe.cmd_stamps)
+            nodes.start(restart["controller_node"])
+            rig.spin_until(lambda: probe.odom_xy[-1][0] > x_stopped + 0.3, 60.0, "the new controller to drive",
+                           None)
+            # (a restarted node is active at once: this probe hears it only once DDS has matched it)
+            rig.spin_until(lambda: len(probe.cmd_stamps) > n_cmd, 30.0, "the new controller's commands", None)
+            n_cmd = len(probe.cmd_stamps)       # from here on, every command of the new controller arrives
+
+            # 2. the sim dies while driving: the controller stops on stale odometry
+            rig.spin_until(lambda: probe.speeds[-1] > 0.2 and len(probe.cmd_stamps) > n_cmd + 25, 30.0,
+                           "driving again", None)
+            n_before = len(probe.cmd_stamps)
+            nodes.kill("sim_node", signal.SIGKILL)
+            rig.spin_until(lambda: "sim_node" in nodes.dead(), 5.0, "the sim to die")
+            last_odom = probe.odom_stamps[-1][0]
+            rig.spin(odom_timeout_s + 1.5)
+            cmds = np.asarray(probe.cmd_stamps[n_before:])              # (stamp, v, omega)
+            after = cmds[cmds[:, 0] > last_odom]
+            moving = np.flatnonzero((after[:, 1] != 0.0) | (after[:, 2] != 0.0))
+            first_stop = moving[-1] + 1 if moving.size else 0
+            assert first_stop < len(after), "the controller never stopped after the sim died"
+            stop_delay = after[first_stop, 0] - last_odom
+            new_controller = np.asarray(probe.cmd_stamps[n_cmd:])        # its periods while driving
+            driving = new_controller[new_controller[:, 0] <= last_odom]
+            max_period = float(np.max(np.diff(driving[:, 0])))
+            odo = np.asarray(probe.odom_stamps)
+            max_latency = float(np.max(odo[:, 2] - odo[:, 0]))
+            assert odom_timeout_s - 2e-3 <= stop_delay <= odom_timeout_s + 2 * max_period + max_latency, \
+                f"stopped {stop_delay:.3f} s after the last odometry (timeout {odom_timeout_s} s, margin " \
+                f"2 x {max_period:.3f} + {max_latency:.3f} s)"
+            assert len(after) - first_stop >= 25, "it did not stay stopped"
+            print(f"sim SIGKILLed: controller stopped {stop_delay:.3f} s after the last odometry "
+                  f"(odom_timeout_s {odom_timeout_s}) and stayed stopped ({len(after) - first_stop} stop commands)")
+
+            # a new sim: a fresh world at the start pose; the stack drives to the goal
+            n_odom = len(probe.odom_stamps)
+            nodes.start(restart["sim_node"])
+            rig.spin_until(lambda: len(probe.odom_stamps) > n_odom, STARTUP_S, "the new sim's odometry", None)
+            # a new world that started over at the start pose (this probe matches the new publisher a
+            # moment after the planner and controller do, so its first odometry may already be under way)
+            assert probe.odom_xy[n_odom][0] < probe.odom_xy[n_odom - 1][0] - 0.5
+            rig.spin_until(lambda: probe.reached or probe.collided, 90.0, "the goal", None)
+            assert not nodes.dead(), nodes.dead()
+    finally:
+        rig.close()
+    assert probe.reached and not probe.collided
+    cmds = np.asarray(probe.cmd_stamps)
+    assert np.all(np.isfinite(cmds[:, 1:]))
+    # no collision over the whole run (both worlds): the robot circle never touched an obstacle
+    assert min(course.clearance(xy) for xy in probe.odom_xy) > 0.0
+
+
+def test_sigkill_and_restart_of_the_expert_while_driving(tmp_path, ros_domain_id):
+    params = default_params_file()
+    course = load_course(params)
+    sections = bringup.load_sections(params)
+    cmd_vel_timeout_s = float(sections["sim_node"]["cmd_vel_timeout_s"])
+    max_step_s = float(sections["sim_node"]["max_step_s"])
+    restart = {s.name: s for s in bringup.graph(params, use_expert=True)}
+    rig = FaultRig(ros_domain_id, stamped_cmd_vel=False, mode="expert", goal_xy=course.goal_xy)
+    probe = rig.probe
+    try:
+        with NodeProcesses(params, tmp_path / "logs", bringup.child_env(ros_domain_id)) as nodes:
+            Bringup(nodes, probe, bringup.graph(params, use_expert=True, autostart=False), rig.spin_once,
+                    tmp_path / "logs").up()
+            rig.spin_until(lambda: probe.odom_xy and probe.odom_xy[-1][0] > 0.5 and probe.speeds[-1] > 0.2, 60.0,
+                           "driving", nodes)
+            nodes.kill("expert_node", signal.SIGKILL)
+            rig.spin_until(lambda: "expert_node" in nodes.dead(), 5.0, "the expert to die")
+            rig.spin(cmd_vel_timeout_s + 1.0)
+            # (Twist carries no stamp: the last command's DDS receive time, an upper bound of its send time)
+            delay, margin = _wheels_stop_delay(probe, probe.cmd_t[-1])
+            assert delay <= cmd_vel_timeout_s + max_step_s + margin
+            assert probe.speeds[-1] < 0.02
+            print(f"\nexpert SIGKILLed: wheels at standstill {delay:.3f} s after its last command was received "
+                  f"(cmd_vel_timeout_s {cmd_vel_timeout_s})")
+            x_stopped = probe.odom_xy[-1][0]
+            nodes.start(restart["expert_node"])
+            rig.spin_until(lambda: probe.reached or probe.collided, 90.0, "the goal", None)
+            assert probe.odom_xy[-1][0] > x_stopped
+    finally:
+        rig.close()
+    assert probe.reached and not probe.collided
+    assert np.all(np.isfinite(np.asarray(probe.cmds)))
+    assert min(course.clearance(xy) for xy in probe.odom_xy) > 0.0
+
+
+def _hiopt_processes(marker: str) -> list[int]:
+    """PIDs of live processes whose command line contains `marker` (e.g. a run's params folder)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().split(")")[-1].split()[0]
+        except OSError:
+            continue
+        if marker in cmd and state != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
+@pytest.mark.parametrize("victim", ["controller_node", "sim_node", "planner_node"])
+def test_launcher_ends_the_run_when_a_node_is_killed_and_leaves_no_process(tmp_path, ros_domain_id, victim):
+    """The launcher does not restart nodes (a run is one episode): it ends the run with the node and
+    its exit status, deactivates the survivors (the controller's last stop is recorded when it is
+    alive) and reaps every process, within the bounds its own timeouts set."""
+    from hiopt_ros import launcher
+
+    killed = {}
+
+    def on_ready(nodes, monitor):
+        killed["pid"] = nodes.procs[victim].pid
+        nodes.kill(victim, signal.SIGKILL)
+
+    args = launcher.parse_args(["--out", str(tmp_path), "--no-bag", "--timeout-s", "60",
+                                "--domain-id", str(ros_domain_id)])
+    t0 = time.monotonic()
+    summary, run_dir = launcher.run(args, on_ready=on_ready, log=lambda *_: None)
+    elapsed_after_kill = time.monotonic() - t0
+    assert summary.end_reason == f"node(s) exited: {{'{victim}': {-signal.SIGKILL}}}", summary.end_reason
+    assert not summary.success
+    assert not _hiopt_processes(str(run_dir / "params")), "node processes left behind"
+    with pytest.raises(ProcessLookupError):
+        os.kill(killed["pid"], 0)
+    # bounded by the launcher's own timeouts: start-up, two transitions, the flush, the shutdown grace
+    assert elapsed_after_kill <= launcher.STARTUP_TIMEOUT_S + 3 * TRANSITION_TIMEOUT_S + FLUSH_TIMEOUT_S + \
+        3 * SHUTDOWN_GRACE_S
+    assert (run_dir / "summary.json").exists()
+    print(f"\nlauncher, {victim} SIGKILLed: '{summary.end_reason}', everything reaped "
+          f"{elapsed_after_kill:.1f} s after launch")
