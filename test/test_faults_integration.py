@@ -230,7 +230,7 @@ def test_launcher_ends_the_run_when_a_node_is_killed_and_leaves_no_process(tmp_p
         killed["pid"] = nodes.procs[victim].pid
         nodes.kill(victim, signal.SIGKILL)
 
-    args = launcher.parse_args(["--out", str(tmp_path), "--no-bag", "--timeout-s", "60",
+    args = launcher.parse_args(["--out", str(tmp_path), "--timeout-s", "60",
                                 "--domain-id", str(ros_domain_id)])
     t0 = time.monotonic()
     summary, run_dir = launcher.run(args, on_ready=on_ready, log=lambda *_: None)
@@ -244,5 +244,13 @@ def test_launcher_ends_the_run_when_a_node_is_killed_and_leaves_no_process(tmp_p
     assert elapsed_after_kill <= launcher.STARTUP_TIMEOUT_S + 3 * TRANSITION_TIMEOUT_S + FLUSH_TIMEOUT_S + \
         3 * SHUTDOWN_GRACE_S
     assert (run_dir / "summary.json").exists()
+    if victim != "controller_node":     # the surviving controller was deactivated: its last command is a stop
+        from rosbags.highlevel import AnyReader
+        with AnyReader([run_dir / "bag"]) as reader:
+            conns = [cn for cn in reader.connections if cn.topic == "/cmd_vel"]
+            last = None
+            for conn, _, raw in reader.messages(connections=conns):
+                last = reader.deserialize(raw, conn.msgtype)
+        assert last is not None and (last.linear.x, last.angular.z) == (0.0, 0.0)
     print(f"\nlauncher, {victim} SIGKILLed: '{summary.end_reason}', everything reaped "
           f"{elapsed_after_kill:.1f} s after launch")

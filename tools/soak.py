@@ -200,7 +200,8 @@ def markdown(verdict: dict, meta: dict) -> str:
         s = verdict["solve_p99_us"]
         lines += ["", f"FOP solve time p99: first episode {f(s['first_episode'], '.0f')} µs, last "
                       f"{f(s['last_episode'], '.0f')} µs; median over the first quarter of episodes "
-                      f"{f(s['first_quarter_median'], '.0f')} µs, last quarter {f(s['last_quarter_median'], '.0f')} µs "
+                      f"{f(s['first_quarter_median'], '.0f')} µs, "
+                      f"last quarter {f(s['last_quarter_median'], '.0f')} µs "
                       f"(x{f(s['ratio'], '.2f')}).",
                   f"Orphan processes: {verdict['orphans_after_episodes']} after episodes, "
                   f"{verdict['orphans_at_end']} at the end."]

@@ -95,7 +95,9 @@ def margin_keeping_speed(state, v: float, obstacles: np.ndarray, margin_m: float
 
     A safety filter on a first action for obstacles a solver did not see (beyond its M slots) or
     saw only as soft constraints (the MPC)."""
-    rows = nearest_obstacles(state, obstacles, margin_m, len(obstacles), relax_inside=True)
+    # only obstacles whose margin one step can reach can cut a speed (the others: g(v) > 0 for all v)
+    reach_m = ts * max(abs(v_min), abs(v_max))
+    rows = nearest_obstacles(state, obstacles, margin_m, len(obstacles), relax_inside=True, reach_m=reach_m)
     slabs = speed_slabs(state, rows, v_min, v_max, ts)
     if any(a <= v <= b for a, b in slabs):
         return v

@@ -164,18 +164,43 @@ def check_obstacles(value, max_count: int | None = None) -> np.ndarray:
 PARK_OFFSET_M = 20.0  # unused obstacle slots of a solver sit this far from the robot (in x and y), radius 0
 
 
+_VECTORIZE_ABOVE = 16   # obstacle count above which numpy beats the plain-float loop (1,000: 1.6 ms -> ~0.1 ms)
+
+
 def nearest_obstacles(state, obstacles: np.ndarray, margin_m: float, max_count: int,
-                      relax_inside: bool) -> list[tuple[float, float, float]]:
-    """The ≤ max_count obstacles nearest to the robot as (x, y, r_eff), r_eff = r + margin_m.
+                      relax_inside: bool, reach_m: float = math.inf) -> list[tuple[float, float, float]]:
+    """The ≤ max_count obstacles nearest to the robot as (x, y, r_eff), r_eff = r + margin_m, nearest
+    first when there are more than max_count (ties by x, y, r_eff), else in the given order.
 
     With relax_inside, an obstacle whose margin already contains the robot gets r_eff equal to the
-    current distance ("get no closer than now"), so a one-step problem stays feasible. Plain
-    floats: a handful of rows is far cheaper in Python than in numpy (this is on the hot path).
+    current distance ("get no closer than now"), so a one-step problem stays feasible. `reach_m`
+    leaves out obstacles whose margin is farther than that: a step of at most reach_m cannot enter
+    them (the safety filter passes Ts·max|v|). Plain floats for a handful of rows (cheaper than numpy
+    on the hot path); numpy above :data:`_VECTORIZE_ABOVE`, so a solve stays cheap with 1,000.
     """
     x, y = float(state[0]), float(state[1])
+    if len(obstacles) > _VECTORIZE_ABOVE:
+        obs = np.asarray(obstacles, dtype=float)
+        ox, oy, r = obs[:, 0], obs[:, 1], obs[:, 2]
+        dist = np.hypot(ox - x, oy - y)
+        gap = dist - r - margin_m
+        r_eff = r + margin_m
+        if relax_inside:
+            r_eff = np.minimum(r_eff, dist * (1 - 1e-9))
+        idx = np.flatnonzero(gap <= reach_m) if math.isfinite(reach_m) else np.arange(len(obs))
+        if idx.size > max_count:
+            if max_count == 0:
+                return []
+            # the max_count smallest gaps (and every tie of the last one), then the exact order
+            kth = np.partition(gap[idx], max_count - 1)[max_count - 1]
+            idx = idx[gap[idx] <= kth]
+            idx = idx[np.lexsort((r_eff[idx], oy[idx], ox[idx], gap[idx]))[:max_count]]
+        return list(zip(ox[idx].tolist(), oy[idx].tolist(), r_eff[idx].tolist()))
     rows = []
     for ox, oy, r in obstacles.tolist():
         dist = math.hypot(ox - x, oy - y)
+        if dist - r - margin_m > reach_m:
+            continue
         r_eff = r + margin_m
         if relax_inside:
             r_eff = min(r_eff, dist * (1 - 1e-9))

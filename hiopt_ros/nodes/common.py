@@ -48,8 +48,9 @@ from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityP
 
 from hiopt_ros.control.model import DEFAULT_ROBOT, RobotModel
 from hiopt_ros.control.params import DEFAULT_GOAL_TOLERANCE_M, DEFAULT_GOAL_XY
-from hiopt_ros.conversions import (FRAME_BASE, FRAME_ODOM, header_ns, obstacle_markers, obstacles_from_markers,  # noqa: F401
-                                   odom_state, set_yaw, twist_values, yaw_from_quaternion)
+from hiopt_ros.conversions import (FRAME_BASE, FRAME_ODOM, header_ns, obstacle_markers,  # noqa: F401
+                                   obstacles_from_markers, odom_state, set_yaw, twist_values,
+                                   yaw_from_quaternion)
 
 SENSOR_QOS = qos_profile_sensor_data
 COMMAND_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
