@@ -1,9 +1,9 @@
 """Fault campaign at the node level (README "Faults and bad input", node rows), in-process and fast.
 
 The controller runs in this process with a *kinematic* robot in the loop (:class:`Loop`): every
-command it publishes advances the robot by one control period (``unicycle_step``, Eq. 32b-d) and
-the new pose goes out as stamped odometry. Simulated time is therefore commands × period, whatever
-the load on the machine, so the closed-loop assertions (no collision, the robot gets somewhere)
+command it publishes advances the robot by a fixed step (``unicycle_step``, Eq. 32b-d) and the new
+pose goes out as stamped odometry. Simulated time is therefore commands × step, whatever the load
+on the machine, so the closed-loop assertions (no collision, the robot gets somewhere)
 do not depend on how fast this machine runs. Every test also checks that no command was NaN and
 every command lies within the input bounds (32e-f).
 
@@ -35,8 +35,11 @@ from hiopt_ros.nodes.controller_node import ControllerNode  # noqa: E402
 from hiopt_ros.nodes.planner_node import PlannerNode  # noqa: E402
 from hiopt_ros.nodes.watchdog import Watchdog  # noqa: E402
 
-RATE_HZ = 50.0
+RATE_HZ = 200.0
 PERIOD_S = 1.0 / RATE_HZ
+# each command advances the kinematic robot by SIM_STEP_S = 4 control periods: simulated time runs
+# 4x faster than the wall (the one-step FOP's law per command is the same), so seconds of driving are cheap
+SIM_STEP_S = 0.02
 ODOM_TIMEOUT_S, SUBGOAL_TIMEOUT_S = 0.3, 0.4
 LIM = DEFAULT_ROBOT.limits
 RADIUS = DEFAULT_ROBOT.robot_radius_m
@@ -58,8 +61,8 @@ def controller(ctx, **params) -> ControllerNode:
 
 
 class Loop:
-    """The node under test plus a kinematic robot: each /cmd_vel advances the robot by one control
-    period and publishes its odometry (stamped with this node's clock) and the subgoal."""
+    """The node under test plus a kinematic robot: each /cmd_vel advances the robot by SIM_STEP_S
+    and publishes its odometry (stamped with this node's clock) and the subgoal."""
 
     def __init__(self, ctx, node, start=(0.0, 0.0, 0.0), obstacles=np.zeros((0, 3)), subgoal=(1.0, 0.0),
                  sim_time: bool = False) -> None:
@@ -137,7 +140,7 @@ class Loop:
         self.cmds.append((v, w))
         self.cmd_times.append(time.monotonic())
         if math.isfinite(v) and math.isfinite(w) and np.all(np.isfinite(self.state)):
-            self.state = unicycle_step(self.state, (v, w), PERIOD_S)
+            self.state = unicycle_step(self.state, (v, w), SIM_STEP_S)
         self.states.append(self.state.copy())
         self.publish_inputs()
 
@@ -157,6 +160,10 @@ class Loop:
         """Spin until `n` more commands (n control periods of simulated time) have been published."""
         target = len(self.cmds) + n
         assert self.spin_until(lambda: len(self.cmds) >= target, timeout_s), f"only {len(self.cmds)} of {target}"
+
+    def run_seconds(self, sim_s: float) -> None:
+        """Spin until the robot has driven `sim_s` of simulated time (sim_s / SIM_STEP_S commands)."""
+        self.run_commands(int(round(sim_s / SIM_STEP_S)))
 
     def max_cmd_gap_s(self) -> float:
         return float(np.max(np.diff(self.cmd_times))) if len(self.cmd_times) > 1 else PERIOD_S
@@ -302,7 +309,7 @@ def test_planner_publishes_no_subgoal_from_frozen_odometry(ctx):
 def test_subgoal_inside_an_obstacle_is_approached_without_touching_it(make_loop):
     obstacle = np.array([[1.2, 0.0, 0.3]])
     loop = make_loop(obstacles=obstacle, subgoal=(1.2, 0.0))
-    loop.run_commands(200)                                   # 4 s of simulated driving
+    loop.run_seconds(4.0)
     clearance = loop.check_safe()
     # it went up to the obstacle and stays out of the d_safe margin (32g, up to the Euler step)
     assert loop.state[0] > 0.3 and clearance >= DEFAULT_ROBOT.d_safe_m - 0.02
@@ -311,7 +318,7 @@ def test_subgoal_inside_an_obstacle_is_approached_without_touching_it(make_loop)
 
 def test_subgoal_behind_the_robot_turns_it_around(make_loop):
     loop = make_loop(subgoal=(-1.0, 0.0))
-    loop.run_commands(250)                                   # 5 s
+    loop.run_seconds(5.0)
     loop.check_safe()
     assert math.dist(loop.state[:2], (-1.0, 0.0)) < 0.5      # it turned and got there (from 1 m)
     assert max(abs(w) for _, w in loop.cmds) > 0.5
@@ -319,7 +326,7 @@ def test_subgoal_behind_the_robot_turns_it_around(make_loop):
 
 def test_subgoal_100_m_away_gives_bounded_commands(make_loop):
     loop = make_loop(subgoal=(100.0, 0.0))
-    loop.run_commands(100)
+    loop.run_seconds(2.0)
     loop.check_safe()
     v = np.asarray(loop.cmds)[-50:, 0]
     assert np.all(v > 0.5 * LIM.v_max_mps)                   # it drives towards it, at most at v_max
@@ -356,7 +363,7 @@ def test_obstacle_overlapping_the_robot_never_brings_it_closer(make_loop, subgoa
     makes progress and holds; with the subgoal on the free side it turns and drives away."""
     obstacle = np.array([[0.25, 0.1, 0.3]])                  # centre 0.27 m away: overlapping the robot
     loop = make_loop(obstacles=obstacle, subgoal=subgoal)
-    loop.run_commands(150)
+    loop.run_seconds(3.0)
     loop_d = np.linalg.norm(np.asarray(loop.states)[:, :2] - obstacle[0, :2], axis=1)
     # "no closer than now" is imposed on the FOP's next position Ts ahead; along the 20 ms Euler
     # steps between, a chord of length ≤ Ts·v_max can dip by at most (Ts·v_max)² / (8·d0)
