@@ -81,6 +81,10 @@ def ensure_theta(spec: ScenarioSpec, demos: Demos, held: Demos, path: Path, *, K
     log(f"[amod]   fit {fit.status} in {fit_s:.0f} s; gaps mean {fit.gaps.mean():.3g} max {fit.gaps.max():.3g}")
     log(f"[amod]   held-out ({len(held)} states): reb. flow cosine θ=0 {base['f']['cosine']:.3f} → θ̂ "
         f"{learned['f']['cosine']:.3f}; Manhattan {base['f']['l1']:.2f} → {learned['f']['l1']:.2f}")
+    if learned["f"]["cosine"] < base["f"]["cosine"]:
+        # the file is still written (its provenance records both), but nobody should miss this
+        log(f"[amod]   WARNING: θ̂ imitates the MPC's rebalancing worse than θ = 0 on held-out states "
+            f"(fit status {fit.status}); try a longer --fit-time-limit or another --rho or --K")
     theta.provenance = dict(want, command=" ".join(sys.argv), scenario=spec.to_dict(),
                             demos=str(demos.meta.get("file")), demo_seeds=seeds[:fit_episodes],
                             held_out=str(held.meta.get("file")), held_out_seeds=held.meta.get("seeds"),

@@ -57,12 +57,17 @@ class _ItemwiseExtractor(nn.Module):
     def forward_actor(self, x: torch.Tensor) -> torch.Tensor:
         return self._nodes(x)[0].reshape(x.shape[0], -1)
 
-    def forward_critic(self, x: torch.Tensor) -> torch.Tensor:
-        h, items, glob = self._nodes(x)
+    def _critic(self, h: torch.Tensor, items: torch.Tensor, glob: torch.Tensor) -> torch.Tensor:
         return self.critic(torch.cat([h.mean(dim=1), glob, items.mean(dim=1)], dim=-1))
 
+    def forward_critic(self, x: torch.Tensor) -> torch.Tensor:
+        return self._critic(*self._nodes(x))
+
     def forward(self, x: torch.Tensor):
-        return self.forward_actor(x), self.forward_critic(x)
+        # actor and critic read the same per-item MLP: evaluate it once (PPO's update calls this;
+        # with 256 pairs for end-to-end RL the item MLP is most of the training time)
+        h, items, glob = self._nodes(x)
+        return h.reshape(x.shape[0], -1), self._critic(h, items, glob)
 
 
 class _ItemwiseHead(nn.Module):

@@ -166,14 +166,14 @@ def _plot(table, methods, path: Path) -> Path:
 
     keys = [("reward", "Reward", False), ("served_demand", "Served demand", False),
             ("decision_ms", "Decision time per step (ms)", True)]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=(max(13.0, 2.0 * len(methods)), 4.6))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, (key, label, log) in zip(axes, keys):
         means = [table.stats(m, key)[0] for m in methods]
         stds = [table.stats(m, key)[1] for m in methods]
         ax.bar(range(len(methods)), means, yerr=stds, capsize=4, color=colors[:len(methods)])
-        ax.set_xticks(range(len(methods)), [m.replace(" ", "\n", 1) if len(m) > 12 else m for m in methods],
-                      fontsize=8)
+        # slanted full names: wrapped names of 5+ rows (diagnostic rows) ran into each other
+        ax.set_xticks(range(len(methods)), methods, fontsize=7, rotation=30, ha="right", rotation_mode="anchor")
         ax.set_title(label, fontsize=10)
         if log:
             ax.set_yscale("log")
