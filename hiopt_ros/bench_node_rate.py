@@ -127,10 +127,13 @@ def run_rate(rate_hz: float, duration_s: float, params: Path, domain_id: int, lo
 
     spec = bringup.NodeSpec("controller_node", {"control_rate_hz": float(rate_hz)})
     with NodeProcesses(params, log_dir, bringup.child_env(domain_id)) as procs:
+        started = time.time()
         pid = procs.start(spec).pid
         counters.update(stamps=[], solve=[])
         deadline = time.monotonic() + 90.0
-        while not counters["stamps"]:
+        # wait for this process' first command: the previous rate's controller may still deliver its
+        # last stop late on a loaded machine, and the window must not start on that
+        while not counters["stamps"] or counters["stamps"][-1] < started:
             spin_once(0.01)
             if procs.dead() or time.monotonic() > deadline:
                 raise RuntimeError(f"controller_node did not start (see {log_dir})")

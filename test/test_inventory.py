@@ -260,8 +260,11 @@ def test_fitted_theta_reproduces_mpc_flows_on_held_out_states_better_than_theta_
     from offline.inventory.fit import fit_theta, load_fop_theta
 
     sc = make_scenario("1F2S", horizon_steps=15)
+    # ≈ 7 s of CPU; the time limit is only a guard: with 10 s the fit stopped early on a loaded
+    # machine (cosine 0.94), so the test depended on the machine's speed
     report = fit_theta(sc, train_seeds=[0, 1], held_out_seeds=[9000, 9001], K=1, method="alternating",
-                       time_limit_s=10.0, restarts=1, subsample=12)
+                       time_limit_s=300.0, restarts=1, subsample=12)
+    assert report.fit.status == "converged", f"the fit ended on {report.fit.status}"
     learned, unchanged = report.held_out["learned"], report.held_out["unchanged"]
     assert learned["failed"] == 0 and report.n_held_out == 30
     assert learned["flows"]["cosine"] >= 0.99

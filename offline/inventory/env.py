@@ -31,7 +31,21 @@ import numpy as np
 
 from .scenarios import InventoryScenario, seasonal_mean_demand
 
-__all__ = ["InventoryEnv", "InventoryState", "serve_demand"]
+__all__ = ["InventoryEnv", "InventoryState", "InventoryDecision", "serve_demand"]
+
+
+@dataclass
+class InventoryDecision:
+    """A decision of any inventory policy: production and shipments (the lower level's and the
+    MPC's decisions add what their solver said)."""
+
+    w: np.ndarray          # (W,) production
+    f: np.ndarray          # (E,) shipments
+
+    @property
+    def action(self) -> np.ndarray:
+        """(W + E,) the environment's action."""
+        return np.r_[self.w, self.f]
 
 
 @dataclass(frozen=True)

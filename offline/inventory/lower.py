@@ -28,7 +28,7 @@ import scipy.sparse as sp
 
 from offline.lp_fop import LpSolution, ReluLpFop
 
-from .env import InventoryState
+from .env import InventoryDecision, InventoryState
 from .scenarios import InventoryScenario
 
 __all__ = ["InventoryFop", "FopDecision", "variable_names", "eq31_rows"]
@@ -65,18 +65,11 @@ def eq31_rows(scenario: InventoryScenario) -> sp.csr_matrix:
 
 
 @dataclass
-class FopDecision:
-    """The lower level's action and what the solver said."""
+class FopDecision(InventoryDecision):
+    """The lower level's action (w, f) and what the solver said."""
 
-    w: np.ndarray          # (W,) production
-    f: np.ndarray          # (E,) shipments
     x: np.ndarray          # (n,) the full decision (w, f, ε±)
     solution: LpSolution
-
-    @property
-    def action(self) -> np.ndarray:
-        """(W + E,) the environment's action."""
-        return np.r_[self.w, self.f]
 
 
 class InventoryFop:

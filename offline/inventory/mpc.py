@@ -26,25 +26,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .env import InventoryEnv, InventoryState
+from .env import InventoryDecision, InventoryEnv, InventoryState
 from .scenarios import InventoryScenario
 
 __all__ = ["InventoryMpc", "MpcDecision"]
 
 
 @dataclass
-class MpcDecision:
-    """The MPC's first-step action, its plan's objective and the subgoal it implies."""
+class MpcDecision(InventoryDecision):
+    """The MPC's first-step action (w, f: production and shipments now) and its plan's objective."""
 
-    w: np.ndarray           # (W,) production now
-    f: np.ndarray           # (E,) shipments now
     objective: float        # planned reward over the horizon
     horizon: int            # H used
     solve_time_s: float     # parameter update + solve + read-out
-
-    @property
-    def action(self) -> np.ndarray:
-        return np.r_[self.w, self.f]
 
 
 class InventoryMpc:
