@@ -288,12 +288,16 @@ def test_fitted_theta_reproduces_mpc_rebalancing_on_held_out_states_better_than_
     sim = AmodSim(synthetic("tiny", 0, horizon=10))
     train = collect(sim, range(0, 6), progress=False)
     held = collect(sim, range(500, 504), progress=False)
-    theta, fit = fit_theta(sim, train, K=1, rho=1e-2, time_limit_s=10.0, progress=False)
+    # run to convergence (one start, no SCIP subproblem: ~15 s on the loaded 2-core machine): a
+    # time-limited fit would make the result depend on the machine's load
+    theta, fit = fit_theta(sim, train, K=1, rho=1e-2, time_limit_s=300.0, progress=False, subsample=0, restarts=1)
+    assert fit.status == "converged", fit.status
     assert theta.case_study == "amod" and theta.alpha.shape == (1, Eq25Fop(sim).n)
     base, learned = imitation(sim, held), imitation(sim, held, theta)
     assert base["failed"] == learned["failed"] == 0
-    assert learned["f"]["cosine"] > base["f"]["cosine"] + 0.01, (base["f"], learned["f"])
-    assert learned["f"]["l1"] < base["f"]["l1"], (base["f"], learned["f"])
+    # measured: cosine 0.943 → 0.978, Manhattan 0.375 → 0.222 vehicles per decision
+    assert learned["f"]["cosine"] > base["f"]["cosine"] + 0.02, (base["f"], learned["f"])
+    assert learned["f"]["l1"] < 0.8 * base["f"]["l1"], (base["f"], learned["f"])
 
 
 # ----------------------------------------------------------------------------- environments
