@@ -105,9 +105,11 @@ def test_help():
 def test_a_two_episode_soak_runs_and_leaves_no_process(tmp_path, ros_domain_id):
     pytest.importorskip("rclpy")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # the solve-time verdict is not tested here: two episodes' p99 ratio is scheduling noise on a loaded
+    # machine (x1.53 under two CPU hogs); the analysis tests above check that verdict
     out = subprocess.run([sys.executable, str(SOAK), "--duration-min", "5", "--max-episodes", "2", "--out",
-                          str(tmp_path), "--domain-id", str(ros_domain_id)], env=env, capture_output=True, text=True,
-                         timeout=300)
+                          str(tmp_path), "--domain-id", str(ros_domain_id), "--p99-growth", "1e9"], env=env,
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stderr == ""                                    # quiet without a terminal
     summary = json.loads(next(tmp_path.glob("*/summary.json")).read_text())
