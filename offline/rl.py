@@ -248,6 +248,7 @@ def train(make_env: Callable[[int], Any], cfg: RLConfig, out_dir: str | Path, *,
         else:
             model = build_model(cfg, venv, str(out_dir / "tb"))
         callback, bar = _callbacks(cfg, out_dir, progress)
+        steps_before = int(model.num_timesteps)
         t0 = time.perf_counter()
         try:
             model.learn(total_timesteps=cfg.total_steps, callback=callback, tb_log_name=cfg.algo,
@@ -257,7 +258,7 @@ def train(make_env: Callable[[int], Any], cfg: RLConfig, out_dir: str | Path, *,
             model.save(str(out_dir / "model.zip"))
             plot_learning_curve(out_dir / "monitor", out_dir / "learning_curve.png", keys=cfg.curve_keys,
                                 title=f"{cfg.algo.upper()} learning curve ({out_dir.name})")
-        steps = int(model.num_timesteps) if init_model is None else cfg.total_steps
+        steps = int(model.num_timesteps) - steps_before  # whole rollouts: may exceed total_steps
         result = TrainResult(model, out_dir, steps, wall, len(bar.returns), bar.returns[-100:])
         (out_dir / "train.json").write_text(json.dumps({
             "config": _jsonable(asdict(cfg)), "env_steps": result.env_steps, "wall_s": result.wall_s,
