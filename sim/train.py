@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import shlex
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
@@ -115,6 +116,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--vec", choices=("subproc", "dummy"), default="subproc",
                     help="subproc: one process per env (default); dummy: all in this process")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ap.add_argument("--export-only", action="store_true",
+                    help="do not train: (re-)write policy.pt and policy.yaml from --out's model.zip (same other "
+                         "arguments as the training run)")
     args = ap.parse_args(argv)
     if args.steps < 1:
         ap.error(f"--steps must be >= 1, got {args.steps}")
@@ -129,6 +133,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             ap.error(f"--theta: {args.theta} does not exist (fit one with python -m offline.fit)")
     if not args.params.is_file():
         ap.error(f"--params: {args.params} does not exist")
+    if args.export_only and args.out is None:
+        ap.error("--export-only needs --out (the training run's folder)")
     if args.init is not None and not args.init.is_file():
         ap.error(f"--init: {args.init} does not exist")
     if args.ship is not None and args.ship.suffix != ".pt":
@@ -136,27 +142,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _command(argv: list[str] | None, drop: tuple[str, ...] = ()) -> str:
+    args = [a for a in (argv if argv is not None else sys.argv[1:]) if a not in drop]
+    return "python -m sim.train " + " ".join(shlex.quote(a) for a in args)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from hiopt_ros.planning import torch_policy as tp
     from offline import rl
 
     d = TrainConfig(algo=args.algo, steps=args.steps, n_envs=args.n_envs, seed=args.seed)
     out = args.out or REPO_ROOT / "runs" / "train" / f"{args.method}-{datetime.now():%Y%m%d-%H%M%S}"
     factory = EnvFactory(args.method, str(args.theta) if args.theta else None, args.backend, str(args.params))
-    lower = {"bilevel-unchanged": "FOP with θ = 0 (unchanged)", "e2e": "none (end-to-end)",
-             "bilevel-learned": f"FOP_θ with {args.theta}"}[args.method]
-    print(f"sim.train: {args.method}, lower level: {lower}; {args.algo.upper()} for {args.steps} env steps, "
-          f"{args.n_envs} envs ({args.vec}), backend {args.backend}, seed {args.seed}")
+    if args.export_only:
+        return export_run(out, args, factory, _command(argv, drop=("--export-only",)))
+    print(f"sim.train: {args.method}, lower level: {_lower_text(args)}; {args.algo.upper()} for {args.steps} "
+          f"env steps, {args.n_envs} envs ({args.vec}), backend {args.backend}, seed {args.seed}")
     print(describe_seed_ranges())
     print(f"output: {out}")
 
     probe = factory(0)
     env_sps = rl.measure_env_steps_per_s(probe, n_steps=min(300, args.steps), seed=args.seed)
-    scale, offset = probe.action_scale
-    n_obstacles, kind = probe.config.n_obstacles, probe.action_kind
     probe.close()
     print(f"env: {env_sps:.0f} steps/s with random actions (one process)")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "run.yaml").write_text(yaml.safe_dump({"command": _command(argv), "env_steps_per_s": round(env_sps, 1),
+                                                  "started_utc": _utc()}, sort_keys=False))
 
     # a budget smaller than one rollout (tests) gets one short rollout instead of a full one
     n_steps = max(16, min(d.n_steps, -(-d.steps // d.n_envs)))
@@ -172,37 +183,66 @@ def main(argv: list[str] | None = None) -> int:
         print(f"interrupted: the model so far is in {out / 'model.zip'}", file=sys.stderr)
         return 130
     print(result.report())
+    return export_run(out, args, factory, _command(argv), model=result.model)
 
+
+def _lower_text(args) -> str:
+    return {"bilevel-unchanged": "FOP with θ = 0 (unchanged)", "e2e": "none (end-to-end)",
+            "bilevel-learned": f"FOP_θ with {args.theta}"}[args.method]
+
+
+def _utc() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def export_run(out: Path, args, factory: EnvFactory, command: str, model=None) -> int:
+    """Write out/policy.pt (TorchScript, the layout the nodes load) and out/policy.yaml (provenance)
+    from the run's model (given, or out/model.zip with --export-only); --ship copies both."""
+    from hiopt_ros.planning import torch_policy as tp
+    from offline import rl
+
+    if model is None:
+        if not (out / "model.zip").is_file():
+            print(f"error: --export-only: no {out / 'model.zip'} (train first)", file=sys.stderr)
+            return 2
+        model = rl.load_model(out / "model.zip", args.algo)
+    run = yaml.safe_load((out / "run.yaml").read_text()) if (out / "run.yaml").is_file() else {}
+    stats = json.loads((out / "train.json").read_text()) if (out / "train.json").is_file() else {}
+    env = factory(0)
+    scale, offset = env.action_scale
+    n_obstacles, kind = env.config.n_obstacles, env.action_kind
+    env.close()
     policy = out / "policy.pt"
-    rl.export_torchscript(result.model, policy, scale=scale, offset=offset, attributes={
+    rl.export_torchscript(model, policy, scale=scale, offset=offset, attributes={
         "n_obstacles": int(n_obstacles), "observation_version": tp.OBSERVATION_VERSION, "action_kind": kind,
         "method": args.method})
     provenance = {
         "tool": "sim.train",
-        "command": "python -m sim.train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
+        "command": run.get("command", command),
         "method": args.method,
-        "lower_level": lower,
-        "theta_file": str(args.theta) if args.theta else None,
+        "lower_level": _lower_text(args),
+        "theta_file": str(Path(args.theta).resolve().relative_to(REPO_ROOT))
+        if args.theta and Path(args.theta).resolve().is_relative_to(REPO_ROOT) else (str(args.theta) if args.theta else None),
         "theta_sha256": sha256(args.theta) if args.theta else None,
         "params_sha256": sha256(args.params),
         "algo": args.algo,
-        "env_steps": result.env_steps,
+        "env_steps": stats.get("env_steps", int(model.num_timesteps)),
         "seed": args.seed,
         "backend": args.backend,
         "init": str(args.init) if args.init else None,
         "course_seeds": f"{TRAIN_SEEDS.start}..{TRAIN_SEEDS.stop - 1}",
-        "env_steps_per_s": round(env_sps, 1),
-        "train_steps_per_s": round(result.steps_per_s, 1),
-        "wall_s": round(result.wall_s, 1),
+        "env_steps_per_s": run.get("env_steps_per_s"),
+        "train_steps_per_s": round(stats["train_steps_per_s"], 1) if "train_steps_per_s" in stats else None,
+        "wall_s": round(stats["wall_s"], 1) if "wall_s" in stats else None,
         "git_commit": git_commit(),
-        "created_utc": datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created_utc": _utc(),
         "action_kind": kind,
         "n_obstacles": int(n_obstacles),
         "observation_version": tp.OBSERVATION_VERSION,
     }
     header = ("# Provenance of the TorchScript policy beside this file (written by python -m sim.train).\n"
               "# Regenerate it with the command below (from the repository root, PYTHONPATH=.).\n")
-    (out / "policy.yaml").write_text(header + yaml.safe_dump(provenance, sort_keys=False))
+    (out / "policy.yaml").write_text(header + yaml.safe_dump(provenance, sort_keys=False, allow_unicode=True))
     print(f"wrote {policy} (+ policy.yaml), learning curve {out / 'learning_curve.png'}, "
           f"TensorBoard logs {out / 'tb'}")
     if args.ship is not None:

@@ -329,6 +329,21 @@ def test_trained_policy_runs_in_planner_node_and_publishes_odom_frame_subgoals(t
 
 
 @pytest.mark.slow
+def test_export_only_rewrites_the_policy_from_the_model(tiny_policies):
+    out = tiny_policies["e2e"]
+    before = (out / "policy.yaml").read_text()
+    (out / "policy.pt").unlink()
+    proc = subprocess.run([sys.executable, "-m", "sim.train", "--method", "e2e", "--steps", "256", "--seed", "3",
+                           "--out", str(out), "--export-only"], cwd=REPO, env=_env_vars(), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert torch.jit.load(str(out / "policy.pt")).action_kind == tp.ACTION_COMMAND
+    import yaml
+    old, new = yaml.safe_load(before), yaml.safe_load((out / "policy.yaml").read_text())
+    assert new["command"] == old["command"] and new["env_steps"] == old["env_steps"]
+
+
+@pytest.mark.slow
 def test_planner_refuses_an_end_to_end_policy(tiny_policies):
     with pytest.raises(ValueError, match="e2e_node"):
         tp.TorchPolicy.load(tiny_policies["e2e"] / "policy.pt")
@@ -475,3 +490,33 @@ def test_e2e_policy_drives_through_the_launcher(tiny_policies, tmp_path, ros_dom
     assert summary["achieved_rate_hz"] >= 0.8 * summary["commanded_rate_hz"]
     assert summary["solve_count"] >= 1            # e2e_node publishes its decision times
     assert (run / "logs" / "e2e_node.log").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_shipped_policy_drives_the_default_course_through_the_launcher(tmp_path, ros_domain_id):
+    """`make nav` as shipped: the RL planner (config/policy/bilevel_learned.pt) + FOP_θ
+    (config/theta/robot.yaml), both named in config/nav.yaml, reach the goal without a collision."""
+    import json
+
+    import yaml
+
+    from hiopt_ros.control.params import node_sections
+
+    sections = node_sections()
+    assert sections["planner_node"]["policy_checkpoint"] == "config/policy/bilevel_learned.pt"
+    assert sections["controller_node"]["theta_file"] == "config/theta/robot.yaml"
+    prov = yaml.safe_load((REPO / "config" / "policy" / "bilevel_learned.yaml").read_text())
+    assert prov["command"].startswith("python -m sim.train --method bilevel-learned")
+    from sim.train import sha256
+    assert prov["theta_sha256"] == sha256(REPO / "config" / "theta" / "robot.yaml"), \
+        "the shipped policy was trained for another θ: retrain it (command in config/policy/bilevel_learned.yaml)"
+    out = subprocess.run([sys.executable, "-m", "hiopt_ros.launcher", "--out", str(tmp_path), "--timeout-s", "30",
+                          "--domain-id", str(ros_domain_id), "--no-bag"], cwd=REPO, env=_env_vars(),
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "RL policy config/policy/bilevel_learned.pt + FOP, θ config/theta/robot.yaml" in out.stdout
+    run = Path(next(line.split()[2] for line in out.stdout.splitlines() if line.startswith("run folder:")))
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["reached"] and not summary["collided"] and summary["min_clearance_m"] > 0
+    assert "policy: TorchPolicy" in (run / "logs" / "planner_node.log").read_text()
