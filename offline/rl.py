@@ -230,9 +230,11 @@ def _policy_class(policy: str):
 
 
 def train(make_env: Callable[[int], Any], cfg: RLConfig, out_dir: str | Path, *, progress: bool | None = None,
-          init_model: str | Path | None = None) -> TrainResult:
+          init_model: str | Path | None = None, init_std: float | None = None) -> TrainResult:
     """Train ``cfg.algo`` on ``cfg.n_envs`` copies of ``make_env(rank)``; write the files listed in the
-    module docstring into ``out_dir``. ``init_model``: an SB3 zip to continue from (fine-tuning).
+    module docstring into ``out_dir``. ``init_model``: an SB3 zip to continue from (fine-tuning);
+    ``init_std``: with it, PPO's Gaussian std (action-space units, every action dimension) is reset to
+    this before continuing (less exploration noise, closer to the deterministic policy deployed).
     ``progress``: tqdm bar on stderr (default: when stderr is a terminal). The model zip and the
     learning curve are written even when training is interrupted (Ctrl-C), then the exception is
     re-raised."""
@@ -245,6 +247,13 @@ def train(make_env: Callable[[int], Any], cfg: RLConfig, out_dir: str | Path, *,
         if init_model is not None:
             model = _algo_class(cfg.algo).load(str(init_model), env=venv, device="cpu",
                                                tensorboard_log=str(out_dir / "tb"))
+            if init_std is not None:
+                import torch
+
+                if not hasattr(model.policy, "log_std"):
+                    raise ValueError(f"init_std: {cfg.algo} has no state-independent log_std to reset")
+                with torch.no_grad():
+                    model.policy.log_std.fill_(math.log(init_std))
         else:
             model = build_model(cfg, venv, str(out_dir / "tb"))
         callback, bar = _callbacks(cfg, out_dir, progress)

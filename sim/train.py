@@ -18,6 +18,11 @@ with ``--init MODEL.zip`` fine-tunes in the physics). The harness is :mod:`offli
 
 ``--ship DEST.pt`` also copies policy.pt and policy.yaml to DEST.pt / DEST.yaml (e.g.
 config/policy/bilevel_learned.pt). Courses come from the training seed range only (printed).
+
+Continuing a model (``--init RUN/checkpoints/ppo_N_steps.zip`` or ``RUN/model.zip``): the steps
+count on from the model's N, and policy.yaml records the earlier stage under ``continued_from``:
+the model file, its N steps and the earlier run's ``run.yaml`` (its command and the θ file and
+SHA-256 it trained for), so a policy continued on another θ says so instead of claiming one θ.
 """
 from __future__ import annotations
 
@@ -109,6 +114,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--backend", choices=("kinematic", "pybullet"), default="kinematic",
                     help="env backend (default kinematic; pybullet for fine-tuning with --init)")
     ap.add_argument("--init", type=Path, default=None, help="SB3 model.zip to continue training from")
+    ap.add_argument("--init-std", type=float, default=None,
+                    help="with --init (PPO): reset the policy's Gaussian std to this (action units in [-1, 1]) "
+                         "before continuing, e.g. 0.1 to train near the deterministic policy that is deployed")
     ap.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="ROS parameter file (rates, bounds, FOP)")
     ap.add_argument("--out", type=Path, default=None, help="output folder (default runs/train/<method>-<time>)")
     ap.add_argument("--ship", type=Path, default=None,
@@ -137,6 +145,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ap.error("--export-only needs --out (the training run's folder)")
     if args.init is not None and not args.init.is_file():
         ap.error(f"--init: {args.init} does not exist")
+    if args.init_std is not None and (args.init is None or args.algo != "ppo" or not 0 < args.init_std <= 1):
+        ap.error(f"--init-std needs --init, --algo ppo and a value in (0, 1], got {args.init_std}")
     if args.ship is not None and args.ship.suffix != ".pt":
         ap.error(f"--ship must name a .pt file, got {args.ship}")
     return args
@@ -166,8 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     probe.close()
     print(f"env: {env_sps:.0f} steps/s with random actions (one process)")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "run.yaml").write_text(yaml.safe_dump({"command": _command(argv), "env_steps_per_s": round(env_sps, 1),
-                                                  "started_utc": _utc()}, sort_keys=False))
+    (out / "run.yaml").write_text(yaml.safe_dump({
+        "command": _command(argv), "method": args.method, **_theta_facts(args.theta),
+        "init": str(args.init) if args.init else None, "env_steps_per_s": round(env_sps, 1),
+        "started_utc": _utc(), "git_commit": git_commit()}, sort_keys=False, allow_unicode=True))
 
     # a budget smaller than one rollout (tests) gets one short rollout instead of a full one
     n_steps = max(16, min(d.n_steps, -(-d.steps // d.n_envs)))
@@ -178,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                       curve_keys=("reached", "collided"))
     progress = (not args.no_progress) and sys.stderr.isatty()
     try:
-        result = rl.train(factory, cfg, out, progress=progress, init_model=args.init)
+        result = rl.train(factory, cfg, out, progress=progress, init_model=args.init, init_std=args.init_std)
     except KeyboardInterrupt:
         print(f"interrupted: the model so far is in {out / 'model.zip'}", file=sys.stderr)
         return 130
@@ -187,8 +199,47 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _lower_text(args) -> str:
-    return {"bilevel-unchanged": "FOP with θ = 0 (unchanged)", "e2e": "none (end-to-end)",
-            "bilevel-learned": f"FOP_θ with {args.theta}"}[args.method]
+    if args.method == "bilevel-learned":
+        return f"FOP_θ with {_theta_facts(args.theta)['theta_file']}"
+    return {"bilevel-unchanged": "FOP with θ = 0 (unchanged)", "e2e": "none (end-to-end)"}[args.method]
+
+
+def _theta_facts(theta) -> dict:
+    """The θ file a run trains for: repository-relative path and SHA-256 of the whole file."""
+    if not theta:
+        return {"theta_file": None, "theta_sha256": None}
+    path = Path(theta).resolve()
+    name = str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(theta)
+    return {"theta_file": name, "theta_sha256": sha256(path)}
+
+
+def _model_steps(zip_path: Path) -> int | None:
+    """num_timesteps stored in an SB3 model zip (without building the model)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(zip_path) as z:
+            return int(json.loads(z.read("data"))["num_timesteps"])
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+
+
+def continued_from(init: Path | None) -> dict | None:
+    """What the --init model is: its file, SHA-256, env steps, and the run.yaml of the run that wrote
+    it (RUN/model.zip or RUN/checkpoints/*.zip), which names that run's command and θ."""
+    if init is None:
+        return None
+    init = Path(init)
+    run_dir = init.parent.parent if init.parent.name == "checkpoints" else init.parent
+    stage = {"model": str(init), "model_sha256": sha256(init), "env_steps": _model_steps(init)}
+    run_yaml = run_dir / "run.yaml"
+    if run_yaml.is_file():
+        stage["run"] = yaml.safe_load(run_yaml.read_text())
+        if stage["run"].get("init") and Path(stage["run"]["init"]).is_file():   # that run continued one too
+            stage["continued_from"] = continued_from(Path(stage["run"]["init"]))
+    else:
+        stage["run"] = f"unknown: {run_yaml} does not exist (the θ and command of that stage are not recorded)"
+    return stage
 
 
 def _utc() -> str:
@@ -212,6 +263,11 @@ def export_run(out: Path, args, factory: EnvFactory, command: str, model=None) -
     scale, offset = env.action_scale
     n_obstacles, kind = env.config.n_obstacles, env.action_kind
     env.close()
+    # the θ this run trained for: as recorded when it started (the file may have changed since)
+    theta = {k: run[k] for k in ("theta_file", "theta_sha256") if k in run} or _theta_facts(args.theta)
+    if "theta_sha256" in run and args.theta and run["theta_sha256"] != sha256(args.theta):
+        print(f"warning: {args.theta} changed since the run started; policy.yaml names the θ it trained for "
+              f"(sha256 {run['theta_sha256'][:12]}…)", file=sys.stderr)
     policy = out / "policy.pt"
     rl.export_torchscript(model, policy, scale=scale, offset=offset, attributes={
         "n_obstacles": int(n_obstacles), "observation_version": tp.OBSERVATION_VERSION, "action_kind": kind,
@@ -221,15 +277,15 @@ def export_run(out: Path, args, factory: EnvFactory, command: str, model=None) -
         "command": run.get("command", command),
         "method": args.method,
         "lower_level": _lower_text(args),
-        "theta_file": str(Path(args.theta).resolve().relative_to(REPO_ROOT))
-        if args.theta and Path(args.theta).resolve().is_relative_to(REPO_ROOT) else (str(args.theta) if args.theta else None),
-        "theta_sha256": sha256(args.theta) if args.theta else None,
+        **theta,
         "params_sha256": sha256(args.params),
         "algo": args.algo,
-        "env_steps": stats.get("env_steps", int(model.num_timesteps)),
+        "env_steps": stats.get("env_steps", int(model.num_timesteps)),   # of this run
+        "env_steps_total": int(model.num_timesteps),                     # incl. the --init model's
         "seed": args.seed,
         "backend": args.backend,
-        "init": str(args.init) if args.init else None,
+        "continued_from": continued_from(args.init),
+        "init_std": args.init_std,
         "course_seeds": f"{TRAIN_SEEDS.start}..{TRAIN_SEEDS.stop - 1}",
         "env_steps_per_s": run.get("env_steps_per_s"),
         "train_steps_per_s": round(stats["train_steps_per_s"], 1) if "train_steps_per_s" in stats else None,
@@ -241,7 +297,9 @@ def export_run(out: Path, args, factory: EnvFactory, command: str, model=None) -
         "observation_version": tp.OBSERVATION_VERSION,
     }
     header = ("# Provenance of the TorchScript policy beside this file (written by python -m sim.train).\n"
-              "# Regenerate it with the command below (from the repository root, PYTHONPATH=.).\n")
+              "# Regenerate it with the command below (from the repository root, PYTHONPATH=.)"
+              + (";\n# it continued the model under continued_from: regenerate that stage first (its run's command)"
+                 if args.init else "") + ".\n")
     (out / "policy.yaml").write_text(header + yaml.safe_dump(provenance, sort_keys=False, allow_unicode=True))
     print(f"wrote {policy} (+ policy.yaml), learning curve {out / 'learning_curve.png'}, "
           f"TensorBoard logs {out / 'tb'}")
