@@ -344,6 +344,33 @@ def test_export_only_rewrites_the_policy_from_the_model(tiny_policies):
 
 
 @pytest.mark.slow
+def test_continued_training_counts_on_and_names_the_earlier_stage(tiny_policies, tmp_path):
+    """--init continues a model: steps count on from its N, policy.yaml names the earlier stage
+    (its model, steps, and the command and θ of the run that wrote it), --init-std resets the std."""
+    import yaml
+
+    from offline import rl
+
+    first = tiny_policies["bilevel-unchanged"]
+    out = tmp_path / "continued"
+    proc = subprocess.run([sys.executable, "-m", "sim.train", "--method", "bilevel-unchanged", "--steps", "64",
+                           "--seed", "4", "--n-envs", "1", "--vec", "dummy", "--init", str(first / "model.zip"),
+                           "--init-std", "0.1", "--out", str(out)], cwd=REPO, env=_env_vars(), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    prov = yaml.safe_load((out / "policy.yaml").read_text())
+    earlier = yaml.safe_load((first / "policy.yaml").read_text())
+    stage = prov["continued_from"]
+    assert stage["model"] == str(first / "model.zip") and stage["env_steps"] == earlier["env_steps_total"]
+    assert prov["env_steps_total"] == stage["env_steps"] + prov["env_steps"] and prov["env_steps"] >= 64
+    assert stage["run"]["command"] == earlier["command"] and stage["run"]["method"] == "bilevel-unchanged"
+    assert prov["init_std"] == 0.1 and earlier["continued_from"] is None
+    # the std was reset to 0.1 before one short PPO update (it moves a little, from 0.61 = exp(-0.5))
+    std = rl.load_model(out / "model.zip", "ppo").policy.log_std.exp().detach().numpy()
+    assert np.all(np.abs(std - 0.1) < 0.03), std
+
+
+@pytest.mark.slow
 def test_planner_refuses_an_end_to_end_policy(tiny_policies):
     with pytest.raises(ValueError, match="e2e_node"):
         tp.TorchPolicy.load(tiny_policies["e2e"] / "policy.pt")
