@@ -31,6 +31,7 @@ import hashlib
 import json
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -189,10 +190,13 @@ def main(argv: list[str] | None = None) -> int:
                       log_std_init=d.log_std_init, checkpoint_every=max(d.steps // 5, 10_000),
                       curve_keys=("reached", "collided"))
     progress = (not args.no_progress) and sys.stderr.isatty()
+    # `kill PID` (SIGTERM; a background job ignores SIGINT) stops like Ctrl-C: the model is saved
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         result = rl.train(factory, cfg, out, progress=progress, init_model=args.init, init_std=args.init_std)
     except KeyboardInterrupt:
-        print(f"interrupted: the model so far is in {out / 'model.zip'}", file=sys.stderr)
+        print(f"interrupted: the model so far is in {out / 'model.zip'} (export it with the same command "
+              f"plus --export-only)", file=sys.stderr)
         return 130
     print(result.report())
     return export_run(out, args, factory, _command(argv), model=result.model)
@@ -263,6 +267,7 @@ def export_run(out: Path, args, factory: EnvFactory, command: str, model=None) -
     scale, offset = env.action_scale
     n_obstacles, kind = env.config.n_obstacles, env.action_kind
     env.close()
+    stage = continued_from(args.init)
     # the θ this run trained for: as recorded when it started (the file may have changed since)
     theta = {k: run[k] for k in ("theta_file", "theta_sha256") if k in run} or _theta_facts(args.theta)
     if "theta_sha256" in run and args.theta and run["theta_sha256"] != sha256(args.theta):
@@ -280,11 +285,11 @@ def export_run(out: Path, args, factory: EnvFactory, command: str, model=None) -
         **theta,
         "params_sha256": sha256(args.params),
         "algo": args.algo,
-        "env_steps": stats.get("env_steps", int(model.num_timesteps)),   # of this run
+        "env_steps": stats.get("env_steps", int(model.num_timesteps) - (stage or {}).get("env_steps", 0)),  # this run
         "env_steps_total": int(model.num_timesteps),                     # incl. the --init model's
         "seed": args.seed,
         "backend": args.backend,
-        "continued_from": continued_from(args.init),
+        "continued_from": stage,
         "init_std": args.init_std,
         "course_seeds": f"{TRAIN_SEEDS.start}..{TRAIN_SEEDS.stop - 1}",
         "env_steps_per_s": run.get("env_steps_per_s"),
