@@ -72,17 +72,23 @@ def _params(tmp_path: Path) -> Path:
     return path
 
 
-def _wheels_stop_delay(probe: FaultProbe, last_cmd_stamp: float) -> tuple[float, float]:
-    """(delay from the last command to the first odometry at standstill, margin): the margin is the
-    longest odometry interval and the longest odometry transport latency seen so far, plus the
-    physics' longest allowed update (max_step_s)."""
+def _wheels_stop(probe: FaultProbe, last_cmd_t: float) -> tuple[float, float, float]:
+    """After the driver's last command (time `last_cmd_t`, system clock), from the sim's odometry:
+    (brake start, standstill, margin). Brake start: the first odometry whose measured speed is below
+    90 % of the speed when that command was sent (the sim's base watchdog has zeroed the wheels; until
+    then they hold the last command); standstill: speed < 0.02 m/s. Both relative to `last_cmd_t`.
+    The margin, measured in this run: the longest odometry interval (the sim's executor runs its
+    watchdog check and odometry on one thread: how late it ran) plus the longest odometry transport
+    latency (the sim receives /cmd_vel over the same DDS)."""
     odo = np.asarray(probe.odom_stamps)
-    after = odo[odo[:, 0] > last_cmd_stamp]
+    before = odo[odo[:, 0] <= last_cmd_t]
+    after = odo[odo[:, 0] > last_cmd_t]
+    v_ref = before[-1, 1]
+    braking = np.flatnonzero(after[:, 1] < 0.9 * v_ref)
     still = np.flatnonzero(after[:, 1] < 0.02)
-    assert still.size, "the wheels never stopped"
-    delay = after[still[0], 0] - last_cmd_stamp
+    assert braking.size and still.size, "the wheels never stopped"
     margin = float(np.max(np.diff(odo[:, 0]))) + float(np.max(odo[:, 2] - odo[:, 0]))
-    return delay, margin
+    return after[braking[0], 0] - last_cmd_t, after[still[0], 0] - last_cmd_t, margin
 
 
 def test_sigkill_and_restart_of_controller_and_sim_while_driving(tmp_path, ros_domain_id):
@@ -90,7 +96,6 @@ def test_sigkill_and_restart_of_controller_and_sim_while_driving(tmp_path, ros_d
     course = load_course(params)
     sections = bringup.load_sections(params)
     cmd_vel_timeout_s = float(sections["sim_node"]["cmd_vel_timeout_s"])
-    max_step_s = float(sections["sim_node"]["max_step_s"])
     odom_timeout_s = float(sections["controller_node"]["odom_timeout_s"])
     restart = {s.name: s for s in bringup.graph(params)}           # autostart: active at once
     rig = FaultRig(ros_domain_id, goal_xy=course.goal_xy)
@@ -106,12 +111,14 @@ def test_sigkill_and_restart_of_controller_and_sim_while_driving(tmp_path, ros_d
             rig.spin_until(lambda: "controller_node" in nodes.dead(), 5.0, "the controller to die")
             rig.spin(cmd_vel_timeout_s + 1.0)
             last_cmd = probe.cmd_stamps[-1][0]
-            delay, margin = _wheels_stop_delay(probe, last_cmd)
-            assert cmd_vel_timeout_s - 0.05 <= delay <= cmd_vel_timeout_s + max_step_s + margin, \
-                f"wheels stopped {delay:.3f} s after the last command (timeout {cmd_vel_timeout_s} s, margin " \
-                f"{max_step_s} + {margin:.3f} s)"
+            brake, still, margin = _wheels_stop(probe, last_cmd)
+            # the sim's watchdog zeroes the wheels once the last command is older than cmd_vel_timeout_s
+            # (checked every physics update); the robot then brakes to standstill (motor torque limit)
+            assert brake <= cmd_vel_timeout_s + margin, \
+                f"braking started {brake:.3f} s after the last command (timeout {cmd_vel_timeout_s} s, " \
+                f"margin {margin:.3f} s)"
             assert probe.speeds[-1] < 0.02
-            print(f"\ncontroller SIGKILLed: wheels at standstill {delay:.3f} s after its last command "
+            print(f"\ncontroller SIGKILLed: braking {brake:.3f} s, standstill {still:.3f} s after its last command "
                   f"(cmd_vel_timeout_s {cmd_vel_timeout_s})")
             x_stopped = probe.odom_xy[-1][0]
             n_cmd = len(probe.cmd_stamps)
@@ -139,11 +146,21 @@ def test_sigkill_and_restart_of_controller_and_sim_while_driving(tmp_path, ros_d
             new_controller = np.asarray(probe.cmd_stamps[n_cmd:])        # its periods while driving
             driving = new_controller[new_controller[:, 0] <= last_odom]
             max_period = float(np.max(np.diff(driving[:, 0])))
+            stamps = new_controller[:, 0]
+            at_stop = int(np.flatnonzero(stamps == after[first_stop, 0])[0])
+            period_at_stop = float(stamps[at_stop] - stamps[at_stop - 1])
             odo = np.asarray(probe.odom_stamps)
             max_latency = float(np.max(odo[:, 2] - odo[:, 0]))
-            assert odom_timeout_s - 2e-3 <= stop_delay <= odom_timeout_s + 2 * max_period + max_latency, \
+            max_odom_gap = float(np.max(np.diff(odo[:, 0])))
+            # the bound, every term measured in this run: the cycle that sees the stale odometry comes at
+            # most its own period after the threshold (period_at_stop); the controller may have run the
+            # last odometry's callback late by up to its longest period (max_period), after the DDS
+            # transport (max_latency); and it may have got one more odometry than this probe (best-effort
+            # /odom: one odometry interval, max_odom_gap)
+            margin = period_at_stop + max_period + max_latency + max_odom_gap
+            assert odom_timeout_s - 2e-3 <= stop_delay <= odom_timeout_s + margin, \
                 f"stopped {stop_delay:.3f} s after the last odometry (timeout {odom_timeout_s} s, margin " \
-                f"2 x {max_period:.3f} + {max_latency:.3f} s)"
+                f"{period_at_stop:.3f} + {max_period:.3f} + {max_latency:.3f} + {max_odom_gap:.3f} s)"
             assert len(after) - first_stop >= 25, "it did not stay stopped"
             print(f"sim SIGKILLed: controller stopped {stop_delay:.3f} s after the last odometry "
                   f"(odom_timeout_s {odom_timeout_s}) and stayed stopped ({len(after) - first_stop} stop commands)")
@@ -171,7 +188,6 @@ def test_sigkill_and_restart_of_the_expert_while_driving(tmp_path, ros_domain_id
     course = load_course(params)
     sections = bringup.load_sections(params)
     cmd_vel_timeout_s = float(sections["sim_node"]["cmd_vel_timeout_s"])
-    max_step_s = float(sections["sim_node"]["max_step_s"])
     restart = {s.name: s for s in bringup.graph(params, use_expert=True)}
     rig = FaultRig(ros_domain_id, stamped_cmd_vel=False, mode="expert", goal_xy=course.goal_xy)
     probe = rig.probe
@@ -184,12 +200,12 @@ def test_sigkill_and_restart_of_the_expert_while_driving(tmp_path, ros_domain_id
             nodes.kill("expert_node", signal.SIGKILL)
             rig.spin_until(lambda: "expert_node" in nodes.dead(), 5.0, "the expert to die")
             rig.spin(cmd_vel_timeout_s + 1.0)
-            # (Twist carries no stamp: the last command's DDS receive time, an upper bound of its send time)
-            delay, margin = _wheels_stop_delay(probe, probe.cmd_t[-1])
-            assert delay <= cmd_vel_timeout_s + max_step_s + margin
+            # (Twist carries no stamp: the last command's DDS receive time, at or after its sending)
+            brake, still, margin = _wheels_stop(probe, probe.cmd_t[-1])
+            assert brake <= cmd_vel_timeout_s + margin
             assert probe.speeds[-1] < 0.02
-            print(f"\nexpert SIGKILLed: wheels at standstill {delay:.3f} s after its last command was received "
-                  f"(cmd_vel_timeout_s {cmd_vel_timeout_s})")
+            print(f"\nexpert SIGKILLed: braking {brake:.3f} s, standstill {still:.3f} s after its last command "
+                  f"was received (cmd_vel_timeout_s {cmd_vel_timeout_s})")
             x_stopped = probe.odom_xy[-1][0]
             nodes.start(restart["expert_node"])
             rig.spin_until(lambda: probe.reached or probe.collided, 90.0, "the goal", None)

@@ -82,6 +82,7 @@ class Loop:
         self.feed_odom = self.feed_subgoal = True
         self.frozen_odom: Odometry | None = None        # re-published as is when set
         self.sim_time_ns: int | None = None             # /clock value when sim_time
+        self.clock_paused = False                       # sim_time: /clock holds still (ages do not grow)
         self.odom_pub = self.io.create_publisher(Odometry, c.TOPIC_ODOM, c.SENSOR_QOS)
         self.subgoal_pub = self.io.create_publisher(PointStamped, c.TOPIC_SUBGOAL, c.COMMAND_QOS)
         self.obstacles_pub = self.io.create_publisher(MarkerArray, c.TOPIC_OBSTACLES, c.LATCHED_QOS)
@@ -128,9 +129,11 @@ class Loop:
 
     def tick_clock(self, dt_ns: int | None = None) -> None:
         """Advance /clock by `dt_ns` (a jump), or by the wall time since the last tick: the simulated
-        clock runs in real time, as sim_node's does."""
+        clock runs in real time, as sim_node's does (unless :attr:`clock_paused`)."""
         if self.clock_pub is not None:
             wall = time.monotonic_ns()
+            if dt_ns is None and self.clock_paused:
+                dt_ns = 0
             self.sim_time_ns += dt_ns if dt_ns is not None else wall - self._last_tick_ns
             self._last_tick_ns = wall
             self.clock_pub.publish(self._clock_msg(clock=rclpy.time.Time(nanoseconds=self.sim_time_ns).to_msg()))
@@ -455,10 +458,13 @@ def test_sim_clock_jumps_forward_and_backward(make_loop, ctx):
     node = controller(ctx, use_sim_time=True)
     loop = make_loop(node=node, subgoal=(50.0, 0.0), sim_time=True)
     assert loop.spin_until(loop.moving)
-    # forward jump (inputs paused for a moment, none in flight): every input is now 10 s old
+    # forward jump with no input in flight: the clock holds still while the executor drains what was
+    # published (so no input ages, however late this process runs), then jumps; every input is 10 s old
     loop.feed_odom = loop.feed_subgoal = False
-    loop.spin_until(lambda: False, ODOM_TIMEOUT_S / 4)
+    loop.clock_paused = True
+    loop.spin_until(lambda: False, 0.2)
     assert loop.moving() and node.watchdog.stale() == {}
+    loop.clock_paused = False
     loop.tick_clock(10 * 10**9)
     assert loop.spin_until(lambda: node.counters["stale_odometry"] > 0 and loop.stopped())
     assert node._last_status.startswith("odometry stale (10."), node._last_status
@@ -467,8 +473,10 @@ def test_sim_clock_jumps_forward_and_backward(make_loop, ctx):
     # backward jump while the planner is silent: its last subgoal (delivered, none in flight) is
     # younger than subgoal_timeout_s when the clock steps back 20 s
     loop.feed_subgoal = False
-    loop.spin_until(lambda: False, SUBGOAL_TIMEOUT_S / 4)
+    loop.clock_paused = True
+    loop.spin_until(lambda: False, 0.2)
     assert loop.moving() and node.watchdog.stale() == {}
+    loop.clock_paused = False
     loop.tick_clock(-20 * 10**9)
     assert loop.spin_until(lambda: node.counters["stale_subgoal"] > 0 and loop.stopped())
     assert "subgoal: the clock jumped back" in node._last_status, node._last_status
