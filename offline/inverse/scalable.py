@@ -270,8 +270,8 @@ def fit_alternating(preps, K, rho, time_limit_s, theta_bound, nu_bound, seed, pr
              min Σ_t ε_t² + μ Σ_t ‖e_t‖₁ + ρ Σ_k ‖θ_k‖²,  e_t the residual of (11c),
          (each step decreases it) with μ raised along mu_schedule (relative to the size of the
          actions, as ε ~ ‖e‖·‖Δu‖) until (11c) holds, then exactly.
-    Candidates are scored by (11a) Σ ε_t² + ρ Σ ‖θ_k‖² with re-evaluated gaps. With more than
-    `search_samples` samples the candidate search runs on a random subsample of that size (a
+    Candidates, θ = 0 among them, are scored by (11a) Σ ε_t² + ρ Σ ‖θ_k‖² with re-evaluated gaps.
+    With more than `search_samples` samples the candidate search runs on a random subsample of that size (a
     fraction SEARCH_TIME_FRAC of the time), and the best candidate is then refined by `refinements`
     exact alternations on every sample (each one z-step and one θ-step over all samples; the
     objective never increases). Returns (θ, ν, φ, status, None, seconds, info).
@@ -313,6 +313,10 @@ def fit_alternating(preps, K, rho, time_limit_s, theta_bound, nu_bound, seed, pr
         if best is None or score < best[0]:
             best = (score, th.copy(), nu.copy(), phi.copy(), status, tag)
 
+    # θ = 0 (the unchanged lower level) is always a candidate: a search cut short by its time limit
+    # must never return a θ that explains the demonstrations worse than no θ at all (AMoD, 300 s:
+    # mean gap 133 against 21 at θ = 0)
+    consider(np.zeros((K, n)), np.zeros(K), phi0.copy(), "converged", "theta=0")
     if subsample and subsample > 0:
         idx = np.sort(rng.choice(st.T, size=min(subsample, st.T), replace=False))
         try:
