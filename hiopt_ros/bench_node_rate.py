@@ -218,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     from hiopt_ros import conversions as conv
     from hiopt_ros.domains import reserve_domain
     from hiopt_ros.nodes import common as c
+    from hiopt_ros.launcher import close_ros, run_cli
     from hiopt_ros.recording import recorder_qos
 
     odom_rows, subgoal_rows, obstacles = recorded_inputs(args.bag, args.params)
@@ -274,29 +275,26 @@ def main(argv: list[str] | None = None) -> int:
 
     stop = c.StopSignal().install()
     results: list[RateResult] = []
-    try:
-        with tempfile.TemporaryDirectory(prefix="hiopt_node_rate_") as tmp:
-            for rate in rates:
-                stop.check()
-                res = run_rate(rate, args.duration_s, args.params, domain_id, Path(tmp) / f"{rate:g}", spin_once,
-                               counters)
-                results.append(res)
-                print(f"{rate:6g} Hz: achieved {res.achieved_hz:7.1f} Hz, jitter p50 {res.jitter_p50_us:5.0f} µs "
-                      f"p99 {res.jitter_p99_us:6.0f} µs, missed {res.missed} ({res.missed_pct:.2f} %), "
-                      f"FOP p50 {res.solve_p50_us:.0f} µs, CPU {res.cpu_per_cycle_us:.0f} µs/cycle", file=sys.stderr,
-                      flush=True)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except RuntimeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown(context=context)
-        if reservation is not None:
-            reservation.release()
+
+    def measure() -> int:
+        try:
+            with tempfile.TemporaryDirectory(prefix="hiopt_node_rate_") as tmp:
+                for rate in rates:
+                    stop.check()
+                    res = run_rate(rate, args.duration_s, args.params, domain_id, Path(tmp) / f"{rate:g}", spin_once,
+                                   counters)
+                    results.append(res)
+                    print(f"{rate:6g} Hz: achieved {res.achieved_hz:7.1f} Hz, jitter p50 {res.jitter_p50_us:5.0f} µs "
+                          f"p99 {res.jitter_p99_us:6.0f} µs, missed {res.missed} ({res.missed_pct:.2f} %), "
+                          f"FOP p50 {res.solve_p50_us:.0f} µs, CPU {res.cpu_per_cycle_us:.0f} µs/cycle",
+                          file=sys.stderr, flush=True)
+        finally:
+            close_ros(context, executor, reservation, node)
+        return 0
+
+    code = run_cli(measure, "interrupted")
+    if code:
+        return code
     table = markdown(results, args.duration_s, source)
     print(table)
     if args.markdown:

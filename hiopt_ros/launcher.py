@@ -366,13 +366,7 @@ def run(args: argparse.Namespace, *, on_ready=None, log=print, stop=None) -> tup
     finally:
         if bag is not None:
             bag.close()  # keep what was recorded, also after an error
-        if monitor is not None:
-            executor.remove_node(monitor)
-            monitor.destroy_node()
-        executor.shutdown()
-        rclpy.try_shutdown(context=context)
-        if reservation is not None:
-            reservation.release()
+        close_ros(context, executor, reservation, monitor)
 
     summary.run_dir, summary.domain_id = str(run_dir), domain_id
     title = f"{ {'expert': 'expert MPC', 'e2e': 'end-to-end RL'}.get(mode, 'bi-level (planner + FOP)')}: " + \
@@ -382,20 +376,46 @@ def run(args: argparse.Namespace, *, on_ready=None, log=print, stop=None) -> tup
     return summary, run_dir
 
 
+def close_ros(context, executor, reservation, *nodes) -> None:
+    """Tear down what a tool opened to watch the stack (the launcher, tools/soak.py, the node-rate
+    bench): its own nodes, its executor and rclpy context, then its ROS domain reservation."""
+    import rclpy
+
+    for node in nodes:
+        if node is not None:
+            executor.remove_node(node)
+            node.destroy_node()
+    executor.shutdown()
+    rclpy.try_shutdown(context=context)
+    if reservation is not None:
+        reservation.release()
+
+
+def run_cli(body, interrupted: str = "interrupted: nodes stopped") -> int:
+    """A tool's exit status: body()'s; 130 after Ctrl-C or `kill` (the nodes are stopped by then);
+    2 with one line on stderr for a RuntimeError (a node that did not start, discovery that did
+    not complete, ...)."""
+    try:
+        return body()
+    except KeyboardInterrupt:
+        print(interrupted, file=sys.stderr)
+        return 130
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from hiopt_ros.nodes.common import StopSignal
 
     # Ctrl-C and `kill <launcher>` end the run at the next executor turn; the nodes are then stopped
     stop = StopSignal().install()
-    try:
-        summary, run_dir = run(args, stop=stop)
-    except KeyboardInterrupt:
-        print("interrupted: nodes stopped", file=sys.stderr)
-        return 130
-    except RuntimeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_cli(lambda: report(args, *run(args, stop=stop)))
+
+
+def report(args, summary, run_dir: Path) -> int:
+    """Print the run's summary; exit status 0 when the robot reached the goal without a collision."""
     sections = bringup.load_sections(args.params)
     checkpoint = sections.get("planner_node", {}).get("policy_checkpoint", "")
     planner = f"RL policy {checkpoint}" if checkpoint else "geometric look-ahead planner"

@@ -342,12 +342,7 @@ def run(args: argparse.Namespace, log=None) -> tuple[dict, Path]:
         time.sleep(0.5)
         final_orphans = [f"{pid}: {cmd}" for pid, cmd in processes_with(overrides.name).items()]
     finally:
-        executor.remove_node(monitor)
-        monitor.destroy_node()
-        executor.shutdown()
-        rclpy.try_shutdown(context=context)
-        if reservation is not None:
-            reservation.release()
+        launcher.close_ros(context, executor, reservation, monitor)
         import shutil
         shutil.rmtree(overrides, ignore_errors=True)
     duration_s = time.monotonic() - t0
@@ -376,17 +371,15 @@ def _finite(obj):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
+    from hiopt_ros import launcher
+
+    def soak() -> int:
         verdict, out = run(args)
-    except KeyboardInterrupt:
-        print("soak interrupted: nodes stopped", file=sys.stderr)
-        return 130
-    except RuntimeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print((out / "summary.md").read_text())
-    print(f"written: {out / 'summary.json'}, {out / 'summary.md'}")
-    return 0 if verdict["passed"] else 1
+        print((out / "summary.md").read_text())
+        print(f"written: {out / 'summary.json'}, {out / 'summary.md'}")
+        return 0 if verdict["passed"] else 1
+
+    return launcher.run_cli(soak, "soak interrupted: nodes stopped")
 
 
 if __name__ == "__main__":
