@@ -185,25 +185,56 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 class Lifecycle:
     """Lifecycle transitions of the graph's nodes (what `ros2 lifecycle set <node> activate` does)."""
 
-    def __init__(self, node, names) -> None:
-        from lifecycle_msgs.srv import ChangeState
+    #: a request unanswered this long is sent again: rmw can drop a service response ("failed to send
+    #: response (timeout)" in the node's log, seen once in 10 integration runs under two CPU hogs)
+    RETRY_S = 2.0
 
-        self._srv = ChangeState
+    def __init__(self, node, names) -> None:
+        from lifecycle_msgs.srv import ChangeState, GetState
+
+        self._srv, self._get = ChangeState, GetState
         self.clients = {n: node.create_client(ChangeState, f"/{n}/change_state") for n in names}
+        self.state_clients = {n: node.create_client(GetState, f"/{n}/get_state") for n in names}
 
     def missing(self) -> list[str]:
         """Nodes whose change_state service this process has not discovered yet."""
         return [n for n, cl in self.clients.items() if not cl.service_is_ready()]
 
+    @staticmethod
+    def _wait(future, spin_once, until: float):
+        while not future.done() and time.monotonic() < until:
+            spin_once(0.05)
+        return future.result() if future.done() else None
+
+    def state(self, name: str, spin_once, timeout_s: float) -> int | None:
+        """The node's primary state id (lifecycle_msgs/State), or None without an answer in time."""
+        res = self._wait(self.state_clients[name].call_async(self._get.Request()), spin_once,
+                         time.monotonic() + timeout_s)
+        return None if res is None else int(res.current_state.id)
+
     def change(self, name: str, transition_id: int, spin_once, timeout_s: float) -> bool:
-        """Request a transition and wait (bounded) for the answer; True when the node made it."""
+        """Request a transition and wait (bounded by timeout_s) until the node has made it.
+
+        An unanswered request is repeated every RETRY_S; a refused one counts as done when the node
+        already is in the transition's goal state (an earlier request went through, its answer was
+        lost)."""
+        from lifecycle_msgs.msg import State, Transition
+
+        goal = {Transition.TRANSITION_ACTIVATE: State.PRIMARY_STATE_ACTIVE,
+                Transition.TRANSITION_DEACTIVATE: State.PRIMARY_STATE_INACTIVE,
+                Transition.TRANSITION_CONFIGURE: State.PRIMARY_STATE_INACTIVE}.get(transition_id)
         request = self._srv.Request()
         request.transition.id = transition_id
-        future = self.clients[name].call_async(request)
         deadline = time.monotonic() + timeout_s
-        while not future.done() and time.monotonic() < deadline:
-            spin_once(0.05)
-        return bool(future.done() and future.result() is not None and future.result().success)
+        while time.monotonic() < deadline:
+            res = self._wait(self.clients[name].call_async(request), spin_once,
+                             min(deadline, time.monotonic() + self.RETRY_S))
+            if res is None:
+                continue
+            if res.success:
+                return True
+            return goal is not None and self.state(name, spin_once, max(deadline - time.monotonic(), 0.5)) == goal
+        return False
 
 
 class Bringup:
