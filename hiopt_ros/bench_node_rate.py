@@ -85,6 +85,17 @@ def period_stats(stamps_s: np.ndarray, rate_hz: float,
             missed, missed_pct)
 
 
+def driving_part(odom: np.ndarray, subgoals: np.ndarray, keep_away_m: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+    """The drive up to the robot's first arrival within keep_away_m of where it ended, and the
+    subgoals of that time: replayed in a loop, the controller solves every cycle (at the end of a
+    drive it holds still "at subgoal" and solves nothing, which left a short window without a solve)."""
+    dist = np.hypot(*(odom[:, :2] - odom[-1, :2]).T)
+    near = np.flatnonzero(dist <= keep_away_m)
+    n = int(near[0]) if near.size and near[0] > 10 else len(odom)
+    m = max(1, int(np.ceil(len(subgoals) * n / len(odom))))
+    return odom[:n], subgoals[:m]
+
+
 def recorded_inputs(bag: str | None, params: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(odometry rows [x, y, yaw, v, ω] at 50 Hz, subgoals [x, y] at 10 Hz, obstacles (m, 3)) of a drive."""
     if bag:
@@ -222,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     from hiopt_ros.recording import recorder_qos
 
     odom_rows, subgoal_rows, obstacles = recorded_inputs(args.bag, args.params)
+    odom_rows, subgoal_rows = driving_part(odom_rows, subgoal_rows)
     source = f"/odom and /hiopt/subgoal of {args.bag}" if args.bag else "a pure-Python loop drive of the default course"
     reservation = reserve_domain() if args.domain_id is None else None
     domain_id = args.domain_id if args.domain_id is not None else reservation.domain_id
@@ -258,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def replay_subgoal() -> None:
         # the subgoal the planner published for the current odometry (10 Hz on a 50 Hz drive)
-        k = min(index["odom"] * len(subgoal_msgs) // max(len(odom_msgs), 1), len(subgoal_msgs) - 1)
+        i = (index["odom"] - 1) % len(odom_msgs)   # the odometry row just replayed
+        k = min(i * len(subgoal_msgs) // len(odom_msgs), len(subgoal_msgs) - 1)
         subgoal_pub.publish(subgoal_msgs[k])
 
     node.create_timer(1.0 / ODOM_RATE_HZ, replay_odom)

@@ -55,3 +55,14 @@ def test_bad_rates_are_one_line_errors(repo_root):
                           cwd=repo_root, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(repo_root)})
     assert proc.returncode == 2 and "--rates" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_replayed_drive_stops_short_of_the_arrival():
+    from hiopt_ros.bench_node_rate import driving_part
+
+    x = np.r_[np.linspace(0.0, 4.0, 200), np.full(50, 4.0)]            # drive, then stand at the goal
+    odom = np.column_stack([x, np.zeros_like(x), np.zeros_like(x), np.zeros_like(x), np.zeros_like(x)])
+    subgoals = np.column_stack([np.linspace(0.6, 4.0, 50), np.zeros(50)])
+    o, s = driving_part(odom, subgoals)
+    assert np.hypot(*(o[-1, :2] - odom[-1, :2])) > 0.3 and len(o) < 200
+    assert len(s) == int(np.ceil(50 * len(o) / len(odom)))
