@@ -56,8 +56,3 @@ def mute_c_stdout(python_too: bool = False) -> Iterator[None]:
         libc.fflush(None)
         os.dup2(saved, 1)
         os.close(saved)
-
-
-def flush_c_stdio() -> None:
-    """Flush every C stdio buffer (fflush(NULL)): what native libraries printed reaches its file."""
-    _libc().fflush(None)

@@ -34,7 +34,6 @@ profile                     used for                                   why
 from __future__ import annotations
 
 import math
-import os
 import signal
 import sys
 import time
@@ -622,24 +621,4 @@ def run_node(factory: Callable[[], Any], args: list[str] | None = None) -> int:
             finally:
                 node.destroy_node()
         rclpy.try_shutdown()
-    end_process(code)
-    return code   # not reached
-
-
-def end_process(code: int) -> None:
-    """End the node's process now, without the interpreter's teardown.
-
-    Everything the node owns is shut down by then; what is left is Python unloading its modules, and
-    with torch imported (the RL planner) that alone took 1.5–1.8 s after SIGINT on the 2-core
-    machine (0.05 s with numpy only), beyond launch's 2 s grace on a loaded machine. Python's and
-    C's stdio buffers are flushed first, so no log line is lost.
-    """
-    from hiopt_ros.stdio import flush_c_stdio
-
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    flush_c_stdio()
-    os._exit(code)
+    return code
