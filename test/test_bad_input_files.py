@@ -170,6 +170,7 @@ def test_fop_refuses_theta_with_too_many_terms_or_for_another_case_study():
     assert fop.theta is before  # a refused θ changes nothing
 
 
+@pytest.mark.slow   # races a writer against the reader for ~2 s
 def test_theta_replaced_while_being_read(tmp_path):
     """save_theta replaces atomically: a reader looping while θ files are swapped under it loads one
     of the two, never an error. A non-atomic writer (open, write half, write the rest, as `cp` or an

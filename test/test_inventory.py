@@ -254,6 +254,7 @@ def test_mpc_beats_simple_policies_and_rejects_bad_input():
 
 # ----------------------------------------------------------------------------- inverse fit (Problem 11)
 
+@pytest.mark.slow   # a θ fit / the whole Table 1 pipeline: seconds of CPU
 def test_fitted_theta_reproduces_mpc_flows_on_held_out_states_better_than_theta_zero(tmp_path):
     """Paper Table 4: the fitted FOP's commodity flows vs the MPC's on states it never saw."""
     from hiopt_ros.control.theta import load_theta, save_theta
@@ -285,6 +286,7 @@ def test_fitted_theta_reproduces_mpc_flows_on_held_out_states_better_than_theta_
 
 # ----------------------------------------------------------------------------- Table 1 (right), tiny budgets
 
+@pytest.mark.slow   # a θ fit / the whole Table 1 pipeline: seconds of CPU
 def test_table1_inventory_runs_every_method_and_mpc_is_the_upper_bound(tmp_path):
     """The whole pipeline (θ fit, three RL trainings, evaluation, outputs) with tiny budgets. MPC plays
     the exact optimum of each demand sample, so no method may beat it on the same seed."""
