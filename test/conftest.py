@@ -64,3 +64,13 @@ def ros_domain_id() -> int:
 
     with reserve_domain() as reservation:
         yield reservation.domain_id
+
+
+@pytest.fixture
+def ctx():
+    """An rclpy context of its own, in the session's ROS domain, shut down after the test."""
+    rclpy = pytest.importorskip("rclpy")
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    yield context
+    rclpy.try_shutdown(context=context)

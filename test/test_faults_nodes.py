@@ -46,14 +46,6 @@ RADIUS = DEFAULT_ROBOT.robot_radius_m
 BOUND_TOL = 1e-6
 
 
-@pytest.fixture
-def ctx():
-    context = rclpy.Context()
-    rclpy.init(context=context)  # the session's own ROS domain (conftest.py)
-    yield context
-    rclpy.try_shutdown(context=context)
-
-
 def controller(ctx, **params) -> ControllerNode:
     base = dict(odom_timeout_s=ODOM_TIMEOUT_S, subgoal_timeout_s=SUBGOAL_TIMEOUT_S, control_rate_hz=RATE_HZ)
     merged = {**base, **params}

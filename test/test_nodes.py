@@ -29,14 +29,6 @@ PARAMS = default_params_file()
 OBSTACLES = np.array([[1.3, 0.25, 0.3], [2.7, -0.3, 0.3]])
 
 
-@pytest.fixture
-def ctx():
-    context = rclpy.Context()
-    rclpy.init(context=context)  # the session's own ROS domain (conftest.py)
-    yield context
-    rclpy.try_shutdown(context=context)
-
-
 def overrides(**kw) -> list[Parameter]:
     return [Parameter(k, value=v) for k, v in kw.items()]
 
