@@ -531,3 +531,34 @@ def test_theta_for_another_case_study_at_start_up_is_a_parameter_error(ctx, tmp_
                                                     case_study="amod", input_names=["v_mps", "omega_radps"]))
     with pytest.raises(c.ParameterError, match=r"controller_node.theta_file: cannot use .*case study 'amod'"):
         controller(ctx, theta_file=str(amod))
+
+
+def test_exit_deadline_ends_a_node_whose_clean_up_hangs_after_sigint():
+    # a process whose main thread never gets back to its spin loop (here: a sleep that ignores the
+    # stop flag) still ends after SIGINT, no earlier than the deadline, with the step it was in
+    import signal
+    import subprocess
+    import sys
+
+    deadline_s = 0.5
+    script = (
+        "import sys, time\n"
+        "from hiopt_ros.nodes.common import ExitDeadline, StopSignal\n"
+        "stop = StopSignal().install()\n"
+        f"deadline = ExitDeadline({deadline_s}).arm()\n"
+        "deadline.step = 'stuck in a test'\n"
+        "print('ready', flush=True)\n"
+        "while True:\n"
+        "    time.sleep(1.0)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60.0)
+        elapsed = time.monotonic() - t0
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert elapsed >= deadline_s
+    assert f"still 'stuck in a test' {deadline_s:g} s after the stop signal" in err

@@ -182,13 +182,14 @@ def test_stack_reaches_goal_at_rate_and_stops_when_the_planner_dies(tmp_path, ro
     assert probe.counts["/cmd_vel"] == int(counters["published:/cmd_vel"])
 
 
-def test_sigint_ends_every_node_promptly_with_sim_time_after_the_clock_is_gone(tmp_path, ros_domain_id):
-    # the geometric planner, explicitly: what is timed is the nodes' SIGINT path on sim time; a
-    # planner that loaded the RL policy (config/nav.yaml's default) also pays the interpreter's
-    # unloading of torch at exit (≈ 0.2–1.1 s more on the 2-core machine, 3.2 s under heavy load)
+@pytest.mark.parametrize("planner", ["rl", "geometric"])
+def test_sigint_ends_every_node_promptly_with_sim_time_after_the_clock_is_gone(tmp_path, ros_domain_id, planner):
+    # config/nav.yaml's default RL planner (it also unloads torch at exit) and the geometric one
     raw = yaml.safe_load(default_params_file().read_text())
-    raw["planner_node"]["ros__parameters"]["policy_checkpoint"] = ""
-    params = tmp_path / "nav_geometric.yaml"
+    assert raw["planner_node"]["ros__parameters"]["policy_checkpoint"], "the default planner is the RL policy"
+    if planner == "geometric":
+        raw["planner_node"]["ros__parameters"]["policy_checkpoint"] = ""
+    params = tmp_path / f"nav_{planner}.yaml"
     params.write_text(yaml.safe_dump(raw))
     specs = {s.name: s for s in bringup.graph(params, use_sim_time=True)}
     rig = Rig(ros_domain_id, stamped_cmd_vel=False)
@@ -210,5 +211,11 @@ def test_sigint_ends_every_node_promptly_with_sim_time_after_the_clock_is_gone(t
             codes = nodes.dead()
     finally:
         rig.close()
-    assert elapsed <= 2.0, f"nodes took {elapsed:.2f} s to exit after SIGINT"
+    # the issue's bound: Ctrl-C ends every node within 2 s. The clean path takes ~0.5 s (also next to
+    # two CPU hogs); on an overloaded machine each node's ExitDeadline ends it EXIT_DEADLINE_S (1 s)
+    # after the signal, with the step it was stuck in in its log
+    from hiopt_ros.nodes.common import EXIT_DEADLINE_S
+    stuck = {name: (tmp_path / "logs" / f"{name}.log").read_text().strip().splitlines()[-1]
+             for name in ("planner_node", "controller_node")}
+    assert elapsed <= 2.0, f"nodes took {elapsed:.2f} s to exit after SIGINT (deadline {EXIT_DEADLINE_S} s): {stuck}"
     assert codes["planner_node"] == 0 and codes["controller_node"] == 0, codes

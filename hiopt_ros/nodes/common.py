@@ -546,6 +546,7 @@ def declare_autostart(p: Params) -> bool:
 SPIN_TIMEOUT_S = 0.1   # longest a node waits in rcl before it looks at a pending SIGINT/SIGTERM
 FLUSH_ON_DEACTIVATE_S = 1.0   # deactivation: wait this long at most for every subscriber to acknowledge
 FLUSH_ON_SHUTDOWN_S = 0.2     # SIGINT/SIGTERM: the same, shorter (Ctrl-C must end a node within 2 s)
+EXIT_DEADLINE_S = 1.0         # a node process is gone this long after SIGINT/SIGTERM, whatever its clean-up waits on
 
 
 class StopSignal:
@@ -577,7 +578,61 @@ class StopSignal:
             raise KeyboardInterrupt
 
 
+class ExitDeadline:
+    """Ends the process `deadline_s` after the first SIGINT/SIGTERM if the clean shutdown has not.
+
+    The clean path (the spin loop's turn, the controller's last stop and its flush, the DDS
+    clean-up, the interpreter's exit) takes about 0.3-0.5 s, also next to two busy processes on 2
+    cores; on a machine so overloaded that it has not finished by the deadline, the process says
+    which :attr:`step` it was in and ends with :func:`os._exit` (status :attr:`code`), so Ctrl-C
+    never waits for ``ros2 launch`` to escalate to SIGTERM/SIGKILL. The clock starts when the
+    signal arrives, not when the main thread next runs Python code (it may be inside a callback or
+    a DDS call): a daemon thread reads the signal's wake-up descriptor (:func:`signal.set_wakeup_fd`).
+    It cannot act once the interpreter has begun its final teardown (threads no longer run then).
+    Needs :class:`StopSignal` (or another Python handler) installed for SIGINT/SIGTERM.
+    """
+
+    def __init__(self, deadline_s: float = EXIT_DEADLINE_S) -> None:
+        self.deadline_s = deadline_s
+        self.step = "spinning"
+        self.code = 0
+
+    def arm(self) -> "ExitDeadline":
+        import os
+        import threading
+
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(write_fd, False)
+        signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        threading.Thread(target=self._watch, args=(read_fd,), name="exit-deadline", daemon=True).start()
+        return self
+
+    def _watch(self, read_fd: int) -> None:
+        import os
+
+        stops = {int(signal.SIGINT), int(signal.SIGTERM)}
+        while not stops.intersection(os.read(read_fd, 64)):
+            pass
+        time.sleep(self.deadline_s)
+        print(f"[WARN] still '{self.step}' {self.deadline_s:g} s after the stop signal (an overloaded machine?): "
+              f"exiting now", file=sys.stderr, flush=True)
+        os._exit(self.code)
+
+
 def run_node(factory: Callable[[], Any], args: list[str] | None = None) -> int:
+    """:func:`_run_node`, then the garbage it leaves collected while threads still run, and what
+    is left frozen: the interpreter's teardown then skips its own collections over every live
+    object, which for a planner that loaded torch halves the time from return to exit (0.33 → 0.18 s).
+    The node, its executor and the rclpy context are freed (and their DDS entities destroyed) before."""
+    import gc
+
+    code = _run_node(factory, args)
+    gc.collect()
+    gc.freeze()
+    return code
+
+
+def _run_node(factory: Callable[[], Any], args: list[str] | None = None) -> int:
     """rclpy.init, build the node, spin until SIGINT/SIGTERM, then let the node stop cleanly.
 
     rclpy's own signal handler would shut the context down before the node could publish its last
@@ -594,6 +649,7 @@ def run_node(factory: Callable[[], Any], args: list[str] | None = None) -> int:
 
     rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
     stop = StopSignal().install()
+    deadline = ExitDeadline().arm()
     node = None
     code = 0
     try:
@@ -606,7 +662,7 @@ def run_node(factory: Callable[[], Any], args: list[str] | None = None) -> int:
             executor.spin_once(timeout_sec=SPIN_TIMEOUT_S)
     except ParameterError as exc:
         print(f"[FATAL] {exc}", file=sys.stderr, flush=True)
-        code = 2
+        code = deadline.code = 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
@@ -615,10 +671,15 @@ def run_node(factory: Callable[[], Any], args: list[str] | None = None) -> int:
                 if hasattr(node, "finish"):
                     # the controller's last stop and final counts; a short wait for acknowledgements,
                     # as a subscriber that died (e.g. the sim) never acknowledges
+                    deadline.step = "publishing its last messages"
                     node.finish(FLUSH_ON_SHUTDOWN_S)
                 if hasattr(node, "shutdown"):
+                    deadline.step = "shutting down"
                     node.shutdown()
             finally:
+                deadline.step = "destroying the node"
                 node.destroy_node()
+        deadline.step = "shutting down rclpy"
         rclpy.try_shutdown()
+        deadline.step = "exiting the interpreter"
     return code
