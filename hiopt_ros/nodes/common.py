@@ -118,6 +118,10 @@ class Params:
             self.error(name, f"must be <= {max_value}, got {val}")
         return val
 
+    def positive(self, name: str, default: float, description: str) -> float:
+        """A finite float > 0 (rates, timeouts, distances)."""
+        return self.number(name, default, description, min_value=0.0, strict_min=True)
+
     def integer(self, name: str, default: int, description: str, *, min_value: int | None = None) -> int:
         raw = self._declare(name, int(default), description, None, True)
         if isinstance(raw, bool) or not isinstance(raw, int):
@@ -181,18 +185,14 @@ def declare_robot_model(p: Params) -> RobotModel:
     """
     d = DEFAULT_ROBOT
     values = dict(
-        robot_radius_m=p.number("robot_radius_m", d.robot_radius_m, "radius of the circle enclosing the robot [m]",
-                                min_value=0.0, strict_min=True),
+        robot_radius_m=p.positive("robot_radius_m", d.robot_radius_m, "radius of the circle enclosing the robot [m]"),
         d_safe_m=p.number("d_safe_m", d.d_safe_m, "clearance kept from obstacles (32g) [m]", min_value=0.0),
-        Ts_s=p.number("Ts_s", d.Ts_s, "prediction step of the FOP / MPC model (not the control period) [s]",
-                      min_value=0.0, strict_min=True),
+        Ts_s=p.positive("Ts_s", d.Ts_s, "prediction step of the FOP / MPC model (not the control period) [s]"),
         v_min_mps=p.number("v_min_mps", d.limits.v_min_mps, "lower speed bound (32e) [m/s]", max_value=0.0),
-        v_max_mps=p.number("v_max_mps", d.limits.v_max_mps, "upper speed bound (32e) [m/s]",
-                           min_value=0.0, strict_min=True),
+        v_max_mps=p.positive("v_max_mps", d.limits.v_max_mps, "upper speed bound (32e) [m/s]"),
         omega_min_radps=p.number("omega_min_radps", d.limits.omega_min_radps, "lower turn-rate bound (32f) [rad/s]",
                                  max_value=0.0),
-        omega_max_radps=p.number("omega_max_radps", d.limits.omega_max_radps, "upper turn-rate bound (32f) [rad/s]",
-                                 min_value=0.0, strict_min=True),
+        omega_max_radps=p.positive("omega_max_radps", d.limits.omega_max_radps, "upper turn-rate bound (32f) [rad/s]"),
         max_obstacles=p.integer("max_obstacles", d.max_obstacles,
                                 "obstacle slots M the solvers are built with (the nearest M are used)", min_value=0),
     )
@@ -217,12 +217,12 @@ def declare_frames(p: Params) -> tuple[str, str]:
     return odom, base
 
 
-def declare_goal(p: Params) -> tuple[np.ndarray, float]:
-    """Declare the task's goal (config/nav.yaml `/**`): goal_xy [m] and goal_tolerance_m [m]."""
-    goal = p.vector("goal_xy", DEFAULT_GOAL_XY, "goal [x_m, y_m] until one arrives on /goal_pose", size=2)
-    tol = p.number("goal_tolerance_m", DEFAULT_GOAL_TOLERANCE_M, "goal reached within this distance [m]",
-                   min_value=0.0, strict_min=True)
-    return goal, tol
+def declare_goal(p: Params) -> dict:
+    """Declare the task's goal (config/nav.yaml `/**`): the keyword arguments of a :class:`GoalConfig`,
+    goal_xy [m] and goal_tolerance_m [m]."""
+    return dict(goal_xy=p.vector("goal_xy", DEFAULT_GOAL_XY, "goal [x_m, y_m] until one arrives on /goal_pose", size=2),
+                goal_tolerance_m=p.positive("goal_tolerance_m", DEFAULT_GOAL_TOLERANCE_M,
+                                            "goal reached within this distance [m]"))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -323,6 +323,7 @@ class ManagedNode(LifecycleNode):
 
     def __init__(self, node_name: str, **kwargs) -> None:
         super().__init__(node_name, **kwargs)
+        self.node_name = node_name   # the program's name (diagnostics), whatever a launch file renames it to
         self.active = False
         #: messages this node published per recorded topic (reported in /diagnostics as published:<topic>)
         self.published: dict[str, int] = {}
@@ -368,6 +369,13 @@ class ManagedNode(LifecycleNode):
         odom = {"repeated_odometry_stamps": self.odom_repeats} if hasattr(self, "odom_repeats") else {}
         return {ACTIVE_KEY: self.active, **getattr(self, "counters", {}), **odom,
                 **{f"{PUBLISHED_PREFIX}{topic}": n for topic, n in self.published.items()}, **extra}
+
+    def publish_diagnostics(self, what: str, level: int, status: str, values: dict[str, Any] | None = None) -> None:
+        """This node's status on /diagnostics, named ``<node>: <what>``: `status` (``inactive
+        (<status>)`` while inactive) and `values`, by default :meth:`diagnostics_values`."""
+        publish_status(self, self.diag_pub, f"{self.node_name}: {what}", level,
+                       status if self.active else f"inactive ({status})",
+                       self.diagnostics_values() if values is None else values)
 
     def subscribe_robot_state(self, watchdog) -> None:
         """/odom → :attr:`state` [x, y, yaw] (fed to `watchdog` as "odometry" unless it repeats the
@@ -490,13 +498,9 @@ class GoalTracker:
 
 
 @dataclass(frozen=True)
-class DriverConfig:
-    """What every node that commands the robot (controller, expert, e2e) declares the same way;
-    each node's own config extends it (:func:`declare_driver`)."""
+class NodeConfig:
+    """What every node declares the same way (:func:`declare_node`); each node's config extends it."""
 
-    control_rate_hz: float
-    enable_stamped_cmd_vel: bool
-    odom_timeout_s: float
     diagnostics_rate_hz: float
     autostart: bool
     odom_frame: str
@@ -504,17 +508,42 @@ class DriverConfig:
     model: RobotModel
 
 
+def declare_node(p: Params, diagnostics_rate_hz: float = 1.0,
+                 diagnostics_meaning: str = "/diagnostics publication rate") -> dict:
+    """Declare the :class:`NodeConfig` parameters: the keyword arguments of a NodeConfig subclass."""
+    odom_frame, base_frame = declare_frames(p)
+    return dict(diagnostics_rate_hz=p.positive("diagnostics_rate_hz", diagnostics_rate_hz,
+                                               f"{diagnostics_meaning} [Hz]"),
+                autostart=declare_autostart(p), odom_frame=odom_frame, base_frame=base_frame,
+                model=declare_robot_model(p))
+
+
+@dataclass(frozen=True)
+class GoalConfig:
+    """The task's goal (:func:`declare_goal`), for the nodes that know it."""
+
+    goal_xy: np.ndarray
+    goal_tolerance_m: float
+
+
+@dataclass(frozen=True)
+class DriverConfig(NodeConfig):
+    """What every node that commands the robot (controller, expert, e2e) declares the same way;
+    each node's own config extends it (:func:`declare_driver`)."""
+
+    control_rate_hz: float
+    enable_stamped_cmd_vel: bool
+    odom_timeout_s: float
+
+
 def declare_driver(p: Params, rate_meaning: str, odom_meaning: str = "stop when /odom is older than this [s]") -> dict:
     """Declare the :class:`DriverConfig` parameters; the keyword arguments of a DriverConfig subclass."""
-    odom_frame, base_frame = declare_frames(p)
     return dict(
-        control_rate_hz=p.number("control_rate_hz", 50.0, f"{rate_meaning} [Hz]", min_value=0.0, strict_min=True),
+        **declare_node(p),
+        control_rate_hz=p.positive("control_rate_hz", 50.0, f"{rate_meaning} [Hz]"),
         enable_stamped_cmd_vel=p.flag("enable_stamped_cmd_vel", False,
                                       "publish geometry_msgs/TwistStamped (true) or Twist (false), as Nav2"),
-        odom_timeout_s=p.number("odom_timeout_s", 0.5, odom_meaning, min_value=0.0, strict_min=True),
-        diagnostics_rate_hz=p.number("diagnostics_rate_hz", 1.0, "/diagnostics publication rate [Hz]",
-                                     min_value=0.0, strict_min=True),
-        autostart=declare_autostart(p), odom_frame=odom_frame, base_frame=base_frame, model=declare_robot_model(p))
+        odom_timeout_s=p.positive("odom_timeout_s", 0.5, odom_meaning))
 
 
 class DrivesToGoal:

@@ -59,8 +59,7 @@ class ControllerNode(c.ManagedNode):
             theta_file=p.text("theta_file", "", "fitted θ (config/theta/*.yaml; relative to the package share "
                                                  "folder); empty: the unchanged FOP",
                               read_only=False),
-            subgoal_timeout_s=p.number("subgoal_timeout_s", 1.0, "stop when /hiopt/subgoal is older than this [s]",
-                                       min_value=0.0, strict_min=True),
+            subgoal_timeout_s=p.positive("subgoal_timeout_s", 1.0, "stop when /hiopt/subgoal is older than this [s]"),
             arrive_radius_m=p.number("arrive_radius_m", 0.05, "hold still within this distance of the subgoal [m]",
                                      min_value=0.0),
             c_p=p.number("c_p", _FOP_DEFAULTS.c_p, "position weight of Eq. 32a", min_value=0.0),
@@ -230,9 +229,8 @@ class ControllerNode(c.ManagedNode):
 
     def on_diagnostics(self) -> None:
         failing = self._last_status not in ("ok", "at subgoal") and not self._last_status.startswith("waiting")
-        c.publish_status(self, self.diag_pub, f"{NAME}: FOP", DiagnosticStatus.WARN if failing else DiagnosticStatus.OK,
-                         self._last_status if self.active else f"inactive ({self._last_status})",
-                         self.diagnostics_values(**c.solve_time_values(self._solve_times_us)))
+        self.publish_diagnostics("FOP", DiagnosticStatus.WARN if failing else DiagnosticStatus.OK, self._last_status,
+                                 self.diagnostics_values(**c.solve_time_values(self._solve_times_us)))
 
 
 def main(args: list[str] | None = None) -> int:

@@ -26,11 +26,9 @@ NAME = "e2e_node"
 
 
 @dataclass(frozen=True)
-class E2eConfig(c.DriverConfig):
+class E2eConfig(c.DriverConfig, c.GoalConfig):
     policy_checkpoint: str
     decision_rate_hz: float
-    goal_xy: np.ndarray
-    goal_tolerance_m: float
 
 
 class E2eNode(c.DrivesToGoal, c.ManagedNode):
@@ -39,15 +37,12 @@ class E2eNode(c.DrivesToGoal, c.ManagedNode):
     def __init__(self, **kwargs) -> None:
         super().__init__(NAME, **kwargs)
         p = c.Params(self)
-        goal_xy, goal_tolerance_m = c.declare_goal(p)
         self.cfg = E2eConfig(
+            **c.declare_goal(p),
             **c.declare_driver(p, "/cmd_vel publication rate"),
             policy_checkpoint=p.text("policy_checkpoint", "", "end-to-end TorchScript policy (.pt, action (v, ω))"),
-            decision_rate_hz=p.number("decision_rate_hz", 10.0,
-                                      "policy evaluation rate [Hz] (the planner rate it was trained at)",
-                                      min_value=0.0, strict_min=True),
-            goal_xy=goal_xy,
-            goal_tolerance_m=goal_tolerance_m,
+            decision_rate_hz=p.positive("decision_rate_hz", 10.0,
+                                        "policy evaluation rate [Hz] (the planner rate it was trained at)"),
         )
         cfg = self.cfg
         ratio = cfg.control_rate_hz / cfg.decision_rate_hz
@@ -126,10 +121,8 @@ class E2eNode(c.DrivesToGoal, c.ManagedNode):
                 self.get_logger().warning(f"stop: {reason}", throttle_duration_sec=1.0)
 
     def on_diagnostics(self) -> None:
-        c.publish_status(self, self.diag_pub, f"{NAME}: policy",
-                         DiagnosticStatus.WARN if self.counters["policy_failures"] else DiagnosticStatus.OK,
-                         ("goal reached" if self.reached else "driving") if self.active else "inactive",
-                         self.diagnostics_values())
+        self.publish_diagnostics("policy", DiagnosticStatus.WARN if self.counters["policy_failures"] else
+                                 DiagnosticStatus.OK, "goal reached" if self.reached else "driving")
 
 
 def main(args: list[str] | None = None) -> int:

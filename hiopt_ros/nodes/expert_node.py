@@ -25,9 +25,7 @@ NAME = "expert_node"
 
 
 @dataclass(frozen=True)
-class ExpertConfig(c.DriverConfig):
-    goal_xy: np.ndarray
-    goal_tolerance_m: float
+class ExpertConfig(c.DriverConfig, c.GoalConfig):
     horizon_steps: int
     subgoal_steps: int
 
@@ -38,11 +36,9 @@ class ExpertNode(c.DrivesToGoal, c.ManagedNode):
     def __init__(self, **kwargs) -> None:
         super().__init__(NAME, **kwargs)
         p = c.Params(self)
-        goal_xy, goal_tolerance_m = c.declare_goal(p)
         self.cfg = ExpertConfig(
+            **c.declare_goal(p),
             **c.declare_driver(p, "MPC solve and /cmd_vel rate"),
-            goal_xy=goal_xy,
-            goal_tolerance_m=goal_tolerance_m,
             horizon_steps=p.integer("horizon_steps", 20, "MPC horizon N (structural)", min_value=1),
             subgoal_steps=p.integer("subgoal_steps", 5, "implied subgoal = planned position this many steps ahead",
                                     min_value=1),
@@ -130,10 +126,9 @@ class ExpertNode(c.DrivesToGoal, c.ManagedNode):
         self.plan_pub.publish(path)
 
     def on_diagnostics(self) -> None:
-        c.publish_status(self, self.diag_pub, f"{NAME}: MPC",
-                         DiagnosticStatus.WARN if self.counters["solver_failures"] else DiagnosticStatus.OK,
-                         self._last_status if self.active else f"inactive ({self._last_status})",
-                         self.diagnostics_values(**c.solve_time_values(self._solve_times_us)))
+        failing = self.counters["solver_failures"] > 0
+        self.publish_diagnostics("MPC", DiagnosticStatus.WARN if failing else DiagnosticStatus.OK, self._last_status,
+                                 self.diagnostics_values(**c.solve_time_values(self._solve_times_us)))
 
 
 def main(args: list[str] | None = None) -> int:

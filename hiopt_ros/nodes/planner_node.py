@@ -15,7 +15,6 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PointStamped
 
-from hiopt_ros.control.model import RobotModel
 
 from . import common as c
 from .watchdog import Watchdog
@@ -24,18 +23,12 @@ NAME = "planner_node"
 
 
 @dataclass(frozen=True)
-class PlannerConfig:
-    goal_xy: np.ndarray
-    goal_tolerance_m: float
+class PlannerConfig(c.NodeConfig, c.GoalConfig):
     planner_rate_hz: float
     policy_checkpoint: str
     policy_max_distance_m: float
     lookahead_m: float
     odom_timeout_s: float
-    diagnostics_rate_hz: float
-    autostart: bool
-    odom_frame: str
-    model: RobotModel
 
 
 class PlannerNode(c.DrivesToGoal, c.ManagedNode):
@@ -44,26 +37,16 @@ class PlannerNode(c.DrivesToGoal, c.ManagedNode):
     def __init__(self, **kwargs) -> None:
         super().__init__(NAME, **kwargs)
         p = c.Params(self)
-        goal_xy, goal_tolerance_m = c.declare_goal(p)
         self.cfg = PlannerConfig(
-            goal_xy=goal_xy,
-            goal_tolerance_m=goal_tolerance_m,
-            planner_rate_hz=p.number("planner_rate_hz", 10.0, "subgoal publication rate [Hz]",
-                                     min_value=0.0, strict_min=True),
+            **c.declare_goal(p),
+            **c.declare_node(p),
+            planner_rate_hz=p.positive("planner_rate_hz", 10.0, "subgoal publication rate [Hz]"),
             policy_checkpoint=p.text("policy_checkpoint", "",
                                      "TorchScript subgoal policy (.pt); empty: geometric look-ahead policy"),
-            policy_max_distance_m=p.number("policy_max_distance_m", 1.5,
-                                           "torch policy: subgoals are clipped to this distance [m]",
-                                           min_value=0.0, strict_min=True),
-            lookahead_m=p.number("lookahead_m", 0.6, "look-ahead distance of the geometric policy [m]",
-                                 min_value=0.0, strict_min=True),
-            odom_timeout_s=p.number("odom_timeout_s", 0.5, "no subgoal is published from older odometry [s]",
-                                    min_value=0.0, strict_min=True),
-            diagnostics_rate_hz=p.number("diagnostics_rate_hz", 1.0, "/diagnostics publication rate [Hz]",
-                                         min_value=0.0, strict_min=True),
-            autostart=c.declare_autostart(p),
-            odom_frame=c.declare_frames(p)[0],
-            model=c.declare_robot_model(p),
+            policy_max_distance_m=p.positive("policy_max_distance_m", 1.5,
+                                             "torch policy: subgoals are clipped to this distance [m]"),
+            lookahead_m=p.positive("lookahead_m", 0.6, "look-ahead distance of the geometric policy [m]"),
+            odom_timeout_s=p.positive("odom_timeout_s", 0.5, "no subgoal is published from older odometry [s]"),
         )
         cfg = self.cfg
         self.policy = None
@@ -127,9 +110,7 @@ class PlannerNode(c.DrivesToGoal, c.ManagedNode):
         self.count(c.TOPIC_SUBGOAL)
 
     def on_diagnostics(self) -> None:
-        c.publish_status(self, self.diag_pub, f"{NAME}: planner", DiagnosticStatus.OK,
-                         ("goal reached" if self.reached else "planning") if self.active else "inactive",
-                         self.diagnostics_values())
+        self.publish_diagnostics("planner", DiagnosticStatus.OK, "goal reached" if self.reached else "planning")
 
 
 def main(args: list[str] | None = None) -> int:

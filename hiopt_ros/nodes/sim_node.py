@@ -23,7 +23,6 @@ from rclpy.clock import Clock, ClockType
 from rclpy.time import Time
 from std_msgs.msg import Bool
 
-from hiopt_ros.control.model import RobotModel
 
 from . import common as c
 
@@ -33,25 +32,18 @@ _COVARIANCE = [1e-6 if i in (0, 7, 35) else (1e3 if i in (14, 21, 28) else 0.0) 
 
 
 @dataclass(frozen=True)
-class SimConfig:
+class SimConfig(c.NodeConfig, c.GoalConfig):
     start_xyyaw: np.ndarray
     obstacles_xyr: np.ndarray
-    goal_xy: np.ndarray
-    goal_tolerance_m: float
     step_rate_hz: float
     physics_rate_hz: float
     odom_rate_hz: float
-    diagnostics_rate_hz: float
     cmd_vel_timeout_s: float
     max_step_s: float
     publish_clock: bool
-    autostart: bool
     gui: bool
     seed: int
     enable_stamped_cmd_vel: bool
-    odom_frame: str
-    base_frame: str
-    model: RobotModel
 
 
 class SimNode(c.ManagedNode):
@@ -60,38 +52,24 @@ class SimNode(c.ManagedNode):
     def __init__(self, **kwargs) -> None:
         super().__init__(NAME, **kwargs)
         p = c.Params(self)
-        start = p.vector("start_xyyaw", [0.0, 0.0, 0.0], "start pose [x_m, y_m, yaw_rad]", size=3)
         obstacles = p.vector("obstacles_xyr", [], "static cylinders, flattened [x_m, y_m, radius_m] triples",
                              multiple_of=3)
-        goal_xy, goal_tolerance_m = c.declare_goal(p)  # only drawn in the GUI
-        odom_frame, base_frame = c.declare_frames(p)
         self.cfg = SimConfig(
-            start_xyyaw=start,
+            **c.declare_goal(p),  # only drawn in the GUI
+            **c.declare_node(p, 2.0, "world status on /diagnostics"),
+            start_xyyaw=p.vector("start_xyyaw", [0.0, 0.0, 0.0], "start pose [x_m, y_m, yaw_rad]", size=3),
             obstacles_xyr=obstacles.reshape(-1, 3) if obstacles.size % 3 == 0 else np.zeros((0, 3)),
-            goal_xy=goal_xy,
-            goal_tolerance_m=goal_tolerance_m,
-            step_rate_hz=p.number("step_rate_hz", 100.0, "physics update timer rate (wall clock) [Hz]",
-                                  min_value=0.0, strict_min=True),
-            physics_rate_hz=p.number("physics_rate_hz", 240.0, "PyBullet internal step rate [Hz]",
-                                     min_value=0.0, strict_min=True),
-            odom_rate_hz=p.number("odom_rate_hz", 50.0, "/odom and TF publication rate [Hz]",
-                                  min_value=0.0, strict_min=True),
-            diagnostics_rate_hz=p.number("diagnostics_rate_hz", 2.0, "world status on /diagnostics [Hz]",
-                                         min_value=0.0, strict_min=True),
-            cmd_vel_timeout_s=p.number("cmd_vel_timeout_s", 0.5,
-                                       "stop the wheels when /cmd_vel is silent this long [s]",
-                                       min_value=0.0, strict_min=True),
-            max_step_s=p.number("max_step_s", 0.25, "longest time one physics update may advance the world [s]",
-                                min_value=0.0, strict_min=True),
+            step_rate_hz=p.positive("step_rate_hz", 100.0, "physics update timer rate (wall clock) [Hz]"),
+            physics_rate_hz=p.positive("physics_rate_hz", 240.0, "PyBullet internal step rate [Hz]"),
+            odom_rate_hz=p.positive("odom_rate_hz", 50.0, "/odom and TF publication rate [Hz]"),
+            cmd_vel_timeout_s=p.positive("cmd_vel_timeout_s", 0.5,
+                                         "stop the wheels when /cmd_vel is silent this long [s]"),
+            max_step_s=p.positive("max_step_s", 0.25, "longest time one physics update may advance the world [s]"),
             publish_clock=p.flag("publish_clock", False, "publish simulated time on /clock"),
-            autostart=c.declare_autostart(p),
             gui=p.flag("gui", False, "open the PyBullet GUI (needs a display)"),
             seed=p.integer("seed", 0, "world seed", min_value=0),
             enable_stamped_cmd_vel=p.flag("enable_stamped_cmd_vel", False,
                                           "/cmd_vel is geometry_msgs/TwistStamped (true) or Twist (false)"),
-            odom_frame=odom_frame,
-            base_frame=base_frame,
-            model=c.declare_robot_model(p),
         )
         cfg = self.cfg
         if obstacles.size % 3 == 0 and cfg.obstacles_xyr.size:
@@ -226,13 +204,11 @@ class SimNode(c.ManagedNode):
     def on_diagnostics(self) -> None:
         w = self.world
         x, y, yaw = (float(v) for v in w.pose())
-        c.publish_status(self, self.diag_pub, f"{NAME}: world",
-                         DiagnosticStatus.ERROR if w.collided else DiagnosticStatus.OK,
-                         ("collision" if w.collided else "running") if self.active else "inactive",
-                         {"sim_time_s": float(w.time_s), "energy_j": float(w.energy_j),
-                          "min_clearance_m": float(w.min_clearance_m), "collided": bool(w.collided),
-                          "x_m": x, "y_m": y, "yaw_rad": yaw,
-                          **self.diagnostics_values()})
+        self.publish_diagnostics("world", DiagnosticStatus.ERROR if w.collided else DiagnosticStatus.OK,
+                                 "collision" if w.collided else "running",
+                                 {"sim_time_s": float(w.time_s), "energy_j": float(w.energy_j),
+                                  "min_clearance_m": float(w.min_clearance_m), "collided": bool(w.collided),
+                                  "x_m": x, "y_m": y, "yaw_rad": yaw, **self.diagnostics_values()})
 
     def shutdown(self) -> None:
         self.world.close()
