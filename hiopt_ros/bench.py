@@ -34,6 +34,7 @@ from hiopt_ros.control.model import unicycle_step
 from hiopt_ros.control.mpc import Mpc, MpcConfig
 from hiopt_ros.control.reference import IPOPT_TOL, IpoptFop, IpoptMpc
 from hiopt_ros.control.theta import Theta
+from hiopt_ros.tables import Column, markdown_table
 
 CONTROL_PERIOD_S = 0.02   # the trajectories advance at the controllers' 50 Hz
 #: the clock every call is timed with: wall time (what a controller lives by), or the process' CPU
@@ -193,22 +194,23 @@ def _row(times, cold, warm, d_cold, d_warm, e_cold, e_warm, fails, extra: dict |
             **(extra or {})}
 
 
+_COLUMNS = [Column(h) for h in (
+    "problem", "solves", "acados median / p99 [µs]", "IPOPT cold median / p99 [µs]", "IPOPT warm median / p99 [µs]",
+    "speed-up vs cold", "speed-up vs warm", "failures", "same action (|Δu| ≤ 1e-3) cold / warm",
+    "max |Δu| cold / warm", "acados cost excess, median / max (cold; warm)")]
+
+
 def markdown(results: dict) -> str:
-    lines = ["| problem | solves | acados median / p99 [µs] | IPOPT cold median / p99 [µs] | IPOPT warm median / p99 [µs] "
-             "| speed-up vs cold | speed-up vs warm | failures | same action (|Δu| ≤ 1e-3) cold / warm "
-             "| max |Δu| cold / warm | acados cost excess, median / max (cold; warm) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name, r in results.items():
-        lines.append(
-            f"| {name} | {r['n']} | {r['median_us']:.0f} / {r['p99_us']:.0f} "
-            f"| {r['ipopt_cold_median_us']:.0f} / {r['ipopt_cold_p99_us']:.0f} "
-            f"| {r['ipopt_warm_median_us']:.0f} / {r['ipopt_warm_p99_us']:.0f} "
-            f"| {r['speedup_cold']:.1f}× | {r['speedup_warm']:.1f}× | {r['failures']} "
-            f"| {100 * r['agree_cold']:.0f} % / {100 * r['agree_warm']:.0f} % of {r['ipopt_n']} "
-            f"| {r['max_abs_du_cold']:.1e} / {r['max_abs_du_warm']:.1e} "
-            f"| {r['cost_excess_median_cold']:.0e} / {r['cost_excess_max_cold']:.0e}; "
-            f"{r['cost_excess_median_warm']:.0e} / {r['cost_excess_max_warm']:.0e} |")
-    return "\n".join(lines) + "\n"
+    rows = [[name, r["n"], f"{r['median_us']:.0f} / {r['p99_us']:.0f}",
+             f"{r['ipopt_cold_median_us']:.0f} / {r['ipopt_cold_p99_us']:.0f}",
+             f"{r['ipopt_warm_median_us']:.0f} / {r['ipopt_warm_p99_us']:.0f}",
+             f"{r['speedup_cold']:.1f}×", f"{r['speedup_warm']:.1f}×", r["failures"],
+             f"{100 * r['agree_cold']:.0f} % / {100 * r['agree_warm']:.0f} % of {r['ipopt_n']}",
+             f"{r['max_abs_du_cold']:.1e} / {r['max_abs_du_warm']:.1e}",
+             f"{r['cost_excess_median_cold']:.0e} / {r['cost_excess_max_cold']:.0e}; "
+             f"{r['cost_excess_median_warm']:.0e} / {r['cost_excess_max_warm']:.0e}"]
+            for name, r in results.items()]
+    return markdown_table(_COLUMNS, rows) + "\n"
 
 
 def build_parser() -> argparse.ArgumentParser:

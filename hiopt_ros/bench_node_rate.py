@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hiopt_ros.tables import Column, markdown_table
+
 DEFAULT_RATES = (50.0, 100.0, 200.0, 500.0)
 ODOM_RATE_HZ = 50.0
 SUBGOAL_RATE_HZ = 10.0
@@ -173,16 +175,17 @@ def run_rate(rate_hz: float, duration_s: float, params: Path, domain_id: int, lo
                       100.0 * cpu / wall, 1e6 * cpu / max(stamps.size, 1))
 
 
+_COLUMNS = [Column(h, "right") for h in (
+    "rate [Hz]", "commands", "achieved [Hz]", "jitter p50 [µs]", "jitter p99 [µs]", "missed periods", "missed [%]",
+    "FOP p50 [µs]", "FOP p99 [µs]", "controller CPU [% core]", "CPU per cycle [µs]")]
+
+
 def markdown(results: list[RateResult], duration_s: float, source: str) -> str:
-    lines = [f"controller_node alone, {duration_s:g} s per rate after {WARMUP_S:g} s warm-up, inputs: {source}.", "",
-             "| rate [Hz] | commands | achieved [Hz] | jitter p50 [µs] | jitter p99 [µs] | missed periods | "
-             "missed [%] | FOP p50 [µs] | FOP p99 [µs] | controller CPU [% core] | CPU per cycle [µs] |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in results:
-        lines.append(f"| {r.rate_hz:g} | {r.commands} | {r.achieved_hz:.1f} | {r.jitter_p50_us:.0f} | "
-                     f"{r.jitter_p99_us:.0f} | {r.missed} | {r.missed_pct:.2f} | {r.solve_p50_us:.0f} | "
-                     f"{r.solve_p99_us:.0f} | {r.cpu_pct:.0f} | {r.cpu_per_cycle_us:.0f} |")
-    return "\n".join(lines) + "\n"
+    rows = [[f"{r.rate_hz:g}", r.commands, f"{r.achieved_hz:.1f}", f"{r.jitter_p50_us:.0f}", f"{r.jitter_p99_us:.0f}",
+             r.missed, f"{r.missed_pct:.2f}", f"{r.solve_p50_us:.0f}", f"{r.solve_p99_us:.0f}", f"{r.cpu_pct:.0f}",
+             f"{r.cpu_per_cycle_us:.0f}"] for r in results]
+    return (f"controller_node alone, {duration_s:g} s per rate after {WARMUP_S:g} s warm-up, inputs: {source}.\n\n"
+            + markdown_table(_COLUMNS, rows) + "\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hiopt_ros.tables import Column, markdown_table
+
 from .inverse import InverseSample, cosine_similarity, fit_inverse, forward_solve_batch
 
 
@@ -191,16 +193,18 @@ def _in_child(case: dict) -> dict:
 
 
 def format_table(rows: list[dict]) -> str:
-    lines = ["| source | T | K | learned weights | method | status | fit time [s] | peak RSS [MB] | objective | "
-             "max gap ε | weight error | held-out cosine | unchanged FOP cosine |",
-             "|---|---:|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    columns = [Column("source"), Column("T", "right"), Column("K", "right"), Column("learned weights"),
+               Column("method"), Column("status")] + [Column(h, "right") for h in (
+                   "fit time [s]", "peak RSS [MB]", "objective", "max gap ε", "weight error", "held-out cosine",
+                   "unchanged FOP cosine")]
+    cells = []
     for r in rows:
         w = ", ".join(f"{x:.3g}" for x in r["weights"]) or "–"
         we = f"{r['weight_error']:.3g}" if "weight_error" in r else "–"
-        lines.append(f"| {r['source']} | {r['T']} | {r['K']} | {w} | {r['method']} | {r['status']} | {r['time_s']:.1f} | "
-                     f"{r['peak_rss_mb']:.0f} | {r['objective']:.3e} | {r['max_gap']:.2e} | {we} | {r['cosine']:.4f} | "
-                     f"{r['cosine_unchanged']:.4f} |")
-    return "\n".join(lines) + "\n"
+        cells.append([r["source"], r["T"], r["K"], w, r["method"], r["status"], f"{r['time_s']:.1f}",
+                      f"{r['peak_rss_mb']:.0f}", f"{r['objective']:.3e}", f"{r['max_gap']:.2e}", we,
+                      f"{r['cosine']:.4f}", f"{r['cosine_unchanged']:.4f}"])
+    return markdown_table(columns, cells) + "\n"
 
 
 def main(argv=None) -> int:

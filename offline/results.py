@@ -31,6 +31,8 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from hiopt_ros.tables import Column, markdown_table
+
 __all__ = ["Metric", "ResultsTable", "timing_stats", "new_results_dir"]
 
 
@@ -134,14 +136,15 @@ class ResultsTable:
         lines = [f"## {self.title}", ""]
         if notes:
             lines += [f"- {n}" for n in notes] + [""]
-        lines.append("| Method | episodes | " + " | ".join(m.header for m in self.metrics) + " |")
-        lines.append("|---|---:|" + "---:|" * len(self.metrics))
+        columns = [Column("Method"), Column("episodes", "right")] + [Column(m.header, "right") for m in self.metrics]
+        table = []
         for meth, rows in self._rows.items():
             cells = []
             for m in self.metrics:
                 c = self.cell(meth, m)
                 cells.append(f"**{c}**" if best.get(m.key) == meth else c)
-            lines.append(f"| {meth} | {len(rows)} | " + " | ".join(cells) + " |")
+            table.append([meth, len(rows), *cells])
+        lines.append(markdown_table(columns, table))
         return "\n".join(lines) + "\n"
 
     def summary_csv(self) -> str:

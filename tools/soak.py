@@ -182,6 +182,8 @@ def analyse(episodes: list[Episode], rss_at_activation: dict[str, float], final_
 
 
 def markdown(verdict: dict, meta: dict) -> str:
+    from hiopt_ros.tables import Column, markdown_table
+
     def f(v, fmt=".1f"):
         return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, fmt)
 
@@ -192,11 +194,12 @@ def markdown(verdict: dict, meta: dict) -> str:
              f"- verdict: **{'PASSED' if verdict['passed'] else 'FAILED'}**"
              + ("" if verdict["passed"] else ": " + "; ".join(verdict["failures"])), ""]
     if "memory" in verdict:
-        lines += ["| node | RSS at activation [MB] | after episode 1 [MB] | at the end [MB] | growth |",
-                  "|---|---|---|---|---|"]
-        for node, m in verdict["memory"].items():
-            lines.append(f"| {node} | {f(m['activation_mb'])} | {f(m['baseline_mb'])} | {f(m['end_mb'])} | "
-                         f"{f(100 * m['growth'] if math.isfinite(m['growth']) else math.nan, '+.1f')} % |")
+        lines.append(markdown_table(
+            [Column(h) for h in
+             ("node", "RSS at activation [MB]", "after episode 1 [MB]", "at the end [MB]", "growth")],
+            [[node, f(m["activation_mb"]), f(m["baseline_mb"]), f(m["end_mb"]),
+              f"{f(100 * m['growth'] if math.isfinite(m['growth']) else math.nan, '+.1f')} %"]
+             for node, m in verdict["memory"].items()]))
         s = verdict["solve_p99_us"]
         lines += ["", f"FOP solve time p99: first episode {f(s['first_episode'], '.0f')} µs, last "
                       f"{f(s['last_episode'], '.0f')} µs; median over the first quarter of episodes "

@@ -15,12 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
+from hiopt_ros.tables import Column, markdown_table
+
 __all__ = ["run_bench"]
 
 
-def _stats(ts) -> str:
+def _stats(ts) -> list[str]:
+    """Cells median [ms], p99 [ms], n of times `ts` [s]."""
     t = np.asarray(ts) * 1e3
-    return f"{np.median(t):.2f} | {np.percentile(t, 99):.2f} | {len(t)}"
+    return [f"{np.median(t):.2f}", f"{np.percentile(t, 99):.2f}", str(len(t))]
 
 
 def run_bench(args, log) -> dict:
@@ -100,15 +103,15 @@ def run_bench(args, log) -> dict:
         f"{fop0.A.shape[0]} rows; MPC: {sim.T}-step horizon from t = 0",
         f"- lower-level solve failures: {fails}",
         "",
-        "| step | median [ms] | p99 [ms] | n |",
-        "|---|---:|---:|---:|",
-        f"| MPC (Pyomo build + HiGHS) | {_stats(mpc_total)} |",
-        f"| MPC: Pyomo build only | {_stats(mpc_build)} |",
-        f"| MPC: HiGHS solve (through Pyomo) | {_stats(mpc_solve)} |",
-        f"| lower level Eq. 25, θ = 0 (HiGHS, in place) | {_stats(lo0)} |",
-        f"| lower level Eq. 25, K = 2 ReLU terms | {_stats(loK)} |",
-        f"| upper-level policy forward (PPO MLP 128×128) | {_stats(fwd)} |",
-        f"| RL env step (action → Eq. 25 → simulator) | {_stats(env_steps)} |",
+        markdown_table([Column("step")] + [Column(h, "right") for h in ("median [ms]", "p99 [ms]", "n")],
+                       [[step, *_stats(ts)] for step, ts in (
+                           ("MPC (Pyomo build + HiGHS)", mpc_total),
+                           ("MPC: Pyomo build only", mpc_build),
+                           ("MPC: HiGHS solve (through Pyomo)", mpc_solve),
+                           ("lower level Eq. 25, θ = 0 (HiGHS, in place)", lo0),
+                           ("lower level Eq. 25, K = 2 ReLU terms", loK),
+                           ("upper-level policy forward (PPO MLP 128×128)", fwd),
+                           ("RL env step (action → Eq. 25 → simulator)", env_steps))]),
         "",
         f"Bi-level decision (policy + lower level) vs MPC, medians: {speedup:.0f}× faster.",
         ""])

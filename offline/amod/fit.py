@@ -19,6 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
+from hiopt_ros.tables import Column, markdown_table
 from offline.amod.demos import Demos
 from offline.amod.lower import Eq25Fop
 from offline.amod.sim import AmodSim
@@ -77,9 +78,7 @@ def imitation(sim: AmodSim, demos: Demos, theta=None) -> dict:
 
 def imitation_table(rows: Sequence[tuple[str, dict]]) -> str:
     """Markdown table of imitation results (Table 5 layout: cosine and Manhattan of f, plus g)."""
-    lines = ["| lower level | reb. flow f: cosine | f: Manhattan / step | pax. flow g: cosine | g: Manhattan / step | failed |",
-             "|---|---:|---:|---:|---:|---:|"]
-    for name, m in rows:
-        lines.append(f"| {name} | {m['f']['cosine']:.3f} | {m['f']['l1']:.2f} | {m['g']['cosine']:.3f} | "
-                     f"{m['g']['l1']:.2f} | {m['failed']} |")
-    return "\n".join(lines) + "\n"
+    columns = [Column("lower level")] + [Column(h, "right") for h in (
+        "reb. flow f: cosine", "f: Manhattan / step", "pax. flow g: cosine", "g: Manhattan / step", "failed")]
+    return markdown_table(columns, [[name, f"{m['f']['cosine']:.3f}", f"{m['f']['l1']:.2f}", f"{m['g']['cosine']:.3f}",
+                                     f"{m['g']['l1']:.2f}", m["failed"]] for name, m in rows]) + "\n"

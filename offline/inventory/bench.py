@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hiopt_ros.tables import Column, markdown_table
+
 from .env import InventoryEnv
 from .lower import InventoryFop
 from .mpc import InventoryMpc
@@ -107,9 +109,10 @@ def main(argv: list[str] | None = None) -> int:
              "remaining-horizon LP (models prebuilt); lower level = in-place update + HiGHS solve of Eq. 31 for "
              "the MPC's implied subgoal",
              f"- command: python -m offline.inventory.bench {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip(),
-             "", "| scenario | decision | states | median (ms) | p99 (ms) | mean (ms) | speed-up vs MPC (median) |",
-             "|---|---|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.3f} | {r[4]:.3f} | {r[5]:.3f} | {r[6]:.1f}× |" for r in rows]
+             "",
+             markdown_table([Column("scenario"), Column("decision")] + [Column(h, "right") for h in (
+                 "states", "median (ms)", "p99 (ms)", "mean (ms)", "speed-up vs MPC (median)")],
+                 [[r[0], r[1], r[2], f"{r[3]:.3f}", f"{r[4]:.3f}", f"{r[5]:.3f}", f"{r[6]:.1f}×"] for r in rows])]
     args.out.mkdir(parents=True, exist_ok=True)
     md, csv_path = args.out / "inventory_decision_time.md", args.out / "inventory_decision_time.csv"
     md.write_text("\n".join(lines) + "\n")
