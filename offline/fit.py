@@ -144,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="for K ≥ 1 — global: spatial branch-and-bound (SCIP); alternating: local; auto: global "
                         "when small enough (default auto). Weights only (K = 0) is convex: one LP solve")
     g.add_argument("--time-limit-s", type=float, default=120.0, help="solver time limit per fit [s] (default 120)")
+    g.add_argument("--node-limit", type=int, default=None,
+                   help="also stop each SCIP solve after this many branch-and-bound nodes: a budget that gives "
+                        "the same θ on a loaded machine, unlike --time-limit-s (default: none)")
     g.add_argument("--mip-gap", type=float, default=1e-4, help="relative optimality gap of the global solve")
     g.add_argument("--theta-bound", type=float, default=10.0, help="box on each entry of θ_k (default 10); ν_k is "
                                                                    "boxed by theta_bound·max‖u‖₁ + 1")
@@ -200,6 +203,8 @@ def _check_args(args: argparse.Namespace) -> None:
         problems.append(f"--kappa must be >= 0 (got {args.kappa})")
     if not args.time_limit_s > 0:
         problems.append(f"--time-limit-s must be > 0 (got {args.time_limit_s})")
+    if args.node_limit is not None and args.node_limit < 1:
+        problems.append(f"--node-limit must be >= 1 (got {args.node_limit})")
     if not 0 <= args.held_out < 1:
         problems.append(f"--held-out must be in [0, 1) (got {args.held_out})")
     if args.min_samples < 1:
@@ -301,7 +306,7 @@ def fit_option(option: Option, samples: Sequence[RobotSample], fop, args, progre
     try:
         fit = fit_inverse(data, K=K, l=args.l, rho=option.rho, method=args.method, time_limit_s=args.time_limit_s,
                           mip_gap=args.mip_gap, theta_bound=args.theta_bound, seed=seed, progress=progress,
-                          features=features)
+                          features=features, node_limit=args.node_limit)
     except RuntimeError as exc:  # solver failures: say so in one line, leave --out alone
         raise FitFailed(f"the inverse problem could not be solved for {option.label()} ({exc!r}); "
                         f"{args.out} was not changed") from exc
@@ -529,7 +534,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "method": str(fit.method), "solver_status": str(fit.status),
         "objective": float(fit.objective), "bound": _num(fit.bound),
         "solver_time_s": float(fit.solve_time_s), "fit_time_s": round(fit_time, 3),
-        "time_limit_s": args.time_limit_s, "mip_gap": args.mip_gap,
+        "time_limit_s": args.time_limit_s, "node_limit": args.node_limit, "mip_gap": args.mip_gap,
         "gaps": {**_gap_stats(fit.gaps), "prop4_bound": _num(fit.prop4_bound)},
         "cost_weights": dict(theta_hat.cost_weights), "learned_weights": list(theta_hat.learned_weights),
         "selection": {"criterion": "mean L2 distance of the acados FOP's actions to the expert's on training "

@@ -27,12 +27,15 @@ def fit_inverse(samples: Sequence[InverseSample], K: int, l: float = 1e-2, rho: 
                 theta_bound: float = 10.0, seed: int = 0, progress: bool = True, *,
                 nu_bound: float | None = None, dual_bound: float | None = None, restarts: int = 4,
                 max_iter: int = 30, tol: float = 1e-4, subsample: int = 30,
-                features: Features | None = None, screen: bool = True) -> InverseFit:
+                features: Features | None = None, screen: bool = True, node_limit: int | None = None) -> InverseFit:
     """Fit K ReLU terms (θ_k, ν_k) — and the weights φ of `features` — so that every expert action is
     (nearly) optimal for FOP_θ.
 
     K = 0 with features: Problem 11 is convex (no bilinear term), solved as one LP ("convex").
     method: "global" (Problem 11, SCIP spatial branch-and-bound, time_limit_s and relative mip_gap),
+    node_limit: also stop SCIP (the global fit, or the alternating method's subsample solve) after
+    this many branch-and-bound nodes (status "node_limit"): a budget that, unlike time, gives the
+    same result on a loaded machine.
     "alternating" (scalable: Problem 11 solved globally on `subsample` random samples plus
     `restarts` random starts, each refined on all samples by alternating convex HiGHS solves until
     the relative improvement is below `tol`; see scalable.py), or "auto" (global when
@@ -87,7 +90,7 @@ def fit_inverse(samples: Sequence[InverseSample], K: int, l: float = 1e-2, rho: 
     if result is None and method == "global":
         try:
             result = fit_global(preps, K, rho, time_limit_s, mip_gap, theta_bound, nu_bound, dual_bound, progress,
-                                features)
+                                features, node_limit)
         except RuntimeError as e:
             if not auto:
                 raise
@@ -96,7 +99,8 @@ def fit_inverse(samples: Sequence[InverseSample], K: int, l: float = 1e-2, rho: 
             method = "alternating"
     if result is None:
         result = fit_alternating(preps, K, rho, time_limit_s, theta_bound, nu_bound, seed, progress,
-                                 restarts, max_iter, tol, subsample, features=features, stack=st)
+                                 restarts, max_iter, tol, subsample, features=features, stack=st,
+                                 node_limit=node_limit)
     theta, nu, phi, status, bound, _, info = result
     weighted = st.with_weights(phi) if J else st
     gaps, bad, failed = final_gaps(weighted, theta, nu, progress)

@@ -118,8 +118,9 @@ def build_problem11(preps, K, rho, theta_bound, nu_bound, dual_bound, features: 
 
 
 def fit_global(preps, K, rho, time_limit_s, mip_gap, theta_bound, nu_bound, dual_bound, progress,
-               features: Features | None = None):
-    """Solve Problem 11 with SCIP. Returns (θ, ν, φ, status, lower bound, seconds, info)."""
+               features: Features | None = None, node_limit: int | None = None):
+    """Solve Problem 11 with SCIP. Returns (θ, ν, φ, status, lower bound, seconds, info).
+    `node_limit`: also stop after this many branch-and-bound nodes (deterministic, unlike time)."""
     import pyomo.environ as pyo
     nu_bound, dual_bound = default_bounds(preps, K, theta_bound, nu_bound, dual_bound, features)
     mdl = build_problem11(preps, K, rho, theta_bound, nu_bound, dual_bound, features)
@@ -130,11 +131,15 @@ def fit_global(preps, K, rho, time_limit_s, mip_gap, theta_bound, nu_bound, dual
         print(f"[inverse] Problem 11 with SCIP: T={len(preps)} K={K} J={J} "
               f"({len(preps) * K * (n + 1)} bilinear terms), time limit {time_limit_s:g} s", file=sys.stderr)
     t0 = time.perf_counter()
-    res = solver.solve(mdl, timelimit=float(time_limit_s), options={"limits/gap": float(mip_gap)},
-                       load_solutions=False)
+    options = {"limits/gap": float(mip_gap)}
+    if node_limit is not None:
+        if not (isinstance(node_limit, (int, np.integer)) and node_limit >= 1):
+            raise ValueError(f"node_limit must be an integer ≥ 1, got {node_limit!r}")
+        options["limits/nodes"] = int(node_limit)
+    res = solver.solve(mdl, timelimit=float(time_limit_s), options=options, load_solutions=False)
     dt = time.perf_counter() - t0
     tc = str(res.solver.termination_condition)
-    status = {"maxTimeLimit": "time_limit"}.get(tc, tc)
+    status = {"maxTimeLimit": "time_limit", "maxIterations": "node_limit"}.get(tc, tc)
     lb = res.problem.lower_bound
     quiet = logging.getLogger("pyomo.core")   # "loading a solution with an 'aborted' status" at time limit
     level = quiet.level

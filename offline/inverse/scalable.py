@@ -256,7 +256,8 @@ def fit_alternating(preps, K, rho, time_limit_s, theta_bound, nu_bound, seed, pr
                     restarts=4, max_iter=30, tol=1e-4, subsample=30, subsample_time_frac=0.3,
                     subsample_time_max_s=60.0, mu_schedule=(1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3, 1e4),
                     features: Features | None = None, stack: Stack | None = None,
-                    search_samples: int = SEARCH_SAMPLES, refinements: int = ALL_SAMPLE_REFINEMENTS):
+                    search_samples: int = SEARCH_SAMPLES, refinements: int = ALL_SAMPLE_REFINEMENTS,
+                    node_limit: int | None = None):
     """Scalable fit: candidates from a global solve on a subsample and random starts, refined on all data.
 
     With z fixed, exact (11c) pins θ (n equations per sample for K·n unknowns), so alternating on
@@ -264,7 +265,9 @@ def fit_alternating(preps, K, rho, time_limit_s, theta_bound, nu_bound, seed, pr
     local minima. Hence the candidates:
       1. Problem 11 solved globally (SCIP) on `subsample` random samples (a fraction
          subsample_time_frac of the time limit, at most subsample_time_max_s): the ReLU structure
-         is shared by all samples, so a small subsample locates it; then refined by exact
+         is shared by all samples, so a small subsample locates it (`node_limit`: also stop SCIP
+         after that many branch-and-bound nodes, a budget that does not shrink on a loaded
+         machine); then refined by exact
          alternation and, separately, by the penalised alternation of 2. started from μ = mu_schedule[1].
       2. `restarts` random starts, alternating on the penalised objective
              min Σ_t ε_t² + μ Σ_t ‖e_t‖₁ + ρ Σ_k ‖θ_k‖²,  e_t the residual of (11c),
@@ -322,7 +325,7 @@ def fit_alternating(preps, K, rho, time_limit_s, theta_bound, nu_bound, seed, pr
         try:
             th, nu, phi, status, lb, _, ginfo = fit_global(
                 [sub_preps[i] for i in idx], K, rho, min(subsample_time_frac * time_limit_s, subsample_time_max_s),
-                1e-4, theta_bound, nu_bound, None, progress, features)
+                1e-4, theta_bound, nu_bound, None, progress, features, node_limit)
             info.update(subsample=len(idx), subsample_status=status, subsample_bound=lb)
             consider(th, nu, phi, "converged", "subsample")
             lap("global_subsample")
