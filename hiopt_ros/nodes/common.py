@@ -607,6 +607,14 @@ class StopSignal:
             raise KeyboardInterrupt
 
 
+def node_main(factory: Callable[[], Any]) -> Callable[[list[str] | None], int]:
+    """The console-script entry point of a node: ``main(args=None) -> exit status`` (:func:`run_node`)."""
+    def main(args: list[str] | None = None) -> int:
+        return run_node(factory, args)
+    main.__doc__ = f"Run {getattr(factory, '__name__', 'the node')} until SIGINT/SIGTERM; the exit status."
+    return main
+
+
 class ExitDeadline:
     """Ends the process `deadline_s` after the first SIGINT/SIGTERM if the clean shutdown has not.
 

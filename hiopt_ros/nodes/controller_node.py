@@ -233,8 +233,7 @@ class ControllerNode(c.ManagedNode):
                                  self.diagnostics_values(**c.solve_time_values(self._solve_times_us)))
 
 
-def main(args: list[str] | None = None) -> int:
-    return c.run_node(ControllerNode, args)
+main = c.node_main(ControllerNode)
 
 
 if __name__ == "__main__":

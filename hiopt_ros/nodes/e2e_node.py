@@ -125,8 +125,7 @@ class E2eNode(c.DrivesToGoal, c.ManagedNode):
                                  DiagnosticStatus.OK, "goal reached" if self.reached else "driving")
 
 
-def main(args: list[str] | None = None) -> int:
-    return c.run_node(E2eNode, args)
+main = c.node_main(E2eNode)
 
 
 if __name__ == "__main__":

@@ -131,8 +131,7 @@ class ExpertNode(c.DrivesToGoal, c.ManagedNode):
                                  self.diagnostics_values(**c.solve_time_values(self._solve_times_us)))
 
 
-def main(args: list[str] | None = None) -> int:
-    return c.run_node(ExpertNode, args)
+main = c.node_main(ExpertNode)
 
 
 if __name__ == "__main__":

@@ -113,8 +113,7 @@ class PlannerNode(c.DrivesToGoal, c.ManagedNode):
         self.publish_diagnostics("planner", DiagnosticStatus.OK, "goal reached" if self.reached else "planning")
 
 
-def main(args: list[str] | None = None) -> int:
-    return c.run_node(PlannerNode, args)
+main = c.node_main(PlannerNode)
 
 
 if __name__ == "__main__":

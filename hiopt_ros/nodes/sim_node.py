@@ -214,8 +214,7 @@ class SimNode(c.ManagedNode):
         self.world.close()
 
 
-def main(args: list[str] | None = None) -> int:
-    return c.run_node(SimNode, args)
+main = c.node_main(SimNode)
 
 
 if __name__ == "__main__":

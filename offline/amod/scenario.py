@@ -89,14 +89,8 @@ class AmodScenario:
         if self.init_share.shape != (N,) or np.any(self.init_share < 0) or not np.isclose(self.init_share.sum(), 1):
             raise ValueError(f"scenario {self.name}: init_share must be {N} shares summing to 1")
 
-    @property
-    def n_regions(self) -> int:
-        return self.demand_rate.shape[1]
-
-    @property
-    def horizon(self) -> int:
-        """T, the number of decision steps of an episode."""
-        return self.demand_rate.shape[0]
+    n_regions = property(lambda self: self.demand_rate.shape[1], doc="N, the number of regions")
+    horizon = property(lambda self: self.demand_rate.shape[0], doc="T, the number of decision steps of an episode")
 
     @property
     def od_pairs(self) -> np.ndarray:

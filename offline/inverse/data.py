@@ -214,21 +214,10 @@ class Prep:
     feat_quad: list        # J Quad
     G: np.ndarray          # (J, n) feature gradients at u
 
-    @property
-    def m(self) -> int:
-        return self.H.shape[0]
-
-    @property
-    def p(self) -> int:
-        return self.B.shape[0]
-
-    @property
-    def n(self) -> int:
-        return self.c.shape[0]
-
-    @property
-    def J(self) -> int:
-        return self.feat_lin.shape[0]
+    m = property(lambda self: self.H.shape[0], doc="inequality rows")
+    p = property(lambda self: self.B.shape[0], doc="equality rows")
+    n = property(lambda self: self.c.shape[0], doc="inputs")
+    J = property(lambda self: self.feat_lin.shape[0], doc="weight features")
 
     def with_weights(self, weights) -> "Prep":
         """The sample with learned weights folded into its fixed cost: c += Σφ_j q_j, P += Σφ_j R_j."""
@@ -284,6 +273,29 @@ def _mat(x, idx: int, name: str):
     return _arr(x, idx, name, 2)
 
 
+def _constraint_rows(idx: int, n: int, mat_name: str, mat, vectors: dict, rows: str) -> tuple:
+    """A constraint block: the (rows, n) matrix `mat` and `vectors` with one entry per row, all given
+    or all None (then an empty block); returns (matrix, *vectors)."""
+    names = [mat_name, *vectors]
+    given = [mat is not None] + [v is not None for v in vectors.values()]
+    if any(given) and not all(given):
+        listed = " and ".join(f"'{x}'" for x in names) if len(names) == 2 else ", ".join(f"'{x}'" for x in names)
+        both = "both" if len(names) == 2 else "all"
+        raise ValueError(f"sample {idx}: fields {listed} must {both} be given or {both} be None")
+    if mat is None:
+        return (np.zeros((0, n)), *(np.zeros(0) for _ in vectors))
+    M = _mat(mat, idx, mat_name)
+    if M.shape[1:] != (n,):
+        raise ValueError(f"sample {idx}: field '{mat_name}' has shape {M.shape}, expected ({rows}, {n})")
+    out = [M]
+    for name, v in vectors.items():
+        out.append(_arr(v, idx, name, 1))
+        if out[-1].shape != (M.shape[0],):
+            raise ValueError(f"sample {idx}: field '{name}' has shape {out[-1].shape}, expected ({M.shape[0]},) "
+                             f"to match {mat_name}")
+    return tuple(out)
+
+
 def _quad(x, idx: int, name: str, n: int) -> Quad:
     if sp.issparse(x):
         M = _mat(x, idx, name)
@@ -324,33 +336,8 @@ def prepare(s: InverseSample, idx: int, l: float, n: int | None = None, check_fe
     if u.shape != (n,):
         raise ValueError(f"sample {idx}: field 'u' has shape {u.shape}, expected ({n},)")
 
-    if (s.H is None) != (s.b is None):
-        raise ValueError(f"sample {idx}: fields 'H' and 'b' must both be given or both be None")
-    if s.H is None:
-        H, b = np.zeros((0, n)), np.zeros(0)
-    else:
-        H = _mat(s.H, idx, "H")
-        if H.shape[1:] != (n,):
-            raise ValueError(f"sample {idx}: field 'H' has shape {H.shape}, expected (m_in, {n})")
-        b = _arr(s.b, idx, "b", 1)
-        if b.shape != (H.shape[0],):
-            raise ValueError(f"sample {idx}: field 'b' has shape {b.shape}, expected ({H.shape[0]},) "
-                             f"to match H")
-    given = [s.B is not None, s.a is not None, s.xhat is not None]
-    if any(given) and not all(given):
-        raise ValueError(f"sample {idx}: fields 'B', 'a', 'xhat' must all be given or all be None")
-    if s.B is None:
-        B, a, xhat = np.zeros((0, n)), np.zeros(0), np.zeros(0)
-    else:
-        B = _mat(s.B, idx, "B")
-        if B.shape[1:] != (n,):
-            raise ValueError(f"sample {idx}: field 'B' has shape {B.shape}, expected (m_eq, {n})")
-        a = _arr(s.a, idx, "a", 1)
-        if a.shape != (B.shape[0],):
-            raise ValueError(f"sample {idx}: field 'a' has shape {a.shape}, expected ({B.shape[0]},)")
-        xhat = _arr(s.xhat, idx, "xhat", 1)
-        if xhat.shape != (B.shape[0],):
-            raise ValueError(f"sample {idx}: field 'xhat' has shape {xhat.shape}, expected ({B.shape[0]},)")
+    H, b = _constraint_rows(idx, n, "H", s.H, {"b": s.b}, "m_in")
+    B, a, xhat = _constraint_rows(idx, n, "B", s.B, {"a": s.a, "xhat": s.xhat}, "m_eq")
 
     # learned linear-quadratic features: J = 0 ignores them (nothing learned), None reads what is there
     if J == 0:
