@@ -142,6 +142,20 @@ def test_node_process_exits_2_with_the_message_on_a_bad_parameter(repo_root):
     assert "planner_node.planner_rate_hz: must be > 0.0, got -1.0" in out.stderr
 
 
+@pytest.mark.parametrize("node, own", [("sim_node", "physics_rate_hz"), ("planner_node", "policy_checkpoint"),
+                                       ("controller_node", "theta_file"), ("expert_node", "horizon_steps"),
+                                       ("e2e_node", "decision_rate_hz")])
+def test_help_lists_every_parameter_and_exits_0_without_starting(repo_root, ros_domain_id, node, own):
+    env = {**os.environ, "PYTHONPATH": str(repo_root), "ROS_DOMAIN_ID": str(ros_domain_id)}
+    out = subprocess.run([sys.executable, "-m", f"hiopt_ros.nodes.{node}", "--help"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(f"usage: ros2 run hiopt_ros {node} ")
+    for name in (own, "robot_radius_m", "odom_frame", "autostart"):
+        assert f"\n  {name} " in out.stdout, name
+    assert "world ready" not in out.stderr and "FOP ready" not in out.stderr   # nothing was built
+
+
 @pytest.mark.parametrize("use_expert", [False, True])
 def test_shipped_parameter_file_is_valid_and_every_node_sees_one_robot_model(ctx, use_expert):
     """Every node accepts config/nav.yaml's values (the file bringup hands to every process) and

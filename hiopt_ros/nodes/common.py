@@ -76,6 +76,24 @@ class ParameterError(ValueError):
     """A node parameter has a bad value; the message names the node and the parameter."""
 
 
+class HelpRequested(Exception):
+    """``--help`` on a node's command line: raised by :meth:`Params.check` once every parameter is
+    declared, before the node builds anything; :func:`run_node` prints :func:`node_help`."""
+
+    def __init__(self, node_name: str, declared: list[tuple[str, Any, str]]) -> None:
+        super().__init__(node_name)
+        self.node_name, self.declared = node_name, declared
+
+
+def node_help(node_name: str, declared: list[tuple[str, Any, str]]) -> str:
+    """What ``ros2 run hiopt_ros <node> --help`` prints: usage and every parameter with its default."""
+    width = max((len(name) for name, _, _ in declared), default=0)
+    lines = [f"usage: ros2 run hiopt_ros {node_name} [--ros-args [-p NAME:=VALUE ...] [--params-file FILE]]",
+             "", f"{node_name}'s parameters (config/nav.yaml: `{node_name}:` and `/**`), with their defaults:"]
+    lines += [f"  {name:<{width}}  {default!r}: {description}" for name, default, description in declared]
+    return "\n".join(lines)
+
+
 class Params:
     """Declare-and-read helper: every parameter gets a default, a description and a check.
 
@@ -83,13 +101,18 @@ class Params:
     once, each as ``<node>.<param>: <what is wrong>``.
     """
 
+    #: set by :func:`run_node` for ``--help``: :meth:`check` then raises :class:`HelpRequested`
+    help_requested = False
+
     def __init__(self, node) -> None:
         self._node = node
         self._errors: list[str] = []
+        self.declared: list[tuple[str, Any, str]] = []   # (name, default, description), in order
 
     def _declare(self, name: str, default: Any, description: str, ptype: int | None, dynamic: bool,
                  read_only: bool = True) -> Any:
         # start-up values are read once, so they are read-only: `ros2 param set` is refused with a reason
+        self.declared.append((name, default, description))
         desc = ParameterDescriptor(description=description, dynamic_typing=dynamic, read_only=read_only)
         if ptype is not None:
             desc.type = ptype
@@ -173,6 +196,8 @@ class Params:
             self.error(name, what)
 
     def check(self) -> None:
+        if Params.help_requested:
+            raise HelpRequested(self._node.get_name(), self.declared)
         if self._errors:
             raise ParameterError("invalid parameter(s):\n  " + "\n  ".join(self._errors))
 
@@ -684,7 +709,10 @@ def _run_node(factory: Callable[[], Any], args: list[str] | None = None) -> int:
     from rclpy.experimental import EventsExecutor
     from rclpy.signals import SignalHandlerOptions
 
-    rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
+    argv = list(args if args is not None else sys.argv)
+    own = argv[1:argv.index("--ros-args")] if "--ros-args" in argv else argv[1:]
+    Params.help_requested = "-h" in own or "--help" in own
+    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
     stop = StopSignal().install()
     deadline = ExitDeadline().arm()
     node = None
@@ -697,6 +725,8 @@ def _run_node(factory: Callable[[], Any], args: list[str] | None = None) -> int:
         executor.add_node(node)
         while rclpy.ok() and not stop:
             executor.spin_once(timeout_sec=SPIN_TIMEOUT_S)
+    except HelpRequested as help_:
+        print(node_help(help_.node_name, help_.declared), flush=True)
     except ParameterError as exc:
         print(f"[FATAL] {exc}", file=sys.stderr, flush=True)
         code = deadline.code = 2
