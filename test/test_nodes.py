@@ -211,6 +211,7 @@ def test_controller_waits_then_drives_on_fresh_inputs(controller):
     rig.spin(0.2)
     assert rig.cmds and all(cmd == (0.0, 0.0) for cmd in rig.cmds)
     assert node.counters["waiting"] > 0
+    assert node._last_status.startswith("waiting for odometry on /odom (") and "discovered" in node._last_status
     rig.obstacles()
     feed = _fresh(rig)
     assert rig.spin_until(lambda: rig.cmds and rig.cmds[-1][0] > 0.1, feed=feed)
@@ -252,7 +253,9 @@ def test_controller_rejects_subgoals_in_another_frame(controller):
         rig.subgoal(1.0, 0.0, frame_id="map")
     assert rig.spin_until(lambda: node.counters["rejected_subgoals"] > 3 and len(rig.cmds) > 5, feed=feed)
     assert all(cmd == (0.0, 0.0) for cmd in rig.cmds)
-    assert node.subgoal is None and "waiting for a subgoal" in node._last_status
+    # the planner is there (its messages arrive), its subgoals are refused: discovery says so
+    assert node.subgoal is None
+    assert node._last_status == "waiting for a subgoal on /hiopt/subgoal (1 publisher discovered, no usable message yet)"
     # the same point in the controller's frame is accepted
     assert rig.spin_until(lambda: rig.cmds[-1][0] > 0.1, feed=_fresh(rig))
 

@@ -402,6 +402,23 @@ class ManagedNode(LifecycleNode):
                        status if self.active else f"inactive ({status})",
                        self.diagnostics_values() if values is None else values)
 
+    def waiting_for(self, what: str, topics: list[str]) -> str:
+        """The stop reason while `topics` have not delivered a message yet, with what discovery knows
+        of each, which tells a node that is not there from messages that do not arrive: "waiting for
+        odometry on /odom (no publisher discovered)" or "... (1 publisher discovered, no usable message yet)"."""
+        known = []
+        for topic in topics:
+            n = self.count_publishers(topic)
+            known.append(f"{topic} (no publisher discovered)" if n == 0 else
+                         f"{topic} ({n} publisher{'s' if n > 1 else ''} discovered, no usable message yet)")
+        return f"waiting for {what} on {' and '.join(known)}"
+
+    def missing_robot_state(self) -> str | None:
+        """While /odom or /hiopt/obstacles has not delivered a message yet, the stop reason
+        (:meth:`waiting_for`); None once both have (:meth:`subscribe_robot_state`)."""
+        missing = [t for t, v in ((TOPIC_ODOM, self.state), (TOPIC_OBSTACLES, self.obstacles)) if v is None]
+        return self.waiting_for("its inputs", missing) if missing else None
+
     def subscribe_robot_state(self, watchdog) -> None:
         """/odom → :attr:`state` [x, y, yaw] (fed to `watchdog` as "odometry" unless it repeats the
         previous header.stamp), /hiopt/obstacles → :attr:`obstacles` (m, 3); both None until the first

@@ -180,11 +180,11 @@ class ControllerNode(c.ManagedNode):
         v, omega, status, reason, counter = 0.0, 0.0, "stopped", "", None
         stale = self.watchdog.stale()
         if self.state is None:
-            reason, counter = "waiting for odometry on /odom", "waiting"
+            reason, counter = self.waiting_for("odometry", [c.TOPIC_ODOM]), "waiting"
         elif self.subgoal is None:
-            reason, counter = "waiting for a subgoal on /hiopt/subgoal", "waiting"
+            reason, counter = self.waiting_for("a subgoal", [c.TOPIC_SUBGOAL]), "waiting"
         elif self.obstacles is None:
-            reason, counter = "waiting for obstacles on /hiopt/obstacles", "waiting"
+            reason, counter = self.waiting_for("obstacles", [c.TOPIC_OBSTACLES]), "waiting"
         elif "odometry" in stale:
             reason, counter = self.odometry_fault(stale["odometry"])
         elif "subgoal" in stale:

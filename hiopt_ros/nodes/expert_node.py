@@ -78,8 +78,8 @@ class ExpertNode(c.DrivesToGoal, c.ManagedNode):
             return
         self.counters["cycles"] += 1
         reason, counter, v, omega = "", None, 0.0, 0.0
-        if self.state is None or self.obstacles is None:
-            reason, counter = "waiting for /odom and /hiopt/obstacles", "waiting"
+        if (waiting := self.missing_robot_state()) is not None:
+            reason, counter = waiting, "waiting"
         elif "odometry" in (stale := self.watchdog.stale()):
             reason, counter = self.odometry_fault(stale["odometry"])
         elif not np.all(np.isfinite(self.state)):
