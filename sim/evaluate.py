@@ -45,8 +45,11 @@ from sim.courses import DEFAULT_COURSE_SEED, EVAL_SEEDS, course_for_seed, descri
 from hiopt_ros.config import IMPORT_ROOT as REPO_ROOT, config_path  # noqa: E402  (the one config locator)
 
 DEFAULT_THETA = config_path("theta", "robot.yaml")
+#: the shipped policies of the three learned rows (python -m sim.train ... --ship config/policy/<name>.pt;
+#: each .yaml beside it records the command, seed, steps and θ it was trained with)
 SHIPPED_POLICY = config_path("policy", "bilevel_learned.pt")
-TRAIN_RUNS = REPO_ROOT / "runs" / "train"
+SHIPPED_UNCHANGED = config_path("policy", "bilevel_unchanged.pt")
+SHIPPED_E2E = config_path("policy", "e2e.pt")
 
 #: row label -> (key used on the command line / in file names)
 METHODS = {
@@ -162,12 +165,6 @@ def run_episode(env, driver: _Driver, method: str, course_seed: int, course: Cou
 
 
 # ---------------------------------------------------------------------------- set-up
-def newest_policy(method: str) -> Path | None:
-    """runs/train/<method>-*/policy.pt with the newest modification time, if any."""
-    found = sorted(TRAIN_RUNS.glob(f"{method}-*/policy.pt"), key=lambda p: p.stat().st_mtime)
-    return found[-1] if found else None
-
-
 def build_methods(args) -> dict[str, tuple[Any, _Driver, dict]]:
     """{key: (env, driver, description)} for the selected methods (every env on args.backend)."""
     from hiopt_ros.planning.geometric import LookaheadPolicy
@@ -213,10 +210,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help=f"comma-separated subset of {','.join(METHODS)} (default: all, in this order)")
     ap.add_argument("--bilevel-learned", type=Path, default=SHIPPED_POLICY,
                     help="policy of the bi-level-learned row (default: the shipped config/policy/bilevel_learned.pt)")
-    ap.add_argument("--bilevel-unchanged", type=Path, default=None,
-                    help="policy of the bi-level-unchanged row (default: newest runs/train/bilevel-unchanged-*/policy.pt)")
-    ap.add_argument("--e2e", type=Path, default=None,
-                    help="policy of the end-to-end row (default: newest runs/train/e2e-*/policy.pt)")
+    ap.add_argument("--bilevel-unchanged", type=Path, default=SHIPPED_UNCHANGED,
+                    help="policy of the bi-level-unchanged row (default: the shipped config/policy/bilevel_unchanged.pt)")
+    ap.add_argument("--e2e", type=Path, default=SHIPPED_E2E,
+                    help="policy of the end-to-end row (default: the shipped config/policy/e2e.pt)")
     ap.add_argument("--theta", type=Path, default=DEFAULT_THETA,
                     help="θ of the learned FOP (bi-level-learned and geometric rows; default config/theta/robot.yaml)")
     ap.add_argument("--backend", choices=("pybullet", "kinematic"), default="pybullet",
@@ -237,14 +234,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.first_seed < EVAL_SEEDS.start or last >= EVAL_SEEDS.stop:
         ap.error(f"course seeds {args.first_seed}..{last} leave the held-out range "
                  f"{EVAL_SEEDS.start}..{EVAL_SEEDS.stop - 1} (training uses the others)")
-    for key in ("bilevel-unchanged", "e2e"):
-        attr = key.replace("-", "_")
-        if key in args.methods and getattr(args, attr) is None:
-            found = newest_policy(key)
-            if found is None:
-                ap.error(f"--{key}: no policy given and none in {TRAIN_RUNS}/{key}-*/; train one with "
-                         f"`python -m sim.train --method {key}` or drop it from --methods")
-            setattr(args, attr, found)
     for key in ("bilevel-learned", "bilevel-unchanged", "e2e"):
         path = getattr(args, key.replace("-", "_"))
         if key in args.methods and not Path(path).is_file():

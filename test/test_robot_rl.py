@@ -423,6 +423,33 @@ def test_evaluate_writes_table2_with_every_method_and_column(tiny_policies, tmp_
     assert (out / "default_course.md").is_file() and (out / "evaluation.yaml").is_file()
 
 
+@pytest.mark.slow
+def test_shipped_baseline_policies_are_evaluated_by_default_and_drive_the_default_course(tmp_path):
+    """Table 2 reproduces without retraining: sim.evaluate's defaults are the shipped e2e and
+    bi-level-unchanged policies, each with the provenance of its training, and both reach the
+    goal of the default course without a collision."""
+    import yaml
+
+    for name, method, theta in (("e2e", "e2e", None), ("bilevel_unchanged", "bilevel-unchanged", None)):
+        prov = yaml.safe_load((REPO / "config" / "policy" / f"{name}.yaml").read_text())
+        assert prov["command"].startswith(f"python -m sim.train --method {method}")
+        assert prov["method"] == method and prov["theta_file"] == theta and prov["env_steps"] > 0
+    out = tmp_path / "table2"
+    proc = subprocess.run([sys.executable, "-m", "sim.evaluate", "--courses", "1", "--methods", "e2e,bilevel-unchanged",
+                           "--out", str(out), "--no-progress"],
+                          cwd=REPO, env=_env_vars(), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    from sim.train import sha256
+    text = (out / "evaluation.yaml").read_text()
+    for name in ("e2e", "bilevel_unchanged"):
+        assert sha256(REPO / "config" / "policy" / f"{name}.pt") in text, name
+    md = (out / "default_course.md").read_text()
+    for label in ("End-to-end RL", "Bi-level-unchanged"):
+        cells = [c.strip(" *") for c in next(line for line in md.splitlines() if line.startswith(f"| {label} |"))
+                 .split("|")[1:-1]]
+        assert cells[5] == "100.0 ± 0.0" and cells[6] == "0.0 ± 0.0", cells   # success, collisions
+
+
 def test_evaluate_refuses_training_seeds(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "sim.evaluate", "--first-seed", "5", "--methods", "mpc"],
                           cwd=REPO, env=_env_vars(), capture_output=True, text=True, timeout=120)
