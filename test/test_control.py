@@ -463,3 +463,74 @@ def test_ipopt_fop_warm_start_agrees(fop, ipopt):
             x = unicycle_step(x, u, 0.02)
     finally:
         fop.set_theta(Theta.zero(0))
+
+
+# ---------------------------------------------------------------- the fast solve path (issue 7: decision time)
+def _same_solve(fast: Fop, plain: Fop, state, subgoal, obstacles) -> tuple[np.ndarray, object]:
+    """Fop.solve on `fast` and Fop.solve_reference on `plain` (two solvers with the same history):
+    the same action bit for bit and the same SolveInfo except the measured time."""
+    u_ref, info_ref = plain.solve_reference(state, subgoal, obstacles)
+    u, info = fast.solve(state, subgoal, obstacles)
+    np.testing.assert_array_equal(u, u_ref, err_msg=f"state={state!r}, subgoal={subgoal!r}, obstacles={obstacles!r}")
+    assert replace(info, solve_time_us=0.0) == replace(info_ref, solve_time_us=0.0), (state, subgoal, obstacles)
+    return u, info
+
+
+def test_fast_solve_returns_exactly_what_the_reference_path_returns():
+    """`Fop.solve` (floats, pre-bound C calls) against the plain `Fop.solve_reference` on ~500 inputs
+    of every kind the controller meets: random θ and obstacles, near-obstacle passes with several
+    starts, more obstacles than the M slots (the speed filter), a robot inside a margin, lists
+    instead of arrays, the single-start rule, and failing solves — actions, status, message,
+    iterations, starts, cost and ReLU penalty identical."""
+    from hiopt_ros.control.params import fop_config_from_params
+
+    seen = {"several_starts": 0, "cut": 0, "failed": 0, "inside": 0}
+    for cfg in (FopConfig(K=4, M=4), fop_config_from_params()):
+        fast, plain = Fop(cfg), Fop(cfg)
+        rng = np.random.default_rng(5)
+        cases = [(s, g, o, th) for s, g, o, th in _random_instances(fast, 120, seed=4)]
+        cases += [_near_obstacle_instance(rng, theta_scale=0.0 if i % 3 == 0 else 2.0) for i in range(120)]
+        for state, subgoal, obstacles, theta in cases:
+            for f in (fast, plain):
+                f.set_theta(theta)
+            _, info = _same_solve(fast, plain, state, subgoal, obstacles)
+            seen["several_starts"] += info.starts > 1
+        for i in range(30):  # more obstacles than slots: M nearer ones behind, one ahead for the speed filter
+            yaw = rng.uniform(-math.pi, math.pi)
+            margin = _margin(fast)
+            behind = [[(margin + 0.15 + rng.uniform(0.02, 0.05)) * math.cos(a), (margin + 0.15) * math.sin(a), 0.15]
+                      for a in yaw + math.pi + rng.uniform(-1.2, 1.2, cfg.M)]
+            gap = rng.uniform(0.06, 0.09)  # inside one step at v_max (Ts·v_max = 0.1 m)
+            ahead = [(margin + 0.2 + gap) * math.cos(yaw), (margin + 0.2 + gap) * math.sin(yaw), 0.2]
+            obstacles = np.array(behind + [ahead])
+            _, info = _same_solve(fast, plain, [0.0, 0.0, yaw], [3 * math.cos(yaw), 3 * math.sin(yaw)], obstacles)
+            seen["cut"] += "speed cut" in info.message
+        for i in range(20):  # already inside a margin (tracking error): "no closer than now"
+            ob = [0.5 + rng.uniform(-0.05, 0.05), rng.uniform(-0.1, 0.1), 0.1]
+            _, info = _same_solve(fast, plain, [0.05, 0.0, rng.uniform(-math.pi, math.pi)], [1.5, 0.0], [ob])
+            seen["inside"] += info.ok
+        _same_solve(fast, plain, [0, 0, 0.1], [1, 0.5], [[1.0, 0.2, 0.1]])      # plain lists
+        _same_solve(fast, plain, (0, 0, 0), np.array([1, 0]), None)             # ints, no obstacles
+        for f in (fast, plain):
+            f.config.multi_start = False
+        for state, subgoal, obstacles, _ in cases[120:150]:
+            _same_solve(fast, plain, state, subgoal, obstacles)
+        for f in (fast, plain):
+            f.config.multi_start = True
+            f._p[3] = np.nan  # poisoned weight: acados fails, both return the stop with the same status
+        u, info = _same_solve(fast, plain, [0, 0, 0], [1, 0], [[0.6, 0.3, 0.1]])
+        assert not info.ok and info.status != 0 and "stopping" in info.message
+        np.testing.assert_array_equal(u, [0.0, 0.0])
+        seen["failed"] += 1
+        for f in (fast, plain):
+            f.set_weights()
+        _, info = _same_solve(fast, plain, [0, 0, 0], [1, 0], [[0.6, 0.3, 0.1]])  # recovered alike
+        assert info.ok
+        for bad in (([0, np.nan, 0], [1, 0], None), ([0, 0, 0], [1, 0, 0], None), ([0, 0, 0], [1, 0], [[1, 2]])):
+            with pytest.raises(ValueError) as fast_err:
+                fast.solve(*bad)
+            with pytest.raises(ValueError) as plain_err:
+                plain.solve_reference(*bad)
+            assert str(fast_err.value) == str(plain_err.value)
+    # every branch was exercised
+    assert seen["several_starts"] >= 50 and seen["cut"] >= 3 and seen["inside"] >= 10 and seen["failed"] == 2, seen

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import ctypes
 import fcntl
+import functools
 import hashlib
 import importlib.metadata
 import inspect
@@ -336,6 +337,7 @@ class FastSolver:
         self._ptrs: dict[int, tuple[np.ndarray, ctypes.c_void_p]] = {}
         self._int_buf = ctypes.c_int(0)
         self._dbl_buf = ctypes.c_double(0.0)
+        self._pinned: list[np.ndarray] = []   # buffers the pre-bound calls point into (kept alive)
 
     def _ptr(self, a: np.ndarray) -> ctypes.c_void_p:
         """A cached C pointer to a long-lived contiguous float64 buffer (saves µs per call)."""
@@ -374,6 +376,52 @@ class FastSolver:
         unconditionally, which would flood a node's log when iteration-capped solves are normal."""
         with mute_c_stdout():
             return int(self._solve(self._capsule))
+
+    # ------------------------------------------------------------------ pre-bound calls (hot path)
+    # Each returns a zero-argument callable with every C argument fixed once (capsule, stage, field,
+    # the buffer's address): calling it costs one ctypes call and no Python method frame, pointer
+    # cache lookup or argument building. The buffer is read or written at call time, so the caller
+    # fills it in place and calls; it is kept alive here, so its address stays valid.
+    def _pin(self, a: np.ndarray) -> ctypes.c_void_p:
+        if not isinstance(a, np.ndarray) or a.dtype != np.float64 or not a.flags.c_contiguous or a.base is not None:
+            raise ValueError("pre-bound acados buffers must be contiguous float64 arrays that own their memory")
+        self._pinned.append(a)
+        return ctypes.c_void_p(a.ctypes.data)
+
+    def params_setter(self, stage: int, p: np.ndarray) -> Callable[[], Any]:
+        """Call → :meth:`set_params` (stage, p)."""
+        return functools.partial(self._update_params, self._capsule, stage, self._pin(p), p.shape[0])
+
+    def bound_setter(self, stage: int, field: bytes, value: np.ndarray) -> Callable[[], Any]:
+        """Call → :meth:`set_bound` (stage, field, value)."""
+        return functools.partial(self._constraints_set, self._config, self._dims, self._in, stage, field,
+                                 self._pin(value))
+
+    def out_setter(self, stage: int, field: bytes, value: np.ndarray) -> Callable[[], Any]:
+        """Call → :meth:`set_out` (stage, field, value)."""
+        return functools.partial(self._out_set, self._config, self._dims, self._out, stage, field, self._pin(value))
+
+    def out_getter(self, stage: int, field: bytes, out: np.ndarray) -> Callable[[], Any]:
+        """Call → :meth:`get_out` (stage, field, out); the values land in `out`."""
+        return functools.partial(self._out_get, self._config, self._dims, self._out, stage, field, self._pin(out))
+
+    def sqp_iter_getter(self) -> Callable[[], int]:
+        """Call → :meth:`sqp_iter`."""
+        buf = ctypes.c_int(0)
+        get = functools.partial(self._get, self._config, self._solver, b"sqp_iter", ctypes.byref(buf))
+
+        def sqp_iter() -> int:
+            get()
+            return buf.value
+        return sqp_iter
+
+    def solver_call(self) -> Callable[[], int]:
+        """Call → the raw solve (returns the acados status; C stdout NOT muted: wrap it in mute_c_stdout)."""
+        return functools.partial(self._solve, self._capsule)
+
+    def reset_call(self) -> Callable[[], Any]:
+        """Call → :meth:`reset`."""
+        return functools.partial(self._reset, self._capsule, 1)
 
     def reset(self) -> None:
         self._reset(self._capsule, 1)

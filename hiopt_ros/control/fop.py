@@ -38,6 +38,7 @@ the margin.
 """
 from __future__ import annotations
 
+import ctypes
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -45,8 +46,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from . import acados_env
-from .model import (DEFAULT_ROBOT, INPUT_NAMES, UnicycleLimits, casadi_step, check_obstacles, check_vector,
-                    nearest_obstacles, pack_obstacles)
+from ..stdio import mute_c_stdout
+from .model import (DEFAULT_ROBOT, INPUT_NAMES, PARK_OFFSET_M, UnicycleLimits, casadi_step, check_obstacles,
+                    check_vector, nearest_obstacles, pack_obstacles)
 from .theta import Theta
 
 _UNUSED_BETA = 1.0       # unused ReLU slots: α = 0, β = 1 → α·u − β = −1, strictly inactive
@@ -103,6 +105,50 @@ def margin_keeping_speed(state, v: float, obstacles: np.ndarray, margin_m: float
         return v
     candidates = [min(max(v, a), b) for a, b in slabs] + [0.0]
     return min(candidates, key=lambda c: abs(c - v))
+
+
+def _yaw_reference(x: float, y: float, yaw: float, gx: float, gy: float) -> float:
+    """Bearing from the robot (x, y) to the subgoal (gx, gy), unwrapped to within π of yaw [rad]."""
+    dx, dy = gx - x, gy - y
+    if math.hypot(dx, dy) < 1e-9:
+        return yaw
+    return yaw + (math.atan2(dy, dx) - yaw + math.pi) % (2.0 * math.pi) - math.pi
+
+
+def _eq32a(x: float, y: float, cos_yaw: float, sin_yaw: float, yaw: float, gx: float, gy: float, yaw_ref: float,
+           v: float, w: float, c_p: float, c_h: float, c_u_total: float, ts: float, relu_terms) -> float:
+    """Eq. 32a at u = (v, w) from x_t = (x, y, yaw) in plain floats; relu_terms: ((α_v, α_ω), β) pairs.
+
+    c_u_total is c_u + l (the solver's parameter 5). A term with α = 0, β > 0 (an unused slot) adds
+    exactly 0.0, so leaving unused slots out of relu_terms gives the same float."""
+    ex = x + ts * v * cos_yaw - gx
+    ey = y + ts * v * sin_yaw - gy
+    eh = yaw + ts * w - yaw_ref
+    cost = c_p * (ex * ex + ey * ey) + c_h * eh * eh + c_u_total * (v * v + w * w)
+    for (a_v, a_w), b in relu_terms:
+        cost += max(a_v * v + a_w * w - b, 0.0)
+    return cost
+
+
+def _worst_violation(px: float, py: float, rows) -> float:
+    """Largest violation of (32g) by p_{t+1} = (px, py) over the effective obstacles `rows` in m² (≤ 0: feasible)."""
+    worst = -math.inf
+    for ox, oy, r_eff in rows:
+        worst = max(worst, r_eff * r_eff - (px - ox) ** 2 - (py - oy) ** 2)
+    return worst
+
+
+def _finite_floats(name: str, value, size: int) -> list[float]:
+    """:func:`check_vector`'s values as Python floats (same errors); a float64 array of shape (size,)
+    skips the conversion (the control loop's case)."""
+    if type(value) is np.ndarray and value.shape == (size,) and value.dtype == np.float64:
+        vals = value.tolist()
+        for val in vals:
+            if not math.isfinite(val):
+                break
+        else:
+            return vals
+    return check_vector(name, value, size).tolist()
 
 
 @dataclass
@@ -244,6 +290,9 @@ class Fop:
         self._slack = np.zeros(max(2 * cfg.K, 1))
         self._alpha = np.zeros((cfg.K, 2))
         self._beta = np.full(cfg.K, _UNUSED_BETA)
+        self._su = np.zeros(cfg.K)               # the ReLU slacks at stage 0 (solve's relu_penalty)
+        self._relu_terms: list = []              # θ's ((α_v, α_ω), β) in floats; the unused slots add 0
+        self._bind_hot_path()
         self.theta = Theta.zero(0)
         self._obs_in: object = None
         self._obs_checked = np.zeros((0, 3))
@@ -282,6 +331,7 @@ class Fop:
         self._beta[:] = _UNUSED_BETA
         self._alpha[:theta.K] = theta.alpha
         self._beta[:theta.K] = theta.beta
+        self._relu_terms = list(zip(self._alpha[:theta.K].tolist(), self._beta[:theta.K].tolist()))
         K = self.config.K
         self._p[_N_FIXED:_N_FIXED + 2 * K] = self._alpha.reshape(-1)
         self._p[_N_FIXED + 2 * K:_N_FIXED + 3 * K] = self._beta
@@ -313,10 +363,8 @@ class Fop:
     # ---------------------------------------------------------------- the problem's pieces
     def yaw_reference(self, state: np.ndarray, subgoal_xy: np.ndarray) -> float:
         """Bearing from the robot to the subgoal, unwrapped to within π of the current yaw."""
-        dx, dy, yaw = float(subgoal_xy[0] - state[0]), float(subgoal_xy[1] - state[1]), float(state[2])
-        if math.hypot(dx, dy) < 1e-9:
-            return yaw
-        return yaw + (math.atan2(dy, dx) - yaw + math.pi) % (2.0 * math.pi) - math.pi
+        return _yaw_reference(float(state[0]), float(state[1]), float(state[2]), float(subgoal_xy[0]),
+                              float(subgoal_xy[1]))
 
     def effective_obstacles(self, state: np.ndarray, obstacles_xyr) -> np.ndarray:
         """The (≤ M nearest) obstacles as [x, y, r_eff] with r_eff = r + robot radius + d_safe,
@@ -376,15 +424,11 @@ class Fop:
 
     def _cost(self, state, subgoal_xy, yaw_ref: float, v: float, w: float) -> float:
         """Eq. 32a from the parameters acados optimises (p: c_p, c_h, c_u + l; α, β), in floats."""
-        p, ts = self._p, float(self._p[6])
+        c_p, c_h, c_u, ts = self._p[3:7].tolist()
         yaw = float(state[2])
-        ex = float(state[0]) + ts * v * math.cos(yaw) - float(subgoal_xy[0])
-        ey = float(state[1]) + ts * v * math.sin(yaw) - float(subgoal_xy[1])
-        eh = yaw + ts * w - yaw_ref
-        cost = float(p[3]) * (ex * ex + ey * ey) + float(p[4]) * eh * eh + float(p[5]) * (v * v + w * w)
-        for (a_v, a_w), b in zip(self._alpha.tolist(), self._beta.tolist()):
-            cost += max(a_v * v + a_w * w - b, 0.0)
-        return cost
+        return _eq32a(float(state[0]), float(state[1]), math.cos(yaw), math.sin(yaw), yaw, float(subgoal_xy[0]),
+                      float(subgoal_xy[1]), yaw_ref, v, w, c_p, c_h, c_u, ts,
+                      zip(self._alpha.tolist(), self._beta.tolist()))
 
     def speed_slabs(self, state, rows: list[tuple[float, float, float]]) -> list[tuple[float, float]]:
         """The feasible speeds of (32e) ∩ (32g) at `state` (see :func:`speed_slabs`); `rows` are the
@@ -415,20 +459,128 @@ class Fop:
 
     def _violation(self, state, rows, v: float) -> float:
         """Largest violation of (32g) at p_{t+1}(v) in m² (≤ 0 when feasible)."""
-        ts = float(self._p[6])
-        px = float(state[0]) + ts * v * math.cos(float(state[2]))
-        py = float(state[1]) + ts * v * math.sin(float(state[2]))
-        worst = -math.inf
-        for ox, oy, r_eff in rows:
-            worst = max(worst, r_eff * r_eff - (px - ox) ** 2 - (py - oy) ** 2)
-        return worst
+        ts, yaw = float(self._p[6]), float(state[2])
+        return _worst_violation(float(state[0]) + ts * v * math.cos(yaw), float(state[1]) + ts * v * math.sin(yaw), rows)
 
     # ---------------------------------------------------------------- solve
+    def _bind_hot_path(self) -> None:
+        """The C calls `solve` makes, each bound once to its fixed buffer (FastSolver's pre-bound calls)."""
+        s, cfg = self._solver, self.config
+        # ctypes views of the buffers: storing a Python float into one is cheaper than into numpy
+        self._p_c = (ctypes.c_double * self._p.shape[0]).from_buffer(self._p)
+        self._x0_c = (ctypes.c_double * 3).from_buffer(self._x0)
+        self._x1_c = (ctypes.c_double * 3).from_buffer(self._x1_guess)
+        self._u_guess_c = (ctypes.c_double * 2).from_buffer(self._u_guess)
+        self._u_c = (ctypes.c_double * 2).from_buffer(self._u)
+        self._obs_slice = slice(_N_FIXED + 3 * cfg.K, _N_FIXED + 3 * cfg.K + 3 * cfg.M)
+        self._c_set_p = (s.params_setter(0, self._p), s.params_setter(1, self._p))
+        self._c_set_x0 = (s.bound_setter(0, b"lbx", self._x0), s.bound_setter(0, b"ubx", self._x0))
+        self._c_guess = (s.out_setter(0, b"x", self._x0), s.out_setter(1, b"x", self._x1_guess),
+                         s.out_setter(0, b"u", self._u_guess))
+        self._c_solve = s.solver_call()
+        self._c_get_u = s.out_getter(0, b"u", self._u)
+        self._c_get_su = s.out_getter(0, b"su", self._su) if cfg.K else None
+        self._c_sqp_iter = s.sqp_iter_getter()
+        self._c_reset = s.reset_call()
+
     def solve(self, state, subgoal_xy, obstacles_xyr=None) -> tuple[np.ndarray, SolveInfo]:
         """Solve Eq. 32 at `state` for `subgoal_xy`; returns (u, info), u = stop on failure.
 
         One SQP start per feasible speed slab (module docstring); the lowest-cost feasible
         solution wins. info.cost is Eq. 32a at the returned u.
+
+        The control loop's path: it computes exactly what :meth:`solve_reference` computes (same
+        parameters, starts, solver calls in the same order, the same float operations; test_control
+        checks equal results on recorded and random inputs), in plain floats with C calls bound once,
+        so the Python around acados costs a fraction of the reference's.
+        """
+        t0 = time.perf_counter()
+        x, y, yaw = _finite_floats("state", state, 3)
+        gx, gy = _finite_floats("subgoal_xy", subgoal_xy, 2)
+        cfg, pc = self.config, self._p_c
+        yaw_ref = _yaw_reference(x, y, yaw, gx, gy)
+        xyyaw = (x, y, yaw)
+        rows = self._obstacle_rows(xyyaw, obstacles_xyr)
+        # parameters (layout above _N_FIXED): p̂, yaw_ref, then the obstacle block, unused slots parked
+        pc[0], pc[1], pc[2] = gx, gy, yaw_ref
+        n_free = cfg.M - len(rows)
+        pc[self._obs_slice] = ([v for row in rows for v in row] if rows else []) + \
+            [x + PARK_OFFSET_M, y + PARK_OFFSET_M, 0.0] * n_free
+        set_p0, set_p1 = self._c_set_p
+        set_p0()
+        set_p1()
+        x0 = self._x0_c
+        x0[0], x0[1], x0[2] = x, y, yaw
+        set_lbx, set_ubx = self._c_set_x0
+        set_lbx()
+        set_ubx()
+        starts = self._start_speeds(xyyaw, rows) if rows else [0.0]
+        c_p, c_h, c_u, ts = self._p[3:7].tolist()
+        cos_yaw, sin_yaw = math.cos(yaw), math.sin(yaw)
+        lim = cfg.limits
+        v_lo, v_hi, w_lo, w_hi = lim.v_min_mps, lim.v_max_mps, lim.omega_min_radps, lim.omega_max_radps
+        guess_x0, guess_x1, guess_u = self._c_guess
+        x1, ug, uc = self._x1_c, self._u_guess_c, self._u_c
+        best_v = best_w = None
+        best_cost, best_relu, best_start = math.inf, 0.0, 0
+        iters, failures, fail_status = 0, [], 0
+        for k, v0 in enumerate(starts):
+            # the start and its rollout: x_{t+1} = step(x_t, (v0, 0))
+            ug[0], ug[1] = v0, 0.0
+            x1[0], x1[1], x1[2] = x + ts * v0 * cos_yaw, y + ts * v0 * sin_yaw, yaw
+            guess_x0()
+            guess_x1()
+            guess_u()
+            with mute_c_stdout():  # acados prints on every capped solve; info.message says it
+                status = self._c_solve()
+            self._c_get_u()
+            u0, u1 = uc[0], uc[1]
+            iters += self._c_sqp_iter()
+            if status != 0 or not (math.isfinite(u0) and math.isfinite(u1)):
+                why = acados_env.STATUS_TEXT.get(status, f"acados status {status}")
+                failures.append(why if status != 0 else f"non-finite action {[u0, u1]}")
+                fail_status = fail_status or status
+                self._c_reset()
+                continue
+            # HPIPM may overshoot a bound by ~tol; never command beyond the limits
+            v = min(max(u0, v_lo), v_hi)
+            w = min(max(u1, w_lo), w_hi)
+            if rows:
+                worst = _worst_violation(x + ts * v * cos_yaw, y + ts * v * sin_yaw, rows)
+                if worst > _FEAS_TOL_M2:
+                    failures.append(f"obstacle constraint violated by {worst:.2e} m²")
+                    continue
+            cost = _eq32a(x, y, cos_yaw, sin_yaw, yaw, gx, gy, yaw_ref, v, w, c_p, c_h, c_u, ts, self._relu_terms)
+            if best_v is None or cost < best_cost:
+                # the ReLU penalty as acados sees it: the L1 slacks of the soft constraints (su at stage 0)
+                if cfg.K:
+                    self._c_get_su()
+                    relu = float(self._su.sum())
+                else:
+                    relu = 0.0
+                best_v, best_w, best_cost, best_relu, best_start = v, w, cost, relu, k
+        if best_v is None:
+            why = "; ".join(dict.fromkeys(failures))
+            return np.zeros(2), SolveInfo(False, fail_status, f"FOP failed ({why}); stopping", iters,
+                                          (time.perf_counter() - t0) * 1e6, starts=len(starts))
+        best_u = np.array([best_v, best_w])
+        msg = "ok" if not failures else f"ok ({len(failures)} of {len(starts)} starts failed: {failures[0]})"
+        if len(self._obs_checked) > cfg.M:  # obstacles beyond the M slots: keep their margins too
+            v = margin_keeping_speed(xyyaw, best_v, self._obs_checked, cfg.robot_radius_m + cfg.d_safe_m,
+                                     v_lo, v_hi, ts)
+            if v != best_v:
+                best_u[0] = v
+                best_cost = _eq32a(x, y, cos_yaw, sin_yaw, yaw, gx, gy, yaw_ref, v, best_w, c_p, c_h, c_u, ts,
+                                   self._relu_terms)
+                best_relu = float(np.maximum(self._alpha @ best_u - self._beta, 0.0).sum())
+                msg += f" (speed cut to {v:.3f} m/s by an obstacle beyond the M={cfg.M} slots)"
+        return best_u, SolveInfo(True, 0, msg, iters, (time.perf_counter() - t0) * 1e6, best_relu, best_cost,
+                                 len(starts), best_start)
+
+    def solve_reference(self, state, subgoal_xy, obstacles_xyr=None) -> tuple[np.ndarray, SolveInfo]:
+        """:meth:`solve` written plainly (numpy arrays, one FastSolver method call per C call): the
+        readable statement of what `solve` must compute. test_control checks that both return the
+        same (u, info) on the same inputs; `python -m hiopt_ros.bench` times both in one process.
         """
         t0 = time.perf_counter()
         state = check_vector("state", state, 3)
