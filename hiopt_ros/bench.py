@@ -16,7 +16,9 @@ instance, and *warm*, from the previous IPOPT solution along the trajectory (pri
 shifted by one stage for the MPC, IPOPT's warm_start_init_point). Both solve the same problem as
 acados — for the FOP from the same starts (one per feasible speed slab), for the MPC towards the
 same guided target — and both are checked the same way: |Δu| of the first action against acados.
-Speed-ups are ratios of medians. Progress bars are shown only when stderr is a terminal.
+Speed-ups are ratios of medians. The FOP's fast path (Fop.solve) is also timed against its plain
+statement (Fop.solve_reference) on a twin solver, call by call, and their actions compared.
+Progress bars are shown only when stderr is a terminal.
 """
 from __future__ import annotations
 
@@ -111,11 +113,24 @@ def bench_fop(n: int, K: int, M: int, seed: int, ipopt_n: int) -> dict:
     for state, subgoal, obstacles, theta in inst[:50]:  # warm-up (page faults, caches)
         fop.set_theta(theta)
         fop.solve(state, subgoal, obstacles)
-    times, fails, starts = [], 0, 0
-    for state, subgoal, obstacles, theta in _progress(inst, "FOP (acados)", len(inst)):
+    # Fop.solve against its plain statement Fop.solve_reference on a twin solver with the same
+    # history, interleaved call by call (alternating which goes first) so load drifts hit both alike
+    plain = Fop(FopConfig(K=K, M=M))
+    for state, subgoal, obstacles, theta in inst[:50]:
+        plain.set_theta(theta)
+        plain.solve_reference(state, subgoal, obstacles)
+    times, ref_times, fails, starts, differ = [], [], 0, 0, 0
+    for i, (state, subgoal, obstacles, theta) in enumerate(_progress(inst, "FOP (acados)", len(inst))):
         fop.set_theta(theta)
+        plain.set_theta(theta)
+        if i % 2:
+            (u_ref, _), dt_ref = _timed(plain.solve_reference, state, subgoal, obstacles)
         (u, info), dt = _timed(fop.solve, state, subgoal, obstacles)
+        if not i % 2:
+            (u_ref, _), dt_ref = _timed(plain.solve_reference, state, subgoal, obstacles)
         times.append(dt)
+        ref_times.append(dt_ref)
+        differ += not np.array_equal(u, u_ref)
         fails += not info.ok
         starts += info.starts
     cold, warm, d_cold, d_warm, e_cold, e_warm = [], [], [], [], [], []
@@ -137,7 +152,11 @@ def bench_fop(n: int, K: int, M: int, seed: int, ipopt_n: int) -> dict:
             e_warm.append(_excess(info.cost, fop.objective(state, subgoal, u_w)))
             bar.update(1)
     bar.close()
-    return _row(times, cold, warm, d_cold, d_warm, e_cold, e_warm, fails, extra={"mean_starts": starts / len(inst)})
+    tr = np.array(ref_times)
+    return _row(times, cold, warm, d_cold, d_warm, e_cold, e_warm, fails, extra={
+        "mean_starts": starts / len(inst), "reference_median_us": float(np.median(tr)),
+        "reference_p99_us": float(np.percentile(tr, 99)),
+        "speedup_vs_reference": float(np.median(tr) / np.median(times)), "reference_differs": int(differ)})
 
 
 def _excess(cost: float, reference_cost: float) -> float:
@@ -255,6 +274,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"FOP: K={args.K} ReLU terms, M={args.M} obstacles, {results['fop']['mean_starts']:.2f} SQP starts per solve; "
           f"MPC: M={args.M}; whole calls from Python, {args.clock} clock; IPOPT tol {IPOPT_TOL:g}\n")
     print(table)
+    f = results["fop"]
+    print(f"FOP solve vs its plain statement Fop.solve_reference (same instances, interleaved, same process): "
+          f"median / p99 {f['median_us']:.0f} / {f['p99_us']:.0f} µs vs {f['reference_median_us']:.0f} / "
+          f"{f['reference_p99_us']:.0f} µs = {f['speedup_vs_reference']:.2f}× (medians); "
+          f"actions differ on {f['reference_differs']} of {f['n']}\n")
     for path, text in ((args.json, json.dumps({"clock": args.clock, "ipopt_tol": IPOPT_TOL, **results}, indent=2)), (args.markdown, table)):
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)

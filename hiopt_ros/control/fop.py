@@ -501,7 +501,8 @@ class Fop:
         yaw_ref = _yaw_reference(x, y, yaw, gx, gy)
         xyyaw = (x, y, yaw)
         rows = self._obstacle_rows(xyyaw, obstacles_xyr)
-        # parameters (layout above _N_FIXED): p̂, yaw_ref, then the obstacle block, unused slots parked
+        # parameters (layout above _N_FIXED): p̂, yaw_ref, then the obstacle block with the unused slots
+        # parked as model.pack_obstacles parks them (as one flat list; test_control checks they agree)
         pc[0], pc[1], pc[2] = gx, gy, yaw_ref
         n_free = cfg.M - len(rows)
         pc[self._obs_slice] = ([v for row in rows for v in row] if rows else []) + \
