@@ -1,6 +1,6 @@
 """Table 2 of the paper for the robot: ``python -m sim.evaluate`` (add ``--help`` for the options).
 
-Five methods drive the same held-out courses (seeds from :data:`sim.courses.EVAL_SEEDS`, never used
+Six methods drive the same held-out courses (seeds from :data:`sim.courses.EVAL_SEEDS`, never used
 in training; the range is printed) in the PyBullet world of the ROS stack:
 
     MPC (expert)           the acados MPC at the control rate, given the goal
@@ -9,6 +9,11 @@ in training; the range is printed) in the PyBullet world of the ROS stack:
     Bi-level-learned       its RL policy's subgoals -> FOP_θ with the shipped θ
     Geometric + FOP_θ      the geometric look-ahead subgoals -> FOP_θ (no RL; the stack's
                            policy_checkpoint: "")
+    Geometric + FOP (θ = 0)  the same look-ahead subgoals -> FOP with θ = 0
+
+The two geometric rows are the priors the residual RL policies correct (``sim.train --action
+residual``): each bi-level row against its geometric row is what the RL upper level adds for its
+lower level.
 
 Each episode is one :class:`sim.nav_env.NavEnv` episode with the method's lower level; the upper
 levels are the deployment classes (:class:`~hiopt_ros.planning.torch_policy.TorchPolicy` loading the
@@ -21,7 +26,7 @@ control periods per planner period; MPC: its solve; e2e: the forward pass divide
 
 Writes into ``--out`` (default ``results/table2/<time>/``, printed): ``table2.md``, ``table2.csv``,
 ``table2_episodes.csv`` (offline.results), ``default_course.md``, ``trajectories_default_course.png``
-(the five trajectories on the default course of config/nav.yaml) and ``evaluation.yaml`` (seeds,
+(every method's trajectory on the default course of config/nav.yaml) and ``evaluation.yaml`` (seeds,
 policy files with SHA-256, θ, command). ``--ros`` drives the same courses through the ROS 2 node
 graph (``hiopt_ros.launcher``: sim, planner, controller as processes, real time) instead.
 """
@@ -58,6 +63,7 @@ METHODS = {
     "bilevel-unchanged": "Bi-level-unchanged",
     "bilevel-learned": "Bi-level-learned",
     "geometric": "Geometric + FOP_θ",
+    "geometric-unchanged": "Geometric + FOP (θ = 0)",
 }
 
 
@@ -181,13 +187,11 @@ def build_methods(args) -> dict[str, tuple[Any, _Driver, dict]]:
             lower = None
             driver = CommandDriver(TorchCommandPolicy.load(args.e2e, cfg.limits.lower, cfg.limits.upper))
             desc["policy"] = str(args.e2e)
-        elif key == "geometric":
-            from hiopt_ros.control.params import node_sections
-
-            planner = node_sections(args.params).get("planner_node", {})
-            lower = make_lower_level("fop", theta=args.theta, params=args.params)
-            driver = SubgoalDriver(LookaheadPolicy(lookahead_m=float(planner.get("lookahead_m", 0.6))))
-            desc["theta"] = str(args.theta)
+        elif key in ("geometric", "geometric-unchanged"):
+            theta = args.theta if key == "geometric" else None
+            lower = make_lower_level("fop", theta=theta, params=args.params)
+            driver = SubgoalDriver(LookaheadPolicy(lookahead_m=cfg.prior_lookahead_m))   # planner_node.lookahead_m
+            desc["theta"] = str(theta) if theta else "θ = 0 (unchanged)"
         else:
             theta = args.theta if key == "bilevel-learned" else None
             lower = make_lower_level("fop", theta=theta, params=args.params)
@@ -334,7 +338,7 @@ def _plot_default(path: Path, episodes: dict[str, list[Episode]], args) -> Path 
     if not trajs:
         return None
     return plot_trajectory(path, course_for_seed(DEFAULT_COURSE_SEED, args.params), trajs,
-                           title="default course of config/nav.yaml: the five methods")
+                           title="default course of config/nav.yaml: every method")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from sim.course import DEFAULT_PARAMS, Course
 from sim.courses import TRAIN_SEEDS, course_for_seed
 
 BACKENDS = ("kinematic", "pybullet")
+SUBGOAL_ACTIONS = ("offset", "residual")   # NavEnvConfig.subgoal_action
 OBSERVATION_BOUND = 1000.0  # [m]; observation() pads missing obstacles with a 10 m clearance
 
 
@@ -56,10 +57,14 @@ class NavEnvConfig:
 
     planner_rate_hz / control_rate_hz: one env step is one planner period; the lower level runs
     round(control/planner) control periods inside it (10 Hz / 50 Hz -> 5), as planner_node and
-    controller_node do. max_subgoal_m: the bi-level action a ∈ [−1, 1]² is mapped affinely onto the
-    body-frame box x ∈ [0, max_subgoal_m] (ahead; v ≥ 0, so a subgoal behind is never needed: a
-    lateral one turns the robot in place), y ∈ [−max_subgoal_m, max_subgoal_m], then clipped to norm
-    ≤ max_subgoal_m as planner_node does (policy_max_distance_m). a = 0 is a subgoal straight ahead.
+    controller_node do. subgoal_action: what the bi-level action a ∈ [−1, 1]² means.
+    ``"offset"``: a is mapped affinely onto the body-frame box x ∈ [0, max_subgoal_m] (ahead; v ≥ 0,
+    so a subgoal behind is never needed: a lateral one turns the robot in place), y ∈
+    [−max_subgoal_m, max_subgoal_m]; a = 0 is a subgoal straight ahead. ``"residual"``: a ·
+    residual_max_m is a body-frame correction of the geometric look-ahead waypoint
+    (:class:`~hiopt_ros.planning.geometric.LookaheadPolicy` with prior_lookahead_m, planner_node's
+    lookahead_m); a = 0 is that waypoint. Either way the subgoal's offset from the robot is clipped
+    to max_subgoal_m as planner_node does (policy_max_distance_m).
     arrive_radius_m: the controller holds still within this distance of its subgoal (controller_node).
     wheel_dynamics: the kinematic backend rate-limits the wheel speeds as the PyBullet motors do.
     limits: (v, ω) bounds (32e–f) — the e2e action range. time_limit_s = time_limit_factor ·
@@ -69,6 +74,9 @@ class NavEnvConfig:
     planner_rate_hz: float = 10.0
     control_rate_hz: float = 50.0
     max_subgoal_m: float = 1.5
+    subgoal_action: str = "offset"
+    residual_max_m: float = 0.5
+    prior_lookahead_m: float = 0.6
     arrive_radius_m: float = 0.05
     limits: UnicycleLimits = field(default_factory=UnicycleLimits)
     physics_rate_hz: float = 240.0
@@ -89,12 +97,20 @@ class NavEnvConfig:
             planner_rate_hz=float(planner.get("planner_rate_hz", cls.planner_rate_hz)),
             control_rate_hz=float(ctrl.get("control_rate_hz", cls.control_rate_hz)),
             max_subgoal_m=float(planner.get("policy_max_distance_m", cls.max_subgoal_m)),
+            prior_lookahead_m=float(planner.get("lookahead_m", cls.prior_lookahead_m)),
             arrive_radius_m=float(ctrl.get("arrive_radius_m", cls.arrive_radius_m)),
             physics_rate_hz=float(sim.get("physics_rate_hz", cls.physics_rate_hz)),
             limits=robot_model_from_params(params).limits,
         )
         kw.update(overrides)
         return cls(**kw)
+
+    def __post_init__(self) -> None:
+        if self.subgoal_action not in SUBGOAL_ACTIONS:
+            raise ValueError(f"subgoal_action must be one of {SUBGOAL_ACTIONS}, got {self.subgoal_action!r}")
+        for name in ("max_subgoal_m", "residual_max_m", "prior_lookahead_m"):
+            if not (getattr(self, name) > 0 and math.isfinite(getattr(self, name))):
+                raise ValueError(f"NavEnvConfig.{name} must be > 0, got {getattr(self, name)!r}")
 
     @property
     def control_periods(self) -> int:
@@ -233,11 +249,14 @@ class NavEnv(gym.Env):
     [m], and the n nearest obstacles (body-frame centre [m], clearance [m]) — so a trained policy
     runs unchanged in ``planner_node``.
 
-    **Action** (float32, [−1, 1]²). Bi-level: the subgoal p̂ as a body-frame offset in the box
-    [0, d] × [−d, d], d = max_subgoal_m (affine in a; a = 0 is d/2 straight ahead), clipped to norm
-    ≤ d and mapped to the world frame by
-    :func:`~hiopt_ros.planning.torch_policy.action_to_subgoal` (Remark 1: a 2-D action). End-to-end:
-    (v, ω) = the affine map of a onto the bounds (32e–f).
+    **Action** (float32, [−1, 1]²). Bi-level (Remark 1: a 2-D action), by
+    ``config.subgoal_action``: ``"offset"``, the subgoal p̂ as a body-frame offset in the box
+    [0, d] × [−d, d], d = max_subgoal_m (affine in a; a = 0 is d/2 straight ahead), mapped to the
+    world frame by :func:`~hiopt_ros.planning.torch_policy.action_to_subgoal`; ``"residual"``, a
+    body-frame correction a · residual_max_m of the geometric look-ahead waypoint
+    (:func:`~hiopt_ros.planning.torch_policy.residual_to_subgoal`; a = 0 is that waypoint). The
+    subgoal's offset from the robot is clipped to d. End-to-end: (v, ω) = the affine map of a onto
+    the bounds (32e–f).
 
     **Step.** One planner period (default 0.1 s). The subgoal is held while the lower level solves
     at the control rate (default 5 periods of 20 ms), as ``controller_node`` does: it holds still
@@ -280,7 +299,14 @@ class NavEnv(gym.Env):
         cfg = self.config
         self.n_control = cfg.control_periods
         self.control_dt_s = 1.0 / cfg.control_rate_hz
-        self.action_kind = tp.ACTION_SUBGOAL if lower_level is not None else tp.ACTION_COMMAND
+        if lower_level is None:
+            self.action_kind = tp.ACTION_COMMAND
+        else:
+            self.action_kind = tp.ACTION_RESIDUAL if cfg.subgoal_action == "residual" else tp.ACTION_SUBGOAL
+        self.prior = None
+        if self.action_kind == tp.ACTION_RESIDUAL:
+            from hiopt_ros.planning.geometric import LookaheadPolicy
+            self.prior = LookaheadPolicy(lookahead_m=cfg.prior_lookahead_m)
         size = tp.observation_size(cfg.n_obstacles)
         # finite bounds far beyond any reachable value (episodes last ≤ ~20 s at ≤ 1 m/s)
         self.observation_space = gym.spaces.Box(-OBSERVATION_BOUND, OBSERVATION_BOUND, shape=(size,),
@@ -301,6 +327,9 @@ class NavEnv(gym.Env):
         if self.action_kind == tp.ACTION_SUBGOAL:
             d = self.config.max_subgoal_m
             lower, upper = np.array([0.0, -d]), np.array([d, d])
+        elif self.action_kind == tp.ACTION_RESIDUAL:
+            r = self.config.residual_max_m
+            lower, upper = np.array([-r, -r]), np.array([r, r])
         else:
             lower, upper = self.config.limits.lower, self.config.limits.upper
         return 0.5 * (upper - lower), 0.5 * (upper + lower)
@@ -353,7 +382,15 @@ class NavEnv(gym.Env):
         phys = self._physical(action)
         if self.action_kind == tp.ACTION_SUBGOAL:
             return self.step_subgoal(tp.action_to_subgoal(self._backend.pose(), phys, self.config.max_subgoal_m))
+        if self.action_kind == tp.ACTION_RESIDUAL:
+            return self.step_subgoal(tp.residual_to_subgoal(self._backend.pose(), self.prior_subgoal(), phys,
+                                                            self.config.max_subgoal_m))
         return self.step_command(phys)
+
+    def prior_subgoal(self) -> np.ndarray:
+        """The geometric look-ahead waypoint p̄ a residual action corrects (world frame [m])."""
+        c = self.course
+        return self.prior.subgoal(self._backend.pose(), c.goal_xy, c.obstacles_xyr, c.robot_radius_m)
 
     def step_subgoal(self, subgoal_xy) -> tuple:
         """One planner period towards a world-frame subgoal p̂ [m] (unclipped; for planners that are

@@ -6,6 +6,11 @@ Each method trains its policy for its own lower level (paper §4, Table 2):
 * ``bilevel-learned``: subgoals for FOP_θ with the θ file ``--theta`` (default config/theta/robot.yaml);
 * ``e2e``: the end-to-end baseline, (v, ω) directly, no optimization layer.
 
+The bi-level action (``--action``): ``residual`` (default) is a bounded body-frame correction of
+the geometric look-ahead waypoint (residual policy learning: the policy starts as the prior and
+learns what it gets wrong for its lower level); ``offset`` is the subgoal as a bounded offset from
+the robot, learned from scratch.
+
 The env is :class:`sim.nav_env.NavEnv` (kinematic backend by default; ``--backend pybullet``
 with ``--init MODEL.zip`` fine-tunes in the physics). The harness is :mod:`offline.rl`
 (stable-baselines3). Everything goes into ``--out`` (default ``runs/train/<method>-<time>/``):
@@ -64,7 +69,8 @@ class TrainConfig:
     learning_rate: float = 3e-4
     gamma: float = 0.99
     ent_coef: float = 0.0
-    log_std_init: float = -0.5
+    log_std_init: float = -0.5       # offset and e2e actions; a residual starts nearer its prior:
+    log_std_init_residual: float = -1.0
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,7 @@ class EnvFactory:
     theta: str | None
     backend: str
     params: str
+    action: str = "offset"           # bi-level: NavEnvConfig.subgoal_action
 
     def lower_level_kind(self) -> str:
         return "none" if self.method == "e2e" else "fop"
@@ -82,8 +89,11 @@ class EnvFactory:
     def __call__(self, rank: int = 0):
         from sim.nav_env import NavEnv, make_lower_level
 
+        from sim.nav_env import NavEnvConfig
+
         lower = make_lower_level(self.lower_level_kind(), theta=self.theta, params=self.params)
-        return NavEnv(lower, backend=self.backend, course_seeds=TRAIN_SEEDS, params=self.params)
+        config = NavEnvConfig.from_params(self.params, subgoal_action=self.action)
+        return NavEnv(lower, backend=self.backend, course_seeds=TRAIN_SEEDS, config=config, params=self.params)
 
 
 def sha256(path: str | Path) -> str:
@@ -108,6 +118,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--method", required=True, choices=METHODS, help="which policy to train (see above)")
     ap.add_argument("--theta", default=None,
                     help=f"θ file of the learned lower level (bilevel-learned only; default {DEFAULT_THETA})")
+    ap.add_argument("--action", choices=("residual", "offset"), default=None,
+                    help="bi-level action: residual = correction of the geometric look-ahead waypoint (default), "
+                         "offset = subgoal offset from the robot (see above); not for e2e")
+    ap.add_argument("--log-std-init", type=float, default=None,
+                    help=f"PPO's initial log std of the Gaussian policy (default {d.log_std_init_residual} for "
+                         f"--action residual, {d.log_std_init} otherwise)")
     ap.add_argument("--steps", type=int, default=d.steps, help=f"env steps to train (default {d.steps})")
     ap.add_argument("--seed", type=int, default=d.seed, help="seed of the learner and the course draws (default 0)")
     ap.add_argument("--algo", choices=("ppo", "sac"), default=d.algo, help="SB3 algorithm (default ppo)")
@@ -136,6 +152,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.theta is not None and args.method != "bilevel-learned":
         ap.error(f"--theta is for --method bilevel-learned only ({args.method} uses "
                  f"{'θ = 0' if args.method == 'bilevel-unchanged' else 'no lower level'})")
+    if args.method == "e2e" and args.action is not None:
+        ap.error("--action is for the bi-level methods (e2e outputs (v, ω))")
+    if args.method != "e2e" and args.action is None:
+        args.action = "residual"
     if args.method == "bilevel-learned":
         args.theta = Path(args.theta) if args.theta is not None else DEFAULT_THETA
         if not args.theta.is_file():
@@ -164,10 +184,20 @@ def main(argv: list[str] | None = None) -> int:
 
     d = TrainConfig(algo=args.algo, steps=args.steps, n_envs=args.n_envs, seed=args.seed)
     out = args.out or REPO_ROOT / "runs" / "train" / f"{args.method}-{datetime.now():%Y%m%d-%H%M%S}"
-    factory = EnvFactory(args.method, str(args.theta) if args.theta else None, args.backend, str(args.params))
+    factory = EnvFactory(args.method, str(args.theta) if args.theta else None, args.backend, str(args.params),
+                         action=args.action or "offset")
     if args.export_only:
         return export_run(out, args, factory, _command(argv, drop=("--export-only",)))
-    print(f"sim.train: {args.method}, lower level: {_lower_text(args)}; {args.algo.upper()} for {args.steps} "
+    earlier = continued_from(args.init)
+    if earlier is not None and isinstance(earlier.get("run"), dict) and args.method != "e2e":
+        # runs from before --action existed trained the offset action
+        earlier_action = earlier["run"].get("action") or "offset"
+        if earlier_action != args.action:
+            print(f"error: --init {args.init} was trained with --action {earlier_action}; continue it with "
+                  f"--action {earlier_action}", file=sys.stderr)
+            return 2
+    print(f"sim.train: {args.method}, lower level: {_lower_text(args)}"
+          f"{f', action {args.action}' if args.action else ''}; {args.algo.upper()} for {args.steps} "
           f"env steps, {args.n_envs} envs ({args.vec}), backend {args.backend}, seed {args.seed}")
     print(describe_seed_ranges())
     print(f"output: {out}")
@@ -178,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"env: {env_sps:.0f} steps/s with random actions (one process)")
     out.mkdir(parents=True, exist_ok=True)
     (out / "run.yaml").write_text(yaml.safe_dump({
-        "command": _command(argv), "method": args.method, **_theta_facts(args.theta),
+        "command": _command(argv), "method": args.method, "action": args.action, **_theta_facts(args.theta),
         "init": str(args.init) if args.init else None, "env_steps_per_s": round(env_sps, 1),
         "started_utc": _utc(), "git_commit": git_commit()}, sort_keys=False, allow_unicode=True))
 
@@ -187,7 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = rl.RLConfig(algo=d.algo, total_steps=d.steps, n_envs=d.n_envs, seed=d.seed, vec=args.vec,
                       net_arch=d.net_arch, learning_rate=d.learning_rate, gamma=d.gamma, n_steps=n_steps,
                       batch_size=min(d.batch_size, n_steps * d.n_envs), n_epochs=d.n_epochs, ent_coef=d.ent_coef,
-                      log_std_init=d.log_std_init, checkpoint_every=max(d.steps // 5, 10_000),
+                      log_std_init=(args.log_std_init if args.log_std_init is not None else
+                                    d.log_std_init_residual if args.action == "residual" else d.log_std_init),
+                      checkpoint_every=max(d.steps // 5, 10_000),
                       curve_keys=("reached", "collided"))
     progress = (not args.no_progress) and sys.stderr.isatty()
     # `kill PID` (SIGTERM; a background job ignores SIGINT) stops like Ctrl-C: the model is saved
@@ -266,6 +298,8 @@ def export_run(out: Path, args, factory: EnvFactory, command: str, model=None) -
     env = factory(0)
     scale, offset = env.action_scale
     n_obstacles, kind = env.config.n_obstacles, env.action_kind
+    prior = {} if env.prior is None else {"prior_lookahead_m": float(env.prior.lookahead_m),
+                                          "prior_clearance_m": float(env.prior.clearance_m)}
     env.close()
     stage = continued_from(args.init)
     # the θ this run trained for: as recorded when it started (the file may have changed since)
@@ -276,11 +310,12 @@ def export_run(out: Path, args, factory: EnvFactory, command: str, model=None) -
     policy = out / "policy.pt"
     rl.export_torchscript(model, policy, scale=scale, offset=offset, attributes={
         "n_obstacles": int(n_obstacles), "observation_version": tp.OBSERVATION_VERSION, "action_kind": kind,
-        "method": args.method})
+        "method": args.method, **prior})
     provenance = {
         "tool": "sim.train",
         "command": run.get("command", command),
         "method": args.method,
+        "action": args.action,
         "lower_level": _lower_text(args),
         **theta,
         "params_sha256": sha256(args.params),
@@ -298,6 +333,8 @@ def export_run(out: Path, args, factory: EnvFactory, command: str, model=None) -
         "git_commit": git_commit(),
         "created_utc": _utc(),
         "action_kind": kind,
+        **prior,
+        "action_scale_m": [float(v) for v in scale] if kind != tp.ACTION_COMMAND else None,
         "n_obstacles": int(n_obstacles),
         "observation_version": tp.OBSERVATION_VERSION,
     }

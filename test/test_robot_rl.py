@@ -57,9 +57,9 @@ def test_course_seeds_are_disjoint_deterministic_and_seed0_is_the_default_course
 
 # ---------------------------------------------------------------------------- env
 @pytest.mark.parametrize("backend", ["kinematic", "pybullet"])
-def test_check_env_passes_for_both_backends_and_both_action_kinds(backend, fop):
-    for lower in (fop, None):
-        env = NavEnv(lower, backend=backend)
+def test_check_env_passes_for_both_backends_and_every_action_kind(backend, fop):
+    for lower, action in ((fop, "offset"), (fop, "residual"), (None, "offset")):
+        env = NavEnv(lower, backend=backend, config=NavEnvConfig.from_params(subgoal_action=action))
         check_env(env, skip_render_check=True)
         env.close()
 
@@ -90,6 +90,78 @@ def test_one_step_is_one_planner_period_of_lower_level_solves(fop):
     d0, d1 = env.distance_to_goal(start), env.distance_to_goal(env.pose())
     assert reward == pytest.approx(cfg.reward.progress_per_m * (d0 - d1) - cfg.reward.time_per_step)
     assert not (terminated or truncated)
+
+
+def test_residual_action_corrects_the_geometric_waypoint(fop):
+    """subgoal_action="residual": a = 0 is the look-ahead waypoint itself; a ≠ 0 moves it by
+    a · residual_max_m in the body frame; the offset from the robot stays clipped."""
+    from hiopt_ros.planning.geometric import LookaheadPolicy
+
+    cfg = NavEnvConfig.from_params(subgoal_action="residual")
+    env = NavEnv(fop, config=cfg)
+    assert env.action_kind == tp.ACTION_RESIDUAL
+    scale, offset = env.action_scale
+    np.testing.assert_allclose(scale, [cfg.residual_max_m] * 2) and np.testing.assert_allclose(offset, 0.0)
+    env.reset(options={"course_seed": 7})
+    c, start = env.course, env.pose()
+    prior = LookaheadPolicy(lookahead_m=cfg.prior_lookahead_m).subgoal(start, c.goal_xy, c.obstacles_xyr,
+                                                                       c.robot_radius_m)
+    np.testing.assert_allclose(env.prior_subgoal(), prior)
+    _, _, _, _, info = env.step(np.zeros(2, dtype=np.float32))
+    np.testing.assert_allclose(info["subgoal"], prior)
+    pose = env.pose()
+    prior = env.prior_subgoal()
+    _, _, _, _, info = env.step(np.array([0.0, 1.0], dtype=np.float32))     # half a metre to the left
+    left = np.array([-math.sin(pose[2]), math.cos(pose[2])])
+    np.testing.assert_allclose(info["subgoal"], prior + cfg.residual_max_m * left, atol=1e-12)
+    far = tp.residual_to_subgoal([0.0, 0.0, 0.0], [1.4, 0.0], [0.5, 0.0], 1.5)      # clipped to 1.5 m
+    np.testing.assert_allclose(far, [1.5, 0.0])
+    with pytest.raises(ValueError, match="subgoal_action"):
+        NavEnvConfig.from_params(subgoal_action="waypoint")
+
+
+def test_residual_torch_policy_adds_its_output_to_the_prior_it_was_trained_with(tmp_path):
+    """A residual module carries its prior's look-ahead; TorchPolicy rebuilds that prior (whatever
+    planner_node's lookahead_m says) and adds the module's body-frame output to it."""
+    from hiopt_ros.planning.geometric import LookaheadPolicy
+
+    class Const(torch.nn.Module):
+
+        def __init__(self, out):
+            super().__init__()
+            self.out = torch.tensor([out], dtype=torch.float32)
+            self.action_kind, self.prior_lookahead_m, self.prior_clearance_m = tp.ACTION_RESIDUAL, 0.8, 0.15
+
+        def forward(self, obs: torch.Tensor) -> torch.Tensor:
+            return self.out.expand(obs.shape[0], 2)
+
+    course = load_course()
+    for out in ([0.0, 0.0], [0.1, -0.3]):
+        path = tmp_path / f"res{out[1]}.pt"
+        torch.jit.save(torch.jit.script(Const(out)), str(path))
+        pol = tp.TorchPolicy.load(path, max_distance_m=1.5)
+        assert pol.action_kind == tp.ACTION_RESIDUAL
+        assert (pol.prior.lookahead_m, pol.prior.clearance_m) == (0.8, 0.15)
+        for state in ([0.0, 0.0, 0.0], [1.2, 0.4, -0.7], [3.5, -0.2, 2.0]):
+            prior = LookaheadPolicy(lookahead_m=0.8, clearance_m=0.15).subgoal(
+                state, course.goal_xy, course.obstacles_xyr, course.robot_radius_m)
+            got = pol.subgoal(state, course.goal_xy, course.obstacles_xyr, course.robot_radius_m)
+            c, s = math.cos(state[2]), math.sin(state[2])
+            want = prior + np.array([c * out[0] - s * out[1], s * out[0] + c * out[1]])
+            np.testing.assert_allclose(got, want, atol=1e-6)
+
+    class NoPrior(torch.nn.Module):
+
+        def __init__(self):
+            super().__init__()
+            self.action_kind = tp.ACTION_RESIDUAL
+
+        def forward(self, obs: torch.Tensor) -> torch.Tensor:
+            return obs[:, :2]
+
+    torch.jit.save(torch.jit.script(NoPrior()), str(tmp_path / "noprior.pt"))
+    with pytest.raises(ValueError, match="prior_lookahead_m"):
+        tp.TorchPolicy.load(tmp_path / "noprior.pt")
 
 
 def _drive_to_goal(env, course):
@@ -261,7 +333,7 @@ def tiny_policies(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
     runs = {}
     for method, extra in (("bilevel-learned", ["--n-envs", "2"]),               # SubprocVecEnv
-                          ("bilevel-unchanged", ["--n-envs", "1", "--vec", "dummy"]),
+                          ("bilevel-unchanged", ["--n-envs", "1", "--vec", "dummy", "--action", "offset"]),
                           ("e2e", ["--n-envs", "1", "--vec", "dummy"])):
         out = root / method
         proc = subprocess.run([sys.executable, "-m", "sim.train", "--method", method, "--steps", "256",
@@ -286,9 +358,12 @@ def test_train_writes_policy_provenance_curve_and_logs(tiny_policies):
     assert prov["command"].startswith("python -m sim.train --method bilevel-learned")
     assert prov["method"] == "bilevel-learned" and prov["theta_sha256"] and prov["env_steps"] >= 256
     assert prov["train_steps_per_s"] > 0 and prov["env_steps_per_s"] > 0
+    assert prov["action"] == "residual" and prov["action_scale_m"] == [0.5, 0.5]
     m = torch.jit.load(str(out / "policy.pt"))
     assert m.n_obstacles == tp.DEFAULT_N_OBSTACLES and m.observation_version == tp.OBSERVATION_VERSION
-    assert m.action_kind == tp.ACTION_SUBGOAL
+    assert m.action_kind == tp.ACTION_RESIDUAL and m.prior_lookahead_m == 0.6 and m.prior_clearance_m == 0.2
+    offset = torch.jit.load(str(tiny_policies["bilevel-unchanged"] / "policy.pt"))   # --action offset
+    assert offset.action_kind == tp.ACTION_SUBGOAL and not hasattr(offset, "prior_lookahead_m")
     assert torch.jit.load(str(tiny_policies["e2e"] / "policy.pt")).action_kind == tp.ACTION_COMMAND
 
 
@@ -354,7 +429,7 @@ def test_continued_training_counts_on_and_names_the_earlier_stage(tiny_policies,
     first = tiny_policies["bilevel-unchanged"]
     out = tmp_path / "continued"
     proc = subprocess.run([sys.executable, "-m", "sim.train", "--method", "bilevel-unchanged", "--steps", "64",
-                           "--seed", "4", "--n-envs", "1", "--vec", "dummy", "--init", str(first / "model.zip"),
+                           "--seed", "4", "--n-envs", "1", "--vec", "dummy", "--action", "offset", "--init", str(first / "model.zip"),
                            "--init-std", "0.1", "--out", str(out)], cwd=REPO, env=_env_vars(), capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -365,6 +440,12 @@ def test_continued_training_counts_on_and_names_the_earlier_stage(tiny_policies,
     assert prov["env_steps_total"] == stage["env_steps"] + prov["env_steps"] and prov["env_steps"] >= 64
     assert stage["run"]["command"] == earlier["command"] and stage["run"]["method"] == "bilevel-unchanged"
     assert prov["init_std"] == 0.1 and earlier["continued_from"] is None
+    # continuing a model with another action kind is refused (the same shapes would train silently)
+    proc = subprocess.run([sys.executable, "-m", "sim.train", "--method", "bilevel-unchanged", "--steps", "64",
+                           "--n-envs", "1", "--vec", "dummy", "--init", str(first / "model.zip"),
+                           "--out", str(tmp_path / "mixed")], cwd=REPO, env=_env_vars(), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2 and "was trained with --action offset" in proc.stderr, proc.stderr
     # the std was reset to 0.1 before one short PPO update (it moves a little, from 0.61 = exp(-0.5))
     std = rl.load_model(out / "model.zip", "ppo").policy.log_std.exp().detach().numpy()
     assert np.all(np.abs(std - 0.1) < 0.03), std
@@ -387,6 +468,9 @@ def test_train_bad_input_is_one_line(tmp_path):
                            str(tmp_path / "none.yaml")], cwd=REPO, env=_env_vars(), capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "sim.train", "--method", "e2e", "--action", "residual"], cwd=REPO,
+                          env=_env_vars(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--action is for the bi-level methods" in proc.stderr
 
 
 # ---------------------------------------------------------------------------- sim.evaluate
@@ -403,7 +487,8 @@ def test_evaluate_writes_table2_with_every_method_and_column(tiny_policies, tmp_
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"results folder: {out}" in proc.stdout
     assert "seeds 1000000..1000001" in proc.stdout
-    rows = {"MPC (expert)", "End-to-end RL", "Bi-level-unchanged", "Bi-level-learned", "Geometric + FOP_θ"}
+    rows = {"MPC (expert)", "End-to-end RL", "Bi-level-unchanged", "Bi-level-learned", "Geometric + FOP_θ",
+            "Geometric + FOP (θ = 0)"}
     md = (out / "table2.md").read_text()
     for col in ("Travel time (s)", "Path length (m)", "Energy (J)", "Success (%)", "Collisions (%)",
                 "Min clearance (m)", "Decision time mean (ms)", "Decision time p99 (ms)"):
@@ -418,7 +503,7 @@ def test_evaluate_writes_table2_with_every_method_and_column(tiny_policies, tmp_
     assert float(table["MPC (expert)"]["success_mean"]) == 1.0
     assert float(table["MPC (expert)"]["energy_j_mean"]) > 0
     with open(out / "table2_episodes.csv") as fh:
-        assert sum(1 for _ in csv.DictReader(fh)) == 10
+        assert sum(1 for _ in csv.DictReader(fh)) == 2 * len(rows)
     assert (out / "trajectories_default_course.png").stat().st_size > 10_000
     assert (out / "default_course.md").is_file() and (out / "evaluation.yaml").is_file()
 

@@ -15,11 +15,13 @@ import numpy as np
 from ..control.model import DEFAULT_ROBOT, check_obstacles, check_vector
 
 
-def _segment_point_distance(a: np.ndarray, b: np.ndarray, p: np.ndarray) -> float:
-    ab = b - a
-    denom = float(ab @ ab)
-    s = 0.0 if denom == 0.0 else min(1.0, max(0.0, float((p - a) @ ab) / denom))
-    return float(np.linalg.norm(a + s * ab - p))
+def _segment_point_distance(ax: float, ay: float, bx: float, by: float, px: float, py: float) -> float:
+    """Distance from (px, py) to the segment (ax, ay)–(bx, by) (plain floats: called per candidate
+    direction and obstacle, where numpy's per-call overhead dominated the planner's time)."""
+    abx, aby = bx - ax, by - ay
+    denom = abx * abx + aby * aby
+    t = 0.0 if denom == 0.0 else min(1.0, max(0.0, ((px - ax) * abx + (py - ay) * aby) / denom))
+    return math.hypot(ax + t * abx - px, ay + t * aby - py)
 
 
 @dataclass
@@ -38,36 +40,34 @@ class LookaheadPolicy:
             raise ValueError(f"clearance_m must be >= 0, got {self.clearance_m!r}")
 
     def subgoal(self, state, goal_xy, obstacles_xyr=None, robot_radius_m: float = DEFAULT_ROBOT.robot_radius_m) -> np.ndarray:
-        state = check_vector("state", state, 3)
-        goal = check_vector("goal_xy", goal_xy, 2)
-        obs = check_obstacles(obstacles_xyr)
-        pos = state[:2]
-        to_goal = goal - pos
-        dist = float(np.linalg.norm(to_goal))
-        if dist <= self.lookahead_m and self._clear(pos, goal, obs, robot_radius_m):
-            return goal.copy()
-        base = math.atan2(to_goal[1], to_goal[0])
+        x, y, _ = check_vector("state", state, 3).tolist()
+        gx, gy = check_vector("goal_xy", goal_xy, 2).tolist()
+        obs = check_obstacles(obstacles_xyr).tolist()
+        dist = math.hypot(gx - x, gy - y)
+        if dist <= self.lookahead_m and self._clear(x, y, gx, gy, obs, robot_radius_m):
+            return np.array([gx, gy])
+        base = math.atan2(gy - y, gx - x)
         reach = min(self.lookahead_m, dist)
         n = int(self.max_deviation_rad / self.step_rad)
         for k in range(n + 1):
             for sign in ((1,) if k == 0 else (1, -1)):
                 ang = base + sign * k * self.step_rad
-                cand = pos + reach * np.array([math.cos(ang), math.sin(ang)])
-                if self._clear(pos, cand, obs, robot_radius_m):
-                    return cand
+                cx, cy = x + reach * math.cos(ang), y + reach * math.sin(ang)
+                if self._clear(x, y, cx, cy, obs, robot_radius_m):
+                    return np.array([cx, cy])
         # boxed in: hold position (the lower level then stops)
-        return pos.copy()
+        return np.array([x, y])
 
-    def _clear(self, a: np.ndarray, b: np.ndarray, obs: np.ndarray, robot_radius_m: float) -> bool:
+    def _clear(self, ax: float, ay: float, bx: float, by: float, obs: list, robot_radius_m: float) -> bool:
+        """Does the segment a → b keep every obstacle's widened margin (see the class)?"""
         for ox, oy, r in obs:
             margin = r + robot_radius_m + self.clearance_m
-            centre = np.array([ox, oy])
-            if np.linalg.norm(a - centre) < margin:
+            if math.hypot(ax - ox, ay - oy) < margin:
                 # already inside the widened margin: the direction must not approach the obstacle
                 # at all (a unicycle cannot slide along the margin towards a point behind it)
-                if float((b - a) @ (centre - a)) > 0.0:
+                if (bx - ax) * (ox - ax) + (by - ay) * (oy - ay) > 0.0:
                     return False
                 continue
-            if _segment_point_distance(a, b, centre) < margin:
+            if _segment_point_distance(ax, ay, bx, by, ox, oy) < margin:
                 return False
         return True

@@ -15,14 +15,23 @@ x forward, y left, origin at the robot):
             circle to the obstacle's surface [m] (1). Missing obstacles are padded with
             ``PAD = (0, 0, PAD_CLEARANCE_M)`` (far away, no direction).
 
-Action (module output, length 2): the subgoal relative to the robot in the body frame [m]. It is
-clipped to ``max_distance_m`` and turned into a world-frame point p̂ = p + R(yaw) · action.
+Action (module output, length 2), by the module's ``action_kind``:
+
+* :data:`ACTION_SUBGOAL` (``"subgoal_offset_body_m"``): the subgoal relative to the robot in the
+  body frame [m]; p̂ = p + R(yaw) · action.
+* :data:`ACTION_RESIDUAL` (``"subgoal_residual_body_m"``): a body-frame correction [m] of the
+  geometric look-ahead waypoint p̄ (:class:`~hiopt_ros.planning.geometric.LookaheadPolicy` with the
+  module's ``prior_lookahead_m`` and ``prior_clearance_m``, the values it was trained with);
+  p̂ = p̄ + R(yaw) · action. Residual policy learning: the RL upper level learns what the geometric
+  prior gets wrong for its lower level, and an all-zero output is the prior itself.
+
+Either way the offset p̂ − p is clipped to ``max_distance_m``.
 
 End-to-end action (``action_kind == "cmd_vel"``): (v [m/s], ω [rad/s]), clipped to the bounds.
 
 The module may carry the attributes ``n_obstacles`` (int), ``observation_version`` (int,
-:data:`OBSERVATION_VERSION`) and ``action_kind`` (str, :data:`ACTION_SUBGOAL` or
-:data:`ACTION_COMMAND`); when present they are checked at load time, so a planner never mistakes
+:data:`OBSERVATION_VERSION`) and ``action_kind`` (str, :data:`ACTION_SUBGOAL`,
+:data:`ACTION_RESIDUAL` or :data:`ACTION_COMMAND`); when present they are checked at load time, so a planner never mistakes
 an end-to-end policy's (v, ω) for a subgoal offset.
 """
 from __future__ import annotations
@@ -36,7 +45,9 @@ from ..control.model import DEFAULT_ROBOT, check_obstacles, check_vector
 
 OBSERVATION_VERSION = 1
 ACTION_SUBGOAL = "subgoal_offset_body_m"   # output: subgoal offset [m], body frame (bi-level upper level)
+ACTION_RESIDUAL = "subgoal_residual_body_m"  # output: correction [m], body frame, of the look-ahead waypoint
 ACTION_COMMAND = "cmd_vel"                 # output: (v [m/s], ω [rad/s]) (end-to-end baseline)
+SUBGOAL_KINDS = (ACTION_SUBGOAL, ACTION_RESIDUAL)   # what planner_node runs
 DEFAULT_N_OBSTACLES = 4
 PAD_CLEARANCE_M = 10.0
 
@@ -48,43 +59,64 @@ def observation_size(n_obstacles: int = DEFAULT_N_OBSTACLES) -> int:
 def observation(state, goal_xy, obstacles_xyr=None, robot_radius_m: float = DEFAULT_ROBOT.robot_radius_m,
                 n_obstacles: int = DEFAULT_N_OBSTACLES) -> np.ndarray:
     """The policy's input (see the module docstring): shape (3 + 3·n_obstacles,), float32."""
-    state = check_vector("state", state, 3)
-    goal = check_vector("goal_xy", goal_xy, 2)
-    obs = check_obstacles(obstacles_xyr)
-    c, s = math.cos(state[2]), math.sin(state[2])
-    to_body = np.array([[c, s], [-s, c]])  # R(yaw)ᵀ
-    out = np.empty(observation_size(n_obstacles), dtype=np.float32)
-    rel_goal = to_body @ (goal - state[:2])
-    out[0:2] = rel_goal
-    out[2] = np.linalg.norm(rel_goal)
+    x, y, yaw = check_vector("state", state, 3).tolist()
+    gx, gy = check_vector("goal_xy", goal_xy, 2).tolist()
+    c, s = math.cos(yaw), math.sin(yaw)
+    # plain floats: a handful of obstacles, once per planner period (numpy per obstacle cost ~4x more)
     rows = []
-    for ox, oy, r in obs:
-        rel = to_body @ (np.array([ox, oy]) - state[:2])
-        rows.append((float(np.linalg.norm(rel)) - r - robot_radius_m, rel[0], rel[1]))
+    for ox, oy, r in check_obstacles(obstacles_xyr).tolist():
+        dx, dy = ox - x, oy - y
+        bx, by = c * dx + s * dy, -s * dx + c * dy        # R(yaw)ᵀ (p_obs − p)
+        rows.append((math.hypot(bx, by) - r - robot_radius_m, bx, by))
     rows.sort()
+    out = [0.0] * observation_size(n_obstacles)
+    dx, dy = gx - x, gy - y
+    out[0], out[1] = c * dx + s * dy, -s * dx + c * dy
+    out[2] = math.hypot(out[0], out[1])
     for j in range(n_obstacles):
-        if j < len(rows):
-            clearance, dx, dy = rows[j]
-            out[3 + 3 * j: 6 + 3 * j] = (dx, dy, clearance)
-        else:
-            out[3 + 3 * j: 6 + 3 * j] = (0.0, 0.0, PAD_CLEARANCE_M)
-    return out
+        clearance, bx, by = rows[j] if j < len(rows) else (PAD_CLEARANCE_M, 0.0, 0.0)
+        out[3 + 3 * j: 6 + 3 * j] = (bx, by, clearance)
+    return np.array(out, dtype=np.float32)
+
+
+def _clip_offset(dx: float, dy: float, max_distance_m: float) -> tuple[float, float]:
+    norm = math.hypot(dx, dy)
+    if norm > max_distance_m:
+        k = max_distance_m / norm
+        return dx * k, dy * k
+    return dx, dy
 
 
 def action_to_subgoal(state, action, max_distance_m: float) -> np.ndarray:
     """World-frame subgoal from a body-frame offset, clipped to max_distance_m."""
-    state = check_vector("state", state, 3)
-    action = check_vector("action", action, 2)
-    norm = float(np.linalg.norm(action))
-    if norm > max_distance_m:
-        action = action * (max_distance_m / norm)
-    c, s = math.cos(state[2]), math.sin(state[2])
-    return state[:2] + np.array([c * action[0] - s * action[1], s * action[0] + c * action[1]])
+    x, y, yaw = check_vector("state", state, 3).tolist()
+    ax, ay = _clip_offset(*check_vector("action", action, 2).tolist(), max_distance_m)
+    c, s = math.cos(yaw), math.sin(yaw)
+    return np.array([x + c * ax - s * ay, y + s * ax + c * ay])
 
 
-def load_module(path: str | Path, expect_action_kind: str = ACTION_SUBGOAL):
+def residual_to_subgoal(state, prior_xy, residual, max_distance_m: float) -> np.ndarray:
+    """World-frame subgoal p̂ = p̄ + R(yaw)·residual from the prior waypoint p̄ and a body-frame
+    correction, its offset from the robot clipped to max_distance_m."""
+    x, y, yaw = check_vector("state", state, 3).tolist()
+    px, py = check_vector("prior_xy", prior_xy, 2).tolist()
+    rx, ry = check_vector("residual", residual, 2).tolist()
+    c, s = math.cos(yaw), math.sin(yaw)
+    dx, dy = _clip_offset(px - x + c * rx - s * ry, py - y + s * rx + c * ry, max_distance_m)
+    return np.array([x + dx, y + dy])
+
+
+def prior_of(module):
+    """The geometric prior a residual policy was trained on top of (its module attributes)."""
+    from .geometric import LookaheadPolicy
+
+    return LookaheadPolicy(lookahead_m=float(module.prior_lookahead_m),
+                           clearance_m=float(getattr(module, "prior_clearance_m", LookaheadPolicy.clearance_m)))
+
+
+def load_module(path: str | Path, expect_action_kind: str | tuple[str, ...] = SUBGOAL_KINDS):
     """(module, n_obstacles) of a ``torch.jit.save``-d policy; checks its declared layout, action kind
-    and output shape, with errors that name the file."""
+    (one of `expect_action_kind`) and output shape, with errors that name the file."""
     import torch
 
     path = Path(path).expanduser()
@@ -100,9 +132,15 @@ def load_module(path: str | Path, expect_action_kind: str = ACTION_SUBGOAL):
         raise ValueError(f"{path}: observation_version {version}, this planner builds version "
                          f"{OBSERVATION_VERSION} (see hiopt_ros/planning/torch_policy.py)")
     kind = str(getattr(module, "action_kind", ACTION_SUBGOAL))
-    if kind != expect_action_kind:
-        raise ValueError(f"{path}: its action is {kind!r}, expected {expect_action_kind!r} "
+    kinds = (expect_action_kind,) if isinstance(expect_action_kind, str) else tuple(expect_action_kind)
+    if kind not in kinds:
+        raise ValueError(f"{path}: its action is {kind!r}, expected {' or '.join(map(repr, kinds))} "
                          f"({'an end-to-end policy is run by e2e_node, not planner_node' if kind == ACTION_COMMAND else 'a subgoal policy is run by planner_node'})")
+    if kind == ACTION_RESIDUAL:
+        try:
+            prior_of(module)
+        except (AttributeError, ValueError) as exc:
+            raise ValueError(f"{path}: a residual policy must carry a valid prior_lookahead_m: {exc}") from None
     n_obs = int(getattr(module, "n_obstacles", DEFAULT_N_OBSTACLES))
     probe = _forward(module, np.zeros(observation_size(n_obs), dtype=np.float32))
     if probe.shape != (2,):
@@ -120,22 +158,32 @@ def _forward(module, obs: np.ndarray) -> np.ndarray:
 
 
 class TorchPolicy:
-    """Subgoal policy backed by a TorchScript module; same ``subgoal`` signature as LookaheadPolicy."""
+    """Subgoal policy backed by a TorchScript module; same ``subgoal`` signature as LookaheadPolicy.
+
+    ``prior``: the geometric waypoint policy whose output a residual module corrects
+    (:data:`ACTION_RESIDUAL`); None for a module that outputs the offset from the robot."""
 
     def __init__(self, module, n_obstacles: int = DEFAULT_N_OBSTACLES, max_distance_m: float = 1.5,
-                 source: str = "") -> None:
+                 source: str = "", prior=None) -> None:
         if not (max_distance_m > 0 and math.isfinite(max_distance_m)):
             raise ValueError(f"max_distance_m must be > 0, got {max_distance_m!r}")
         self.module = module
         self.n_obstacles = int(n_obstacles)
         self.max_distance_m = float(max_distance_m)
         self.source = source
+        self.prior = prior
 
     @classmethod
     def load(cls, path: str | Path, max_distance_m: float = 1.5) -> "TorchPolicy":
-        """Load a ``torch.jit.save``-d subgoal module; checks its declared layout and output shape."""
-        module, n_obs = load_module(path, ACTION_SUBGOAL)
-        return cls(module, n_obstacles=n_obs, max_distance_m=max_distance_m, source=str(path))
+        """Load a ``torch.jit.save``-d subgoal module (offset or residual); checks its declared layout
+        and output shape."""
+        module, n_obs = load_module(path, SUBGOAL_KINDS)
+        prior = prior_of(module) if str(getattr(module, "action_kind", "")) == ACTION_RESIDUAL else None
+        return cls(module, n_obstacles=n_obs, max_distance_m=max_distance_m, source=str(path), prior=prior)
+
+    @property
+    def action_kind(self) -> str:
+        return ACTION_SUBGOAL if self.prior is None else ACTION_RESIDUAL
 
     def _forward(self, obs: np.ndarray) -> np.ndarray:
         return _forward(self.module, obs)
@@ -146,7 +194,10 @@ class TorchPolicy:
         action = self._forward(obs)
         if action.shape != (2,) or not np.all(np.isfinite(action)):
             raise ValueError(f"policy output must be 2 finite numbers, got {action.tolist()}")
-        return action_to_subgoal(state, action, self.max_distance_m)
+        if self.prior is None:
+            return action_to_subgoal(state, action, self.max_distance_m)
+        prior = self.prior.subgoal(state, goal_xy, obstacles_xyr, robot_radius_m)
+        return residual_to_subgoal(state, prior, action, self.max_distance_m)
 
 
 class TorchCommandPolicy:
