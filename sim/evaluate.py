@@ -89,6 +89,9 @@ class _Driver:
     def act(self, env) -> tuple[tuple, float]:
         raise NotImplementedError
 
+    def reset(self) -> None:
+        """A new episode (an upper level with memory forgets it)."""
+
 
 class ExpertDriver(_Driver):
     """The MPC plans to the goal itself: its 'subgoal' is the goal (the env passes it to Mpc.solve)."""
@@ -101,8 +104,12 @@ class PolicyDriver(_Driver):
     """An upper level in front of the env, its forward pass timed: `decide(pose, goal_xy, obstacles_xyr,
     robot_radius_m)` gives what `env.<step>` applies for one planner period."""
 
-    def __init__(self, decide, step: str) -> None:
-        self.decide, self.step = decide, step
+    def __init__(self, decide, step: str, reset=None) -> None:
+        self.decide, self.step, self._reset = decide, step, reset
+
+    def reset(self) -> None:
+        if self._reset is not None:
+            self._reset()
 
     def act(self, env):
         c = env.course
@@ -114,7 +121,9 @@ class PolicyDriver(_Driver):
 
 def SubgoalDriver(policy) -> PolicyDriver:
     """A subgoal policy (TorchPolicy or LookaheadPolicy) in front of the env's FOP."""
-    return PolicyDriver(policy.subgoal, "step_subgoal")
+    driver = PolicyDriver(policy.subgoal, "step_subgoal", getattr(policy, "reset", None))
+    driver.policy = policy
+    return driver
 
 
 def CommandDriver(policy) -> PolicyDriver:
@@ -153,6 +162,7 @@ def run_episode(env, driver: _Driver, method: str, course_seed: int, course: Cou
     """One episode of `driver` on the course of `course_seed`; decision time per control period."""
     options = {"course_seed": course_seed} if course is None else {"course": course, "course_seed": course_seed}
     env.reset(options=options)
+    driver.reset()
     decisions: list[float] = []
     while True:
         periods_before = len(env.trajectory)
@@ -196,7 +206,8 @@ def build_methods(args) -> dict[str, tuple[Any, _Driver, dict]]:
             theta = args.theta if key == "bilevel-learned" else None
             lower = make_lower_level("fop", theta=theta, params=args.params)
             path = getattr(args, key.replace("-", "_"))
-            driver = SubgoalDriver(TorchPolicy.load(path, max_distance_m=cfg.max_subgoal_m))
+            driver = SubgoalDriver(TorchPolicy.load(path, max_distance_m=cfg.max_subgoal_m,
+                                                    progress_check=not args.no_progress_check))
             desc.update(policy=str(path), theta=str(theta) if theta else "θ = 0 (unchanged)")
         env = NavEnv(lower, backend=args.backend, course_seeds=[DEFAULT_COURSE_SEED], config=cfg, params=args.params)
         out[key] = (env, driver, desc)
@@ -220,6 +231,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="policy of the end-to-end row (default: the shipped config/policy/e2e.pt)")
     ap.add_argument("--theta", type=Path, default=DEFAULT_THETA,
                     help="θ of the learned FOP (bi-level-learned and geometric rows; default config/theta/robot.yaml)")
+    ap.add_argument("--no-progress-check", action="store_true",
+                    help="run residual RL policies without their progress check (the learned policy alone; "
+                         "see hiopt_ros/planning/torch_policy.py)")
     ap.add_argument("--backend", choices=("pybullet", "kinematic"), default="pybullet",
                     help="in-process world (default pybullet, the stack's physics)")
     ap.add_argument("--ros", action="store_true",
@@ -290,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
         for ep in episodes[key]:
             (default if ep.course_seed == DEFAULT_COURSE_SEED else table).add(METHODS[key], ep.metrics())
     failures = {METHODS[k]: sum(e.solver_failures for e in episodes[k]) for k in args.methods}
+    recoveries = {} if args.ros else {
+        METHODS[k]: d.policy.recoveries for k, (_, d, _) in methods.items()
+        if getattr(getattr(d, "policy", None), "progress_check", None) is not None}
     notes = [f"{len(seeds)} held-out courses, seeds {seeds[0]}..{seeds[-1]} (training used "
              f"1..999999); {where}; mean ± std over episodes",
              "travel time, path length and energy over the episodes that reached the goal without a "
@@ -302,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
              ("lower-level solver failures (stop command applied): " +
               ", ".join(f"{k} {v}" for k, v in failures.items())) if not args.ros else
              "solver failures: see each run's /diagnostics in <out>/ros/runs/*/logs",
+             *([("progress-check recoveries (the residual policy stalled for 1 s and its prior drove "
+                 "alone for 1 s): " + ", ".join(f"{k} {v}" for k, v in recoveries.items()))] if recoveries else []),
              "command: python -m sim.evaluate " + " ".join(shlex.quote(a) for a in (argv if argv is not None
                                                                                      else sys.argv[1:]))]
     paths = table.write(out, "table2", notes=notes)

@@ -150,6 +150,27 @@ def test_residual_torch_policy_adds_its_output_to_the_prior_it_was_trained_with(
             want = prior + np.array([c * out[0] - s * out[1], s * out[0] + c * out[1]])
             np.testing.assert_allclose(got, want, atol=1e-6)
 
+    # the progress check: a robot that does not move for `window` periods gets the prior alone for
+    # `recovery` periods, then the residual again; a moving robot never triggers it
+    pol = tp.TorchPolicy.load(tmp_path / "res-0.3.pt", progress_check=tp.ProgressCheck(window=3, recovery=2))
+    state = [1.2, 0.4, -0.7]
+    prior = pol.prior.subgoal(state, course.goal_xy, course.obstacles_xyr, course.robot_radius_m)
+    corrected = tp.residual_to_subgoal(state, prior, [0.1, -0.3], 1.5)
+    got = [pol.subgoal(state, course.goal_xy, course.obstacles_xyr, course.robot_radius_m) for _ in range(10)]
+    uses_prior = [bool(np.allclose(g, prior)) for g in got]
+    # the window counts again from the first recovery period: a robot still stuck is handed over again
+    assert uses_prior == [False, False, False, True, True, False, False, True, True, False]
+    assert all(np.allclose(g, corrected) for g, p in zip(got, uses_prior) if not p) and pol.recoveries == 2
+    pol.reset()
+    for k in range(10):                                      # 0.1 m per period: progress
+        g = pol.subgoal([0.1 * k, 0.0, 0.0], course.goal_xy, course.obstacles_xyr, course.robot_radius_m)
+        prior_k = pol.prior.subgoal([0.1 * k, 0.0, 0.0], course.goal_xy, course.obstacles_xyr, course.robot_radius_m)
+        assert not np.allclose(g, prior_k)
+    assert pol.recoveries == 2
+    assert tp.TorchPolicy.load(tmp_path / "res-0.3.pt", progress_check=None).progress_check is None
+    with pytest.raises(ValueError, match="window"):
+        tp.ProgressCheck(window=0)
+
     class NoPrior(torch.nn.Module):
 
         def __init__(self):

@@ -45,7 +45,8 @@ class PlannerNode(c.DrivesToGoal, c.ManagedNode):
                                      "TorchScript subgoal policy (.pt); empty: geometric look-ahead policy"),
             policy_max_distance_m=p.positive("policy_max_distance_m", 1.5,
                                              "torch policy: subgoals are clipped to this distance [m]"),
-            lookahead_m=p.positive("lookahead_m", 0.6, "look-ahead distance of the geometric policy [m]"),
+            lookahead_m=p.positive("lookahead_m", 0.6, "look-ahead distance of the geometric policy [m] (a residual "
+                                                      "RL policy uses the look-ahead it was trained with)"),
             odom_timeout_s=p.positive("odom_timeout_s", 0.5, "no subgoal is published from older odometry [s]"),
         )
         cfg = self.cfg
@@ -99,6 +100,12 @@ class PlannerNode(c.DrivesToGoal, c.ManagedNode):
                 self.counters["policy_failures"] += 1
                 self.get_logger().error(f"policy failed: {exc}; not publishing", throttle_duration_sec=1.0)
                 return
+            recoveries = getattr(self.policy, "recoveries", 0)
+            if recoveries > self.counters.get("progress_recoveries", 0):
+                self.counters["progress_recoveries"] = recoveries
+                pc = self.policy.progress_check
+                self.get_logger().warn(f"no progress over {pc.window} planner periods: the geometric prior "
+                                       f"drives alone for {pc.recovery} (recovery {recoveries})")
         if subgoal.shape != (2,) or not np.all(np.isfinite(subgoal)):
             self.get_logger().error(f"policy returned an invalid subgoal {subgoal!r}; not publishing",
                                     throttle_duration_sec=1.0)

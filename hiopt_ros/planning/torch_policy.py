@@ -27,6 +27,15 @@ Action (module output, length 2), by the module's ``action_kind``:
 
 Either way the offset p̂ − p is clipped to ``max_distance_m``.
 
+A residual policy is deployed with a progress check (:class:`ProgressCheck`, as navigation stacks
+pair a local planner with a progress checker and a recovery behaviour): when the robot has moved
+less than ``min_progress_m`` over the last ``window`` planner periods, the prior drives alone for
+the next ``recovery`` periods. It exists for one failure of the learned residual: on an obstacle's
+safety margin (32g) it can cancel exactly the turn the prior asks for, so the subgoal lies straight
+ahead, the one-step FOP neither drives into the margin nor turns, and the deterministic policy
+sees the same observation again. The check is in this class, so planner_node, sim.evaluate and
+the tests run the same upper level.
+
 End-to-end action (``action_kind == "cmd_vel"``): (v [m/s], ω [rad/s]), clipped to the bounds.
 
 The module may carry the attributes ``n_obstacles`` (int), ``observation_version`` (int,
@@ -37,6 +46,8 @@ an end-to-end policy's (v, ω) for a subgoal offset.
 from __future__ import annotations
 
 import math
+from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -157,29 +168,61 @@ def _forward(module, obs: np.ndarray) -> np.ndarray:
     return np.asarray(out.detach().cpu().numpy(), dtype=float).reshape(-1)
 
 
+@dataclass
+class ProgressCheck:
+    """Stall detection of a residual policy, in planner periods (see the module docstring)."""
+
+    window: int = 10                 # periods over which progress is measured (1 s at 10 Hz)
+    min_progress_m: float = 0.05     # less movement than this over the window is a stall
+    recovery: int = 10               # periods the prior then drives alone
+
+    def __post_init__(self) -> None:
+        if self.window < 1 or self.recovery < 1 or not (self.min_progress_m > 0 and math.isfinite(self.min_progress_m)):
+            raise ValueError(f"ProgressCheck needs window >= 1, recovery >= 1 and min_progress_m > 0, got {self}")
+
+
 class TorchPolicy:
     """Subgoal policy backed by a TorchScript module; same ``subgoal`` signature as LookaheadPolicy.
 
     ``prior``: the geometric waypoint policy whose output a residual module corrects
-    (:data:`ACTION_RESIDUAL`); None for a module that outputs the offset from the robot."""
+    (:data:`ACTION_RESIDUAL`); None for a module that outputs the offset from the robot.
+    ``progress_check``: stall detection for a residual policy (None: off). ``recoveries`` counts
+    the stalls it handed to the prior; :meth:`reset` forgets the history (a new episode)."""
 
     def __init__(self, module, n_obstacles: int = DEFAULT_N_OBSTACLES, max_distance_m: float = 1.5,
-                 source: str = "", prior=None) -> None:
+                 source: str = "", prior=None, progress_check: ProgressCheck | None = None) -> None:
         if not (max_distance_m > 0 and math.isfinite(max_distance_m)):
             raise ValueError(f"max_distance_m must be > 0, got {max_distance_m!r}")
+        if progress_check is not None and prior is None:
+            raise ValueError("a progress check needs a prior to hand a stall to (a residual policy)")
         self.module = module
         self.n_obstacles = int(n_obstacles)
         self.max_distance_m = float(max_distance_m)
         self.source = source
         self.prior = prior
+        self.progress_check = progress_check
+        self.recoveries = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the positions of earlier periods and any recovery in progress (a new episode)."""
+        window = self.progress_check.window if self.progress_check else 0
+        self._positions: deque = deque(maxlen=window + 1)
+        self._recovering = 0
 
     @classmethod
-    def load(cls, path: str | Path, max_distance_m: float = 1.5) -> "TorchPolicy":
+    def load(cls, path: str | Path, max_distance_m: float = 1.5,
+             progress_check: ProgressCheck | None | bool = True) -> "TorchPolicy":
         """Load a ``torch.jit.save``-d subgoal module (offset or residual); checks its declared layout
-        and output shape."""
+        and output shape. A residual module gets ``progress_check`` (True: the default
+        :class:`ProgressCheck`; None/False: none)."""
         module, n_obs = load_module(path, SUBGOAL_KINDS)
         prior = prior_of(module) if str(getattr(module, "action_kind", "")) == ACTION_RESIDUAL else None
-        return cls(module, n_obstacles=n_obs, max_distance_m=max_distance_m, source=str(path), prior=prior)
+        check = None
+        if prior is not None and progress_check:
+            check = ProgressCheck() if progress_check is True else progress_check
+        return cls(module, n_obstacles=n_obs, max_distance_m=max_distance_m, source=str(path), prior=prior,
+                   progress_check=check)
 
     @property
     def action_kind(self) -> str:
@@ -197,7 +240,25 @@ class TorchPolicy:
         if self.prior is None:
             return action_to_subgoal(state, action, self.max_distance_m)
         prior = self.prior.subgoal(state, goal_xy, obstacles_xyr, robot_radius_m)
+        if self._stalled(state):
+            return residual_to_subgoal(state, prior, (0.0, 0.0), self.max_distance_m)
         return residual_to_subgoal(state, prior, action, self.max_distance_m)
+
+    def _stalled(self, state) -> bool:
+        """Progress check (one call per planner period): True while the prior drives alone."""
+        check = self.progress_check
+        if check is None:
+            return False
+        self._positions.append((float(state[0]), float(state[1])))
+        if self._recovering > 0:
+            self._recovering -= 1
+            return True
+        if len(self._positions) > check.window and math.dist(self._positions[0], self._positions[-1]) < check.min_progress_m:
+            self.recoveries += 1
+            self._recovering = check.recovery - 1
+            self._positions.clear()
+            return True
+        return False
 
 
 class TorchCommandPolicy:
