@@ -55,7 +55,7 @@ def cmd_fit(args) -> int:
         raise ValueError(f"held-out demonstrations share seeds {sorted(overlap)[:5]} with the training ones")
     ensure_theta(spec, demos, held, args.out, K=args.K, rho=args.rho, time_limit_s=args.time_limit,
                  log=_log, l=args.l, method=args.method, force=True, fit_episodes=args.episodes,
-                 restarts=args.restarts)
+                 restarts=args.restarts, cost_terms=args.cost_terms)
     return 0
 
 
@@ -102,7 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("demos", type=Path, help="training demonstrations (.npz from `demos`)")
     s.add_argument("--held-out", type=Path, required=True, help="held-out demonstrations (other seeds)")
     s.add_argument("--out", type=Path, required=True, help="θ file to write (atomically)")
-    s.add_argument("--K", type=int, default=2)
+    s.add_argument("--K", type=int, default=2, help="ReLU terms (default 2; 0 with --cost-terms: only those, a convex fit)")
+    s.add_argument("--cost-terms", default=None, metavar="SPEC",
+                   help="also learn linear cost terms of Eq. 25 (offline.amod.cost_terms): 'time' (cost of a "
+                        "vehicle-step on f and on g) or 'time:B' (the same in B windows of the episode)")
     s.add_argument("--l", type=float, default=None, help="l of Problem 11 (default offline.amod.fit.FIT_L)")
     s.add_argument("--rho", type=float, default=1e-2)
     s.add_argument("--method", default="alternating", choices=("alternating", "global", "auto"))

@@ -24,33 +24,58 @@ from offline.amod.demos import Demos
 from offline.amod.lower import Eq25Fop
 from offline.amod.sim import AmodSim
 
-__all__ = ["FIT_L", "inverse_samples", "fit_theta", "imitation", "imitation_table"]
+__all__ = ["FIT_L", "inverse_samples", "cost_features", "fit_theta", "imitation", "imitation_table"]
 
 #: l of Problem 11 (Prop. 4 needs l > 0); the deployed Eq. 25 is the LP (offline.amod.lower.DEFAULT_L)
 FIT_L = 1e-3
 
 
-def inverse_samples(fop: Eq25Fop, demos: Demos) -> list:
-    """One offline.inverse.InverseSample per demonstration (sparse rows)."""
-    return [fop.inverse_sample(demos.state(k), demos.qhat[k], demos.f[k], demos.g[k]) for k in range(len(demos))]
+def inverse_samples(fop: Eq25Fop, demos: Demos, cost_terms: Sequence[str] = ()) -> list:
+    """One offline.inverse.InverseSample per demonstration (sparse rows); with cost_terms (names of
+    offline.amod.cost_terms), each carries their features at its step as feature_lin."""
+    from offline.amod.cost_terms import term_matrix
+
+    samples = [fop.inverse_sample(demos.state(k), demos.qhat[k], demos.f[k], demos.g[k]) for k in range(len(demos))]
+    if cost_terms:
+        for k, s in enumerate(samples):
+            s.feature_lin = term_matrix(fop.sim, cost_terms, int(demos.t[k]))
+            s.feature_quad = np.zeros_like(s.feature_lin)      # linear terms: no quadratic part
+    return samples
+
+
+def cost_features(sim: AmodSim, spec: str, rho: float = 0.0):
+    """offline.inverse.Features of a cost-term spec ("time", "time:B"): weights in [0, largest trip
+    price] — a vehicle-step costs something, and never more than the best trip earns."""
+    from offline.amod.cost_terms import parse_spec
+    from offline.inverse import Features
+
+    names = parse_spec(spec, sim.T)
+    hi = float(np.max(sim.price))
+    return Features(names=tuple(names), lower=(0.0,) * len(names), upper=(hi,) * len(names), rho=rho)
 
 
 def fit_theta(sim: AmodSim, demos: Demos, *, K: int = 2, l: float = FIT_L, rho: float = 1e-2,
               method: str = "alternating", time_limit_s: float = 600.0, seed: int = 0, progress: bool = True,
-              **fit_kw):
-    """Fit K ReLU terms on `demos`; returns (hiopt_ros.control.theta.Theta, offline.inverse.InverseFit).
+              cost_terms: str | None = None, **fit_kw):
+    """Fit K ReLU terms (and the weights of `cost_terms`, a spec of offline.amod.cost_terms) on
+    `demos`; returns (hiopt_ros.control.theta.Theta, offline.inverse.InverseFit).
 
-    The Theta holds θ over x = [f; g; ε] (input_names = Eq25Fop.names) and l = 0: the loop solves
-    Eq. 25 as an LP (offline.amod.lower.DEFAULT_L); the fit's l is in the provenance.
+    The Theta holds θ over x = [f; g; ε] (input_names = Eq25Fop.names), the learned cost-term
+    weights in cost_weights (all of them in learned_weights), and l = 0: the loop solves Eq. 25 as
+    an LP (offline.amod.lower.DEFAULT_L); the fit's l is in the provenance. K = 0 needs cost_terms
+    (then Problem 11 is convex and solved in one step whatever `method` says).
     """
     from hiopt_ros.control.theta import Theta
     from offline.inverse import fit_inverse
 
     fop = Eq25Fop(sim)
-    samples = inverse_samples(fop, demos)
+    features = cost_features(sim, cost_terms, rho) if cost_terms else None
+    samples = inverse_samples(fop, demos, features.names if features else ())
     fit = fit_inverse(samples, K=K, l=l, rho=rho, method=method, time_limit_s=time_limit_s, seed=seed,
-                      progress=progress, **fit_kw)
-    theta = Theta(alpha=fit.theta, beta=fit.nu, l=0.0, case_study="amod", input_names=fop.names)
+                      progress=progress, features=features, **fit_kw)
+    weights = dict(zip(fit.weight_names, (max(float(w), 0.0) for w in fit.weights)))   # ≥ 0 up to round-off
+    theta = Theta(alpha=fit.theta, beta=fit.nu, l=0.0, case_study="amod", input_names=fop.names,
+                  cost_weights=weights, learned_weights=list(weights))
     return theta, fit
 
 

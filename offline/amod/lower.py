@@ -18,6 +18,11 @@ and ε = 0.
 The paper's ReLU term max(−θ_f⁽ᵏ⁾ᵀf + θ_g⁽ᵏ⁾ᵀg − μ_k, 0) is the generic max(θ_kᵀx − μ_k, 0) with
 θ_k = [−θ_f⁽ᵏ⁾; θ_g⁽ᵏ⁾; θ_ε⁽ᵏ⁾] over x; θ files store that θ_k (alpha) with the column names
 `input_names` (f[i->j], g[i->j], eps[i]). K = 0 is the unchanged FOP (Bi-level-unchanged).
+
+A θ may also carry learned linear cost terms (offline.amod.cost_terms: the cost of a vehicle-step
+on f and on g, possibly by stage of the episode), stored by name in the θ file's `cost_weights`;
+`set_theta` turns them into a (T, n) table once and `data` adds row t to the cost, so they too
+only change costs in place.
 """
 from __future__ import annotations
 
@@ -82,17 +87,23 @@ class Eq25Fop:
         self.c_f = sim.reb_cost
         self.lp = ReluLpFop(A, K=K, l=l, names=self.names)
         self.K = K
+        self.cost_correction: np.ndarray | None = None    # (T, n) learned cost terms, None: none
 
     # ---------------------------------------------------------------- θ
     def set_theta(self, theta) -> None:
         """Install a θ (offline.amod θ file object, hiopt_ros.control.theta.Theta) or clear it (None)."""
         if theta is None:
             self.lp.set_theta(np.zeros((0, self.n)), np.zeros(0))
+            self.cost_correction = None
             return
         if list(theta.input_names) != self.names:
             raise ValueError(f"θ was fitted for another network ({len(theta.input_names)} columns "
                              f"{theta.input_names[:2]}…, this FOP has {self.n} {self.names[:2]}…)")
+        from offline.amod.cost_terms import correction_table
+
+        table = correction_table(self.sim, theta.cost_weights) if theta.cost_weights else None
         self.lp.set_theta(theta.alpha, theta.beta, l=theta.l if theta.l > 0 else None)
+        self.cost_correction = table
 
     # ---------------------------------------------------------------- data of one step
     def data(self, state: AmodState, qhat) -> tuple[np.ndarray, ...]:
@@ -104,6 +115,8 @@ class Eq25Fop:
         t = min(state.t, sim.T - 1)
         margin = sim.price[t] - sim.pax_cost
         c = np.r_[self.c_f, -margin, np.full(N, self.eps_penalty)]
+        if self.cost_correction is not None:
+            c = c + self.cost_correction[t]
         q = state.idle.astype(float)
         row_lo = np.full(2 * N, -np.inf)
         row_hi = np.r_[q - qhat, q]

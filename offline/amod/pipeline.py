@@ -49,9 +49,10 @@ def ensure_demos(spec: ScenarioSpec, path: Path, seed0: int, episodes: int, log)
 
 def ensure_theta(spec: ScenarioSpec, demos: Demos, held: Demos, path: Path, *, K: int, rho: float,
                  time_limit_s: float, log, l: float | None = None, method: str = "alternating", force: bool = False,
-                 fit_episodes: int | None = None, restarts: int = 2):
+                 fit_episodes: int | None = None, restarts: int = 2, cost_terms: str | None = None):
     """Fit θ on `demos` (its first fit_episodes episodes; None: all), validate it on `held`, write it
-    with provenance (reused if made from the same data and settings)."""
+    with provenance (reused if made from the same data and settings). cost_terms: also learn these
+    linear cost terms of Eq. 25 (offline.amod.cost_terms, e.g. "time:4"; K = 0: only them)."""
     from hiopt_ros.control.theta import load_theta, save_theta
     from offline.amod.fit import FIT_L, fit_theta, imitation
 
@@ -59,7 +60,7 @@ def ensure_theta(spec: ScenarioSpec, demos: Demos, held: Demos, path: Path, *, K
     n_ep = int(demos.episode.max()) + 1
     fit_episodes = n_ep if fit_episodes is None else min(int(fit_episodes), n_ep)
     want = {"demos_sha256": demos.meta.get("sha256"), "K": K, "rho": rho, "fit_l": l, "method": method,
-            "fit_episodes": fit_episodes}
+            "fit_episodes": fit_episodes, "cost_terms": cost_terms}
     if path.exists() and not force:
         try:
             th = load_theta(path)
@@ -71,16 +72,21 @@ def ensure_theta(spec: ScenarioSpec, demos: Demos, held: Demos, path: Path, *, K
     sim = AmodSim(spec.build())
     seeds = demos.meta.get("seeds") or []
     demos = demos.subset(demos.episode < fit_episodes)
-    log(f"[amod] inverse fit (Problem 11): {len(demos)} samples ({fit_episodes} episodes), K={K}, l={l:g}, "
-        f"ρ={rho:g}, {method}, time limit {time_limit_s:g} s")
+    terms = f", cost terms {cost_terms}" if cost_terms else ""
+    log(f"[amod] inverse fit (Problem 11): {len(demos)} samples ({fit_episodes} episodes), K={K}{terms}, l={l:g}, "
+        f"ρ={rho:g}, {'convex' if K == 0 else method}, time limit {time_limit_s:g} s")
     t0 = time.perf_counter()
     theta, fit = fit_theta(sim, demos, K=K, l=l, rho=rho, method=method, time_limit_s=time_limit_s,
-                           progress=sys.stderr.isatty(), restarts=restarts, subsample=0)
+                           progress=sys.stderr.isatty(), restarts=restarts, subsample=0, cost_terms=cost_terms)
     fit_s = time.perf_counter() - t0
+    if theta.cost_weights:
+        log("[amod]   learned cost terms: " + ", ".join(f"{k} {v:.3f}" for k, v in theta.cost_weights.items()))
     base, learned = imitation(sim, held), imitation(sim, held, theta)
     log(f"[amod]   fit {fit.status} in {fit_s:.0f} s; gaps mean {fit.gaps.mean():.3g} max {fit.gaps.max():.3g}")
     log(f"[amod]   held-out ({len(held)} states): reb. flow cosine θ=0 {base['f']['cosine']:.3f} → θ̂ "
-        f"{learned['f']['cosine']:.3f}; Manhattan {base['f']['l1']:.2f} → {learned['f']['l1']:.2f}")
+        f"{learned['f']['cosine']:.3f}; Manhattan {base['f']['l1']:.2f} → {learned['f']['l1']:.2f}; pax. flow "
+        f"cosine {base['g']['cosine']:.3f} → {learned['g']['cosine']:.3f}, Manhattan {base['g']['l1']:.2f} → "
+        f"{learned['g']['l1']:.2f}")
     if learned["f"]["cosine"] < base["f"]["cosine"]:
         # the file is still written (its provenance records both), but nobody should miss this
         log(f"[amod]   WARNING: θ̂ imitates the MPC's rebalancing worse than θ = 0 on held-out states "
@@ -88,7 +94,7 @@ def ensure_theta(spec: ScenarioSpec, demos: Demos, held: Demos, path: Path, *, K
     theta.provenance = dict(want, command=" ".join(sys.argv), scenario=spec.to_dict(),
                             demos=str(demos.meta.get("file")), demo_seeds=seeds[:fit_episodes],
                             held_out=str(held.meta.get("file")), held_out_seeds=held.meta.get("seeds"),
-                            samples=len(demos), status=fit.status, objective=fit.objective,
+                            samples=len(demos), fit_method=fit.method, status=fit.status, objective=fit.objective,
                             solve_time_s=fit_s, gaps_mean=float(fit.gaps.mean()), gaps_max=float(fit.gaps.max()),
                             prop4_bound=fit.prop4_bound, dropped=len(getattr(fit, "dropped", []) or []),
                             deployed_l=0.0,

@@ -54,7 +54,10 @@ class AmodTable1:
         p.add_argument("--held-out-episodes", type=int, default=5, help="MPC episodes to validate θ on (default 5)")
         p.add_argument("--fit-episodes", type=int, default=None,
                        help="fit θ on the first N demonstration episodes (default: all of them)")
-        p.add_argument("--K", type=int, default=2, help="ReLU terms of the learned lower level (default 2)")
+        p.add_argument("--K", type=int, default=2, help="ReLU terms of the learned lower level (default 2; 0 with "
+                                                        "--cost-terms: only the cost terms)")
+        p.add_argument("--cost-terms", default=None, metavar="SPEC",
+                       help="also learn linear cost terms of Eq. 25 ('time' or 'time:B', offline.amod.cost_terms)")
         p.add_argument("--rho", type=float, default=1e-2, help="ρ of Problem 11 (default 1e-2)")
         p.add_argument("--fit-time-limit", type=float, default=900.0, help="inverse fit time limit, s (default 900)")
         p.add_argument("--theta", type=Path, default=None,
@@ -83,14 +86,16 @@ class AmodTable1:
         theta_path = args.theta or root / "theta.yaml"
         if args.theta is None:
             pipeline.ensure_theta(spec, demos, held, theta_path, K=args.K, rho=args.rho,
-                                  time_limit_s=args.fit_time_limit, log=log, fit_episodes=args.fit_episodes)
+                                  time_limit_s=args.fit_time_limit, log=log, fit_episodes=args.fit_episodes,
+                                  cost_terms=args.cost_terms)
         imitation_md = pipeline.ensure_imitation(spec, held, theta_path, root / "imitation.md", log)
         st = _State(spec=spec, theta_path=Path(theta_path))
         from hiopt_ros.control.theta import load_theta
         prov = load_theta(theta_path).provenance
         notes = [f"scenario: {scenario.summary()}",
-                 f"θ: {theta_path} (K={load_theta(theta_path).K}, ρ={prov.get('rho')}, fitted on "
-                 f"{prov.get('samples')} MPC samples, demand seeds {prov.get('demo_seeds')})"]
+                 f"θ: {theta_path} (K={load_theta(theta_path).K}, cost terms {prov.get('cost_terms')}, "
+                 f"ρ={prov.get('rho')}, fitted on {prov.get('samples')} MPC samples, demand seeds "
+                 f"{prov.get('demo_seeds')})"]
         chosen = ([m.strip() for m in args.methods.split(",")] if args.methods and args.methods != "all"
                   else self.methods + (self.optional_methods if args.methods == "all" else ()))
         methods = [m for m in self.methods + self.optional_methods if m in chosen]
