@@ -389,6 +389,25 @@ def test_train_writes_policy_provenance_curve_and_logs(tiny_policies):
 
 
 @pytest.mark.slow
+def test_exported_policies_are_evaluated_in_numpy_with_the_modules_numbers(tiny_policies):
+    """TorchPolicy/TorchCommandPolicy run an exported PPO actor with numpy (NumpyMlp); it gives the
+    module's outputs, and a module of another layout keeps the torch path."""
+    rng = np.random.default_rng(5)
+    for method in ("bilevel-learned", "bilevel-unchanged", "e2e"):
+        module, n_obs = tp.load_module(tiny_policies[method] / "policy.pt",
+                                       tp.ACTION_COMMAND if method == "e2e" else tp.SUBGOAL_KINDS)
+        mlp = tp.NumpyMlp.from_module(module, tp.observation_size(n_obs))
+        assert mlp is not None, method
+        for _ in range(200):
+            obs = rng.normal(0.0, 4.0, size=tp.observation_size(n_obs)).astype(np.float32)
+            np.testing.assert_allclose(mlp(obs), tp._forward(module, obs), atol=2e-6)
+    odd = torch.jit.script(torch.nn.Sequential(torch.nn.Linear(15, 2)))
+    assert tp.NumpyMlp.from_module(odd, 15) is None
+    obs = np.ones(15, dtype=np.float32)
+    np.testing.assert_allclose(tp.forward_function(odd, 15)(obs), tp._forward(odd, obs))
+
+
+@pytest.mark.slow
 @pytest.mark.ros
 def test_trained_policy_runs_in_planner_node_and_publishes_odom_frame_subgoals(tiny_policies):
     rclpy = pytest.importorskip("rclpy")
