@@ -438,6 +438,15 @@ def test_trained_policy_runs_in_planner_node_and_publishes_odom_frame_subgoals(t
             want = node.policy.subgoal(np.array(state), node.goal, course.obstacles_xyr, course.robot_radius_m)
             np.testing.assert_allclose(p, want, atol=1e-6)
             assert np.linalg.norm(p - state[:2]) <= max_d + 1e-6
+        # a robot that stays put: after the progress check's window the prior drives (counted)
+        assert node.policy.progress_check is not None and node.counters["progress_recoveries"] == 0
+        node.policy.reset()
+        node.state = np.array([1.0, -0.6, 0.4])
+        for _ in range(node.policy.progress_check.window + 1):
+            node.on_plan()
+        assert node.counters["progress_recoveries"] == 1
+        prior = node.policy.prior.subgoal(node.state, node.goal, course.obstacles_xyr, course.robot_radius_m)
+        np.testing.assert_allclose([sent[-1].point.x, sent[-1].point.y], prior, atol=1e-9)
         node.destroy_node()
     finally:
         rclpy.try_shutdown(context=ctx)

@@ -65,7 +65,7 @@ class PlannerNode(c.DrivesToGoal, c.ManagedNode):
             self.policy = LookaheadPolicy(lookahead_m=cfg.lookahead_m)
 
         self.watchdog = Watchdog(self.watchdog_clock(), {"odometry": cfg.odom_timeout_s})
-        self.counters = {"cycles": 0, "waiting": 0, "policy_failures": 0}
+        self.counters = {"cycles": 0, "waiting": 0, "policy_failures": 0, "progress_recoveries": 0}
 
         self.subgoal_pub = self.create_publisher(PointStamped, c.TOPIC_SUBGOAL, c.COMMAND_QOS)
         self.recorded_publishers.append(self.subgoal_pub)
@@ -101,7 +101,7 @@ class PlannerNode(c.DrivesToGoal, c.ManagedNode):
                 self.get_logger().error(f"policy failed: {exc}; not publishing", throttle_duration_sec=1.0)
                 return
             recoveries = getattr(self.policy, "recoveries", 0)
-            if recoveries > self.counters.get("progress_recoveries", 0):
+            if recoveries > self.counters["progress_recoveries"]:
                 self.counters["progress_recoveries"] = recoveries
                 pc = self.policy.progress_check
                 self.get_logger().warn(f"no progress over {pc.window} planner periods: the geometric prior "
