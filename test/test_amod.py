@@ -432,6 +432,32 @@ def test_fit_command_learns_cost_terms_and_reports_held_out_imitation(tmp_path, 
     assert set(prov["held_out_imitation"]) == {"theta0", "fitted"}
 
 
+def test_closest_optimal_solution_bounds_what_tie_breaking_can_reach(tmp_path, capsys):
+    """`closest_optimal` (the imitation command's --ties): at the MPC's states it is never farther from
+    the expert than the solver's own optimum, and where the expert's flows are Eq. 25's own optima
+    (relabelled by the deployed lower level) it finds them exactly."""
+    from offline.amod.__main__ import main
+    from offline.amod.demos import collect, save_demos
+    from offline.amod.fit import closest_optimal, imitation
+
+    sim = AmodSim(synthetic("tiny", 0, horizon=6))
+    held = collect(sim, range(500, 502), progress=False)
+    lp, tie = imitation(sim, held), closest_optimal(sim, held)
+    assert tie["failed"] == 0 and tie["f"]["l1"] + tie["g"]["l1"] <= lp["f"]["l1"] + lp["g"]["l1"] + 1e-9
+    assert 0.0 <= tie["expert_optimal"] <= 1.0 and tie["regret_mean"] >= -1e-9
+    fop = Eq25Fop(sim)
+    for k in range(len(held)):
+        s = fop.solve(held.state(k), held.qhat[k])
+        held.f[k], held.g[k] = s.f, s.g
+    own = closest_optimal(sim, held)
+    assert own["expert_optimal"] == 1.0 and own["f"]["l1"] + own["g"]["l1"] < 1e-6
+    held.meta["seeds"] = [500, 501]
+    save_demos(tmp_path / "h.npz", held)
+    assert main(["imitation", "--scenario", "tiny", "--horizon", "6", str(tmp_path / "h.npz"), "--ties"]) == 0
+    out = capsys.readouterr().out
+    assert "θ = 0: closest optimal solution" in out and "optimal at 100 % of the states" in out
+
+
 # ----------------------------------------------------------------------------- environments
 
 @pytest.mark.parametrize("kind", ["bilevel", "e2e"])

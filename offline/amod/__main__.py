@@ -4,6 +4,8 @@
     demos      MPC demonstrations → .npz
     fit        inverse fit of θ (Problem 11) from demonstrations → θ file with provenance, validated
                on held-out demonstrations (cosine, Manhattan vs θ = 0)
+    imitation  θ = 0 and θ files at held-out demonstrations (cosine, Manhattan of f and g); --ties:
+               also the closest optimal solution of each (how much of the gap LP ties explain)
     train      RL training of one method's policy (offline.rl)
     bench      loader + MPC + lower level + RL step at scale (default: 17 regions, ~26,000 demand
                records, 1,500 vehicles), time per step
@@ -56,6 +58,39 @@ def cmd_fit(args) -> int:
     ensure_theta(spec, demos, held, args.out, K=args.K, rho=args.rho, time_limit_s=args.time_limit,
                  log=_log, l=args.l, method=args.method, force=True, fit_episodes=args.episodes,
                  restarts=args.restarts, cost_terms=args.cost_terms)
+    return 0
+
+
+def cmd_imitation(args) -> int:
+    from hiopt_ros.control.theta import load_theta
+    from offline.amod.demos import load_demos
+    from offline.amod.fit import closest_optimal, imitation, imitation_table
+    from offline.amod.sim import AmodSim
+
+    spec = spec_from_args(args)
+    held = load_demos(args.held_out)
+    if held.meta.get("spec") not in (None, spec.to_dict()):
+        raise ValueError(f"{args.held_out} was recorded on another scenario ({held.meta.get('spec')}); pass the "
+                         f"same scenario options")
+    sim = AmodSim(spec.build())
+    rows, ties = [], []
+    for path in [None, *args.theta]:
+        theta = load_theta(path) if path is not None else None
+        if theta is not None:
+            seeds = set(theta.provenance.get("demo_seeds") or []) & set(held.meta.get("seeds") or [])
+            if seeds:
+                raise ValueError(f"θ {path} was fitted on demand seeds {sorted(seeds)[:5]} of {args.held_out}")
+        name = "θ = 0" if path is None else str(path)
+        rows.append((name, imitation(sim, held, theta)))
+        if args.ties:
+            m = closest_optimal(sim, held, theta)
+            rows.append((f"{name}: closest optimal solution", m))
+            ties.append(f"{name}: the expert's flows are optimal at {100 * m['expert_optimal']:.0f} % of the states; "
+                        f"regret mean {m['regret_mean']:.2f}, median {m['regret_median']:.2f}")
+    print(f"## Imitation of MPC at {len(held)} held-out states (seeds {held.meta.get('seeds')})\n")
+    print(imitation_table(rows))
+    for line in ties:
+        print(line)
     return 0
 
 
@@ -113,6 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--episodes", type=int, default=None, help="fit on the first N demonstration episodes (default: all)")
     s.add_argument("--restarts", type=int, default=2, help="random starts of the alternating method (default 2)")
     s.set_defaults(func=cmd_fit)
+
+    s = sub.add_parser("imitation", help="θ = 0 and θ files at held-out demonstrations (Table 5 metrics)")
+    add_scenario_arguments(s)
+    s.add_argument("held_out", type=Path, help="held-out demonstrations (.npz from `demos`)")
+    s.add_argument("--theta", type=Path, nargs="*", default=[], help="θ files to compare with θ = 0")
+    s.add_argument("--ties", action="store_true",
+                   help="also the optimal solution of Eq. 25 closest to the expert's flows (LP ties)")
+    s.set_defaults(func=cmd_imitation)
 
     s = sub.add_parser("train", help="train one method's RL policy")
     add_scenario_arguments(s)

@@ -24,7 +24,7 @@ from offline.amod.demos import Demos
 from offline.amod.lower import Eq25Fop
 from offline.amod.sim import AmodSim
 
-__all__ = ["FIT_L", "inverse_samples", "cost_features", "fit_theta", "imitation", "imitation_table"]
+__all__ = ["FIT_L", "inverse_samples", "cost_features", "fit_theta", "imitation", "closest_optimal", "imitation_table"]
 
 #: l of Problem 11 (Prop. 4 needs l > 0); the deployed Eq. 25 is the LP (offline.amod.lower.DEFAULT_L)
 FIT_L = 1e-3
@@ -99,6 +99,67 @@ def imitation(sim: AmodSim, demos: Demos, theta=None) -> dict:
         G.append(s.g)
     return {"f": action_metrics(np.array(F), demos.f), "g": action_metrics(np.array(G), demos.g),
             "failed": failed, "solve_ms_median": 1e3 * float(np.median(times)), "samples": len(demos)}
+
+
+def closest_optimal(sim: AmodSim, demos: Demos, theta=None, rel_tol: float = 1e-7) -> dict:
+    """How much of the imitation gap is LP degeneracy (ties): at each demonstration, of all the
+    optimal solutions of the deployed Eq. 25 (θ or θ = 0) the one closest to the expert's flows.
+
+    min ‖x − x_e‖₁ over Eq. 25's rows and bounds, ReLU epigraphs θ_kᵀx − τ_k ≤ μ_k, and cost ≤ the
+    optimum·(1 + rel_tol): what the best tie-breaking could reach. Also the expert's regret under
+    the same cost (its cost minus the optimum; 0 where the expert's flows are optimal too).
+    Returns {"f", "g": metrics as in `imitation`, "failed", "samples", "expert_optimal": share of
+    samples with regret ≤ 1e-6·(1 + |optimum|), "regret_mean", "regret_median"}.
+    """
+    import scipy.sparse as sp
+    from scipy.optimize import linprog
+
+    from offline.inverse import action_metrics
+
+    fop = Eq25Fop(sim, K=theta.K if theta is not None else 0)
+    fop.set_theta(theta)
+    n, K = fop.n, fop.lp.theta.shape[0]
+    A = sp.csr_matrix(fop.A)
+    th, mu = fop.lp.theta, fop.lp.mu
+    F, G, regret, opts, failed = [], [], [], [], 0
+    for k in range(len(demos)):
+        state, qhat = demos.state(k), demos.qhat[k]
+        c, rlo, rhi, clo, chi = fop.data(state, qhat)
+        sol = fop.lp.solve(c, rlo, rhi, clo, chi)
+        xe = fop.x_of(demos.f[k], demos.g[k])
+        if not sol.ok:
+            failed += 1
+            F.append(np.full(fop.E, np.nan))
+            G.append(np.full(fop.P, np.nan))
+            continue
+        opt = sol.objective
+        opts.append(opt)
+        regret.append(fop.lp.objective(c, xe) - opt)
+        # columns [x (n), τ (K), p (n), m (n)]: x − p + m = x_e, min Σ p + m
+        up, lo = np.isfinite(rhi), np.isfinite(rlo)
+        zeros = lambda r, w: sp.csr_matrix((r, w))
+        A_ub = sp.vstack([sp.hstack([A[up], zeros(int(up.sum()), K + 2 * n)]),
+                          sp.hstack([-A[lo], zeros(int(lo.sum()), K + 2 * n)]),
+                          sp.hstack([sp.csr_matrix(th), -sp.identity(K), zeros(K, 2 * n)]),
+                          sp.hstack([sp.csr_matrix(c.reshape(1, -1)), sp.csr_matrix(np.ones((1, K))), zeros(1, 2 * n)])],
+                         format="csr")
+        b_ub = np.r_[rhi[up], -rlo[lo], mu, opt + rel_tol * (1.0 + abs(opt))]
+        A_eq = sp.hstack([sp.identity(n), zeros(n, K), -sp.identity(n), sp.identity(n)], format="csr")
+        bounds = ([(float(a), None if np.isinf(b) else float(b)) for a, b in zip(clo, chi)]
+                  + [(0.0, None)] * (K + 2 * n))
+        res = linprog(np.r_[np.zeros(n + K), np.ones(2 * n)], A_ub=A_ub, b_ub=b_ub, A_eq=A_eq, b_eq=xe,
+                      bounds=bounds, method="highs")
+        x = res.x[:n] if res.status == 0 else np.r_[sol.x]
+        failed += res.status != 0
+        F.append(x[fop.sl_f])
+        G.append(x[fop.sl_g])
+    regret = np.array(regret)
+    opt_share = float(np.mean(regret <= 1e-6 * (1.0 + np.abs(opts)))) if len(regret) else float("nan")
+    ok = np.all(np.isfinite(np.array(F)), axis=1)
+    return {"f": action_metrics(np.array(F)[ok], demos.f[ok]), "g": action_metrics(np.array(G)[ok], demos.g[ok]),
+            "failed": failed, "samples": len(demos), "expert_optimal": opt_share,
+            "regret_mean": float(regret.mean()) if len(regret) else float("nan"),
+            "regret_median": float(np.median(regret)) if len(regret) else float("nan")}
 
 
 def imitation_table(rows: Sequence[tuple[str, dict]]) -> str:
