@@ -55,9 +55,9 @@ AGREE_TOL = 1e-3          # |Δu| below this counts as the same action
 
 def _progress(iterable, desc: str, total: int):
     """A tqdm bar on a terminal; silent (no bar, no log lines) when stderr is not a terminal."""
-    from tqdm import tqdm
+    from hiopt_ros.progress import progress_bar
 
-    return tqdm(iterable, desc=desc, total=total, leave=False, file=sys.stderr, disable=not sys.stderr.isatty())
+    return progress_bar(iterable, desc=desc, total=total, leave=False)
 
 
 def random_course(rng: np.random.Generator, M: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

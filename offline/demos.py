@@ -157,7 +157,7 @@ def record(out: str | Path, episodes: int, seed: int, *, dt_s: float = 0.05, max
            params: str | Path = DEFAULT_PARAMS, storage: str | None = None, overwrite: bool = False,
            progress: bool = True) -> tuple[Path, list[EpisodeResult]]:
     """Record `episodes` expert episodes on random courses into the bag `out`; returns (path, results)."""
-    from tqdm import tqdm
+    from hiopt_ros.progress import progress_bar
 
     from hiopt_ros.control.mpc import Mpc
 
@@ -171,7 +171,7 @@ def record(out: str | Path, episodes: int, seed: int, *, dt_s: float = 0.05, max
     results: list[EpisodeResult] = []
     t_ns = T0_NS
     with BagWriter(out, storage=storage, overwrite=overwrite) as writer:
-        bar = tqdm(range(episodes), desc="demonstrations", unit="episode", disable=not progress, file=sys.stderr)
+        bar = progress_bar(range(episodes), enabled=progress, desc="demonstrations", unit="episode")
         for _ in bar:
             course = random_course(rng, base, max_obstacles=min(3, mpc.config.M))
             limit = max_time_s or 4.0 * float(np.linalg.norm(course.goal_xy - course.start_xyyaw[:2])) / \

@@ -234,13 +234,12 @@ def read_demonstrations(paths: Sequence[str], args, topics: RobotTopics, fixed_o
                         seen: Sequence[dict] = ()):
     """Aligned samples of some bags, with alignment stats and per-bag provenance. A bag whose
     content equals one in `seen` (the training bags' provenance) or an earlier one is refused."""
-    from tqdm import tqdm
+    from hiopt_ros.progress import progress_bar
 
     samples: list[RobotSample] = []
     stats = AlignmentStats(max_odom_age_s=args.max_odom_age_s, max_subgoal_skew_s=args.max_subgoal_skew_s)
     info = []
-    for path in tqdm(paths, desc=f"reading {what} bags", unit="bag", disable=not progress or len(paths) < 2,
-                     file=sys.stderr):
+    for path in progress_bar(paths, enabled=progress and len(paths) > 1, desc=f"reading {what} bags", unit="bag"):
         bag = read_robot_bag(path, topics, obstacles="skip" if fixed_obstacles is not None else "required",
                              stamp=args.stamp)
         twin = next((b["path"] for b in [*seen, *info] if b["sha256"] == bag.sha256), None)
@@ -382,7 +381,7 @@ def candidate_options(args, has_plan: bool) -> list[list[Option]]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """The whole pipeline; returns the report (also stored as provenance in --out)."""
-    from tqdm import tqdm
+    from hiopt_ros.progress import progress_bar
 
     from hiopt_ros.control.fop import Fop
     from hiopt_ros.control.theta import Theta, save_theta
@@ -441,7 +440,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     candidates: list[dict[str, Any]] = []
     chosen = None
     n_fits = sum(len(st) for st in stages)
-    bar = tqdm(total=n_fits, desc="options", unit="fit", disable=not progress, file=sys.stderr)
+    bar = progress_bar(total=n_fits, enabled=progress, desc="options", unit="fit")
     unchanged_held: dict[str, Any] = {}
     for si, stage in enumerate(stages):
         if chosen is not None:
@@ -499,8 +498,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     validation: dict[str, Any] = {}
     if val_samples:
-        vbar = tqdm(total=3 * len(val_samples), desc="validation FOP solves", unit="solve", disable=not progress,
-                    file=sys.stderr)
+        vbar = progress_bar(total=3 * len(val_samples), enabled=progress, desc="validation FOP solves", unit="solve")
         val_def = option.subgoal.apply(val_samples)
         validation = {"bags": val_info, **episode_summary(val_samples), "n": len(val_samples),
                       "learned": score(fop, theta_hat, val_def, vbar),

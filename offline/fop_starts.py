@@ -91,7 +91,7 @@ def demonstration_study(episodes: int, seed: int, params: str | Path, progress: 
 
 def loop_study(courses: int, seed: int, params: str | Path, progress: bool) -> dict:
     """The bi-level kinematic loop on random courses with each start strategy."""
-    from tqdm import tqdm
+    from hiopt_ros.progress import progress_bar
 
     from hiopt_ros.control.fop import Fop
     from sim.course import load_course
@@ -107,7 +107,7 @@ def loop_study(courses: int, seed: int, params: str | Path, progress: bool) -> d
     for multi in (False, True):
         fop = Fop(dataclasses.replace(cfg, multi_start=multi))
         res = [run_episode(c, "fop", fop=fop, dt_s=0.02, max_time_s=30.0)
-               for c in tqdm(drawn, desc=f"closed loop, multi_start={multi}", disable=not progress, file=sys.stderr)]
+               for c in progress_bar(drawn, enabled=progress, desc=f"closed loop, multi_start={multi}")]
         ok = [r for r in res if r.reached and not r.collided]
         out["one start per speed slab" if multi else "one start (u = 0)"] = {
             "reached": len(ok), "collided": sum(r.collided for r in res), "courses": courses,

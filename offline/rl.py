@@ -163,10 +163,10 @@ def _callbacks(cfg: RLConfig, out_dir: Path, progress: bool):
             self.rates: dict[str, list[float]] = {k: [] for k in cfg.curve_keys}
 
         def _on_training_start(self) -> None:
-            from tqdm import tqdm
+            from hiopt_ros.progress import progress_bar
 
-            self.bar = tqdm(total=cfg.total_steps, desc=f"{cfg.algo} training", unit="step",
-                            disable=not progress, file=sys.stderr, smoothing=0.05)
+            self.bar = progress_bar(total=cfg.total_steps, enabled=progress, desc=f"{cfg.algo} training",
+                                    unit="step", smoothing=0.05)
 
         def _on_step(self) -> bool:
             self.bar.update(self.training_env.num_envs)

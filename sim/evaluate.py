@@ -272,7 +272,7 @@ def _sha256(path) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from offline.results import ResultsTable, new_results_dir
-    from tqdm import tqdm
+    from hiopt_ros.progress import progress_bar
 
     seeds = list(range(args.first_seed, args.first_seed + args.courses))
     out = args.out or new_results_dir("table2", REPO_ROOT / "results")
@@ -289,8 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         descs = {k: d for k, (_, _, d) in methods.items()}
         episodes = {k: [] for k in methods}
         jobs = [(k, s) for s in [DEFAULT_COURSE_SEED, *seeds] for k in methods]
-        bar = tqdm(jobs, desc="episodes", unit="ep", disable=args.no_progress or not sys.stderr.isatty(),
-                   file=sys.stderr)
+        bar = progress_bar(jobs, enabled=not args.no_progress, desc="episodes", unit="ep")
         for key, seed in bar:
             env, driver, _ = methods[key]
             episodes[key].append(run_episode(env, driver, key, seed))

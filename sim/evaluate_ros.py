@@ -12,7 +12,6 @@ bi-level planner's forward pass is not published). Parameter files and run folde
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ def course_params(base_params: Path, course, *, policy: str | None, theta: str |
 
 def run(args, seeds: list[int], out: Path, progress: bool = True):
     """({method: [Episode]}, {method: description}) for args.methods on seed 0 + `seeds` via ROS."""
-    from tqdm import tqdm
+    from hiopt_ros.progress import progress_bar
 
     from hiopt_ros import launcher
     from sim.evaluate import METHODS, Episode
@@ -59,7 +58,7 @@ def run(args, seeds: list[int], out: Path, progress: bool = True):
                       **({"theta": theta} if theta else {})}
     episodes: dict[str, list] = {k: [] for k in args.methods}
     jobs = [(k, s) for s in [DEFAULT_COURSE_SEED, *seeds] for k in args.methods]
-    bar = tqdm(jobs, desc="ROS runs", unit="run", disable=not progress or not sys.stderr.isatty(), file=sys.stderr)
+    bar = progress_bar(jobs, enabled=progress, desc="ROS runs", unit="run")
     domain = int(os.environ.get("ROS_DOMAIN_ID", 1 + os.getpid() % 100))
     for key, seed in bar:
         course = course_for_seed(seed, args.params)

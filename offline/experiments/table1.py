@@ -103,8 +103,8 @@ def run(args: argparse.Namespace, case=None) -> dict:
     times: dict[str, list[float]] = {m: [] for m in methods}
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=len(methods) * len(eval_seeds), desc=f"table1 {case.name}", unit="episode", file=sys.stderr)
+        from hiopt_ros.progress import progress_bar
+        bar = progress_bar(total=len(methods) * len(eval_seeds), desc=f"table1 {case.name}", unit="episode")
     for method in methods:
         for seed in eval_seeds:
             if bar is not None:

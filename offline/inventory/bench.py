@@ -30,7 +30,7 @@ __all__ = ["bench_scenario"]
 def bench_scenario(name: str, episodes: int = 3, seed: int = 20_000, K: int = 2, repeats: int = 3,
                    progress: bool = False) -> dict[str, np.ndarray]:
     """Per-state decision times (s) {"mpc", "fop_unchanged", "fop_relu"} on one scenario."""
-    from tqdm.auto import tqdm
+    from hiopt_ros.progress import progress_bar
 
     sc = make_scenario(name)
     env = InventoryEnv(sc)
@@ -42,8 +42,7 @@ def bench_scenario(name: str, episodes: int = 3, seed: int = 20_000, K: int = 2,
     for H in range(1, sc.horizon_steps + 1):   # build every horizon's model first (not timed)
         mpc._model(H)
     times = {"mpc": [], "fop_unchanged": [], "fop_relu": []}
-    bar = tqdm(total=episodes * sc.horizon_steps, desc=f"bench {name}", unit="state", disable=not progress,
-               file=sys.stderr)
+    bar = progress_bar(total=episodes * sc.horizon_steps, enabled=progress, desc=f"bench {name}", unit="state")
     for ep in range(episodes):
         env.reset(seed=seed + ep)
         done = False

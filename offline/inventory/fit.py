@@ -58,13 +58,13 @@ class Demonstration:
 def collect_demonstrations(scenario: InventoryScenario, seeds: Sequence[int], mpc: InventoryMpc | None = None,
                            progress: bool = False) -> list[Demonstration]:
     """Run the MPC on the demand samples of `seeds` (one episode each) and log every step."""
-    from tqdm.auto import tqdm
+    from hiopt_ros.progress import progress_bar
 
     mpc = mpc or InventoryMpc(scenario)
     env = InventoryEnv(scenario)
     demos: list[Demonstration] = []
-    bar = tqdm(total=len(seeds) * scenario.horizon_steps, desc="MPC demonstrations", unit="step",
-               disable=not progress, file=sys.stderr)
+    bar = progress_bar(total=len(seeds) * scenario.horizon_steps, enabled=progress, desc="MPC demonstrations",
+                       unit="step")
     for seed in seeds:
         env.reset(seed=int(seed))
         done = False

@@ -408,13 +408,11 @@ def check_l(l: float) -> float:
 
 
 def bar(it, progress, desc, total=None):
-    """tqdm over `it` when progress is on (quiet when stderr is not a terminal), else `it`."""
+    """A progress bar over `it` when progress is on (hiopt_ros.progress: only on a terminal), else `it`."""
     if not progress:
         return it
-    import sys
-
-    from tqdm.auto import tqdm
-    return tqdm(it, desc=desc, total=total, file=sys.stderr, leave=False, disable=not sys.stderr.isatty())
+    from hiopt_ros.progress import progress_bar
+    return progress_bar(it, desc=desc, total=total, leave=False)
 
 
 def objective(eps, theta, rho) -> float:

@@ -9,7 +9,6 @@ Candidates are scored by (11a) with gaps re-evaluated on all samples.
 """
 from __future__ import annotations
 
-import sys
 import time
 
 import numpy as np
@@ -219,9 +218,8 @@ def refine(st: Stack, th, nu, phi, rho, theta_bound, nu_bound, mu_schedule, usca
     status = "converged"
     pbar = None
     if progress:
-        from tqdm.auto import tqdm
-        pbar = tqdm(desc=f"alternating ({tag})", unit="step", file=sys.stderr, leave=False,
-                    disable=not sys.stderr.isatty())
+        from hiopt_ros.progress import progress_bar
+        pbar = progress_bar(desc=f"alternating ({tag})", unit="step", leave=False)
     try:
         for mu_rel in mu_schedule:
             mu = None if mu_rel is None else mu_rel * uscale
