@@ -104,7 +104,7 @@ class PlannerNode(c.DrivesToGoal, c.ManagedNode):
             if recoveries > self.counters["progress_recoveries"]:
                 self.counters["progress_recoveries"] = recoveries
                 pc = self.policy.progress_check
-                self.get_logger().warn(f"no progress over {pc.window} planner periods: the geometric prior "
+                self.get_logger().warning(f"no progress over {pc.window} planner periods: the geometric prior "
                                        f"drives alone for {pc.recovery} (recovery {recoveries})")
         if subgoal.shape != (2,) or not np.all(np.isfinite(subgoal)):
             self.get_logger().error(f"policy returned an invalid subgoal {subgoal!r}; not publishing",
