@@ -19,8 +19,9 @@ so w is a cost per vehicle-step (in the scenario's price unit), and Eq. 25 becom
 
 A term without a time window is a fixed per-column linear cost: the limit of a ReLU term whose
 kink is always active (max(θᵀx − μ, 0) = θᵀx − μ for μ below every feasible θᵀx), i.e. the
-paper's form. Time windows let the weight follow the episode (vehicle time is worth more early
-in the episode, when it can still be used). The weights are learned with Problem (11) as its
+paper's form. Time windows let the weight follow the episode (on the 16-region scenario a
+vehicle-step is worth ~0 while vehicles are plentiful early on and in the last steps, whose trips
+end after the episode, and ~1–1.5 around the demand peak; README, AMoD). The weights are learned with Problem (11) as its
 cost-feature weights φ (offline.inverse.Features): K = 0 with these terms is convex.
 
 Spec strings (the `--cost-terms` option): "time" → time_f, time_g; "time:B" → both in B windows
