@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,10 +67,9 @@ def collect(sim: AmodSim, seeds: Sequence[int], mpc=None, progress: bool = True)
     rows: dict[str, list] = {k: [] for k in ("episode", "seed", "t", "idle", "arrivals", "requests", "f", "g",
                                              "qhat", "mpc_time_s")}
     ep_reward, ep_served = [], []
-    bar = None
-    if progress and sys.stderr.isatty():
-        from tqdm.auto import tqdm
-        bar = tqdm(total=len(seeds) * sim.T, desc="MPC demonstrations", unit="step", file=sys.stderr)
+    from hiopt_ros.progress import progress_bar
+
+    bar = progress_bar(total=len(seeds) * sim.T, enabled=progress, desc="MPC demonstrations", unit="step")
     for e, seed in enumerate(seeds):
         state = sim.reset(int(seed))
         while not sim.done:
@@ -84,12 +82,10 @@ def collect(sim: AmodSim, seeds: Sequence[int], mpc=None, progress: bool = True)
                 rows[k].append(v)
             sim.step(f, g)
             state = sim.state()
-            if bar is not None:
-                bar.update(1)
+            bar.update(1)
         ep_reward.append(sim.totals["reward"])
         ep_served.append(sim.totals["served"])
-    if bar is not None:
-        bar.close()
+    bar.close()
     arr = {k: np.asarray(v) for k, v in rows.items()}
     return Demos(scenario=sim.sc.name, episode_reward=np.asarray(ep_reward), episode_served=np.asarray(ep_served),
                  meta={"seeds": [int(s) for s in seeds], "horizon": sim.T}, **arr)
