@@ -430,6 +430,16 @@ def test_fit_command_learns_cost_terms_and_reports_held_out_imitation(tmp_path, 
     prov = theta.provenance
     assert prov["cost_terms"] == "time:2" and prov["fit_method"] == "convex" and prov["held_out_seeds"] == [500, 501]
     assert set(prov["held_out_imitation"]) == {"theta0", "fitted"}
+    # the defaults are the form chosen on held-out demonstrations: cost terms, one window per step
+    # at most (here 6 steps), K = 0; without cost terms and without ReLU terms nothing is learned
+    assert main(["fit", *opts, str(tmp_path / "d.npz"), "--held-out", str(tmp_path / "h.npz"), "--out",
+                 str(tmp_path / "default.yaml")]) == 0
+    default = load_theta(tmp_path / "default.yaml")
+    assert default.K == 0 and default.provenance["cost_terms"] == "time:6" and len(default.cost_weights) == 12
+    capsys.readouterr()
+    assert main(["fit", *opts, str(tmp_path / "d.npz"), "--held-out", str(tmp_path / "h.npz"), "--out",
+                 str(tmp_path / "none.yaml"), "--K", "0", "--cost-terms", "none"]) == 2
+    assert "learns nothing" in capsys.readouterr().err and not (tmp_path / "none.yaml").exists()
 
 
 def test_closest_optimal_solution_bounds_what_tie_breaking_can_reach(tmp_path, capsys):

@@ -94,7 +94,8 @@ def test_table1_amod_runs_end_to_end_on_a_tiny_budget(tmp_path, capsys):
     methods, evaluation on seeds disjoint from training; MPC is the best row."""
     out = tmp_path / "t1"
     rc = main(["table1", "--case", "amod", "--scenario", "tiny", "--horizon", "4", "--episodes", "2",
-               "--demo-episodes", "2", "--held-out-episodes", "1", "--K", "1", "--fit-time-limit", "5",
+               "--demo-episodes", "2", "--held-out-episodes", "1", "--K", "1", "--cost-terms", "none",
+               "--fit-time-limit", "5",
                "--rl-steps", "64", "--bc-steps", "50", "--work-dir", str(tmp_path / "work"), "--out", str(out),
                "--quiet"])
     assert rc == 0

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from offline.amod.config import DEMO_SEED0, HELD_OUT_SEED0, add_scenario_arguments, spec_from_args
+from offline.amod.config import (DEMO_SEED0, HELD_OUT_SEED0, add_scenario_arguments, add_theta_form_arguments,
+                                 spec_from_args, theta_form)
 
 
 def _log(msg: str) -> None:
@@ -55,9 +56,10 @@ def cmd_fit(args) -> int:
     overlap = set(demos.meta.get("seeds", [])) & set(held.meta.get("seeds", []))
     if overlap:
         raise ValueError(f"held-out demonstrations share seeds {sorted(overlap)[:5]} with the training ones")
-    ensure_theta(spec, demos, held, args.out, K=args.K, rho=args.rho, time_limit_s=args.time_limit,
+    K, cost_terms = theta_form(args)
+    ensure_theta(spec, demos, held, args.out, K=K, rho=args.rho, time_limit_s=args.time_limit,
                  log=_log, l=args.l, method=args.method, force=True, fit_episodes=args.episodes,
-                 restarts=args.restarts, cost_terms=args.cost_terms)
+                 restarts=args.restarts, cost_terms=cost_terms)
     return 0
 
 
@@ -137,10 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("demos", type=Path, help="training demonstrations (.npz from `demos`)")
     s.add_argument("--held-out", type=Path, required=True, help="held-out demonstrations (other seeds)")
     s.add_argument("--out", type=Path, required=True, help="θ file to write (atomically)")
-    s.add_argument("--K", type=int, default=2, help="ReLU terms (default 2; 0 with --cost-terms: only those, a convex fit)")
-    s.add_argument("--cost-terms", default=None, metavar="SPEC",
-                   help="also learn linear cost terms of Eq. 25 (offline.amod.cost_terms): 'time' (cost of a "
-                        "vehicle-step on f and on g) or 'time:B' (the same in B windows of the episode)")
+    add_theta_form_arguments(s)
     s.add_argument("--l", type=float, default=None, help="l of Problem 11 (default offline.amod.fit.FIT_L)")
     s.add_argument("--rho", type=float, default=1e-2)
     s.add_argument("--method", default="alternating", choices=("alternating", "global", "auto"))

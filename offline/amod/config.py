@@ -68,6 +68,35 @@ def add_scenario_arguments(p) -> None:
     p.add_argument("--fleet", type=int, default=None, help="fleet size (default: the scenario's)")
 
 
+#: θ form the fit commands learn by default: the cost terms chosen on held-out demonstrations
+#: (README, AMoD: `time:10`, K = 0, convex); `--cost-terms none --K 2` is the paper's ReLU form
+DEFAULT_COST_WINDOWS = 10
+
+
+def add_theta_form_arguments(p, *, what: str = "θ") -> None:
+    """--K and --cost-terms of `offline.amod fit` and `table1 --case amod` (one definition)."""
+    p.add_argument("--K", type=int, default=None,
+                   help=f"ReLU terms of {what} (default 0 with cost terms, 2 with --cost-terms none)")
+    p.add_argument("--cost-terms", default=None, metavar="SPEC",
+                   help="linear cost terms of Eq. 25 learned with θ (offline.amod.cost_terms): 'time' (a cost per "
+                        "vehicle-step on f and on g), 'time:B' (the same in B windows of the episode) or 'none' "
+                        f"(only ReLU terms: the paper's form); default time:{DEFAULT_COST_WINDOWS} (at most one "
+                        "window per step), chosen on held-out demonstrations (README, AMoD)")
+
+
+def theta_form(args: argparse.Namespace) -> tuple[int, str | None]:
+    """(K, cost-term spec or None) from add_theta_form_arguments' options and the episode length."""
+    spec = args.cost_terms
+    if spec is None:
+        spec = f"time:{min(DEFAULT_COST_WINDOWS, args.horizon)}"
+    elif str(spec).strip().lower() == "none":
+        spec = None
+    K = args.K if args.K is not None else (0 if spec else 2)
+    if K < 0 or (K == 0 and not spec):
+        raise ValueError(f"--K {K} with --cost-terms none learns nothing: use K >= 1 or cost terms")
+    return K, spec
+
+
 def spec_from_args(args: argparse.Namespace) -> ScenarioSpec:
     return ScenarioSpec(synthetic=None if args.scenario_json else args.scenario, seed=args.scenario_seed,
                         json=args.scenario_json, start_hour=args.start_hour, step_min=args.step_min,

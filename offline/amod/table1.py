@@ -18,8 +18,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from offline.amod.config import (DEMO_SEED0, HELD_OUT_SEED0, RL_SEEDS, add_scenario_arguments, lower_factory,
-                                 spec_from_args)
+from offline.amod.config import (DEMO_SEED0, HELD_OUT_SEED0, RL_SEEDS, add_scenario_arguments,
+                                 add_theta_form_arguments, lower_factory, spec_from_args, theta_form)
 from offline.experiments import METHODS, Episode, Prepared
 
 __all__ = ["CASE", "AmodTable1"]
@@ -54,10 +54,7 @@ class AmodTable1:
         p.add_argument("--held-out-episodes", type=int, default=5, help="MPC episodes to validate θ on (default 5)")
         p.add_argument("--fit-episodes", type=int, default=None,
                        help="fit θ on the first N demonstration episodes (default: all of them)")
-        p.add_argument("--K", type=int, default=2, help="ReLU terms of the learned lower level (default 2; 0 with "
-                                                        "--cost-terms: only the cost terms)")
-        p.add_argument("--cost-terms", default=None, metavar="SPEC",
-                       help="also learn linear cost terms of Eq. 25 ('time' or 'time:B', offline.amod.cost_terms)")
+        add_theta_form_arguments(p, what="the learned lower level")
         p.add_argument("--rho", type=float, default=1e-2, help="ρ of Problem 11 (default 1e-2)")
         p.add_argument("--fit-time-limit", type=float, default=900.0, help="inverse fit time limit, s (default 900)")
         p.add_argument("--theta", type=Path, default=None,
@@ -85,9 +82,10 @@ class AmodTable1:
         held = pipeline.ensure_demos(spec, root / "held_out.npz", HELD_OUT_SEED0, args.held_out_episodes, log)
         theta_path = args.theta or root / "theta.yaml"
         if args.theta is None:
-            pipeline.ensure_theta(spec, demos, held, theta_path, K=args.K, rho=args.rho,
+            K, cost_terms = theta_form(args)
+            pipeline.ensure_theta(spec, demos, held, theta_path, K=K, rho=args.rho,
                                   time_limit_s=args.fit_time_limit, log=log, fit_episodes=args.fit_episodes,
-                                  cost_terms=args.cost_terms)
+                                  cost_terms=cost_terms)
         imitation_md = pipeline.ensure_imitation(spec, held, theta_path, root / "imitation.md", log)
         st = _State(spec=spec, theta_path=Path(theta_path))
         from hiopt_ros.control.theta import load_theta
