@@ -48,7 +48,7 @@ import numpy as np
 from . import acados_env
 from ..stdio import mute_c_stdout
 from .model import (DEFAULT_ROBOT, INPUT_NAMES, PARK_OFFSET_M, UnicycleLimits, casadi_step, check_obstacles,
-                    check_vector, nearest_obstacles, pack_obstacles)
+                    check_vector, finite_floats, nearest_obstacles, pack_obstacles)
 from .theta import Theta
 
 _UNUSED_BETA = 1.0       # unused ReLU slots: α = 0, β = 1 → α·u − β = −1, strictly inactive
@@ -136,19 +136,6 @@ def _worst_violation(px: float, py: float, rows) -> float:
     for ox, oy, r_eff in rows:
         worst = max(worst, r_eff * r_eff - (px - ox) ** 2 - (py - oy) ** 2)
     return worst
-
-
-def _finite_floats(name: str, value, size: int) -> list[float]:
-    """:func:`check_vector`'s values as Python floats (same errors); a float64 array of shape (size,)
-    skips the conversion (the control loop's case)."""
-    if type(value) is np.ndarray and value.shape == (size,) and value.dtype == np.float64:
-        vals = value.tolist()
-        for val in vals:
-            if not math.isfinite(val):
-                break
-        else:
-            return vals
-    return check_vector(name, value, size).tolist()
 
 
 @dataclass
@@ -258,6 +245,10 @@ def _build_ocp(K: int, M: int, max_iter: int, tol: float):
     opts.exact_hess_dyn = 0
     opts.exact_hess_constr = 0
     opts.qp_solver = "FULL_CONDENSING_HPIPM"
+    # SPEED (as the MPC): on 2,266 states of 10 held-out Table 2 courses it returns the same actions
+    # as the default BALANCE to 3e-6 at 40 instead of 48 µs a solve (SPEED_ABS drops safeguards and
+    # fails there)
+    opts.hpipm_mode = "SPEED"
     opts.qp_solver_iter_max = 100
     opts.nlp_solver_max_iter = max_iter
     opts.tol = tol
@@ -495,8 +486,8 @@ class Fop:
         so the Python around acados costs a fraction of the reference's.
         """
         t0 = time.perf_counter()
-        x, y, yaw = _finite_floats("state", state, 3)
-        gx, gy = _finite_floats("subgoal_xy", subgoal_xy, 2)
+        x, y, yaw = finite_floats("state", state, 3)
+        gx, gy = finite_floats("subgoal_xy", subgoal_xy, 2)
         cfg, pc = self.config, self._p_c
         yaw_ref = _yaw_reference(x, y, yaw, gx, gy)
         xyyaw = (x, y, yaw)

@@ -137,6 +137,19 @@ def check_vector(name: str, value, size: int) -> np.ndarray:
     return arr
 
 
+def finite_floats(name: str, value, size: int) -> list[float]:
+    """:func:`check_vector`'s values as Python floats (same errors); a float64 array of shape (size,)
+    skips the conversion (the hot paths' case: the control loop, the planner)."""
+    if type(value) is np.ndarray and value.shape == (size,) and value.dtype == np.float64:
+        vals = value.tolist()
+        for val in vals:
+            if not math.isfinite(val):
+                break
+        else:
+            return vals
+    return check_vector(name, value, size).tolist()
+
+
 def check_obstacles(value, max_count: int | None = None) -> np.ndarray:
     """Obstacles as an (m, 3) array of finite [x_m, y_m, radius_m] rows, radius >= 0."""
     if value is None:
