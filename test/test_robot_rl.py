@@ -185,6 +185,29 @@ def test_residual_torch_policy_adds_its_output_to_the_prior_it_was_trained_with(
         tp.TorchPolicy.load(tmp_path / "noprior.pt")
 
 
+def test_policy_subgoal_checks_once_and_computes_what_the_checked_functions_compute():
+    """TorchPolicy.subgoal checks its inputs once and works on plain floats (the planner's hot path);
+    its subgoal is, to the bit, observation -> module -> prior waypoint -> residual_to_subgoal with
+    every input checked, for new, reused and missing obstacle arrays; bad inputs stay clear errors."""
+    pol = tp.TorchPolicy.load(REPO / "config/policy/bilevel_learned.pt", max_distance_m=1.5, progress_check=None)
+    rng = np.random.default_rng(7)
+    reused = np.array([[1.0, 0.2, 0.3], [2.5, -0.4, 0.5]])
+    for i in range(300):
+        state, goal = rng.uniform([-1, -2, -4], [5, 2, 4]), rng.uniform([-1, -2], [5, 2])
+        obstacles = (reused if i % 3 == 0 else None if i % 7 == 0
+                     else rng.uniform([0, -2, 0.1], [5, 2, 0.6], size=(int(rng.integers(0, 6)), 3)).tolist())
+        got = pol.subgoal(state, goal, obstacles, 0.3)
+        action = pol._forward(tp.observation(state, goal, obstacles, 0.3, pol.n_obstacles))
+        want = tp.residual_to_subgoal(state, pol.prior.subgoal(state, goal, obstacles, 0.3), action, 1.5)
+        assert np.array_equal(got, want), (i, got, want)
+    with pytest.raises(ValueError, match="state must be finite"):
+        pol.subgoal([0.0, math.nan, 0.0], [1.0, 0.0], reused)
+    with pytest.raises(ValueError, match="goal_xy must have 2 entries"):
+        pol.subgoal([0.0, 0.0, 0.0], [1.0, 0.0, 0.0], reused)
+    with pytest.raises(ValueError, match="radii must be >= 0"):
+        pol.subgoal([0.0, 0.0, 0.0], [1.0, 0.0], [[1.0, 1.0, -0.1]])
+
+
 def _drive_to_goal(env, course):
     """Geometric subgoals through the env's FOP until the episode ends."""
     from hiopt_ros.planning.geometric import LookaheadPolicy

@@ -42,10 +42,14 @@ class LookaheadPolicy:
     def subgoal(self, state, goal_xy, obstacles_xyr=None, robot_radius_m: float = DEFAULT_ROBOT.robot_radius_m) -> np.ndarray:
         x, y, _ = check_vector("state", state, 3).tolist()
         gx, gy = check_vector("goal_xy", goal_xy, 2).tolist()
-        obs = check_obstacles(obstacles_xyr).tolist()
+        return np.array(self.waypoint(x, y, gx, gy, check_obstacles(obstacles_xyr).tolist(), robot_radius_m))
+
+    def waypoint(self, x: float, y: float, gx: float, gy: float, obs: list, robot_radius_m: float) -> tuple[float, float]:
+        """:meth:`subgoal` on checked plain floats (obs: [x, y, r] rows), for callers that have
+        validated their inputs already (a residual policy's prior)."""
         dist = math.hypot(gx - x, gy - y)
         if dist <= self.lookahead_m and self._clear(x, y, gx, gy, obs, robot_radius_m):
-            return np.array([gx, gy])
+            return gx, gy
         base = math.atan2(gy - y, gx - x)
         reach = min(self.lookahead_m, dist)
         n = int(self.max_deviation_rad / self.step_rad)
@@ -54,9 +58,9 @@ class LookaheadPolicy:
                 ang = base + sign * k * self.step_rad
                 cx, cy = x + reach * math.cos(ang), y + reach * math.sin(ang)
                 if self._clear(x, y, cx, cy, obs, robot_radius_m):
-                    return np.array([cx, cy])
+                    return cx, cy
         # boxed in: hold position (the lower level then stops)
-        return np.array([x, y])
+        return x, y
 
     def _clear(self, ax: float, ay: float, bx: float, by: float, obs: list, robot_radius_m: float) -> bool:
         """Does the segment a → b keep every obstacle's widened margin (see the class)?"""

@@ -52,7 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..control.model import DEFAULT_ROBOT, check_obstacles, check_vector
+from ..control.model import DEFAULT_ROBOT, check_obstacles, check_vector, finite_floats
 
 OBSERVATION_VERSION = 1
 ACTION_SUBGOAL = "subgoal_offset_body_m"   # output: subgoal offset [m], body frame (bi-level upper level)
@@ -72,10 +72,16 @@ def observation(state, goal_xy, obstacles_xyr=None, robot_radius_m: float = DEFA
     """The policy's input (see the module docstring): shape (3 + 3·n_obstacles,), float32."""
     x, y, yaw = check_vector("state", state, 3).tolist()
     gx, gy = check_vector("goal_xy", goal_xy, 2).tolist()
+    return _observation(x, y, yaw, gx, gy, check_obstacles(obstacles_xyr).tolist(), robot_radius_m, n_obstacles)
+
+
+def _observation(x: float, y: float, yaw: float, gx: float, gy: float, obstacles: list, robot_radius_m: float,
+                 n_obstacles: int) -> np.ndarray:
+    """:func:`observation` on checked plain floats (obstacles: [x, y, r] rows)."""
     c, s = math.cos(yaw), math.sin(yaw)
     # plain floats: a handful of obstacles, once per planner period (numpy per obstacle cost ~4x more)
     rows = []
-    for ox, oy, r in check_obstacles(obstacles_xyr).tolist():
+    for ox, oy, r in obstacles:
         dx, dy = ox - x, oy - y
         bx, by = c * dx + s * dy, -s * dx + c * dy        # R(yaw)ᵀ (p_obs − p)
         rows.append((math.hypot(bx, by) - r - robot_radius_m, bx, by))
@@ -112,9 +118,15 @@ def residual_to_subgoal(state, prior_xy, residual, max_distance_m: float) -> np.
     x, y, yaw = check_vector("state", state, 3).tolist()
     px, py = check_vector("prior_xy", prior_xy, 2).tolist()
     rx, ry = check_vector("residual", residual, 2).tolist()
+    return np.array(_residual_xy(x, y, yaw, px, py, rx, ry, max_distance_m))
+
+
+def _residual_xy(x: float, y: float, yaw: float, px: float, py: float, rx: float, ry: float,
+                 max_distance_m: float) -> tuple[float, float]:
+    """:func:`residual_to_subgoal` on checked plain floats."""
     c, s = math.cos(yaw), math.sin(yaw)
     dx, dy = _clip_offset(px - x + c * rx - s * ry, py - y + s * rx + c * ry, max_distance_m)
-    return np.array([x + dx, y + dy])
+    return x + dx, y + dy
 
 
 def prior_of(module):
@@ -262,6 +274,8 @@ class TorchPolicy:
         self.prior = prior
         self.progress_check = progress_check
         self.recoveries = 0
+        self._obstacles_in: object = object()   # the obstacle array last checked, and its rows
+        self._obstacles: list = []
         self.reset()
 
     def reset(self) -> None:
@@ -289,24 +303,37 @@ class TorchPolicy:
         return ACTION_SUBGOAL if self.prior is None else ACTION_RESIDUAL
 
     def subgoal(self, state, goal_xy, obstacles_xyr=None, robot_radius_m: float = DEFAULT_ROBOT.robot_radius_m) -> np.ndarray:
-        """World-frame subgoal p̂ (2,); raises ValueError on a non-finite module output."""
-        obs = observation(state, goal_xy, obstacles_xyr, robot_radius_m, self.n_obstacles)
-        action = self._forward(obs)
-        if action.shape != (2,) or not np.all(np.isfinite(action)):
+        """World-frame subgoal p̂ (2,); raises ValueError on a non-finite module output.
+
+        The inputs are checked once here and the observation, the prior and the residual are
+        computed from those plain floats (what :func:`observation`, LookaheadPolicy.subgoal and
+        :func:`residual_to_subgoal` compute, without checking the same inputs three times: this
+        runs once per planner period, and its time counts in Table 2's decision time)."""
+        x, y, yaw = finite_floats("state", state, 3)
+        gx, gy = finite_floats("goal_xy", goal_xy, 2)
+        if obstacles_xyr is not self._obstacles_in:  # check once per new obstacle array (as Fop does)
+            self._obstacles = check_obstacles(obstacles_xyr).tolist()
+            self._obstacles_in = obstacles_xyr
+        obstacles = self._obstacles
+        action = self._forward(_observation(x, y, yaw, gx, gy, obstacles, robot_radius_m, self.n_obstacles))
+        if action.shape != (2,):
             raise ValueError(f"policy output must be 2 finite numbers, got {action.tolist()}")
+        ax, ay = action.tolist()
+        if not (math.isfinite(ax) and math.isfinite(ay)):
+            raise ValueError(f"policy output must be 2 finite numbers, got {[ax, ay]}")
         if self.prior is None:
             return action_to_subgoal(state, action, self.max_distance_m)
-        prior = self.prior.subgoal(state, goal_xy, obstacles_xyr, robot_radius_m)
-        if self._stalled(state):
-            return residual_to_subgoal(state, prior, (0.0, 0.0), self.max_distance_m)
-        return residual_to_subgoal(state, prior, action, self.max_distance_m)
+        px, py = self.prior.waypoint(x, y, gx, gy, obstacles, robot_radius_m)
+        if self._stalled(x, y):
+            ax = ay = 0.0
+        return np.array(_residual_xy(x, y, yaw, px, py, ax, ay, self.max_distance_m))
 
-    def _stalled(self, state) -> bool:
+    def _stalled(self, x: float, y: float) -> bool:
         """Progress check (one call per planner period): True while the prior drives alone."""
         check = self.progress_check
         if check is None:
             return False
-        self._positions.append((float(state[0]), float(state[1])))
+        self._positions.append((x, y))
         if self._recovering > 0:
             self._recovering -= 1
             return True
