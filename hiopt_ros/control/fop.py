@@ -30,8 +30,14 @@ the single start from the stop command of before. A single start from u = 0 stop
 near-side local minimum (v just short of a margin) in ~15 % of near-obstacle samples while a pass
 of lower cost was feasible; `FopConfig(multi_start=False)` keeps that behaviour for comparison.
 
+QP solver: HPIPM in SPEED mode (as the MPC), ~17 % faster a solve than its default BALANCE and the
+same actions to 3e-6 where both converge. SPEED's SQP can cycle to the iteration cap where BALANCE
+converges (2 of ~45,000 solves of Table 2's held-out courses), so the FOP is built twice, and when
+no start converges with SPEED the same starts are solved again by the BALANCE build (same
+parameters, same buffers); `info.fallback` says so.
+
 Safety: if no start gives a finite action that acados reports converged and that satisfies (32e–g),
-`solve` returns the stop command (0, 0) with `info.ok = False` and a message saying why. If the
+even with the BALANCE build, `solve` returns the stop command (0, 0) with `info.ok = False` and a message saying why. If the
 robot is already inside an obstacle's safety margin (e.g. after a tracking error), that obstacle's
 constraint becomes "get no closer than now", so the problem stays feasible and the robot can leave
 the margin.
@@ -42,6 +48,7 @@ import ctypes
 import math
 import time
 from dataclasses import dataclass, field, replace
+from typing import Any, Callable
 
 import numpy as np
 
@@ -187,9 +194,19 @@ class SolveInfo:
     cost: float = float("nan")   # Eq. 32a at the returned action (θ's ReLU terms and l included)
     starts: int = 1              # SQP starts tried (one per feasible speed slab, see fop.py)
     start: int = 0               # index of the start whose solution was returned (0: the stop command)
+    fallback: bool = False       # the SPEED build failed every start and the BALANCE build solved it
 
 
-def _build_ocp(K: int, M: int, max_iter: int, tol: float):
+HPIPM_MODE = "SPEED"             # the hot path's QP mode (see the module docstring)
+FALLBACK_HPIPM_MODE = "BALANCE"  # the build that solves what SPEED could not
+
+
+def _solver_name(K: int, M: int, hpipm_mode: str) -> str:
+    """The generated solver's (and its C symbols') name: one per (K, M) and QP mode."""
+    return f"hiopt_fop_k{K}_m{M}" + ("" if hpipm_mode == HPIPM_MODE else f"_{hpipm_mode.lower()}")
+
+
+def _build_ocp(K: int, M: int, max_iter: int, tol: float, hpipm_mode: str = HPIPM_MODE):
     import casadi as ca
     from acados.acados_template import AcadosModel, AcadosOcp
 
@@ -202,7 +219,7 @@ def _build_ocp(K: int, M: int, max_iter: int, tol: float):
     obs = p[_N_FIXED + 3 * K:]
 
     model = AcadosModel()
-    model.name = f"hiopt_fop_k{K}_m{M}"
+    model.name = _solver_name(K, M, hpipm_mode)
     model.x, model.u, model.p = x, u, p
     model.disc_dyn_expr = casadi_step(x, u, ts)
     model.cost_expr_ext_cost = c_u * ca.sumsqr(u)
@@ -245,16 +262,41 @@ def _build_ocp(K: int, M: int, max_iter: int, tol: float):
     opts.exact_hess_dyn = 0
     opts.exact_hess_constr = 0
     opts.qp_solver = "FULL_CONDENSING_HPIPM"
-    # SPEED (as the MPC): on 2,266 states of 10 held-out Table 2 courses it returns the same actions
-    # as the default BALANCE to 3e-6 at 40 instead of 48 µs a solve (SPEED_ABS drops safeguards and
-    # fails there)
-    opts.hpipm_mode = "SPEED"
+    # SPEED: on 2,266 states of 10 held-out Table 2 courses the same actions as BALANCE to 3e-6 at
+    # 40 instead of 48 µs a solve; SPEED_ABS drops safeguards and fails there (module docstring)
+    opts.hpipm_mode = hpipm_mode
     opts.qp_solver_iter_max = 100
     opts.nlp_solver_max_iter = max_iter
     opts.tol = tol
     opts.qp_tol = tol
     opts.print_level = 0
     return ocp
+
+
+@dataclass(frozen=True, slots=True)
+class _BoundCalls:
+    """One build's C calls, each pre-bound to the FOP's buffers (FastSolver's pre-bound calls)."""
+
+    set_p0: Callable[[], Any]
+    set_p1: Callable[[], Any]
+    set_lbx: Callable[[], Any]
+    set_ubx: Callable[[], Any]
+    guess_x0: Callable[[], Any]
+    guess_x1: Callable[[], Any]
+    guess_u: Callable[[], Any]
+    solve: Callable[[], int]
+    get_u: Callable[[], Any]
+    get_su: Callable[[], Any] | None     # None when the FOP has no ReLU slots (K = 0)
+    sqp_iter: Callable[[], int]
+    reset: Callable[[], Any]
+
+    @classmethod
+    def of(cls, s: "acados_env.FastSolver", fop: "Fop") -> "_BoundCalls":
+        return cls(s.params_setter(0, fop._p), s.params_setter(1, fop._p),
+                   s.bound_setter(0, b"lbx", fop._x0), s.bound_setter(0, b"ubx", fop._x0),
+                   s.out_setter(0, b"x", fop._x0), s.out_setter(1, b"x", fop._x1_guess),
+                   s.out_setter(0, b"u", fop._u_guess), s.solver_call(), s.out_getter(0, b"u", fop._u),
+                   s.out_getter(0, b"su", fop._su) if fop.config.K else None, s.sqp_iter_getter(), s.reset_call())
 
 
 class Fop:
@@ -269,8 +311,10 @@ class Fop:
         self.config = replace(config) if config is not None else FopConfig()
         cfg = self.config
         before = acados_env.BUILD_COUNT
-        self._solver = acados_env.build_or_load(
-            f"hiopt_fop_k{cfg.K}_m{cfg.M}", cfg.structure(), lambda: _build_ocp(cfg.K, cfg.M, cfg.max_iter, cfg.tol))
+        self._solver, self._fallback = (
+            acados_env.build_or_load(_solver_name(cfg.K, cfg.M, mode), {**cfg.structure(), "hpipm_mode": mode},
+                                     lambda mode=mode: _build_ocp(cfg.K, cfg.M, cfg.max_iter, cfg.tol, mode))
+            for mode in (HPIPM_MODE, FALLBACK_HPIPM_MODE))
         Fop.build_count += acados_env.BUILD_COUNT - before
         self._p = np.zeros(_N_FIXED + 3 * cfg.K + 3 * cfg.M)
         self._obs_params = self._p[_N_FIXED + 3 * cfg.K:].reshape(-1, 3)  # a view into _p
@@ -348,8 +392,9 @@ class Fop:
     def set_limits(self, limits: UnicycleLimits) -> None:
         """Change the input bounds (32e–f) at run time."""
         self.config.limits = limits
-        self._solver.set_bound(0, b"lbu", np.ascontiguousarray(limits.lower))
-        self._solver.set_bound(0, b"ubu", np.ascontiguousarray(limits.upper))
+        for solver in (self._solver, self._fallback):
+            solver.set_bound(0, b"lbu", np.ascontiguousarray(limits.lower))
+            solver.set_bound(0, b"ubu", np.ascontiguousarray(limits.upper))
 
     # ---------------------------------------------------------------- the problem's pieces
     def yaw_reference(self, state: np.ndarray, subgoal_xy: np.ndarray) -> float:
@@ -455,8 +500,9 @@ class Fop:
 
     # ---------------------------------------------------------------- solve
     def _bind_hot_path(self) -> None:
-        """The C calls `solve` makes, each bound once to its fixed buffer (FastSolver's pre-bound calls)."""
-        s, cfg = self._solver, self.config
+        """The C calls `solve` makes, each bound once to its fixed buffer (FastSolver's pre-bound
+        calls), for the SPEED build and for the BALANCE fallback (the same buffers)."""
+        cfg = self.config
         # ctypes views of the buffers: storing a Python float into one is cheaper than into numpy
         self._p_c = (ctypes.c_double * self._p.shape[0]).from_buffer(self._p)
         self._x0_c = (ctypes.c_double * 3).from_buffer(self._x0)
@@ -464,21 +510,14 @@ class Fop:
         self._u_guess_c = (ctypes.c_double * 2).from_buffer(self._u_guess)
         self._u_c = (ctypes.c_double * 2).from_buffer(self._u)
         self._obs_slice = slice(_N_FIXED + 3 * cfg.K, _N_FIXED + 3 * cfg.K + 3 * cfg.M)
-        self._c_set_p = (s.params_setter(0, self._p), s.params_setter(1, self._p))
-        self._c_set_x0 = (s.bound_setter(0, b"lbx", self._x0), s.bound_setter(0, b"ubx", self._x0))
-        self._c_guess = (s.out_setter(0, b"x", self._x0), s.out_setter(1, b"x", self._x1_guess),
-                         s.out_setter(0, b"u", self._u_guess))
-        self._c_solve = s.solver_call()
-        self._c_get_u = s.out_getter(0, b"u", self._u)
-        self._c_get_su = s.out_getter(0, b"su", self._su) if cfg.K else None
-        self._c_sqp_iter = s.sqp_iter_getter()
-        self._c_reset = s.reset_call()
+        self._calls, self._fallback_calls = (_BoundCalls.of(s, self) for s in (self._solver, self._fallback))
 
     def solve(self, state, subgoal_xy, obstacles_xyr=None) -> tuple[np.ndarray, SolveInfo]:
         """Solve Eq. 32 at `state` for `subgoal_xy`; returns (u, info), u = stop on failure.
 
         One SQP start per feasible speed slab (module docstring); the lowest-cost feasible
-        solution wins. info.cost is Eq. 32a at the returned u.
+        solution wins; when no start converges, the same starts on the BALANCE build. info.cost
+        is Eq. 32a at the returned u.
 
         The control loop's path: it computes exactly what :meth:`solve_reference` computes (same
         parameters, starts, solver calls in the same order, the same float operations; test_control
@@ -498,41 +537,73 @@ class Fop:
         n_free = cfg.M - len(rows)
         pc[self._obs_slice] = ([v for row in rows for v in row] if rows else []) + \
             [x + PARK_OFFSET_M, y + PARK_OFFSET_M, 0.0] * n_free
-        set_p0, set_p1 = self._c_set_p
-        set_p0()
-        set_p1()
         x0 = self._x0_c
         x0[0], x0[1], x0[2] = x, y, yaw
-        set_lbx, set_ubx = self._c_set_x0
-        set_lbx()
-        set_ubx()
         starts = self._start_speeds(xyyaw, rows) if rows else [0.0]
+        best, iters, failures, fail_status = self._run_starts(self._calls, starts, x, y, yaw, gx, gy, yaw_ref, rows)
+        fallback = best is None
+        if fallback:
+            best, more, failures2, fail_status = self._run_starts(self._fallback_calls, starts, x, y, yaw, gx, gy,
+                                                                  yaw_ref, rows)
+            iters += more
+            failures = failures + failures2
+        if best is None:
+            why = "; ".join(dict.fromkeys(failures))
+            return np.zeros(2), SolveInfo(False, fail_status, f"FOP failed ({why}); stopping", iters,
+                                          (time.perf_counter() - t0) * 1e6, starts=len(starts), fallback=True)
+        best_v, best_w, best_cost, best_relu, best_start = best
+        best_u = np.array([best_v, best_w])
+        msg = "ok" if not failures else f"ok ({len(failures)} of {len(starts)} starts failed: {failures[0]})"
+        if fallback:
+            msg += f" (solved by the {FALLBACK_HPIPM_MODE} build)"
+        if len(self._obs_checked) > cfg.M:  # obstacles beyond the M slots: keep their margins too
+            lim = cfg.limits
+            c_p, c_h, c_u, ts = self._p[3:7].tolist()
+            v = margin_keeping_speed(xyyaw, best_v, self._obs_checked, cfg.robot_radius_m + cfg.d_safe_m,
+                                     lim.v_min_mps, lim.v_max_mps, ts)
+            if v != best_v:
+                best_u[0] = v
+                best_cost = _eq32a(x, y, math.cos(yaw), math.sin(yaw), yaw, gx, gy, yaw_ref, v, best_w, c_p, c_h, c_u,
+                                   ts, self._relu_terms)
+                best_relu = float(np.maximum(self._alpha @ best_u - self._beta, 0.0).sum())
+                msg += f" (speed cut to {v:.3f} m/s by an obstacle beyond the M={cfg.M} slots)"
+        return best_u, SolveInfo(True, 0, msg, iters, (time.perf_counter() - t0) * 1e6, best_relu, best_cost,
+                                 len(starts), best_start, fallback)
+
+    def _run_starts(self, c: "_BoundCalls", starts: list[float], x: float, y: float, yaw: float, gx: float,
+                    gy: float, yaw_ref: float, rows) -> tuple[tuple | None, int, list[str], int]:
+        """One SQP per start on the build behind `c` (parameters and x_t from the shared buffers);
+        returns ((v, w, cost, relu, start index) of the best feasible solution or None, SQP
+        iterations, failure texts, first failing acados status)."""
+        c.set_p0()
+        c.set_p1()
+        c.set_lbx()
+        c.set_ubx()
         c_p, c_h, c_u, ts = self._p[3:7].tolist()
         cos_yaw, sin_yaw = math.cos(yaw), math.sin(yaw)
-        lim = cfg.limits
+        lim = self.config.limits
         v_lo, v_hi, w_lo, w_hi = lim.v_min_mps, lim.v_max_mps, lim.omega_min_radps, lim.omega_max_radps
-        guess_x0, guess_x1, guess_u = self._c_guess
         x1, ug, uc = self._x1_c, self._u_guess_c, self._u_c
-        best_v = best_w = None
-        best_cost, best_relu, best_start = math.inf, 0.0, 0
+        best = None
+        best_cost = math.inf
         iters, failures, fail_status = 0, [], 0
         for k, v0 in enumerate(starts):
             # the start and its rollout: x_{t+1} = step(x_t, (v0, 0))
             ug[0], ug[1] = v0, 0.0
             x1[0], x1[1], x1[2] = x + ts * v0 * cos_yaw, y + ts * v0 * sin_yaw, yaw
-            guess_x0()
-            guess_x1()
-            guess_u()
+            c.guess_x0()
+            c.guess_x1()
+            c.guess_u()
             with mute_c_stdout():  # acados prints on every capped solve; info.message says it
-                status = self._c_solve()
-            self._c_get_u()
+                status = c.solve()
+            c.get_u()
             u0, u1 = uc[0], uc[1]
-            iters += self._c_sqp_iter()
+            iters += c.sqp_iter()
             if status != 0 or not (math.isfinite(u0) and math.isfinite(u1)):
                 why = acados_env.STATUS_TEXT.get(status, f"acados status {status}")
                 failures.append(why if status != 0 else f"non-finite action {[u0, u1]}")
                 fail_status = fail_status or status
-                self._c_reset()
+                c.reset()
                 continue
             # HPIPM may overshoot a bound by ~tol; never command beyond the limits
             v = min(max(u0, v_lo), v_hi)
@@ -543,31 +614,15 @@ class Fop:
                     failures.append(f"obstacle constraint violated by {worst:.2e} m²")
                     continue
             cost = _eq32a(x, y, cos_yaw, sin_yaw, yaw, gx, gy, yaw_ref, v, w, c_p, c_h, c_u, ts, self._relu_terms)
-            if best_v is None or cost < best_cost:
+            if best is None or cost < best_cost:
                 # the ReLU penalty as acados sees it: the L1 slacks of the soft constraints (su at stage 0)
-                if cfg.K:
-                    self._c_get_su()
+                if c.get_su is not None:
+                    c.get_su()
                     relu = float(self._su.sum())
                 else:
                     relu = 0.0
-                best_v, best_w, best_cost, best_relu, best_start = v, w, cost, relu, k
-        if best_v is None:
-            why = "; ".join(dict.fromkeys(failures))
-            return np.zeros(2), SolveInfo(False, fail_status, f"FOP failed ({why}); stopping", iters,
-                                          (time.perf_counter() - t0) * 1e6, starts=len(starts))
-        best_u = np.array([best_v, best_w])
-        msg = "ok" if not failures else f"ok ({len(failures)} of {len(starts)} starts failed: {failures[0]})"
-        if len(self._obs_checked) > cfg.M:  # obstacles beyond the M slots: keep their margins too
-            v = margin_keeping_speed(xyyaw, best_v, self._obs_checked, cfg.robot_radius_m + cfg.d_safe_m,
-                                     v_lo, v_hi, ts)
-            if v != best_v:
-                best_u[0] = v
-                best_cost = _eq32a(x, y, cos_yaw, sin_yaw, yaw, gx, gy, yaw_ref, v, best_w, c_p, c_h, c_u, ts,
-                                   self._relu_terms)
-                best_relu = float(np.maximum(self._alpha @ best_u - self._beta, 0.0).sum())
-                msg += f" (speed cut to {v:.3f} m/s by an obstacle beyond the M={cfg.M} slots)"
-        return best_u, SolveInfo(True, 0, msg, iters, (time.perf_counter() - t0) * 1e6, best_relu, best_cost,
-                                 len(starts), best_start)
+                best, best_cost = (v, w, cost, relu, k), cost
+        return best, iters, failures, fail_status
 
     def solve_reference(self, state, subgoal_xy, obstacles_xyr=None) -> tuple[np.ndarray, SolveInfo]:
         """:meth:`solve` written plainly (numpy arrays, one FastSolver method call per C call): the
@@ -577,55 +632,63 @@ class Fop:
         t0 = time.perf_counter()
         state = check_vector("state", state, 3)
         subgoal_xy = check_vector("subgoal_xy", subgoal_xy, 2)
-        cfg, p, s = self.config, self._p, self._solver
+        cfg, p = self.config, self._p
         yaw_ref = self.yaw_reference(state, subgoal_xy)
         rows = self._obstacle_rows(state, obstacles_xyr)
         p[0:2] = subgoal_xy
         p[2] = yaw_ref
         pack_obstacles(self._obs_params, state, rows)
-        s.set_params(0, p)
-        s.set_params(1, p)
         self._x0[:] = state
-        s.set_bound(0, b"lbx", self._x0)
-        s.set_bound(0, b"ubx", self._x0)
         starts = self._start_speeds(state, rows)
         lim = cfg.limits
-        best_u, best_cost, best_relu, best_start = None, math.inf, 0.0, 0
+        best_u = None
         iters, failures, fail_status = 0, [], 0
-        for k, v0 in enumerate(starts):
-            # the start and its rollout: x_{t+1} = step(x_t, (v0, 0))
-            self._u_guess[0], self._u_guess[1] = v0, 0.0
-            self._x1_guess[0] = state[0] + p[6] * v0 * math.cos(state[2])
-            self._x1_guess[1] = state[1] + p[6] * v0 * math.sin(state[2])
-            self._x1_guess[2] = state[2]
-            s.set_out(0, b"x", self._x0)
-            s.set_out(1, b"x", self._x1_guess)
-            s.set_out(0, b"u", self._u_guess)
-            status = s.solve_quietly()  # acados prints on every capped solve; info.message says it
-            u = s.get_out(0, b"u", self._u)
-            iters += s.sqp_iter()
-            if status != 0 or not (math.isfinite(u[0]) and math.isfinite(u[1])):
-                why = acados_env.STATUS_TEXT.get(status, f"acados status {status}")
-                failures.append(why if status != 0 else f"non-finite action {u.tolist()}")
-                fail_status = fail_status or status
-                s.reset()
-                continue
-            # HPIPM may overshoot a bound by ~tol; never command beyond the limits
-            v = min(max(float(u[0]), lim.v_min_mps), lim.v_max_mps)
-            w = min(max(float(u[1]), lim.omega_min_radps), lim.omega_max_radps)
-            if rows and self._violation(state, rows, v) > _FEAS_TOL_M2:
-                failures.append(f"obstacle constraint violated by {self._violation(state, rows, v):.2e} m²")
-                continue
-            cost = self._cost(state, subgoal_xy, yaw_ref, v, w)
-            if best_u is None or cost < best_cost:
-                # the ReLU penalty as acados sees it: the L1 slacks of the soft constraints (su at stage 0)
-                relu = float(s.get_out(0, b"su", self._slack[: cfg.K]).sum()) if cfg.K else 0.0
-                best_u, best_cost, best_relu, best_start = np.array([v, w]), cost, relu, k
+        # the SPEED build, then (only when no start converged) the BALANCE build: same parameters
+        for s in (self._solver, self._fallback):
+            s.set_params(0, p)
+            s.set_params(1, p)
+            s.set_bound(0, b"lbx", self._x0)
+            s.set_bound(0, b"ubx", self._x0)
+            fail_status, best_cost = 0, math.inf
+            for k, v0 in enumerate(starts):
+                # the start and its rollout: x_{t+1} = step(x_t, (v0, 0))
+                self._u_guess[0], self._u_guess[1] = v0, 0.0
+                self._x1_guess[0] = state[0] + p[6] * v0 * math.cos(state[2])
+                self._x1_guess[1] = state[1] + p[6] * v0 * math.sin(state[2])
+                self._x1_guess[2] = state[2]
+                s.set_out(0, b"x", self._x0)
+                s.set_out(1, b"x", self._x1_guess)
+                s.set_out(0, b"u", self._u_guess)
+                status = s.solve_quietly()  # acados prints on every capped solve; info.message says it
+                u = s.get_out(0, b"u", self._u)
+                iters += s.sqp_iter()
+                if status != 0 or not (math.isfinite(u[0]) and math.isfinite(u[1])):
+                    why = acados_env.STATUS_TEXT.get(status, f"acados status {status}")
+                    failures.append(why if status != 0 else f"non-finite action {u.tolist()}")
+                    fail_status = fail_status or status
+                    s.reset()
+                    continue
+                # HPIPM may overshoot a bound by ~tol; never command beyond the limits
+                v = min(max(float(u[0]), lim.v_min_mps), lim.v_max_mps)
+                w = min(max(float(u[1]), lim.omega_min_radps), lim.omega_max_radps)
+                if rows and self._violation(state, rows, v) > _FEAS_TOL_M2:
+                    failures.append(f"obstacle constraint violated by {self._violation(state, rows, v):.2e} m²")
+                    continue
+                cost = self._cost(state, subgoal_xy, yaw_ref, v, w)
+                if best_u is None or cost < best_cost:
+                    # the ReLU penalty as acados sees it: the L1 slacks of the soft constraints (su at stage 0)
+                    relu = float(s.get_out(0, b"su", self._slack[: cfg.K]).sum()) if cfg.K else 0.0
+                    best_u, best_cost, best_relu, best_start = np.array([v, w]), cost, relu, k
+            if best_u is not None:
+                break
+        fallback = s is self._fallback
         if best_u is None:
             why = "; ".join(dict.fromkeys(failures))
             return np.zeros(2), SolveInfo(False, fail_status, f"FOP failed ({why}); stopping", iters,
-                                          (time.perf_counter() - t0) * 1e6, starts=len(starts))
+                                          (time.perf_counter() - t0) * 1e6, starts=len(starts), fallback=True)
         msg = "ok" if not failures else f"ok ({len(failures)} of {len(starts)} starts failed: {failures[0]})"
+        if fallback:
+            msg += f" (solved by the {FALLBACK_HPIPM_MODE} build)"
         if len(self._obs_checked) > cfg.M:  # obstacles beyond the M slots: keep their margins too
             v = margin_keeping_speed(state, float(best_u[0]), self._obs_checked, cfg.robot_radius_m + cfg.d_safe_m,
                                      lim.v_min_mps, lim.v_max_mps, float(p[6]))
@@ -635,4 +698,4 @@ class Fop:
                 best_relu = float(np.maximum(self._alpha @ best_u - self._beta, 0.0).sum())
                 msg += f" (speed cut to {v:.3f} m/s by an obstacle beyond the M={cfg.M} slots)"
         return best_u, SolveInfo(True, 0, msg, iters, (time.perf_counter() - t0) * 1e6, best_relu, best_cost,
-                                 len(starts), best_start)
+                                 len(starts), best_start, fallback)
