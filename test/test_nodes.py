@@ -291,6 +291,21 @@ def test_controller_stops_on_solver_failure(controller, failure):
     assert all(math.isfinite(v) and math.isfinite(w) for v, w in rig.cmds)
 
 
+def test_controller_drives_on_an_action_the_fallback_build_solved_and_counts_it(controller):
+    """A solve the FOP's BALANCE build rescued (SolveInfo.fallback) is a command, not a stop: the
+    action is published and counted under solver_fallbacks, not solver_failures."""
+    node, rig = controller
+    rig.obstacles()
+    assert rig.spin_until(lambda: rig.cmds and rig.cmds[-1][0] > 0.1, feed=_fresh(rig))
+    node.fop.solve = lambda state, subgoal, obstacles=None: (
+        np.array([0.3, -0.2]), SolveInfo(True, 0, "ok (1 of 1 starts failed: maximum number of iterations "
+                                         "reached) (solved by the BALANCE build)", 53, 2000.0, fallback=True))
+    failures, fallbacks = node.counters["solver_failures"], node.counters["solver_fallbacks"]
+    rig.spin(0.2, feed=_fresh(rig))
+    assert node.counters["solver_fallbacks"] > fallbacks and node.counters["solver_failures"] == failures
+    assert rig.cmds[-1] == (0.3, -0.2)
+
+
 def test_controller_publishes_diagnostics_and_solve_times(controller):
     from diagnostic_msgs.msg import DiagnosticArray
     from std_msgs.msg import Float64
@@ -302,7 +317,7 @@ def test_controller_publishes_diagnostics_and_solve_times(controller):
     rig.obstacles()
     assert rig.spin_until(lambda: diags and len(times) > 10, timeout_s=3.0, feed=_fresh(rig))
     values = {kv.key: kv.value for kv in diags[-1].status[0].values}
-    assert {"cycles", "solver_failures", "stale_odometry", "stale_subgoal"} <= set(values)
+    assert {"cycles", "solver_failures", "solver_fallbacks", "stale_odometry", "stale_subgoal"} <= set(values)
     assert all(0 < t < 1e5 for t in times)
 
 

@@ -88,7 +88,7 @@ class ControllerNode(c.ManagedNode):
         self.watchdog = Watchdog(self.watchdog_clock(), {"odometry": cfg.odom_timeout_s,
                                                          "subgoal": cfg.subgoal_timeout_s})
         self.subgoal: np.ndarray | None = None
-        self.counters = {"cycles": 0, "stops": 0, "solver_failures": 0, "stale_odometry": 0,
+        self.counters = {"cycles": 0, "stops": 0, "solver_failures": 0, "solver_fallbacks": 0, "stale_odometry": 0,
                          "stale_subgoal": 0, "frozen_odometry": 0, "nonfinite_state": 0, "nonfinite_subgoal": 0,
                          "waiting": 0, "at_subgoal": 0,
                          "rejected_subgoals": 0}
@@ -207,6 +207,8 @@ class ControllerNode(c.ManagedNode):
                 self._solve_times_us.append(info.solve_time_us)
                 if info.ok and np.all(np.isfinite(u)):
                     v, omega, status = float(u[0]), float(u[1]), "ok"
+                    if info.fallback:  # solved, by the BALANCE build (fop.py): counted, not a stop
+                        self.counters["solver_fallbacks"] += 1
                 else:
                     reason, counter = info.message, "solver_failures"
         self.publish_command(v, omega)
