@@ -37,10 +37,10 @@ no start converges with SPEED the same starts are solved again by the BALANCE bu
 parameters, same buffers); `info.fallback` says so.
 
 Safety: if no start gives a finite action that acados reports converged and that satisfies (32e–g),
-even with the BALANCE build, `solve` returns the stop command (0, 0) with `info.ok = False` and a message saying why. If the
-robot is already inside an obstacle's safety margin (e.g. after a tracking error), that obstacle's
-constraint becomes "get no closer than now", so the problem stays feasible and the robot can leave
-the margin.
+even with the BALANCE build, `solve` returns the stop command (0, 0) with `info.ok = False` and a
+message saying why. If the robot is already inside an obstacle's safety margin (e.g. after a
+tracking error), that obstacle's constraint becomes "get no closer than now", so the problem stays
+feasible and the robot can leave the margin.
 """
 from __future__ import annotations
 
