@@ -31,6 +31,7 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from hiopt_ros import bringup  # noqa: E402
 from hiopt_ros.config import default_params_file  # noqa: E402
 from hiopt_ros.launcher import Bringup, NodeProcesses  # noqa: E402
+from hiopt_ros.nodes import common as c  # noqa: E402
 from hiopt_ros.recording import RunMonitor  # noqa: E402
 from sim.course import load_course  # noqa: E402
 
@@ -51,12 +52,26 @@ class Probe(RunMonitor):
         self.sub_stamps: list[tuple[float, float]] = []            # (planner stamp, DDS receive time)
         self.speeds: list[float] = []                              # |v| from odometry
         self.controller: dict[str, str] = {}                       # latest controller diagnostics
+        self.last_diag: dict[str, tuple[float, str, dict]] = {}    # node -> (monotonic, message, values)
 
     def on_diagnostics(self, msg) -> None:
         super().on_diagnostics(msg)
         for st in msg.status:
+            values = {kv.key: kv.value for kv in st.values}
+            self.last_diag[st.name.split(":")[0]] = (time.monotonic(), st.message, values)
             if st.name.startswith("controller_node"):
-                self.controller = {kv.key: kv.value for kv in st.values}
+                self.controller = values
+
+    def describe_nodes(self) -> str:
+        """Each node's latest /diagnostics (age, status, counters): what a timeout message shows, so a
+        stack that did not move says which node stopped reporting or what it was waiting for."""
+        now = time.monotonic()
+        keep = ("cycles", "waiting", "stops", "solver_failures", "policy_failures", "active")
+        lines = []
+        for node, (t, message, values) in sorted(self.last_diag.items()):
+            counts = {k: v for k, v in values.items() if k in keep or k.startswith(c.PUBLISHED_PREFIX)}
+            lines.append(f"  {node}: {now - t:.1f} s ago, {message!r}, {counts}")
+        return "\n".join(lines or ["  no /diagnostics heard"]) + f"\n  probe received: {self.counts}"
 
     def _on_cmd_vel(self, msg, t: float) -> None:
         super()._on_cmd_vel(msg, t)
@@ -103,7 +118,7 @@ class Rig:
         while not cond():
             self.exe.spin_once(timeout_sec=0.02)
             assert nodes is None or not nodes.dead(), f"node(s) died: {nodes.dead()}"
-            assert time.monotonic() < end, f"timed out waiting for {what}"
+            assert time.monotonic() < end, f"timed out waiting for {what}; nodes:\n{self.probe.describe_nodes()}"
 
     def spin(self, seconds: float) -> None:
         end = time.monotonic() + seconds

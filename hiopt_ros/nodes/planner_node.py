@@ -66,6 +66,7 @@ class PlannerNode(c.DrivesToGoal, c.ManagedNode):
 
         self.watchdog = Watchdog(self.watchdog_clock(), {"odometry": cfg.odom_timeout_s})
         self.counters = {"cycles": 0, "waiting": 0, "policy_failures": 0, "progress_recoveries": 0}
+        self._waiting_for = ""   # why the last period published no subgoal ("" while planning)
 
         self.subgoal_pub = self.create_publisher(PointStamped, c.TOPIC_SUBGOAL, c.COMMAND_QOS)
         self.recorded_publishers.append(self.subgoal_pub)
@@ -83,9 +84,19 @@ class PlannerNode(c.DrivesToGoal, c.ManagedNode):
         if not self.active:
             return
         self.counters["cycles"] += 1
-        if self.state is None or self.obstacles is None or self.watchdog.stale():
+        stale = self.watchdog.stale()
+        if self.state is None or self.obstacles is None or stale:
             self.counters["waiting"] += 1
+            why = ("no odometry yet on /odom" if self.state is None else
+                   "no obstacle map yet on /hiopt/obstacles" if self.obstacles is None else
+                   self.watchdog.describe("odometry", stale["odometry"], "odom_timeout_s"))
+            if why.split(" (")[0] != self._waiting_for.split(" (")[0]:   # once per kind of reason
+                self.get_logger().info(f"not planning: {why}")
+            self._waiting_for = why
             return  # no subgoal from missing or old inputs: the controller then times out and stops
+        if self._waiting_for:
+            self.get_logger().info("planning")
+            self._waiting_for = ""
         if not np.all(np.isfinite(self.state)):
             self.get_logger().error("non-finite odometry; not planning", throttle_duration_sec=1.0)
             return
