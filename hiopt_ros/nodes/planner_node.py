@@ -66,7 +66,7 @@ class PlannerNode(c.DrivesToGoal, c.ManagedNode):
 
         self.watchdog = Watchdog(self.watchdog_clock(), {"odometry": cfg.odom_timeout_s})
         self.counters = {"cycles": 0, "waiting": 0, "policy_failures": 0, "progress_recoveries": 0}
-        self._waiting_for = ""   # why the last period published no subgoal ("" while planning)
+        self._waiting_for = ""   # why the last period published no subgoal: odometry/obstacles/stale, "" while planning
 
         self.subgoal_pub = self.create_publisher(PointStamped, c.TOPIC_SUBGOAL, c.COMMAND_QOS)
         self.recorded_publishers.append(self.subgoal_pub)
@@ -87,12 +87,12 @@ class PlannerNode(c.DrivesToGoal, c.ManagedNode):
         stale = self.watchdog.stale()
         if self.state is None or self.obstacles is None or stale:
             self.counters["waiting"] += 1
-            why = ("no odometry yet on /odom" if self.state is None else
-                   "no obstacle map yet on /hiopt/obstacles" if self.obstacles is None else
-                   self.watchdog.describe("odometry", stale["odometry"], "odom_timeout_s"))
-            if why.split(" (")[0] != self._waiting_for.split(" (")[0]:   # once per kind of reason
-                self.get_logger().info(f"not planning: {why}")
-            self._waiting_for = why
+            kind = "odometry" if self.state is None else "obstacles" if self.obstacles is None else "stale"
+            if kind != self._waiting_for:   # logged once per kind of reason
+                why = {"odometry": "no odometry yet on /odom", "obstacles": "no obstacle map yet on /hiopt/obstacles",
+                       "stale": self.watchdog.describe("odometry", stale.get("odometry", 0.0), "odom_timeout_s")}
+                self.get_logger().info(f"not planning: {why[kind]}")
+            self._waiting_for = kind
             return  # no subgoal from missing or old inputs: the controller then times out and stops
         if self._waiting_for:
             self.get_logger().info("planning")
@@ -116,7 +116,7 @@ class PlannerNode(c.DrivesToGoal, c.ManagedNode):
                 self.counters["progress_recoveries"] = recoveries
                 pc = self.policy.progress_check
                 self.get_logger().warning(f"no progress over {pc.window} planner periods: the geometric prior "
-                                       f"drives alone for {pc.recovery} (recovery {recoveries})")
+                                          f"drives alone for {pc.recovery} (recovery {recoveries})")
         if subgoal.shape != (2,) or not np.all(np.isfinite(subgoal)):
             self.get_logger().error(f"policy returned an invalid subgoal {subgoal!r}; not publishing",
                                     throttle_duration_sec=1.0)

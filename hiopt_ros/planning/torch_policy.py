@@ -107,9 +107,15 @@ def _clip_offset(dx: float, dy: float, max_distance_m: float) -> tuple[float, fl
 def action_to_subgoal(state, action, max_distance_m: float) -> np.ndarray:
     """World-frame subgoal from a body-frame offset, clipped to max_distance_m."""
     x, y, yaw = check_vector("state", state, 3).tolist()
-    ax, ay = _clip_offset(*check_vector("action", action, 2).tolist(), max_distance_m)
+    ax, ay = check_vector("action", action, 2).tolist()
+    return np.array(_offset_xy(x, y, yaw, ax, ay, max_distance_m))
+
+
+def _offset_xy(x: float, y: float, yaw: float, ax: float, ay: float, max_distance_m: float) -> tuple[float, float]:
+    """:func:`action_to_subgoal` on checked plain floats."""
+    ax, ay = _clip_offset(ax, ay, max_distance_m)
     c, s = math.cos(yaw), math.sin(yaw)
-    return np.array([x + c * ax - s * ay, y + s * ax + c * ay])
+    return x + c * ax - s * ay, y + s * ax + c * ay
 
 
 def residual_to_subgoal(state, prior_xy, residual, max_distance_m: float) -> np.ndarray:
@@ -322,7 +328,7 @@ class TorchPolicy:
         if not (math.isfinite(ax) and math.isfinite(ay)):
             raise ValueError(f"policy output must be 2 finite numbers, got {[ax, ay]}")
         if self.prior is None:
-            return action_to_subgoal(state, action, self.max_distance_m)
+            return np.array(_offset_xy(x, y, yaw, ax, ay, self.max_distance_m))
         px, py = self.prior.waypoint(x, y, gx, gy, obstacles, robot_radius_m)
         if self._stalled(x, y):
             ax = ay = 0.0
