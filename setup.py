@@ -24,6 +24,7 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
         (f"share/{PACKAGE}/config/theta", glob("config/theta/*.yaml")),
+        (f"share/{PACKAGE}/config/dds", glob("config/dds/*.xml")),
         # shipped trained policy (TorchScript + its metadata), whatever files the folder holds
         (f"share/{PACKAGE}/config/policy", [p for p in glob("config/policy/*") if os.path.isfile(p)]),
     ],

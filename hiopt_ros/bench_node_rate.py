@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -240,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     source = f"/odom and /hiopt/subgoal of {args.bag}" if args.bag else "a pure-Python loop drive of the default course"
     reservation = reserve_domain() if args.domain_id is None else None
     domain_id = args.domain_id if args.domain_id is not None else reservation.domain_id
+    from hiopt_ros import bringup
+    bringup.dds_env(os.environ)          # this replay node on the DDS settings of the controller it drives
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain_id, signal_handler_options=SignalHandlerOptions.NO)
     node = rclpy.create_node("node_rate_replay", context=context)

@@ -20,9 +20,10 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import MutableMapping
 from typing import Any
 
-from hiopt_ros.config import IMPORT_ROOT, PACKAGE, default_params_file  # noqa: F401 (re-exported)
+from hiopt_ros.config import IMPORT_ROOT, PACKAGE, config_path, default_params_file  # noqa: F401 (re-exported)
 from hiopt_ros.control.params import node_sections
 
 #: node name -> Python module whose main() runs it (also the console_scripts entry of setup.py)
@@ -138,12 +139,36 @@ def command(spec: NodeSpec, params_file: str | os.PathLike | None = None, python
     return [python or sys.executable, "-m", spec.module, *ros_args(spec, params_file, overrides_dir)]
 
 
+#: environment variables with which a user has configured DDS: then :func:`dds_env` leaves DDS to them
+DDS_USER_SETTINGS = ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY", "ROS_STATIC_PEERS",
+                     "FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_BUILTIN_TRANSPORTS")
+
+
+def dds_env(env: MutableMapping[str, str]) -> MutableMapping[str, str]:
+    """DDS kept on this machine, in `env` (a copy for a child, or os.environ before rclpy.init).
+
+    With Fast DDS (the default RMW) and no DDS setting of the user's: config/dds/fastdds_udp_loopback.xml,
+    UDP on 127.0.0.1 only, no shared memory (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST would make
+    rmw_fastrtps add its shared-memory transport, whose ports a SIGKILLed process leaves behind for
+    the next process with its participant id to match and receive nothing; the profile says more).
+    Processes with the usual LOCALHOST setting (a `ros2 topic echo` in a shell) talk to these as well.
+    Otherwise (another RMW, or DDS configured by the user) only the discovery range defaults to LOCALHOST.
+    """
+    rmw = env.get("RMW_IMPLEMENTATION", "") or "rmw_fastrtps_cpp"
+    if rmw != "rmw_fastrtps_cpp" or any(key in env for key in DDS_USER_SETTINGS):
+        env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    else:
+        env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "SYSTEM_DEFAULT"    # rmw_fastrtps: the profile decides
+        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(config_path("dds", "fastdds_udp_loopback.xml"))
+    return env
+
+
 def child_env(domain_id: int | None = None, base: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment for node processes: the source tree importable, DDS kept on this machine."""
+    """Environment for node processes: the source tree importable, DDS kept on this machine (:func:`dds_env`)."""
     env = dict(os.environ if base is None else base)
     env["PYTHONPATH"] = os.pathsep.join([str(IMPORT_ROOT), *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
     env["PYTHONUNBUFFERED"] = "1"
-    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    dds_env(env)
     env.setdefault("RCUTILS_COLORIZED_OUTPUT", "0")
     env.setdefault("RCUTILS_CONSOLE_OUTPUT_FORMAT", "[{severity}] [{name}]: {message}")
     if domain_id is not None:

@@ -348,7 +348,7 @@ def run(args: argparse.Namespace, *, on_ready=None, log=print, stop=None) -> tup
 
     env = bringup.child_env(domain_id)
     os.environ["ROS_DOMAIN_ID"] = str(domain_id)  # the monitor in this process joins the same domain
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    bringup.dds_env(os.environ)                    # with the same DDS settings
     bag = None
     if not args.no_bag:
         from offline.bags import BagWriter

@@ -43,12 +43,14 @@ def acados_cache_dir() -> Path:
 @pytest.fixture(scope="session", autouse=True)
 def _session_ros_domain():
     """Every test of the session runs in a ROS domain no other process on the machine uses."""
+    from hiopt_ros.bringup import dds_env
     from hiopt_ros.domains import reserve_domain
 
-    saved = {k: os.environ.get(k) for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")}
+    saved = {k: os.environ.get(k) for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE",
+                                            "FASTDDS_DEFAULT_PROFILES_FILE")}
     with reserve_domain() as reservation:
         os.environ["ROS_DOMAIN_ID"] = str(reservation.domain_id)
-        os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+        dds_env(os.environ)         # the DDS settings of the launcher and its nodes
         yield reservation.domain_id
     for key, value in saved.items():
         if value is None:

@@ -20,7 +20,7 @@ for i in $(seq "$runs"); do
   t0=$SECONDS
   make -C "$clone" test > "$work/run$i.log" 2>&1; rc=$?
   [ $rc -eq 0 ] || failed=$((failed + 1))
-  log "run $i: exit $rc, $((SECONDS - t0)) s, load $(cut -d' ' -f1-3 /proc/loadavg): $(tail -n 1 "$work/run$i.log")"
+  log "run $i: exit $rc, $((SECONDS - t0)) s, load $(cut -d' ' -f1-3 /proc/loadavg): $(grep -E "^=+ .*(passed|failed|error)" "$work/run$i.log" | tail -n 1)"
 done
 log "ended $(date -u +%FT%TZ): $((runs - failed)) of $runs passed (logs: $work)"
 [ $failed -eq 0 ]

@@ -265,7 +265,7 @@ def run(args: argparse.Namespace, log=None) -> tuple[dict, Path]:
     else:
         domain_id, reservation = launcher.default_domain_id()
     os.environ["ROS_DOMAIN_ID"] = str(domain_id)
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    bringup.dds_env(os.environ)
     stop = c.StopSignal().install()
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain_id, signal_handler_options=SignalHandlerOptions.NO)
