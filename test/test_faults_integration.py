@@ -39,7 +39,7 @@ from hiopt_ros.launcher import (FLUSH_TIMEOUT_S, SHUTDOWN_GRACE_S, TRANSITION_TI
                                 NodeProcesses)
 from sim.course import load_course  # noqa: E402
 from test_integration import (EVIDENCE_WAIT_S, STARTUP_S, STAYED_STOPPED, Probe, Rig, _stamp_s,  # noqa: E402
-                              stops_after)
+                              stayed_stopped, stops_after)
 
 pytestmark = [pytest.mark.ros, pytest.mark.integration, pytest.mark.slow]
 
@@ -171,12 +171,8 @@ def test_sigkill_and_restart_of_controller_and_sim_while_driving(tmp_path, ros_d
             n_before = len(probe.cmd_stamps)
             nodes.kill("sim_node", signal.SIGKILL)
             rig.spin_until(lambda: "sim_node" in nodes.dead(), 5.0, "the sim to die")
-
-            def stayed_stopped() -> bool:
-                after, first_stop = stops_after(np.asarray(probe.cmd_stamps[n_before:]), probe.odom_stamps[-1][0])
-                return len(after) - first_stop >= STAYED_STOPPED
-            rig.spin_until(stayed_stopped, EVIDENCE_WAIT_S, f"{STAYED_STOPPED} stop commands after the sim died",
-                           None)
+            rig.spin_until(lambda: stayed_stopped(np.asarray(probe.cmd_stamps[n_before:]), probe.odom_stamps[-1][0]),
+                           EVIDENCE_WAIT_S, f"{STAYED_STOPPED} stop commands after the sim died", None)
             last_odom = probe.odom_stamps[-1][0]
             cmds = np.asarray(probe.cmd_stamps[n_before:])              # (stamp, v, omega)
             after, first_stop = stops_after(cmds, last_odom)

@@ -53,6 +53,13 @@ def stops_after(cmds: np.ndarray, t0: float) -> tuple[np.ndarray, int]:
 
 #: stop commands in a row that show a controller stayed stopped (0.5 s at 50 Hz)
 STAYED_STOPPED = 25
+
+
+def stayed_stopped(cmds: np.ndarray, t0: float) -> bool:
+    """The last STAYED_STOPPED or more commands after `t0` are all stops."""
+    after, first_stop = stops_after(cmds, t0)
+    return len(after) - first_stop >= STAYED_STOPPED
+
 #: how long a test waits for the evidence of a stop after a node died. The stop's delay is asserted
 #: on the acting node's clock; this only bounds the wait for its messages (a loaded machine has run
 #: this process' callbacks 0.7 s late, so a fixed wait of timeout + 1.5 s was a race)
@@ -168,11 +175,10 @@ def test_stack_reaches_goal_at_rate_and_stops_when_the_planner_dies(tmp_path, ro
             nodes.kill("planner_node", signal.SIGKILL)
             rig.spin_until(lambda: nodes.dead().get("planner_node") is not None, 5.0, "the planner to die")
 
-            def stayed_stopped() -> bool:
+            def stopped_after_last_subgoal() -> bool:
                 cmds = np.asarray(probe.cmd_stamps)
-                after, first_stop = stops_after(cmds, max(s for s, _ in probe.sub_stamps if s < cmds[-1, 0]))
-                return len(after) - first_stop >= STAYED_STOPPED
-            rig.spin_until(stayed_stopped, EVIDENCE_WAIT_S,
+                return stayed_stopped(cmds, max(s for s, _ in probe.sub_stamps if s < cmds[-1, 0]))
+            rig.spin_until(stopped_after_last_subgoal, EVIDENCE_WAIT_S,
                            f"{STAYED_STOPPED} stop commands after the planner died", None)
             n_before_restart = len(probe.cmd_stamps)
 

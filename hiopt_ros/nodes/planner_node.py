@@ -66,8 +66,7 @@ class PlannerNode(c.DrivesToGoal, c.ManagedNode):
 
         self.watchdog = Watchdog(self.watchdog_clock(), {"odometry": cfg.odom_timeout_s})
         self.counters = {"cycles": 0, "waiting": 0, "policy_failures": 0, "progress_recoveries": 0}
-        self._waiting_for = ""   # why the last period published no subgoal: odometry/obstacles/stale, "" while planning
-        self._waiting_why = ""   # and the message it logged
+        self._waiting_for = ""   # why the last period published no subgoal (a missing input or "stale"), "" while planning
 
         self.subgoal_pub = self.create_publisher(PointStamped, c.TOPIC_SUBGOAL, c.COMMAND_QOS)
         self.recorded_publishers.append(self.subgoal_pub)
@@ -88,13 +87,14 @@ class PlannerNode(c.DrivesToGoal, c.ManagedNode):
         stale = self.watchdog.stale()
         if self.state is None or self.obstacles is None or stale:
             self.counters["waiting"] += 1
-            kind = "odometry" if self.state is None else "obstacles" if self.obstacles is None else "stale"
-            # (for a missing input, what discovery knows: a missing publisher or messages that do not arrive)
-            why = (self.watchdog.describe("odometry", stale.get("odometry", 0.0), "odom_timeout_s")
-                   if kind == "stale" else self.missing_robot_state())
-            if kind != self._waiting_for or (kind != "stale" and why != self._waiting_why):
-                self.get_logger().info(f"not planning: {why}")   # once per reason (not per stale age)
-            self._waiting_for, self._waiting_why = kind, why
+            # a missing input with what discovery knows (a missing publisher or messages that do not
+            # arrive), or "stale": logged once per reason, not per stale age
+            reason = self.missing_robot_state() or "stale"
+            if reason != self._waiting_for:
+                why = (self.watchdog.describe("odometry", stale.get("odometry", 0.0), "odom_timeout_s")
+                       if reason == "stale" else reason)
+                self.get_logger().info(f"not planning: {why}")
+            self._waiting_for = reason
             return  # no subgoal from missing or old inputs: the controller then times out and stops
         if self._waiting_for:
             self.get_logger().info("planning")
