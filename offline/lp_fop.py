@@ -155,6 +155,11 @@ class ReluLpFop:
         return float(np.asarray(c, float) @ x + 0.5 * x @ (self.q_diag * x) + self.l * x @ x + self.relu_penalty(x))
 
     # ---------------------------------------------------------------- solve
+    def checked_data(self, c, row_lo, row_hi, col_lo, col_hi) -> tuple[np.ndarray, ...]:
+        """(c, row_lo, row_hi, col_lo, col_hi) as checked float vectors: what `solve` installs (the
+        cvxpy statement of this FOP, offline.baselines.cvx_fop, reads the same data through it)."""
+        return self._vectors(c, row_lo, row_hi, col_lo, col_hi)
+
     def _vectors(self, c, row_lo, row_hi, col_lo, col_hi):
         def vec(name, v, size, allow_inf):
             a = np.asarray(v, float).reshape(-1)
