@@ -3,7 +3,7 @@ PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv nav nav-expert test bench loop demos fit bench-fit clean-cache
+.PHONY: help venv nav nav-expert test bench loop demos fit bench-fit clean-cache docs
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -34,6 +34,9 @@ fit: venv  ## fit θ from demonstration bags (BAGS=...)
 
 bench-fit: venv  ## inverse-optimization scaling benchmark (global vs scalable)
 	$(PY) -m offline.bench_fit --markdown results/bench_fit.md $(ARGS)
+
+docs: venv  ## the documentation site (docs/, mkdocs.yml) built with --strict into site/
+	$(PY) -m mkdocs build --strict --site-dir site
 
 clean-cache:  ## delete generated acados solvers (they are rebuilt on demand)
 	rm -rf "$${HIOPT_CACHE_DIR:-$${XDG_CACHE_HOME:-$$HOME/.cache}/hiopt}/acados"
