@@ -144,6 +144,7 @@ class Episode:
     decision_s: list[float]
     solver_failures: int
     trajectory: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 3)))
+    recoveries: int = 0              # progress-check recoveries of a residual policy in this episode
 
     def metrics(self) -> dict[str, float]:
         from offline.results import timing_stats
@@ -181,42 +182,116 @@ def run_episode(env, driver: _Driver, method: str, course_seed: int, course: Cou
 
 
 # ---------------------------------------------------------------------------- set-up
-def build_methods(args) -> dict[str, tuple[Any, _Driver, dict]]:
-    """{key: (env, driver, description)} for the selected methods (every env on args.backend)."""
+@dataclass(frozen=True)
+class EvalSetup:
+    """Everything a course task needs to build a method: plain values (picklable), so the same task
+    runs in this process or in a worker of offline.sweep and gives the same numbers."""
+
+    params: str
+    backend: str = "pybullet"
+    theta: str = str(DEFAULT_THETA)
+    bilevel_learned: str = str(SHIPPED_POLICY)
+    bilevel_unchanged: str = str(SHIPPED_UNCHANGED)
+    e2e: str = str(SHIPPED_E2E)
+    no_progress_check: bool = False
+
+    @classmethod
+    def from_args(cls, args) -> "EvalSetup":
+        return cls(params=str(args.params), backend=args.backend, theta=str(args.theta),
+                   bilevel_learned=str(args.bilevel_learned), bilevel_unchanged=str(args.bilevel_unchanged),
+                   e2e=str(args.e2e), no_progress_check=bool(args.no_progress_check))
+
+    def policy(self, key: str) -> str:
+        return getattr(self, key.replace("-", "_"))
+
+
+def build_method(setup: EvalSetup, key: str) -> tuple[Any, _Driver, dict]:
+    """(env, driver, description) of one method (its env on setup.backend)."""
     from hiopt_ros.planning.geometric import LookaheadPolicy
     from hiopt_ros.planning.torch_policy import TorchCommandPolicy, TorchPolicy
     from sim.nav_env import NavEnv, NavEnvConfig, make_lower_level
 
-    cfg = NavEnvConfig.from_params(args.params)
-    out = {}
-    for key in args.methods:
-        desc: dict[str, Any] = {"row": METHODS[key]}
-        if key == "mpc":
-            lower, driver = make_lower_level("mpc", params=args.params), ExpertDriver()
-        elif key == "e2e":
-            lower = None
-            driver = CommandDriver(TorchCommandPolicy.load(args.e2e, cfg.limits.lower, cfg.limits.upper))
-            desc["policy"] = str(args.e2e)
-        elif key in ("geometric", "geometric-unchanged"):
-            theta = args.theta if key == "geometric" else None
-            lower = make_lower_level("fop", theta=theta, params=args.params)
-            driver = SubgoalDriver(LookaheadPolicy(lookahead_m=cfg.prior_lookahead_m))   # planner_node.lookahead_m
-            desc["theta"] = str(theta) if theta else "θ = 0 (unchanged)"
-        else:
-            theta = args.theta if key == "bilevel-learned" else None
-            lower = make_lower_level("fop", theta=theta, params=args.params)
-            path = getattr(args, key.replace("-", "_"))
-            driver = SubgoalDriver(TorchPolicy.load(path, max_distance_m=cfg.max_subgoal_m,
-                                                    progress_check=not args.no_progress_check))
-            desc.update(policy=str(path), theta=str(theta) if theta else "θ = 0 (unchanged)")
-        env = NavEnv(lower, backend=args.backend, course_seeds=[DEFAULT_COURSE_SEED], config=cfg, params=args.params)
-        out[key] = (env, driver, desc)
-    return out
+    cfg = NavEnvConfig.from_params(setup.params)
+    desc: dict[str, Any] = {"row": METHODS[key]}
+    if key == "mpc":
+        lower, driver = make_lower_level("mpc", params=setup.params), ExpertDriver()
+    elif key == "e2e":
+        lower = None
+        driver = CommandDriver(TorchCommandPolicy.load(setup.e2e, cfg.limits.lower, cfg.limits.upper))
+        desc["policy"] = setup.e2e
+    elif key in ("geometric", "geometric-unchanged"):
+        theta = setup.theta if key == "geometric" else None
+        lower = make_lower_level("fop", theta=theta, params=setup.params)
+        driver = SubgoalDriver(LookaheadPolicy(lookahead_m=cfg.prior_lookahead_m))   # planner_node.lookahead_m
+        desc["theta"] = str(theta) if theta else "θ = 0 (unchanged)"
+    else:
+        theta = setup.theta if key == "bilevel-learned" else None
+        lower = make_lower_level("fop", theta=theta, params=setup.params)
+        path = setup.policy(key)
+        driver = SubgoalDriver(TorchPolicy.load(path, max_distance_m=cfg.max_subgoal_m,
+                                                progress_check=not setup.no_progress_check))
+        desc.update(policy=str(path), theta=str(theta) if theta else "θ = 0 (unchanged)")
+    env = NavEnv(lower, backend=setup.backend, course_seeds=[DEFAULT_COURSE_SEED], config=cfg, params=setup.params)
+    return env, driver, desc
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m sim.evaluate", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+#: methods built in this process, reused by the next course of the same method and setup
+_BUILT: dict[tuple[EvalSetup, str], tuple[Any, _Driver, dict]] = {}
+
+
+def evaluate_course(setup: EvalSetup, key: str, course_seed: int) -> Episode:
+    """One course of one method: the task of Table 2's sweep (a plain function of its arguments; the
+    method is built once per process). Episode.recoveries: the progress check's recoveries in it."""
+    if (setup, key) not in _BUILT:
+        _BUILT[(setup, key)] = build_method(setup, key)
+    env, driver, _ = _BUILT[(setup, key)]
+    policy = getattr(driver, "policy", None)
+    before = getattr(policy, "recoveries", 0)
+    ep = run_episode(env, driver, key, course_seed)
+    ep.recoveries = getattr(policy, "recoveries", 0) - before
+    return ep
+
+
+def close_built() -> None:
+    """Close the envs this process built (PyBullet clients)."""
+    while _BUILT:
+        env, _, _ = _BUILT.popitem()[1]
+        env.close()
+
+
+def describe(setup: EvalSetup, key: str) -> dict:
+    """The description of a method (row, policy and θ files) without building it."""
+    desc: dict[str, Any] = {"row": METHODS[key]}
+    if key == "e2e":
+        desc["policy"] = setup.e2e
+    elif key in ("geometric", "geometric-unchanged"):
+        desc["theta"] = setup.theta if key == "geometric" else "θ = 0 (unchanged)"
+    elif key in ("bilevel-learned", "bilevel-unchanged"):
+        desc.update(policy=setup.policy(key), theta=setup.theta if key == "bilevel-learned" else "θ = 0 (unchanged)")
+    return desc
+
+
+def serial_runner(jobs, desc: str = "episodes", progress: bool = True):
+    """The default way to run course tasks: one after the other in this process.
+
+    jobs: [(name, fn, args)]; returns ({name: value}, {name: why it failed}) like offline.sweep."""
+    from hiopt_ros.progress import progress_bar
+
+    values: dict[str, Any] = {}
+    bar = progress_bar(jobs, enabled=progress, desc=desc, unit="ep")
+    for name, fn, fn_args in bar:
+        values[name] = fn(*fn_args)
+        bar.set_postfix_str(name, refresh=False)
+    return values, {}
+
+
+def course_jobs(setup: EvalSetup, keys, seeds, tag: str = "") -> list[tuple[str, Any, tuple]]:
+    """The course tasks of `keys` on the default course and `seeds`, named '<key><tag>/<seed>'."""
+    return [(f"{k}{tag}/{s}", evaluate_course, (setup, k, s)) for s in [DEFAULT_COURSE_SEED, *seeds] for k in keys]
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options of Table 2 (also those of ``python -m offline.experiments table2``)."""
     ap.add_argument("--courses", type=int, default=50, help="held-out courses (default 50)")
     ap.add_argument("--first-seed", type=int, default=EVAL_SEEDS.start,
                     help=f"first evaluation course seed (default {EVAL_SEEDS.start}; must lie in "
@@ -241,7 +316,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="ROS parameter file (rates, bounds, FOP)")
     ap.add_argument("--out", type=Path, default=None, help="output folder (default results/table2/<time>)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = ap.parse_args(argv)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m sim.evaluate", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(ap)
+    return check_args(ap, ap.parse_args(argv))
+
+
+def check_args(ap: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    """Validate the parsed options (ap.error: one line, exit 2)."""
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     bad = [m for m in args.methods if m not in METHODS]
     if bad or not args.methods:
@@ -269,45 +354,73 @@ def _sha256(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, runner=None, where: str | None = None) -> int:
+    """Table 2. `runner(jobs, desc)` runs the course tasks (default: serial_runner in this process;
+    ``python -m offline.experiments table2 --workers N`` passes offline.sweep's), `where` names it."""
     args = parse_args(argv)
-    from offline.results import ResultsTable, new_results_dir
-    from hiopt_ros.progress import progress_bar
-
     seeds = list(range(args.first_seed, args.first_seed + args.courses))
-    out = args.out or new_results_dir("table2", REPO_ROOT / "results")
-    out.mkdir(parents=True, exist_ok=True)
-    where = "ROS 2 node graph (hiopt_ros.launcher)" if args.ros else f"{args.backend} (in process)"
+    out = args.out or _new_out()
+    world = "ROS 2 node graph (hiopt_ros.launcher)" if args.ros else f"{args.backend} (in process)"
+    if where and not args.ros:
+        world = f"{args.backend} ({where})"
     print(f"sim.evaluate: {len(args.methods)} methods x {len(seeds)} held-out courses "
-          f"(seeds {seeds[0]}..{seeds[-1]}) + the default course, {where}")
+          f"(seeds {seeds[0]}..{seeds[-1]}) + the default course, {world}")
     print(describe_seed_ranges())
+    failed: dict[str, str] = {}
     if args.ros:
         from sim import evaluate_ros
         episodes, descs = evaluate_ros.run(args, seeds, out, progress=not args.no_progress)
     else:
-        methods = build_methods(args)
-        descs = {k: d for k, (_, _, d) in methods.items()}
-        episodes = {k: [] for k in methods}
-        jobs = [(k, s) for s in [DEFAULT_COURSE_SEED, *seeds] for k in methods]
-        bar = progress_bar(jobs, enabled=not args.no_progress, desc="episodes", unit="ep")
-        for key, seed in bar:
-            env, driver, _ = methods[key]
-            episodes[key].append(run_episode(env, driver, key, seed))
-            bar.set_postfix(method=key, seed=seed, refresh=False)
-        for env, _, _ in methods.values():
-            env.close()
+        setup = EvalSetup.from_args(args)
+        episodes, failed = run_courses(setup, args.methods, seeds, runner, progress=not args.no_progress)
+        descs = {k: describe(setup, k) for k in args.methods}
+    command = "python -m sim.evaluate " + " ".join(shlex.quote(a) for a in (argv if argv is not None
+                                                                              else sys.argv[1:]))
+    write_tables(args, seeds, out, episodes, descs, world, command, failed=failed)
+    return 0
 
+
+def _new_out() -> Path:
+    from offline.results import new_results_dir
+
+    return new_results_dir("table2", REPO_ROOT / "results")
+
+
+def run_courses(setup: EvalSetup, keys, seeds, runner=None, progress: bool = True, tag: str = ""):
+    """({key: [Episode]} in course order, {task name: why it failed}) of `keys` on the default course +
+    `seeds`, each course a task of `runner` (default: serial_runner)."""
+    jobs = course_jobs(setup, keys, seeds, tag)
+    if runner is None:
+        values, failed = serial_runner(jobs, progress=progress)
+        close_built()
+    else:
+        values, failed = runner(jobs, "courses")
+    episodes: dict[str, list[Episode]] = {k: [] for k in keys}
+    for name, _, (_, key, _) in jobs:
+        if name in values:
+            episodes[key].append(values[name])
+    return episodes, dict(failed)
+
+
+def write_tables(args, seeds, out: Path, episodes: dict, descs: dict, world: str, command: str,
+                 failed: dict | None = None, extra_notes=(), labels: dict | None = None) -> dict:
+    """table2.md/.csv/_episodes.csv, default_course.md, the trajectory plot and evaluation.yaml into out;
+    prints the tables; returns the paths. labels: row label of each key of `episodes` (default METHODS)."""
+    from offline.results import ResultsTable
+
+    labels = labels or METHODS
+    keys = list(episodes)
+    out.mkdir(parents=True, exist_ok=True)
     table = ResultsTable("Table 2: robot navigation on held-out courses", table_metrics())
     default = ResultsTable("The default course of config/nav.yaml (seed 0, never trained on)", table_metrics())
-    for key in args.methods:
+    for key in keys:
         for ep in episodes[key]:
-            (default if ep.course_seed == DEFAULT_COURSE_SEED else table).add(METHODS[key], ep.metrics())
-    failures = {METHODS[k]: sum(e.solver_failures for e in episodes[k]) for k in args.methods}
-    recoveries = {} if args.ros else {
-        METHODS[k]: d.policy.recoveries for k, (_, d, _) in methods.items()
-        if getattr(getattr(d, "policy", None), "progress_check", None) is not None}
+            (default if ep.course_seed == DEFAULT_COURSE_SEED else table).add(labels[key], ep.metrics())
+    failures = {labels[k]: sum(e.solver_failures for e in episodes[k]) for k in keys}
+    recoveries = {labels[k]: sum(e.recoveries for e in episodes[k]) for k in keys
+                  if k.split("@")[0] in ("bilevel-learned", "bilevel-unchanged")}
     notes = [f"{len(seeds)} held-out courses, seeds {seeds[0]}..{seeds[-1]} (training used "
-             f"1..999999); {where}; mean ± std over episodes",
+             f"1..999999); {world}; mean ± std over episodes",
              "travel time, path length and energy over the episodes that reached the goal without a "
              "collision (n given when fewer); success = reached without collision; min clearance = "
              "smallest distance between the robot circle and an obstacle surface",
@@ -319,15 +432,18 @@ def main(argv: list[str] | None = None) -> int:
               ", ".join(f"{k} {v}" for k, v in failures.items())) if not args.ros else
              "solver failures: see each run's /diagnostics in <out>/ros/runs/*/logs",
              *([("progress-check recoveries (the residual policy stalled for 1 s and its prior drove "
-                 "alone for 1 s): " + ", ".join(f"{k} {v}" for k, v in recoveries.items()))] if recoveries else []),
-             "command: python -m sim.evaluate " + " ".join(shlex.quote(a) for a in (argv if argv is not None
-                                                                                     else sys.argv[1:]))]
+                 "alone for 1 s): " + ", ".join(f"{k} {v}" for k, v in recoveries.items()))]
+               if recoveries and not args.ros else []),
+             *([f"tasks that failed (their episodes are missing): {'; '.join(f'{k}: {v}' for k, v in failed.items())}"]
+               if failed else []),
+             *extra_notes,
+             f"command: {command}"]
     paths = table.write(out, "table2", notes=notes)
     default.write(out, "default_course", notes=notes[1:3])
-    png = _plot_default(out / "trajectories_default_course.png", episodes, args)
-    meta = {"command": notes[-1].split(": ", 1)[1], "course_seeds": [seeds[0], seeds[-1]],
-            "default_course_seed": DEFAULT_COURSE_SEED, "world": where, "methods": {}}
-    for key in args.methods:
+    png = _plot_default(out / "trajectories_default_course.png", episodes, keys, labels, args.params)
+    meta = {"command": command, "course_seeds": [seeds[0], seeds[-1]],
+            "default_course_seed": DEFAULT_COURSE_SEED, "world": world, "methods": {}}
+    for key in keys:
         d = dict(descs[key])
         for f in ("policy", "theta"):
             if d.get(f) and Path(d[f]).is_file():
@@ -341,21 +457,21 @@ def main(argv: list[str] | None = None) -> int:
     for p in [*paths.values(), out / "default_course.md", png, out / "evaluation.yaml"]:
         if p is not None:
             print(f"  {Path(p).name}")
-    return 0
+    return {**paths, "png": png, "yaml": out / "evaluation.yaml", "table": table}
 
 
-def _plot_default(path: Path, episodes: dict[str, list[Episode]], args) -> Path | None:
+def _plot_default(path: Path, episodes: dict[str, list[Episode]], keys, labels, params) -> Path | None:
     from sim.plot import plot_trajectory
 
     trajs = {}
-    for key in args.methods:
+    for key in keys:
         ep = next((e for e in episodes[key] if e.course_seed == DEFAULT_COURSE_SEED), None)
         if ep is not None and len(ep.trajectory):
             outcome = "goal" if ep.reached else ("collision" if ep.collided else "timeout")
-            trajs[f"{METHODS[key]} ({ep.time_s:.2f} s, {outcome})"] = ep.trajectory
+            trajs[f"{labels[key]} ({ep.time_s:.2f} s, {outcome})"] = ep.trajectory
     if not trajs:
         return None
-    return plot_trajectory(path, course_for_seed(DEFAULT_COURSE_SEED, args.params), trajs,
+    return plot_trajectory(path, course_for_seed(DEFAULT_COURSE_SEED, params), trajs,
                            title="default course of config/nav.yaml: every method")
 
 

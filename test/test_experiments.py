@@ -135,3 +135,70 @@ def test_table1_amod_fits_learned_cost_terms_from_the_command_line(tmp_path):
     assert list(rows) == ["MPC", "Learned FOP + MPC subgoals"]
     assert float(rows["Learned FOP + MPC subgoals"]["reward_mean"]) <= float(rows["MPC"]["reward_mean"]) + 1e-6
     assert "cost terms time:2" in (out / "table1_amod.md").read_text()
+
+
+class SeededFakeCase(FakeCase):
+    """Learned rows whose reward moves with the RL training seed: +seed (learned), −seed (unchanged)."""
+
+    def prepare(self, args, work_dir, log, train_seed=None):
+        self.prepared_seeds = getattr(self, "prepared_seeds", []) + [train_seed]
+        return Prepared(state={"train_seed": train_seed}, train_seeds=range(0, 5), notes=[f"policy seed {train_seed}"])
+
+    def run_episode(self, prepared, method, seed):
+        ep = super().run_episode(prepared, method, seed)
+        s = prepared.state["train_seed"]
+        shift = {"MPC": 0.0, "Bi-level-unchanged": -float(s), "Bi-level-learned": float(s)}[method]
+        return Episode(reward=ep.reward + shift, served_demand=ep.served_demand, decision_times_s=ep.decision_times_s)
+
+
+def test_table1_learned_rows_run_once_per_training_seed_and_report_over_seeds(tmp_path):
+    case = SeededFakeCase()
+    res = table1.run(_args(tmp_path, seeds=3, first_train_seed=10, episodes=2), case=case)
+    assert case.prepared_seeds == [10, 11, 12]
+    # MPC (not trained) once per evaluation seed; each learned row once per (training seed, evaluation seed)
+    assert case.calls.count(("MPC", 100)) == 1 and case.calls.count(("Bi-level-learned", 100)) == 3
+    t = res["table"]
+    assert len(t.values("Bi-level-learned", "reward")) == 6
+    learned = [98 + e % 3 + s for s in (10, 11, 12) for e in (100, 101)]
+    assert t.stats("Bi-level-learned", "reward")[0] == pytest.approx(np.mean(learned))
+    seeds_md = res["paths"]["seeds_markdown"].read_text()
+    # over seeds: per-seed means 99.5 + s → mean 110.5, std over the three seed means
+    rows = {r["method"]: r for r in csv.DictReader(open(res["paths"]["seeds_csv"]))}
+    assert float(rows["Bi-level-learned"]["reward_mean"]) == pytest.approx(110.5)
+    assert float(rows["Bi-level-learned"]["reward_std"]) == pytest.approx(np.std([109.5, 110.5, 111.5]))
+    assert float(rows["MPC"]["reward_std"]) == 0.0
+    # paired, learned − unchanged: 8 + 2s per seed, better on every episode
+    line = next(r for r in seeds_md.splitlines() if r.startswith("| Bi-level-learned − Bi-level-unchanged |"))
+    assert "+28 (2/2)" in line and "+30 (2/2)" in line and "+32 (2/2)" in line and "on 3 of 3 seeds" in line
+    per_seed = {r["method"] for r in csv.DictReader(open(res["paths"]["per_seed_csv"]))}
+    assert per_seed == {"MPC", *(f"{m} (seed {s})" for m in ("Bi-level-unchanged", "Bi-level-learned")
+                                 for s in (10, 11, 12))}
+    assert "3 RL training seeds (10–12" in res["paths"]["markdown"].read_text()
+
+
+def test_table1_sets_rl_seed_per_seed_on_a_case_without_the_keyword(tmp_path):
+    seen = []
+
+    class RlSeedCase(FakeCase):
+        def prepare(self, args, work_dir, log):
+            seen.append(args.rl_seed)
+            return super().prepare(args, work_dir, log)
+
+    table1.run(_args(tmp_path, seeds=2, first_train_seed=0, episodes=1, rl_seed=7), case=RlSeedCase())
+    assert seen == [0, 1]
+    seen.clear()
+    table1.run(_args(tmp_path, seeds=1, episodes=1, rl_seed=7, out=tmp_path / "o2"), case=RlSeedCase())
+    assert seen == [7]
+
+
+def test_a_failed_episode_is_reported_by_name_and_the_others_kept(tmp_path):
+    class Flaky(FakeCase):
+        def run_episode(self, prepared, method, seed):
+            if (method, seed) == ("Bi-level-learned", 101):
+                raise RuntimeError("solver crashed")
+            return super().run_episode(prepared, method, seed)
+
+    res = table1.run(_args(tmp_path), case=Flaky())
+    assert res["sweep"].failed == {"Bi-level-learned/101": "RuntimeError: solver crashed"}
+    assert len(res["table"].values("Bi-level-learned", "reward")) == 2
+    assert "Bi-level-learned/101 failed: RuntimeError: solver crashed" in res["paths"]["markdown"].read_text()

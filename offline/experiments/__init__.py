@@ -15,6 +15,8 @@ A module ``offline.<case>.table1`` defines ``CASE``, an object with
     title: str                      # table title, e.g. "Table 1 (left): AMoD rebalancing"
     methods: tuple[str, ...]        # row order; the first one is the reference (MPC)
     optional_methods (optional)     # further rows run only when named in --methods (diagnostics)
+    trained_methods (optional)      # the rows with an RL-trained policy (default: the paper's three
+                                    # learned rows); they run once per training seed (--seeds)
     add_arguments(parser) -> None   # its own options (scenario, budgets, θ file, ...); they must
                                     # not clash with the runner's (--case --episodes --eval-seed
                                     # --methods --out --quiet)
@@ -23,11 +25,17 @@ A module ``offline.<case>.table1`` defines ``CASE``, an object with
                                     # expensive artefacts (θ, trained policies) under work_dir
                                     # (args.work_dir, default results/<case>/) so a second run
                                     # reuses them; log(str) prints a progress line
+    prepare(args, work_dir, log, train_seed=s) -> Prepared    (optional keyword, preferred)
+                                    # the same for RL training seed s: cache the policies per seed
+                                    # (e.g. rl/seed<s>/<method>/); a case without the keyword but with
+                                    # an --rl-seed option gets args.rl_seed = s instead
     run_episode(prepared, method, seed) -> Episode
                                     # one evaluation episode of `method` on the demand sample
                                     # `seed` (the same seed gives every method the same sample)
 
-and registers its module path in CASES below. ``Prepared.train_seeds`` lists every environment
+and registers its module path in CASES below. The episodes are tasks of offline.sweep (``--workers N``
+/ ``--address``): on Ray, ``Prepared`` is pickled to the workers (a state that cannot be pickled
+makes the runner evaluate in process and say so). ``Prepared.train_seeds`` lists every environment
 seed used for demonstrations or training; the runner refuses evaluation seeds that overlap it and
 prints both ranges. ``Prepared.notes`` are lines for the table's notes (scenario, θ file, policy
 checkpoints and their training budget).
