@@ -2,7 +2,7 @@
 
     python -m hiopt_ros.bench                       # FOP and MPC N=20 / N=50 along closed-loop trajectories
     python -m hiopt_ros.bench --json bench.json --markdown bench.md
-    python -m hiopt_ros.bench --node-rate [--rates ...]   # controller_node's rate headroom (hiopt_ros/bench_node_rate.py)
+    python -m hiopt_ros.bench --node-rate [--rates ...]   # controller_node's rate headroom (hiopt_ros.bench_node_rate)
 
 Instances are closed-loop trajectories on random courses (start, goal 2–5 m away, obstacles near
 the line between them): the bi-level loop (geometric look-ahead subgoals → FOP) for the FOP, with
@@ -26,8 +26,8 @@ import argparse
 import json
 import math
 import sys
-from pathlib import Path
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -271,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     for N in horizons:
         results[f"mpc_n{N}"] = bench_mpc(N, args.mpc_n, args.M, args.seed, min(args.ipopt_n, args.mpc_n))
     table = markdown(results)
-    print(f"FOP: K={args.K} ReLU terms, M={args.M} obstacles, {results['fop']['mean_starts']:.2f} SQP starts per solve; "
+    print(f"FOP: K={args.K} ReLU terms, M={args.M} obstacles, "
+          f"{results['fop']['mean_starts']:.2f} SQP starts per solve; "
           f"MPC: M={args.M}; whole calls from Python, {args.clock} clock; IPOPT tol {IPOPT_TOL:g}\n")
     print(table)
     f = results["fop"]
@@ -279,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
           f"median / p99 {f['median_us']:.0f} / {f['p99_us']:.0f} µs vs {f['reference_median_us']:.0f} / "
           f"{f['reference_p99_us']:.0f} µs = {f['speedup_vs_reference']:.2f}× (medians); "
           f"actions differ on {f['reference_differs']} of {f['n']}\n")
-    for path, text in ((args.json, json.dumps({"clock": args.clock, "ipopt_tol": IPOPT_TOL, **results}, indent=2)), (args.markdown, table)):
+    report = json.dumps({"clock": args.clock, "ipopt_tol": IPOPT_TOL, **results}, indent=2)
+    for path, text in ((args.json, report), (args.markdown, table)):
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_text(text)

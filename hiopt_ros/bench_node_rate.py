@@ -232,8 +232,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from hiopt_ros import conversions as conv
     from hiopt_ros.domains import reserve_domain
-    from hiopt_ros.nodes import common as c
     from hiopt_ros.launcher import close_ros, run_cli
+    from hiopt_ros.nodes import common as c
     from hiopt_ros.recording import recorder_qos
 
     odom_rows, subgoal_rows, obstacles = recorded_inputs(args.bag, args.params)

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import MutableMapping
 from typing import Any
 
 from hiopt_ros.config import IMPORT_ROOT, PACKAGE, config_path, default_params_file  # noqa: F401 (re-exported)
@@ -166,7 +166,8 @@ def dds_env(env: MutableMapping[str, str]) -> MutableMapping[str, str]:
 def child_env(domain_id: int | None = None, base: dict[str, str] | None = None) -> dict[str, str]:
     """Environment for node processes: the source tree importable, DDS kept on this machine (:func:`dds_env`)."""
     env = dict(os.environ if base is None else base)
-    env["PYTHONPATH"] = os.pathsep.join([str(IMPORT_ROOT), *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
+    inherited = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join([str(IMPORT_ROOT), *inherited])
     env["PYTHONUNBUFFERED"] = "1"
     dds_env(env)
     env.setdefault("RCUTILS_COLORIZED_OUTPUT", "0")

@@ -35,8 +35,12 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hiopt_ros import bringup
+
+if TYPE_CHECKING:  # imported at run time inside run(): recording pulls in rclpy
+    from hiopt_ros.recording import RunSummary
 
 STARTUP_TIMEOUT_S = 90.0     # wheels re-exec Python, acados loads, DDS discovers: be generous
 TRANSITION_TIMEOUT_S = 10.0  # a lifecycle transition (the controller's deactivation waits ≤ 1 s for acks)
@@ -308,7 +312,7 @@ class Bringup:
             self.spin_once(0.05)
 
 
-def run(args: argparse.Namespace, *, on_ready=None, log=print, stop=None) -> tuple["RunSummary", Path]:  # noqa: F821
+def run(args: argparse.Namespace, *, on_ready=None, log=print, stop=None) -> tuple[RunSummary, Path]:
     """Run the stack once; returns (summary, run folder). `on_ready(processes, monitor)` is a test hook;
     `stop` (a nodes.common.StopSignal) ends the run with KeyboardInterrupt at the next safe point.
 

@@ -305,7 +305,7 @@ class BagWriter:
         self._open = False
         try:
             self._writer.close()
-        except Exception:  # noqa: BLE001 - the bag is being thrown away
+        except Exception:  # the bag is being thrown away
             pass
         shutil.rmtree(self._tmpdir, ignore_errors=True)
 
@@ -409,7 +409,7 @@ def bag_topics(path: str | os.PathLike) -> dict[str, tuple[str, int]]:
             return {name: (info.msgtype or "?", int(info.msgcount)) for name, info in reader.topics.items()}
     except BagError:
         raise
-    except Exception as exc:  # noqa: BLE001 - rosbags raises many kinds on corrupt input
+    except Exception as exc:  # rosbags raises many kinds on corrupt input
         raise _cannot_read(p, exc) from None
 
 
@@ -446,9 +446,9 @@ def read_robot_bag(path: str | os.PathLike, topics: RobotTopics = RobotTopics(),
     Values are returned as recorded, NaNs included (offline.robot_data drops and counts them).
     Each topic's messages are sorted by that time (stable), so messages recorded out of order are
     read in time order; with 'header', a topic whose header clock steps back by more than
-    MAX_HEADER_BACKSTEP_NS in receive order (a restarted clock) raises BagError instead. A topic that holds no messages, has several message types, or several
-    connections holding different messages raises BagError; identical duplicate connections are
-    read once.
+    MAX_HEADER_BACKSTEP_NS in receive order (a restarted clock) raises BagError instead. A topic
+    that holds no messages, has several message types, or several connections holding different
+    messages raises BagError; identical duplicate connections are read once.
     """
     if obstacles not in ("required", "optional", "skip"):
         raise ValueError(f"obstacles must be 'required', 'optional' or 'skip', got {obstacles!r}")
@@ -481,7 +481,7 @@ def read_robot_bag(path: str | os.PathLike, topics: RobotTopics = RobotTopics(),
                 try:
                     msg = reader.deserialize(raw, conn.msgtype)
                     val = _decode(role, msg)
-                except Exception:  # noqa: BLE001 - one bad message must not sink the bag
+                except Exception:  # one bad message must not sink the bag
                     undecodable[conn.topic] = undecodable.get(conn.topic, 0) + 1
                     continue
                 t = conv.header_ns(msg) if stamp == "header" and hasattr(msg, "header") else int(t_log)
@@ -489,7 +489,7 @@ def read_robot_bag(path: str | os.PathLike, topics: RobotTopics = RobotTopics(),
                 values[role].append(val)
     except BagError:
         raise
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise _cannot_read(p, exc) from None
     if stamp == "header":
         _check_header_clock(p, roles, times)
@@ -567,5 +567,5 @@ def read_topic_raw(path: str | os.PathLike, topics: Iterable[str]) -> list[tuple
         with _open_reader(p) as reader:
             conns = [c for c in reader.connections if c.topic in wanted]
             return [(c.topic, c.msgtype, int(t), bytes(raw)) for c, t, raw in reader.messages(connections=conns)]
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise _cannot_read(p, exc) from None

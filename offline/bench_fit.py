@@ -37,7 +37,7 @@ class Synthetic:
     (ω + a_t)² and the input term ‖u‖², whose weights Eq. 32a's c_h and c_u scale); () plants none.
     """
     K_true: int = 3
-    l: float = 1e-2
+    l: float = 1e-2  # noqa: E741 (Eq. 10's l)
     v_bounds: tuple[float, float] = (0.0, 1.0)        # v_min_mps, v_max_mps
     omega_bounds: tuple[float, float] = (-1.5, 1.5)   # omega_min_radps, omega_max_radps
     weights_true: tuple[float, ...] = ()
@@ -143,11 +143,11 @@ def run_case(case: dict) -> dict:
     import resource
 
     T, method, source = case["T"], case["method"], case["source"]
-    K, l, rho = case["K"], case["l"], case["rho"]
+    K, l_reg, rho = case["K"], case["l"], case["rho"]
     feats = None
     truth: dict = {}
     if source == "synthetic":
-        cfg = Synthetic(l=l, weights_true=tuple(case["weights_true"]))
+        cfg = Synthetic(l=l_reg, weights_true=tuple(case["weights_true"]))
         theta_true, nu_true = true_theta(case["seed"], cfg.K_true)
         train, *_ = synthetic_samples(T, seed=case["seed"] + T, cfg=cfg, theta=theta_true, nu=nu_true)
         held, *_ = synthetic_samples(case["held_out"], seed=case["seed"] + 999, cfg=cfg, theta=theta_true, nu=nu_true)
@@ -168,7 +168,7 @@ def run_case(case: dict) -> dict:
         train = [train[i] for i in pick]
         held = held[:case["held_out"]]
     t0 = time.perf_counter()
-    fit = fit_inverse(train, K=K, l=l, rho=rho, method=method, time_limit_s=case["time_limit"], seed=case["seed"],
+    fit = fit_inverse(train, K=K, l=l_reg, rho=rho, method=method, time_limit_s=case["time_limit"], seed=case["seed"],
                       progress=False, restarts=case["restarts"], features=feats)
     dt = time.perf_counter() - t0
     row = {**{k: case[k] for k in ("T", "source", "K")}, "method": fit.method, "status": fit.status, "time_s": dt,
@@ -178,7 +178,7 @@ def run_case(case: dict) -> dict:
            "phases": fit.info.get("phase_s", {})}
     if "weights" in truth:
         row["weight_error"] = float(np.max(np.abs(fit.weights - np.asarray(truth["weights"]))))
-    zero = forward_solve_batch(held, np.zeros((1, 2)), np.zeros(1), l)
+    zero = forward_solve_batch(held, np.zeros((1, 2)), np.zeros(1), l_reg)
     row["cosine_unchanged"] = cosine_similarity(zero, np.array([s.u for s in held]))
     return row
 
@@ -209,8 +209,10 @@ def format_table(rows: list[dict]) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m offline.bench_fit", description=__doc__.split("\n\n")[0],
-                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", default="20000,50000", help="comma-separated training set sizes T (default 20000,50000)")
+                                 epilog=__doc__.split("\n\n", 1)[1],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="20000,50000",
+                    help="comma-separated training set sizes T (default 20000,50000)")
     ap.add_argument("--source", nargs="+", choices=("synthetic", "robot"), default=["synthetic"],
                     help="where the samples come from (default synthetic; robot needs --robot-bag)")
     ap.add_argument("--K", type=int, default=4, help="ReLU terms fitted (K* = 3 generate the synthetic data)")
@@ -225,7 +227,8 @@ def main(argv=None) -> int:
                          "fit stays under 10 min)")
     ap.add_argument("--restarts", type=int, default=4)
     ap.add_argument("--robot-bag", default=None, help="demonstration bag (offline.demos) for --source robot")
-    ap.add_argument("--robot-subgoal", default="plan:6", help="subgoal definition of the robot samples (default plan:6)")
+    ap.add_argument("--robot-subgoal", default="plan:6",
+                    help="subgoal definition of the robot samples (default plan:6)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--markdown", type=Path, default=None, help="write the table to this Markdown file")
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -233,11 +236,12 @@ def main(argv=None) -> int:
     try:
         sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
     except ValueError:
-        print(f"offline.bench_fit: error: --sizes must be comma-separated integers, got {args.sizes!r}", file=sys.stderr)
+        print(f"offline.bench_fit: error: --sizes must be comma-separated integers, got {args.sizes!r}",
+              file=sys.stderr)
         return 2
     if "robot" in args.source and not args.robot_bag:
-        print("offline.bench_fit: error: --source robot needs --robot-bag BAG (record one with python -m offline.demos)",
-              file=sys.stderr)
+        print("offline.bench_fit: error: --source robot needs --robot-bag BAG "
+              "(record one with python -m offline.demos)", file=sys.stderr)
         return 2
     rows = []
     for source in args.source:
@@ -257,7 +261,8 @@ def main(argv=None) -> int:
                           file=sys.stderr, flush=True)
     parts = []
     if "synthetic" in args.source:
-        parts.append(f"synthetic: K* = 3 true ReLU terms{', planted weights φ* = (1.2, −0.05)' if args.weights else ''}")
+        planted = ", planted weights φ* = (1.2, −0.05)" if args.weights else ""
+        parts.append(f"synthetic: K* = 3 true ReLU terms{planted}")
     if "robot" in args.source:
         parts.append(f"robot: {args.robot_bag}, subgoal {args.robot_subgoal}, learned Δc_h, Δc_u")
     head = (f"Problem 11 fits (l = {args.l:g}, ρ = {args.rho:g}, time limit {args.time_limit:g} s per fit; "

@@ -157,9 +157,8 @@ def record(out: str | Path, episodes: int, seed: int, *, dt_s: float = 0.05, max
            params: str | Path = DEFAULT_PARAMS, storage: str | None = None, overwrite: bool = False,
            progress: bool = True) -> tuple[Path, list[EpisodeResult]]:
     """Record `episodes` expert episodes on random courses into the bag `out`; returns (path, results)."""
-    from hiopt_ros.progress import progress_bar
-
     from hiopt_ros.control.mpc import Mpc
+    from hiopt_ros.progress import progress_bar
 
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")

@@ -44,8 +44,18 @@ from sim.course import DEFAULT_PARAMS, load_course, load_params
 
 from .bags import BagError, RobotTopics, read_robot_bag
 from .inverse.metrics import action_metrics
-from .robot_data import (WEIGHT_NAMES, AlignmentStats, DemonstrationError, RobotSample, SubgoalSpec, align_bag,
-                         fop_actions, inverse_samples, split_episodes, weight_features)
+from .robot_data import (
+    WEIGHT_NAMES,
+    AlignmentStats,
+    DemonstrationError,
+    RobotSample,
+    SubgoalSpec,
+    align_bag,
+    fop_actions,
+    inverse_samples,
+    split_episodes,
+    weight_features,
+)
 
 EXIT_BAD_INPUT = 2
 EXIT_FIT_FAILED = 1
@@ -129,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what Problem 11 learns: relu (the paper's ReLU terms only), weights (c_h, c_u of Eq. 32a), "
                         "relu+weights (default: weights relu+weights)")
     o.add_argument("--weights", default="c_h,c_u",
-                   help=f"weights of Eq. 32a learned in the *weights modes, among {','.join(WEIGHT_NAMES)} (default c_h,c_u)")
+                   help=f"weights of Eq. 32a learned in the *weights modes, among {','.join(WEIGHT_NAMES)} "
+                        "(default c_h,c_u)")
     o.add_argument("--K", type=int, nargs="+", default=[2], help="ReLU terms for the relu modes (default 2; the "
                    "controller's FOP must be built with at least this many)")
     o.add_argument("--rho", type=float, nargs="+", default=[1.0], help="ρ of Σ‖θ_k‖² in (11a) (default 1)")
@@ -243,7 +254,8 @@ def read_demonstrations(paths: Sequence[str], args, topics: RobotTopics, fixed_o
         bag = read_robot_bag(path, topics, obstacles="skip" if fixed_obstacles is not None else "required",
                              stamp=args.stamp)
         twin = next((b["path"] for b in [*seen, *info] if b["sha256"] == bag.sha256), None)
-        if twin is not None:  # the same demonstrations twice would count every sample double (or validate on training data)
+        # the same demonstrations twice would count every sample double (or validate on training data)
+        if twin is not None:
             raise DemonstrationError(f"{path} and {twin} are the same recording (sha256 {bag.sha256[:12]}…); "
                                      "give each bag once" + ("" if what == "training" else
                                                             ", and validate on bags of other course seeds"))
@@ -381,10 +393,9 @@ def candidate_options(args, has_plan: bool) -> list[list[Option]]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """The whole pipeline; returns the report (also stored as provenance in --out)."""
-    from hiopt_ros.progress import progress_bar
-
     from hiopt_ros.control.fop import Fop
     from hiopt_ros.control.theta import Theta, save_theta
+    from hiopt_ros.progress import progress_bar
 
     _check_args(args)
     t_start = time.perf_counter()
@@ -596,14 +607,15 @@ def format_report(rep: dict[str, Any]) -> str:
         for c in sel["candidates"]:
             ho = c.get("held_out")
             mark = "*" if c["option"] == sel["chosen"] else " "
-            lines.append(f" {mark}{c['option']:52s}" + (f"{ho['cosine']:9.4f}{ho['l2']:9.4f}" if ho else f"{'–':>9s}{'–':>9s}")
-                         + f"{c['objective']:12.4g}{c['fit_time_s']:8.1f}")
+            metrics = f"{ho['cosine']:9.4f}{ho['l2']:9.4f}" if ho else f"{'–':>9s}{'–':>9s}"
+            lines.append(f" {mark}{c['option']:52s}{metrics}{c['objective']:12.4g}{c['fit_time_s']:8.1f}")
     w = rep.get("cost_weights") or {}
     lw = rep.get("learned_weights") or []
     lines.append(
-        f"inverse optimization (Problem 11): {rep['option']['learn']}, subgoal {rep['option']['subgoal']}, K={rep['K']} "
-        f"l={rep['l']:g} rho={rep['rho']:g} kappa={rep['kappa']:g} method={rep['method']} status={rep['solver_status']} "
-        f"objective={rep['objective']:.4g}" + (f" bound={rep['bound']:.4g}" if rep["bound"] is not None else "")
+        f"inverse optimization (Problem 11): {rep['option']['learn']}, subgoal {rep['option']['subgoal']}, "
+        f"K={rep['K']} l={rep['l']:g} rho={rep['rho']:g} kappa={rep['kappa']:g} method={rep['method']} "
+        f"status={rep['solver_status']} objective={rep['objective']:.4g}"
+        + (f" bound={rep['bound']:.4g}" if rep["bound"] is not None else "")
         + f" solver {rep['solver_time_s']:.1f} s")
     if w:
         lines.append("  cost weights of Eq. 32a: " + ", ".join(
@@ -614,8 +626,8 @@ def format_report(rep: dict[str, Any]) -> str:
                      + (f"  (Prop. 4: ‖u*−u‖ ≤ {g['prop4_bound']:.3g})" if g.get("prop4_bound") is not None else ""))
     head = f"  {'':34s}{'cosine':>9s}{'L2':>9s}{'L1':>9s}  failed solves"
     if h.get("n"):
-        lines += [f"held-out training episodes ({h['episodes']} episodes, {h['n']} samples; used to choose the options): "
-                  "acados FOP vs expert", head,
+        lines += [f"held-out training episodes ({h['episodes']} episodes, {h['n']} samples; "
+                  "used to choose the options): acados FOP vs expert", head,
                   _metric_row("FOP unchanged (θ = 0), same subgoal", h["unchanged"]),
                   _metric_row("FOP unchanged, recorded subgoal", h["unchanged_recorded"]),
                   _metric_row("FOP learned", h["learned"])]
@@ -637,12 +649,15 @@ def format_report(rep: dict[str, Any]) -> str:
                           ("learned_default_lookahead", "FOP learned, default look-ahead")):
             if key in cl:
                 r = cl[key]
-                tt = f"{r['travel_time_s']:.2f} ± {r['travel_time_std_s']:.2f} s" if r["travel_time_s"] is not None else "–"
-                lines.append(f"  {name:34s} look-ahead {r['lookahead_m']:.2f} m: reached {r['reached']}/{r['courses']}, "
-                             f"collisions {r['collided']}, travel time {tt}, min clearance {r['min_clearance_m']:.3f} m")
+                tt = ("–" if r["travel_time_s"] is None
+                      else f"{r['travel_time_s']:.2f} ± {r['travel_time_std_s']:.2f} s")
+                lines.append(f"  {name:34s} look-ahead {r['lookahead_m']:.2f} m: "
+                             f"reached {r['reached']}/{r['courses']}, collisions {r['collided']}, "
+                             f"travel time {tt}, min clearance {r['min_clearance_m']:.3f} m")
     th = rep["theta"]
     for k in range(th.K):
-        lines.append(f"  θ_{k + 1} = α = [{th.alpha[k, 0]: .4f}, {th.alpha[k, 1]: .4f}]   ν_{k + 1} = β = {th.beta[k]: .4f}")
+        lines.append(f"  θ_{k + 1} = α = [{th.alpha[k, 0]: .4f}, {th.alpha[k, 1]: .4f}]   "
+                     f"ν_{k + 1} = β = {th.beta[k]: .4f}")
     slots = rep.get("controller_relu_terms")
     if slots is not None and slots < rep["K"]:
         lines.append(f"  note: controller_node.relu_terms = {slots} < K = {rep['K']}: raise relu_terms in the "

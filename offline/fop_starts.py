@@ -91,9 +91,8 @@ def demonstration_study(episodes: int, seed: int, params: str | Path, progress: 
 
 def loop_study(courses: int, seed: int, params: str | Path, progress: bool) -> dict:
     """The bi-level kinematic loop on random courses with each start strategy."""
-    from hiopt_ros.progress import progress_bar
-
     from hiopt_ros.control.fop import Fop
+    from hiopt_ros.progress import progress_bar
     from sim.course import load_course
     from sim.kinematic_loop import run_episode
 
@@ -126,13 +125,14 @@ def format_report(demo: dict, loop: dict | None) -> str:
         lines.append(f"  {name:<38} {r['cosine']:.4f}  {r['l2']:.4f}  {r['l1']:.4f}  {r['failed_solves']:>6}"
                      f"  {r['mean_starts']:>12.2f}  {r['solve_p50_us']:>6.0f}  {r['solve_p99_us']:>6.0f}")
     lines.append(f"Eq. 32a cost: multi-start lower on {demo['lower_cost']} samples ({demo['lower_cost_near']} of the "
-                 f"{demo['near_samples']} within {NEAR_CLEARANCE_M} m of an obstacle), higher on {demo['higher_cost']}; "
-                 f"largest gain {demo['max_cost_gain']:.3g}")
+                 f"{demo['near_samples']} within {NEAR_CLEARANCE_M} m of an obstacle), "
+                 f"higher on {demo['higher_cost']}; largest gain {demo['max_cost_gain']:.3g}")
     if loop:
         lines.append("closed loop (geometric look-ahead → FOP, 50 Hz kinematic loop)")
         for name, r in loop.items():
             lines.append(f"  {name:<38} reached {r['reached']}/{r['courses']}, collisions {r['collided']}, "
-                         f"mean travel time {r['mean_travel_time_s']:.2f} s, min clearance {r['min_clearance_m']:.3f} m")
+                         f"mean travel time {r['mean_travel_time_s']:.2f} s, "
+                         f"min clearance {r['min_clearance_m']:.3f} m")
     return "\n".join(lines)
 
 
@@ -168,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {len(cases)} near-obstacle cases to {args.fixture}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"demonstrations": {k: v for k, v in demo.items() if k != "disagreements"},
-                                               "closed_loop": loop}, indent=2) + "\n")
+        demonstrations = {k: v for k, v in demo.items() if k != "disagreements"}
+        Path(args.json).write_text(json.dumps({"demonstrations": demonstrations, "closed_loop": loop}, indent=2) + "\n")
         print(f"wrote {args.json}")
     print(f"({time.perf_counter() - t0:.0f} s)")
     return 0

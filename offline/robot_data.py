@@ -26,7 +26,6 @@ import numpy as np
 
 from .bags import ObstacleSeries, RobotBag, TopicSeries
 
-
 N_BOUND_ROWS = 4  # Fop.constraint_rows: the bounds (32e–f) come first, then one row per obstacle
 #: commands further apart than this belong to different episodes (bags without /hiopt/episode)
 EPISODE_GAP_S = 1.0
@@ -190,7 +189,7 @@ def _deserialize(path, topic: str) -> list[tuple[int, Any]]:
     for _, msgtype, t, raw in read_topic_raw(path, [topic]):
         try:
             out.append((t, store.deserialize_cdr(raw, msgtype)))
-        except Exception:  # noqa: BLE001 - an undecodable message is skipped like a NaN one
+        except Exception:  # an undecodable message is skipped like a NaN one
             continue
     return out
 

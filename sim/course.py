@@ -12,8 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from hiopt_ros.control.model import DEFAULT_ROBOT
-from hiopt_ros.control.params import (DEFAULT_GOAL_TOLERANCE_M, DEFAULT_PARAMS, load_params,  # noqa: F401
-                                      node_sections)                 # (DEFAULT_PARAMS, load_params re-exported)
+from hiopt_ros.control.params import (  # noqa: F401 (DEFAULT_PARAMS, load_params re-exported)
+    DEFAULT_GOAL_TOLERANCE_M,
+    DEFAULT_PARAMS,
+    load_params,
+    node_sections,
+)
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,10 @@ punishes the detour around it, so a policy trained on it learns to stop in front
 (measured: 0 of 263 early training episodes reached the goal). The length of the shortest
 obstacle-free path does not have that trap (the same measure as the geodesic-distance reward of
 embodied-navigation benchmarks such as Habitat's PointNav). We compute it once per course: Dijkstra
-(hiopt_ros.control.guidance.grid_shortest_paths, the expert's path search) on a 16-connected grid over the course's bounding box plus a margin, from the
-goal, with a node blocked when the robot circle centred there would overlap an obstacle. A query
-takes the best of its 4 surrounding grid nodes: D(node) + ‖p − node‖.
+(hiopt_ros.control.guidance.grid_shortest_paths, the expert's path search) on a 16-connected grid
+over the course's bounding box plus a margin, from the goal, with a node blocked when the robot
+circle centred there would overlap an obstacle. A query takes the best of its 4 surrounding grid
+nodes: D(node) + ‖p − node‖.
 """
 from __future__ import annotations
 

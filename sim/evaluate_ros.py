@@ -35,9 +35,8 @@ def course_params(base_params: Path, course, *, policy: str | None, theta: str |
 
 def run(args, seeds: list[int], out: Path, progress: bool = True):
     """({method: [Episode]}, {method: description}) for args.methods on seed 0 + `seeds` via ROS."""
-    from hiopt_ros.progress import progress_bar
-
     from hiopt_ros import launcher
+    from hiopt_ros.progress import progress_bar
     from sim.evaluate import METHODS, Episode
     from sim.nav_env import NavEnvConfig
 

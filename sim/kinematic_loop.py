@@ -19,7 +19,7 @@ from hiopt_ros.control.fop import Fop, FopConfig
 from hiopt_ros.control.model import unicycle_step
 from hiopt_ros.control.mpc import Mpc, MpcConfig
 from hiopt_ros.control.params import fop_config_from_params, mpc_config_from_params
-from hiopt_ros.control.theta import Theta, load_theta
+from hiopt_ros.control.theta import load_theta
 from hiopt_ros.planning.geometric import LookaheadPolicy
 from sim.course import DEFAULT_PARAMS, Course, load_course
 

@@ -1,9 +1,10 @@
 """Gymnasium environment of the robot task: the upper level of the bi-level policy (or an end-to-end policy).
 
 :class:`NavEnv` is one class with two backends (``backend="kinematic"``: the unicycle model of
-Eq. 32b–d with the wheel motors' acceleration limit, fast, for training; ``backend="pybullet"``: the physics of :class:`sim.world.World` that
-the ROS stack runs, for evaluation and fine-tuning) and two action kinds (a subgoal for the
-lower level it is given, or (v, ω) directly for the end-to-end baseline). See the class docstring.
+Eq. 32b–d with the wheel motors' acceleration limit, fast, for training; ``backend="pybullet"``:
+the physics of :class:`sim.world.World` that the ROS stack runs, for evaluation and fine-tuning)
+and two action kinds (a subgoal for the lower level it is given, or (v, ω) directly for the
+end-to-end baseline). See the class docstring.
 """
 from __future__ import annotations
 
@@ -275,9 +276,10 @@ class NavEnv(gym.Env):
     control period.
 
     ``info`` after every step: ``course_seed``, ``time_s``, ``path_length_m``, ``energy_j`` (pybullet
-    only: wheel-motor work, see sim.world), ``min_clearance_m``, ``collided``, ``reached``, ``solver_failures`` (episode total), ``subgoal``
-    (world frame, bi-level). Wall-clock times are not in ``info`` (it must be deterministic): the
-    lower level's solve times of the last step are in ``last_solve_times_us``.
+    only: wheel-motor work, see sim.world), ``min_clearance_m``, ``collided``, ``reached``,
+    ``solver_failures`` (episode total), ``subgoal`` (world frame, bi-level). Wall-clock times are
+    not in ``info`` (it must be deterministic): the lower level's solve times of the last step are
+    in ``last_solve_times_us``.
     """
 
     metadata = {"render_modes": []}

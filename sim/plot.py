@@ -6,11 +6,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # headless: figures are files, never windows
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.patches import Circle  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.patches import Circle
 
-from sim.course import Course  # noqa: E402
+from sim.course import Course
 
 
 def plot_trajectory(path_png: str | Path, course: Course, trajectories: dict[str, np.ndarray],

@@ -17,8 +17,16 @@ import yaml
 
 from hiopt_ros.control.theta import INTEGRITY_PREFIX, Theta, load_theta, save_theta
 from offline import fit as fit_cli
-from offline.bags import (BagError, BagWriter, new_message, odometry_message, point_stamped_message,
-                          read_robot_bag, twist_message, typestore)
+from offline.bags import (
+    BagError,
+    BagWriter,
+    new_message,
+    odometry_message,
+    point_stamped_message,
+    read_robot_bag,
+    twist_message,
+    typestore,
+)
 from offline.robot_data import align_bag
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,7 +169,8 @@ def test_fop_refuses_theta_with_too_many_terms_or_for_another_case_study():
 
     fop = Fop(FopConfig())
     before = fop.theta
-    with pytest.raises(ValueError, match=rf"θ has {fop.config.K + 1} ReLU terms but this FOP was built with K={fop.config.K}"):
+    with pytest.raises(ValueError,
+                       match=rf"θ has {fop.config.K + 1} ReLU terms but this FOP was built with K={fop.config.K}"):
         fop.set_theta(_theta(0, K=fop.config.K + 1))
     with pytest.raises(ValueError, match="case study 'amod'"):
         fop.set_theta(Theta(alpha=[[1.0, 0.0]], beta=[0.1], case_study="amod"))
@@ -282,7 +291,8 @@ def test_bag_with_wrong_message_type(tmp_path, capsys, storage, suffix, role):
     with BagWriter(path) as w:
         for i in range(20):
             t = _t(i)
-            for topic, write in (("/odom", lambda: w.odom(t, 0, 0, 0, 0, 0)), ("/cmd_vel", lambda: w.cmd_vel(t, 0.1, 0)),
+            for topic, write in (("/odom", lambda: w.odom(t, 0, 0, 0, 0, 0)),
+                                 ("/cmd_vel", lambda: w.cmd_vel(t, 0.1, 0)),
                                  ("/hiopt/subgoal", lambda: w.subgoal(t, 1, 0)),
                                  ("/hiopt/obstacles", lambda: w.obstacles(t, OBSTACLES))):
                 if topic == role:
@@ -362,7 +372,8 @@ def _raw_bag(path: Path, storage: str, conns: list[tuple[str, str, list[tuple[in
 
 
 def _base_conns(n: int = 20):
-    return [("/odom", "nav_msgs/msg/Odometry", [(_t(i), odometry_message(_t(i), 0.02 * i, 0, 0, 0.4, 0)) for i in range(n)]),
+    return [("/odom", "nav_msgs/msg/Odometry",
+             [(_t(i), odometry_message(_t(i), 0.02 * i, 0, 0, 0.4, 0)) for i in range(n)]),
             ("/hiopt/subgoal", "geometry_msgs/msg/PointStamped",
              [(_t(i), point_stamped_message(_t(i), 1.0, 0.0)) for i in range(n)])]
 
@@ -394,7 +405,8 @@ def test_duplicate_topics(tmp_path, capsys, storage):
     mixed = _raw_bag(tmp_path / "two_types", storage, _base_conns() + [
         ("/cmd_vel", "geometry_msgs/msg/Twist", _cmds(0.5)),
         ("/cmd_vel", "geometry_msgs/msg/TwistStamped", [(_t(i), stamped) for i in range(20)])])
-    with pytest.raises(BagError, match=r"/cmd_vel is recorded with 2 message types: geometry_msgs/msg/Twist \(20 msgs\)") as err:
+    with pytest.raises(BagError,
+                       match=r"/cmd_vel is recorded with 2 message types: geometry_msgs/msg/Twist \(20 msgs\)") as err:
         read_robot_bag(mixed)
     _one_line_naming(err.value, mixed)
 

@@ -6,8 +6,18 @@ import math
 import numpy as np
 import pytest
 
-from offline.bags import (BagError, BagWriter, RobotTopics, bag_topics, detect_storage, new_message,
-                          odometry_message, read_robot_bag, read_topic_raw, typestore)
+from offline.bags import (
+    BagError,
+    BagWriter,
+    RobotTopics,
+    bag_topics,
+    detect_storage,
+    new_message,
+    odometry_message,
+    read_robot_bag,
+    read_topic_raw,
+    typestore,
+)
 
 OBSTACLES = np.array([[1.3, 0.25, 0.3], [2.7, -0.3, 0.25]])
 

@@ -32,14 +32,27 @@ import yaml
 
 rclpy = pytest.importorskip("rclpy")
 from lifecycle_msgs.msg import Transition  # noqa: E402
+from test_integration import (  # noqa: E402
+    EVIDENCE_WAIT_S,
+    STARTUP_S,
+    STAYED_STOPPED,
+    Probe,
+    Rig,
+    _stamp_s,
+    stayed_stopped,
+    stops_after,
+)
 
 from hiopt_ros import bringup  # noqa: E402
 from hiopt_ros.config import default_params_file  # noqa: E402
-from hiopt_ros.launcher import (FLUSH_TIMEOUT_S, SHUTDOWN_GRACE_S, TRANSITION_TIMEOUT_S, Bringup,  # noqa: E402
-                                NodeProcesses)
+from hiopt_ros.launcher import (  # noqa: E402
+    FLUSH_TIMEOUT_S,
+    SHUTDOWN_GRACE_S,
+    TRANSITION_TIMEOUT_S,
+    Bringup,
+    NodeProcesses,
+)
 from sim.course import load_course  # noqa: E402
-from test_integration import (EVIDENCE_WAIT_S, STARTUP_S, STAYED_STOPPED, Probe, Rig, _stamp_s,  # noqa: E402
-                              stayed_stopped, stops_after)
 
 pytestmark = [pytest.mark.ros, pytest.mark.integration, pytest.mark.slow]
 
@@ -57,7 +70,7 @@ class FaultProbe(Probe):
 
 
 class FaultRig(Rig):
-    def __init__(self, domain_id: int, **probe_kw) -> None:  # noqa: D107 - Rig with a FaultProbe
+    def __init__(self, domain_id: int, **probe_kw) -> None:  # Rig with a FaultProbe
         self.ctx = rclpy.Context()
         rclpy.init(context=self.ctx, domain_id=domain_id)
         from rclpy.executors import SingleThreadedExecutor

@@ -84,7 +84,8 @@ def thetas(draw) -> Theta:
 
 @st.composite
 def limits(draw) -> UnicycleLimits:
-    return UnicycleLimits(v_min_mps=draw(st.sampled_from([0.0, 0.0, -0.5])), v_max_mps=draw(st.sampled_from([1.0, 1.0, 0.0, 2.0])),
+    return UnicycleLimits(v_min_mps=draw(st.sampled_from([0.0, 0.0, -0.5])),
+                          v_max_mps=draw(st.sampled_from([1.0, 1.0, 0.0, 2.0])),
                           omega_min_radps=-draw(st.sampled_from([1.5, 0.0, 3.0])),
                           omega_max_radps=draw(st.sampled_from([1.5, 0.0, 3.0])))
 
@@ -136,7 +137,8 @@ def test_fop_fuzz(fop, data):
         cfg = fop.config
         assert_safe_action(u, info, state, obstacles, lim, cfg.Ts_s, cfg.robot_radius_m + cfg.d_safe_m)
         if info.ok:
-            assert math.isfinite(info.cost) and info.cost == pytest.approx(fop.objective(state, subgoal, u), rel=1e-9, abs=1e-9)
+            assert math.isfinite(info.cost)
+            assert info.cost == pytest.approx(fop.objective(state, subgoal, u), rel=1e-9, abs=1e-9)
     finally:
         fop.set_theta(Theta.zero(0))
         fop.set_limits(UnicycleLimits())

@@ -38,8 +38,9 @@ class _LaunchConfiguration:
 
 
 def _fake_launch_modules() -> dict[str, types.ModuleType]:
-    mods = {name: types.ModuleType(name) for name in (
-        "launch", "launch.actions", "launch.event_handlers", "launch.substitutions", "launch_ros", "launch_ros.actions")}
+    names = ("launch", "launch.actions", "launch.event_handlers", "launch.substitutions",
+             "launch_ros", "launch_ros.actions")
+    mods = {name: types.ModuleType(name) for name in names}
     mods["launch"].LaunchDescription = _Record
     for cls in ("DeclareLaunchArgument", "OpaqueFunction", "RegisterEventHandler"):
         setattr(mods["launch.actions"], cls, type(cls, (_Record,), {}))

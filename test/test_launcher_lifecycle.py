@@ -9,9 +9,9 @@ import pytest
 
 pytest.importorskip("lifecycle_msgs")
 
-from lifecycle_msgs.msg import State, Transition  # noqa: E402
+from lifecycle_msgs.msg import State, Transition
 
-from hiopt_ros.launcher import Lifecycle  # noqa: E402
+from hiopt_ros.launcher import Lifecycle
 
 
 class Future:

@@ -258,7 +258,8 @@ def test_controller_rejects_subgoals_in_another_frame(controller):
     assert all(cmd == (0.0, 0.0) for cmd in rig.cmds)
     # the planner is there (its messages arrive), its subgoals are refused: discovery says so
     assert node.subgoal is None
-    assert node._last_status == "waiting for a subgoal on /hiopt/subgoal (1 publisher discovered, no usable message yet)"
+    assert node._last_status == ("waiting for a subgoal on /hiopt/subgoal "
+                                 "(1 publisher discovered, no usable message yet)")
     # the same point in the controller's frame is accepted
     assert rig.spin_until(lambda: rig.cmds[-1][0] > 0.1, feed=_fresh(rig))
 
@@ -502,7 +503,8 @@ def test_input_watchdogs_use_a_steady_clock_unless_sim_time(ctx, use_sim_time):
             steady = node.watchdog.now_ns is time.monotonic_ns
             assert steady != use_sim_time, cls.__name__
             if use_sim_time:   # the node's clock, which follows /clock
-                assert node.get_clock().clock_type == rclpy.clock.ClockType.ROS_TIME and node.get_clock().ros_time_is_active
+                assert node.get_clock().clock_type == rclpy.clock.ClockType.ROS_TIME
+                assert node.get_clock().ros_time_is_active
         finally:
             node.destroy_node()
 

@@ -113,7 +113,8 @@ def test_fit_writes_theta_with_provenance_and_reports_held_out_metrics(demo_bag,
     cl = prov["closed_loop"]
     assert cl["learned"]["reached"] >= cl["unchanged"]["reached"] and cl["learned"]["collided"] == 0
     text = fit.format_report({**rep})
-    for word in ("cosine", "FOP learned", "FOP unchanged", "duality gaps", "validation", "closed loop", "course seeds 7"):
+    for word in ("cosine", "FOP learned", "FOP unchanged", "duality gaps", "validation", "closed loop",
+                 "course seeds 7"):
         assert word in text
 
 
@@ -166,9 +167,9 @@ def test_shipped_theta_meets_the_validation_targets_it_was_shipped_with():
 def test_shipped_theta_drives_the_bilevel_loop_to_the_goal():
     """What the controller does with the shipped θ: reach the goal of the default course, no collision."""
     from hiopt_ros.control.fop import Fop
+    from hiopt_ros.control.params import fop_config_from_params
     from hiopt_ros.control.theta import load_theta
     from sim.course import load_course
-    from hiopt_ros.control.params import fop_config_from_params
     from sim.kinematic_loop import run_episode
 
     course = load_course()
@@ -353,7 +354,8 @@ def test_theta_schema_2_round_trip_and_schema_1_still_loads(tmp_path):
     assert back.cost_weights == th.cost_weights and back.learned_weights == ["c_h", "c_u"]
     assert back.subgoal == th.subgoal and np.allclose(back.alpha, th.alpha)
     old = tmp_path / "t1.yaml"
-    old.write_text("schema: hiopt.theta/1\ncase_study: robot\nrelu_terms: {alpha: [[1.0, 0.0]], beta: [0.3]}\nl: 0.01\n")
+    old.write_text("schema: hiopt.theta/1\ncase_study: robot\n"
+                   "relu_terms: {alpha: [[1.0, 0.0]], beta: [0.3]}\nl: 0.01\n")
     v1 = load_theta(old)
     assert v1.K == 1 and v1.cost_weights == {} and v1.subgoal == {}
     with pytest.raises(ValueError, match="learned_weights"):

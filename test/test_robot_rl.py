@@ -501,7 +501,8 @@ def test_continued_training_counts_on_and_names_the_earlier_stage(tiny_policies,
     first = tiny_policies["bilevel-unchanged"]
     out = tmp_path / "continued"
     proc = subprocess.run([sys.executable, "-m", "sim.train", "--method", "bilevel-unchanged", "--steps", "64",
-                           "--seed", "4", "--n-envs", "1", "--vec", "dummy", "--action", "offset", "--init", str(first / "model.zip"),
+                           "--seed", "4", "--n-envs", "1", "--vec", "dummy", "--action", "offset",
+                           "--init", str(first / "model.zip"),
                            "--init-std", "0.1", "--out", str(out)], cwd=REPO, env=_env_vars(), capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -88,7 +88,7 @@ def resolve(constraints: dict[str, str]) -> list[tuple[str, str, str, str]]:
         print("resolving:", " ".join(cmd[3:]), file=sys.stderr)
         proc = subprocess.run(cmd, stderr=subprocess.PIPE, text=True)
         noise = "is ignored: it is neither a file nor a directory"
-        err = "\n".join(l for l in proc.stderr.splitlines() if noise not in l)
+        err = "\n".join(line for line in proc.stderr.splitlines() if noise not in line)
         if proc.returncode != 0:
             hint = ("\nan existing pin conflicts with requirements.in: rerun with --upgrade-package NAME "
                     "or --upgrade" if constraints else "")

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lock import LOCK, canonical, read_lock, target_tag  # noqa: E402
+from lock import LOCK, canonical, read_lock, target_tag
 
 #: distributions whose installed files must match their own RECORD hashes (name -> why)
 VERIFY_FILES = {"casadi": "comma-deps-acados overwrites it with a casadi built for CPython 3.12"}

@@ -273,7 +273,7 @@ def build_or_load(name: str, structure: dict[str, Any], make_ocp: Callable[[], A
     """
     global BUILD_COUNT
     ensure_loaded()
-    from acados.acados_template import AcadosOcpSolver  # noqa: E402  (after env vars are set)
+    from acados.acados_template import AcadosOcpSolver  # after the env vars are set
 
     # the generator's source is part of the key: editing the formulation invalidates the cache
     source = Path(inspect.getsourcefile(make_ocp) or "").read_bytes()

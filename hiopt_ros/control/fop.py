@@ -52,10 +52,20 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import acados_env
 from ..stdio import mute_c_stdout
-from .model import (DEFAULT_ROBOT, INPUT_NAMES, PARK_OFFSET_M, UnicycleLimits, casadi_step, check_obstacles,
-                    check_vector, finite_floats, nearest_obstacles, pack_obstacles)
+from . import acados_env
+from .model import (
+    DEFAULT_ROBOT,
+    INPUT_NAMES,
+    PARK_OFFSET_M,
+    UnicycleLimits,
+    casadi_step,
+    check_obstacles,
+    check_vector,
+    finite_floats,
+    nearest_obstacles,
+    pack_obstacles,
+)
 from .theta import Theta
 
 _UNUSED_BETA = 1.0       # unused ReLU slots: α = 0, β = 1 → α·u − β = −1, strictly inactive
@@ -496,7 +506,8 @@ class Fop:
     def _violation(self, state, rows, v: float) -> float:
         """Largest violation of (32g) at p_{t+1}(v) in m² (≤ 0 when feasible)."""
         ts, yaw = float(self._p[6]), float(state[2])
-        return _worst_violation(float(state[0]) + ts * v * math.cos(yaw), float(state[1]) + ts * v * math.sin(yaw), rows)
+        return _worst_violation(float(state[0]) + ts * v * math.cos(yaw),
+                                float(state[1]) + ts * v * math.sin(yaw), rows)
 
     # ---------------------------------------------------------------- solve
     def _bind_hot_path(self) -> None:

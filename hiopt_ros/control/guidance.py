@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+
 def segment_clear(a: np.ndarray, b: np.ndarray, margins_xyr: np.ndarray, slack_m: float = 0.0) -> bool:
     """True when the segment a→b keeps at least radius + slack_m from every circle (x, y, radius)."""
     if len(margins_xyr) == 0:

@@ -27,8 +27,15 @@ import numpy as np
 from . import acados_env
 from .fop import SolveInfo, margin_keeping_speed
 from .guidance import GeodesicGuide
-from .model import (DEFAULT_ROBOT, UnicycleLimits, casadi_step, check_obstacles, check_vector, nearest_obstacles,
-                    pack_obstacles)
+from .model import (
+    DEFAULT_ROBOT,
+    UnicycleLimits,
+    casadi_step,
+    check_obstacles,
+    check_vector,
+    nearest_obstacles,
+    pack_obstacles,
+)
 
 # parameter layout (per stage): [gx, gy, w_pos, w_v, w_omega, w_terminal, Ts, obs (M×3)]
 _N_FIXED = 7

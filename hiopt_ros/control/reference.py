@@ -223,8 +223,10 @@ class IpoptMpc:
         p = np.concatenate([state, self.mpc.target(state, goal_xy, obstacles_xyr), park.reshape(-1)])
         nx = 3 * (N + 1)
         return {"p": p,
-                "lbx": np.concatenate([np.full(nx, -np.inf), np.tile(cfg.limits.lower, N), np.zeros(M * (N + 1))]),
-                "ubx": np.concatenate([np.full(nx, np.inf), np.tile(cfg.limits.upper, N), np.full(M * (N + 1), np.inf)]),
+                "lbx": np.concatenate([np.full(nx, -np.inf), np.tile(cfg.limits.lower, N),
+                                       np.zeros(M * (N + 1))]),
+                "ubx": np.concatenate([np.full(nx, np.inf), np.tile(cfg.limits.upper, N),
+                                       np.full(M * (N + 1), np.inf)]),
                 "lbg": np.zeros(self._n_eq + self._n_in),
                 "ubg": np.concatenate([np.zeros(self._n_eq), np.full(self._n_in, np.inf)])}
 

@@ -57,7 +57,7 @@ class Theta:
 
     alpha: np.ndarray
     beta: np.ndarray
-    l: float = 0.0
+    l: float = 0.0  # noqa: E741 (Eq. 10's l)
     case_study: str = "robot"
     input_names: list[str] = field(default_factory=lambda: ["v_mps", "omega_radps"])
     provenance: dict[str, Any] = field(default_factory=dict)

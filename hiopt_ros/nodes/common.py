@@ -43,14 +43,21 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
-from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
-                       qos_profile_sensor_data)
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 from hiopt_ros.control.model import DEFAULT_ROBOT, RobotModel
 from hiopt_ros.control.params import DEFAULT_GOAL_TOLERANCE_M, DEFAULT_GOAL_XY
-from hiopt_ros.conversions import (FRAME_BASE, FRAME_ODOM, header_ns, obstacle_markers,  # noqa: F401
-                                   obstacles_from_markers, odom_state, set_yaw, twist_values,
-                                   yaw_from_quaternion)
+from hiopt_ros.conversions import (  # noqa: F401
+    FRAME_BASE,
+    FRAME_ODOM,
+    header_ns,
+    obstacle_markers,
+    obstacles_from_markers,
+    odom_state,
+    set_yaw,
+    twist_values,
+    yaw_from_quaternion,
+)
 
 SENSOR_QOS = qos_profile_sensor_data
 COMMAND_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE,
@@ -738,7 +745,8 @@ def _run_node(factory: Callable[[], Any], args: list[str] | None = None) -> int:
         node = factory()
         # the events executor (C++) costs 2-3x less CPU per callback than rclpy's Python one: the
         # headroom a 500 Hz controller needs (python -m hiopt_ros.bench --node-rate)
-        executor = EventsExecutor() if getattr(node, "executor_kind", "events") == "events" else SingleThreadedExecutor()
+        events = getattr(node, "executor_kind", "events") == "events"
+        executor = EventsExecutor() if events else SingleThreadedExecutor()
         executor.add_node(node)
         while rclpy.ok() and not stop:
             executor.spin_once(timeout_sec=SPIN_TIMEOUT_S)

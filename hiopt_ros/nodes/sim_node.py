@@ -23,7 +23,6 @@ from rclpy.clock import Clock, ClockType
 from rclpy.time import Time
 from std_msgs.msg import Bool
 
-
 from . import common as c
 
 NAME = "sim_node"

@@ -39,12 +39,14 @@ class LookaheadPolicy:
         if not (self.clearance_m >= 0 and math.isfinite(self.clearance_m)):
             raise ValueError(f"clearance_m must be >= 0, got {self.clearance_m!r}")
 
-    def subgoal(self, state, goal_xy, obstacles_xyr=None, robot_radius_m: float = DEFAULT_ROBOT.robot_radius_m) -> np.ndarray:
+    def subgoal(self, state, goal_xy, obstacles_xyr=None,
+                robot_radius_m: float = DEFAULT_ROBOT.robot_radius_m) -> np.ndarray:
         x, y, _ = check_vector("state", state, 3).tolist()
         gx, gy = check_vector("goal_xy", goal_xy, 2).tolist()
         return np.array(self.waypoint(x, y, gx, gy, check_obstacles(obstacles_xyr).tolist(), robot_radius_m))
 
-    def waypoint(self, x: float, y: float, gx: float, gy: float, obs: list, robot_radius_m: float) -> tuple[float, float]:
+    def waypoint(self, x: float, y: float, gx: float, gy: float, obs: list,
+                 robot_radius_m: float) -> tuple[float, float]:
         """:meth:`subgoal` on checked plain floats (obs: [x, y, r] rows), for callers that have
         validated their inputs already (a residual policy's prior)."""
         dist = math.hypot(gx - x, gy - y)

@@ -2,8 +2,9 @@
 
 The RL training (``python -m sim.train``) saves its policy with ``torch.jit.save`` and the planner
 node loads it here when ``policy_checkpoint`` is set; the end-to-end baseline's module (same
-observation, output (v, ω)) is loaded by :class:`TorchCommandPolicy`. Training and deployment build the observation with the same
-function, :func:`observation`, so the layout below is the contract between them.
+observation, output (v, ω)) is loaded by :class:`TorchCommandPolicy`. Training and deployment
+build the observation with the same function, :func:`observation`, so the layout below is the
+contract between them.
 
 Observation (float32, length ``3 + 3 * n_obstacles``; everything in the robot's body frame:
 x forward, y left, origin at the robot):
@@ -40,8 +41,8 @@ End-to-end action (``action_kind == "cmd_vel"``): (v [m/s], ω [rad/s]), clipped
 
 The module may carry the attributes ``n_obstacles`` (int), ``observation_version`` (int,
 :data:`OBSERVATION_VERSION`) and ``action_kind`` (str, :data:`ACTION_SUBGOAL`,
-:data:`ACTION_RESIDUAL` or :data:`ACTION_COMMAND`); when present they are checked at load time, so a planner never mistakes
-an end-to-end policy's (v, ω) for a subgoal offset.
+:data:`ACTION_RESIDUAL` or :data:`ACTION_COMMAND`); when present they are checked at load time,
+so a planner never mistakes an end-to-end policy's (v, ω) for a subgoal offset.
 """
 from __future__ import annotations
 
@@ -163,8 +164,9 @@ def load_module(path: str | Path, expect_action_kind: str | tuple[str, ...] = SU
     kind = str(getattr(module, "action_kind", ACTION_SUBGOAL))
     kinds = (expect_action_kind,) if isinstance(expect_action_kind, str) else tuple(expect_action_kind)
     if kind not in kinds:
-        raise ValueError(f"{path}: its action is {kind!r}, expected {' or '.join(map(repr, kinds))} "
-                         f"({'an end-to-end policy is run by e2e_node, not planner_node' if kind == ACTION_COMMAND else 'a subgoal policy is run by planner_node'})")
+        runner = ("an end-to-end policy is run by e2e_node, not planner_node" if kind == ACTION_COMMAND
+                  else "a subgoal policy is run by planner_node")
+        raise ValueError(f"{path}: its action is {kind!r}, expected {' or '.join(map(repr, kinds))} ({runner})")
     if kind == ACTION_RESIDUAL:
         try:
             prior_of(module)
@@ -308,7 +310,8 @@ class TorchPolicy:
     def action_kind(self) -> str:
         return ACTION_SUBGOAL if self.prior is None else ACTION_RESIDUAL
 
-    def subgoal(self, state, goal_xy, obstacles_xyr=None, robot_radius_m: float = DEFAULT_ROBOT.robot_radius_m) -> np.ndarray:
+    def subgoal(self, state, goal_xy, obstacles_xyr=None,
+                robot_radius_m: float = DEFAULT_ROBOT.robot_radius_m) -> np.ndarray:
         """World-frame subgoal p̂ (2,); raises ValueError on a non-finite module output.
 
         The inputs are checked once here and the observation, the prior and the residual are
@@ -343,7 +346,8 @@ class TorchPolicy:
         if self._recovering > 0:
             self._recovering -= 1
             return True
-        if len(self._positions) > check.window and math.dist(self._positions[0], self._positions[-1]) < check.min_progress_m:
+        if (len(self._positions) > check.window
+                and math.dist(self._positions[0], self._positions[-1]) < check.min_progress_m):
             self.recoveries += 1
             self._recovering = check.recovery - 1
             self._positions.clear()
