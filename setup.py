@@ -17,7 +17,7 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(include=["hiopt_ros", "hiopt_ros.*", "sim", "sim.*", "offline", "offline.*"]),
-    package_data={"sim": ["urdf/*"]},
+    package_data={"sim": ["urdf/*"], "offline.amod": ["data/*.json", "data/LICENSE", "data/README.md"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

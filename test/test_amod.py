@@ -226,13 +226,14 @@ def test_benchmark_json_loader_bins_rates_and_reads_fleet(tmp_path):
     data = json.loads(path.read_text())
     sc = load_benchmark_json(path, start_hour=7.0, step_min=4.0, horizon=10, demand_ratio=0.5)
     assert sc.n_regions == 5 and sc.horizon == 10 and sc.fleet == 80
-    # bin b holds the records of minutes [420 + 4b, 424 + 4b), times the demand ratio
-    expect = np.zeros((10, 5, 5))
+    # bin b holds the records of minutes [420 + 4b, 424 + 4b), times the demand ratio; 2T bins (the
+    # episode, then the MPC's look-ahead, as the benchmark builds them)
+    expect = np.zeros((20, 5, 5))
     for r in data["demand"]:
         b = int((r["time_stamp"] - 420) // 4)
-        if 0 <= b < 10:
+        if 0 <= b < 20:
             expect[b, r["origin"], r["destination"]] += 0.5 * r["demand"]
-    assert np.allclose(sc.demand_rate, expect)
+    assert sc.bins == 20 and np.allclose(sc.demand_rate, expect)
     assert np.all(sc.pax_time >= 1) and np.all(sc.reb_time[~np.eye(5, dtype=bool)] >= 1)
     rec = next(r for r in data["rebTime"] if r["origin"] == 0 and r["destination"] == 4 and r["time_stamp"] == 7)
     assert sc.reb_time[0, 4] == max(1, round(rec["reb_time"] / 4.0))

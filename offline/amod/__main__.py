@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
+from offline.amod.benchmark import preset_table
+from offline.amod.scenario import SIZES
 from offline.amod.config import (DEMO_SEED0, HELD_OUT_SEED0, add_scenario_arguments, add_theta_form_arguments,
                                  spec_from_args, theta_form)
 
@@ -104,7 +105,7 @@ def cmd_train(args) -> int:
         raise ValueError("Bi-level-learned needs --theta (a fitted θ file)")
     bc = load_demos(args.bc_demos) if args.bc_demos else None
     ensure_policy(spec_from_args(args), args.method, out, args.theta, steps=args.steps, algo=args.algo,
-                  seed=args.seed, log=_log, force=True, bc_demos=bc, bc_steps=args.bc_steps, network=args.network)
+                  seed=args.seed, log=_log, force=True, bc_demos=bc, bc_steps=args.bc_steps, network=args.policy_net)
     return 0
 
 
@@ -114,9 +115,23 @@ def cmd_bench(args) -> int:
     return 0
 
 
+PRESETS_EPILOG = ("scenario presets (--scenario NAME; the published settings of the public AMoD benchmark, "
+                  "AMOD_BENCHMARK.md §13: start hour h0, step Δ [min], demand ratio r, operating cost β per "
+                  "vehicle-minute, steps per episode T, network; any option overrides its field):\n\n" + preset_table()
+                  + "\n\nsynthetic scenarios (tests, scaling): --scenario " + "|".join(SIZES))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m offline.amod", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m offline.amod", description=__doc__.split("\n\n")[0],
+                                epilog=PRESETS_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    add_parser = sub.add_parser
+
+    def _add(name, **kw):
+        kw.setdefault("epilog", PRESETS_EPILOG)
+        kw.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        return add_parser(name, **kw)
+    sub.add_parser = _add
 
     s = sub.add_parser("scenario", help="print a scenario summary or write a benchmark-format JSON")
     add_scenario_arguments(s)
@@ -167,17 +182,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bc-demos", type=Path, default=None,
                    help="MPC demonstrations (.npz) to warm-start the policy by behaviour cloning (default: none)")
     s.add_argument("--bc-steps", type=int, default=3000, help="behaviour-cloning Adam steps (default 3000)")
-    s.add_argument("--network", default="itemwise", choices=("itemwise", "mlp"),
+    s.add_argument("--policy-net", default="itemwise", choices=("itemwise", "mlp"),
                    help="policy network: shared over regions/pairs (default) or SB3's MLP")
     s.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("bench", help="scale benchmark: loader, MPC, lower level, RL step per step")
-    s.add_argument("--json", type=Path, default=None, help="scenario JSON (default: write a 17-region one)")
-    s.add_argument("--regions", type=int, default=17)
-    s.add_argument("--fleet", type=int, default=1500)
+    s = sub.add_parser("bench", help="scale benchmark: loader, MPC, lower level, RL step per step",
+                       description="Times the loader, the MPC, Eq. 25 and an RL step on any scenario (every scenario "
+                                   "option), or on a generated benchmark-format file (--generate-regions N).")
+    add_scenario_arguments(s)
+    s.add_argument("--generate-regions", type=int, default=None, metavar="N",
+                   help="write a synthetic benchmark-format file with N regions (17: ~26,000 demand records) into "
+                        "--out and time that (a bare file: --start-hour defaults to 7, its first hour)")
+    s.add_argument("--json-fleet", type=int, default=1500,
+                   help="--generate-regions: fleet size in the file (default 1500)")
     s.add_argument("--steps", type=int, default=5, help="MPC steps to time (default 5)")
     s.add_argument("--lower-steps", type=int, default=200, help="lower-level solves to time (default 200)")
-    s.add_argument("--start-hour", type=float, default=7.0)
     s.add_argument("--out", type=Path, default=Path("results/amod_bench"), help="folder for the JSON and report")
     s.set_defaults(func=cmd_bench)
     return p

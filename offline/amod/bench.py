@@ -1,7 +1,8 @@
 """Scale benchmark of the AMoD pipeline (`python -m offline.amod bench`).
 
-On a benchmark-format scenario (default: a generated 17-region file with one demand record per
-OD pair every 2 minutes over 3 hours, ~26,000 records, and a 1,500-vehicle fleet) it times:
+On any scenario the other commands take (default: the nyc_brooklyn preset; `--generate-regions 17`
+writes and uses a 17-region benchmark-format file with one demand record per OD pair every 2
+minutes over 3 hours, ~26,000 records, and a 1,500-vehicle fleet) it times:
 loading the JSON; the MPC oracle per step (Pyomo build + HiGHS, the whole remaining horizon); the
 lower level Eq. 25 per step (HiGHS, updated in place) with θ = 0 and with K = 2 random ReLU terms,
 at the MPC's states and subgoals; one RL environment step (upper-level action → Eq. 25 →
@@ -31,20 +32,28 @@ def run_bench(args, log) -> dict:
     from offline.amod.config import lower_factory
     from offline.amod.lower import Eq25Fop
     from offline.amod.mpc import AmodMpc
-    from offline.amod.scenario import load_benchmark_json, write_benchmark_json
+    from offline.amod.scenario import SIZES, write_benchmark_json
     from offline.amod.sim import AmodSim
     from hiopt_ros.control.theta import Theta
 
+    from offline.amod.config import spec_from_args
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = args.json
-    if path is None:
-        path = out / f"scenario_{args.regions}regions.json"
-        info = write_benchmark_json(path, n_regions=args.regions, fleet=args.fleet)
+    if args.generate_regions:
+        path = out / f"scenario_{args.generate_regions}regions.json"
+        info = write_benchmark_json(path, n_regions=args.generate_regions, fleet=args.json_fleet)
         log(f"[bench] wrote {path}: {info['regions']} regions, {info['records']} demand records")
+        args.scenario_json = str(path)
+        if args.scenario not in SIZES:          # the generated file is bare: its own hours, not a preset's
+            args.scenario = "tiny"
+        if args.start_hour is None:
+            args.start_hour = 7.0
+    spec = spec_from_args(args)
     t0 = time.perf_counter()
-    sc = load_benchmark_json(path, start_hour=args.start_hour)
+    sc = spec.build()
     load_s = time.perf_counter() - t0
+    path = sc.meta.get("file", spec.key)
     log(f"[bench] loaded in {load_s:.2f} s: {sc.summary()}")
     sim = AmodSim(sc)
     mpc = AmodMpc(sim)

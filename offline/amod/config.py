@@ -12,6 +12,7 @@ import argparse
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from offline.amod.benchmark import DATA_DIR, DEFAULT_PRESET, DEFECTS, PRESETS
 from offline.amod.scenario import SIZES, AmodScenario, load_benchmark_json, synthetic
 
 __all__ = ["ScenarioSpec", "DEMO_SEED0", "HELD_OUT_SEED0", "RL_SEEDS", "make_env", "add_scenario_arguments",
@@ -24,48 +25,133 @@ RL_SEEDS = range(1000, 10_000)
 
 @dataclass(frozen=True)
 class ScenarioSpec:
-    """Plain, picklable description of a scenario: a synthetic size, or a benchmark JSON file."""
-    synthetic: str | None = "medium"
+    """Plain, picklable description of a scenario: a synthetic size, or a benchmark preset / JSON file.
+
+    synthetic: a key of SIZES (then the benchmark fields are ignored); otherwise `preset`
+    (offline.amod.benchmark.PRESETS; None: a bare file) supplies the settings any None field
+    leaves open, and `json` overrides its file. defects: benchmark defects switched on by name
+    (offline.amod.benchmark.DEFECTS).
+    """
+    synthetic: str | None = None
     seed: int = 0
     json: str | None = None
-    start_hour: float = 7.0
-    step_min: float = 3.0
-    horizon: int = 20
-    demand_ratio: float = 1.0
+    start_hour: float | None = None
+    step_min: float | None = None
+    horizon: int | None = None
+    demand_ratio: float | None = None
     fleet: int | None = None
+    preset: str | None = DEFAULT_PRESET
+    network: str | None = None
+    beta: float | None = None
+    defects: tuple = ()
+
+    def resolved(self) -> dict:
+        """The settings the scenario is built with: {file, start_hour, step_min, horizon, demand_ratio,
+        beta, network, fleet} (benchmark) or {size, step_min, horizon, fleet, beta} (synthetic)."""
+        if self.synthetic:
+            if self.network not in (None, "complete"):
+                raise ValueError("synthetic scenarios rebalance between every pair of regions: --network topology "
+                                 "needs a benchmark file (--scenario PRESET or --scenario-json FILE)")
+            return {"size": self.synthetic, "step_min": self.step_min or 3.0, "horizon": self.horizon or 20,
+                    "fleet": self.fleet, "beta": self.beta}
+        pre = None
+        if self.preset is not None:
+            if self.preset not in PRESETS:
+                raise ValueError(f"unknown AMoD scenario {self.preset!r}; presets: {', '.join(PRESETS)}; "
+                                 f"synthetic: {', '.join(SIZES)}")
+            pre = PRESETS[self.preset]
+        if self.json is None and pre is None:
+            raise ValueError("a benchmark scenario needs a preset (--scenario) or a file (--scenario-json)")
+        if self.json is not None:
+            path = Path(self.json)
+        else:
+            path = pre.path()
+            if not path.exists():
+                raise FileNotFoundError(f"preset {self.preset} needs {pre.file}, which is not in {DATA_DIR} (only "
+                                        f"NYC Brooklyn is bundled): pass the file with --scenario-json FILE")
+
+        def pick(v, k, d):
+            return v if v is not None else (getattr(pre, k) if pre is not None else d)
+        return {"file": str(path), "start_hour": pick(self.start_hour, "start_hour", 19),
+                "step_min": pick(self.step_min, "step_min", 4), "horizon": pick(self.horizon, "steps", 20),
+                "demand_ratio": pick(self.demand_ratio, "demand_ratio", 1.0), "beta": pick(self.beta, "beta", None),
+                "network": pick(self.network, "network", "complete"),
+                "fleet": self.fleet if self.fleet is not None else (pre.fleet if pre is not None else None)}
 
     def build(self) -> AmodScenario:
-        if self.json:
-            return load_benchmark_json(self.json, start_hour=self.start_hour, step_min=self.step_min,
-                                       horizon=self.horizon, demand_ratio=self.demand_ratio, fleet=self.fleet)
-        return synthetic(self.synthetic or "medium", self.seed, horizon=self.horizon, step_min=self.step_min,
-                         fleet=self.fleet)
+        r = self.resolved()
+        if self.synthetic:
+            kw = {"cost_per_min": r["beta"]} if r["beta"] is not None else {}
+            sc = synthetic(self.synthetic, self.seed, horizon=r["horizon"], step_min=r["step_min"],
+                           fleet=r["fleet"], **kw)
+        else:
+            sc = load_benchmark_json(r["file"], start_hour=r["start_hour"], step_min=r["step_min"],
+                                     horizon=r["horizon"], demand_ratio=r["demand_ratio"], cost_per_min=r["beta"],
+                                     fleet=r["fleet"], network=r["network"],
+                                     name=self.preset if self.json is None else None)
+        sc.meta["defects"] = tuple(self.defects)
+        return sc
+
+    @property
+    def horizon_steps(self) -> int:
+        return int(self.resolved()["horizon"])
 
     @property
     def key(self) -> str:
         """A folder name for this scenario's artefacts (demonstrations, θ, policies)."""
-        if self.json:
-            base = f"{Path(self.json).stem}-h{self.start_hour:g}-r{self.demand_ratio:g}"
+        r = self.resolved()
+        if self.synthetic:
+            base = f"synthetic-{self.synthetic}-s{self.seed}-T{r['horizon']}-dt{r['step_min']:g}"
+            extra = ((f"-fleet{r['fleet']}" if r["fleet"] else "")
+                     + (f"-beta{r['beta']:g}" if r["beta"] is not None else ""))
         else:
-            base = f"synthetic-{self.synthetic}-s{self.seed}"
-        extra = f"-T{self.horizon}-dt{self.step_min:g}" + (f"-fleet{self.fleet}" if self.fleet else "")
-        return base + extra
+            name = self.preset if self.json is None else Path(self.json).stem
+            base = (f"{name}-h{r['start_hour']:g}-dt{r['step_min']:g}-r{r['demand_ratio']:g}-T{r['horizon']}"
+                    f"-{r['network']}")
+            extra = ((f"-beta{r['beta']:g}" if r["beta"] is not None else "")
+                     + (f"-fleet{r['fleet']}" if r["fleet"] else ""))
+        return base + extra + "".join(f"-{d}" for d in sorted(self.defects))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["defects"] = list(self.defects)
+        return d
+
+
+SCENARIO_HELP = ("AMoD scenario: a benchmark preset (the published settings of Gammelli et al.; default "
+                 f"{DEFAULT_PRESET}) or a synthetic size ({', '.join(SIZES)}). Presets: "
+                 + "; ".join(f"{n} ({p.file}, h0 {p.start_hour}, Δ {p.step_min} min, r {p.demand_ratio:g}, "
+                             f"β {p.beta:g}, T {p.steps}, {p.network}{f', fleet {p.fleet}' if p.fleet else ''})"
+                             for n, p in PRESETS.items()))
 
 
 def add_scenario_arguments(p) -> None:
-    p.add_argument("--scenario", default="medium", choices=sorted(SIZES),
-                   help="synthetic scenario size (default medium: 16 regions; small: 10 regions)")
+    p.add_argument("--scenario", default=DEFAULT_PRESET, choices=list(PRESETS) + sorted(SIZES), metavar="NAME",
+                   help=SCENARIO_HELP)
     p.add_argument("--scenario-seed", type=int, default=0, help="seed of the synthetic scenario's geography and rates")
-    p.add_argument("--scenario-json", default=None,
-                   help="a scenario in the public AMoD benchmark JSON format instead of a synthetic one")
-    p.add_argument("--start-hour", type=float, default=7.0, help="JSON scenarios: episode start (hour of the day)")
-    p.add_argument("--step-min", type=float, default=3.0, help="minutes per decision step (default 3)")
-    p.add_argument("--horizon", type=int, default=20, help="decision steps per episode T (default 20)")
-    p.add_argument("--demand-ratio", type=float, default=1.0, help="JSON scenarios: demand scaling")
-    p.add_argument("--fleet", type=int, default=None, help="fleet size (default: the scenario's)")
+    p.add_argument("--scenario-json", default=None, metavar="FILE",
+                   help="a scenario file in the public AMoD benchmark JSON format: with a preset, the preset's "
+                        "settings on this file; with a synthetic --scenario, this file with its own options")
+    p.add_argument("--start-hour", type=float, default=None, help="benchmark files: episode start, hour of the day "
+                   "(default: the preset's; errors name the hours a file covers)")
+    p.add_argument("--step-min", type=float, default=None, help="minutes per decision step Δ (default: the preset's; "
+                   "synthetic 3)")
+    p.add_argument("--horizon", type=int, default=None, help="decision steps per episode T (default: the preset's; "
+                   "synthetic 20)")
+    p.add_argument("--demand-ratio", type=float, default=None, help="benchmark files: demand scaling r (default: "
+                   "the preset's; a bare file 1)")
+    p.add_argument("--beta", type=float, default=None, metavar="β",
+                   help="operating cost per vehicle-minute β (a trip costs βΔ per step it takes; default: the "
+                        "preset's; a bare file: 10 %% of its mean price per trip minute; synthetic 0.1)")
+    p.add_argument("--network", default=None, choices=("topology", "complete"),
+                   help="benchmark files: rebalance along the file's topology_graph and keep demand only on adjacent "
+                        "and intra-region pairs (repository A, the benchmark) or between every pair (repository B); "
+                        "default: the preset's (a bare file: complete)")
+    p.add_argument("--fleet", type=int, default=None, help="fleet size (default: the scenario's; benchmark files: "
+                   "⌊totalAcc/N⌋ per region)")
+    p.add_argument("--benchmark-defect", action="append", default=[], choices=sorted(DEFECTS), metavar="NAME",
+                   help="switch on one of the benchmark's defects, for comparisons with its numbers (repeatable): "
+                        + "; ".join(f"{k}: {v}" for k, v in DEFECTS.items()))
 
 
 #: θ form the fit commands learn by default: the cost terms chosen on held-out demonstrations
@@ -88,7 +174,7 @@ def theta_form(args: argparse.Namespace) -> tuple[int, str | None]:
     """(K, cost-term spec or None) from add_theta_form_arguments' options and the episode length."""
     spec = args.cost_terms
     if spec is None:
-        spec = f"time:{min(DEFAULT_COST_WINDOWS, args.horizon)}"
+        spec = f"time:{min(DEFAULT_COST_WINDOWS, spec_from_args(args).horizon_steps)}"
     elif str(spec).strip().lower() == "none":
         spec = None
     K = args.K if args.K is not None else (0 if spec else 2)
@@ -98,9 +184,12 @@ def theta_form(args: argparse.Namespace) -> tuple[int, str | None]:
 
 
 def spec_from_args(args: argparse.Namespace) -> ScenarioSpec:
-    return ScenarioSpec(synthetic=None if args.scenario_json else args.scenario, seed=args.scenario_seed,
+    syn = args.scenario if args.scenario in SIZES else None
+    preset = args.scenario if args.scenario in PRESETS else None
+    return ScenarioSpec(synthetic=None if (args.scenario_json and not preset) else syn, seed=args.scenario_seed,
                         json=args.scenario_json, start_hour=args.start_hour, step_min=args.step_min,
-                        horizon=args.horizon, demand_ratio=args.demand_ratio, fleet=args.fleet)
+                        horizon=args.horizon, demand_ratio=args.demand_ratio, fleet=args.fleet, preset=preset,
+                        network=args.network, beta=args.beta, defects=tuple(sorted(set(args.benchmark_defect))))
 
 
 def lower_factory(theta_path: str | None, K: int | None = None):

@@ -83,18 +83,18 @@ def parse_spec(spec: str, horizon: int) -> list[str]:
     return [CostTerm(k, int(a), int(b)).name for a, b in zip(edges[:-1], edges[1:]) for k in ("f", "g")]
 
 
-def _steps(sim) -> dict[str, np.ndarray]:
-    """Per column of x = [f; g; ε]: the vehicle-steps of one unit of flow, for each kind."""
+def _steps(sim, t: int) -> dict[str, np.ndarray]:
+    """Per column of x = [f; g; ε]: the vehicle-steps of one unit of flow leaving at step t, for each kind."""
     E, P, N = sim.E, sim.P, sim.N
     f = np.r_[sim.reb_steps.astype(float), np.zeros(P + N)]
-    g = np.r_[np.zeros(E), sim.pax_steps.astype(float), np.zeros(N)]
+    g = np.r_[np.zeros(E), sim.pax_steps_t[min(int(t), sim.bins - 1)].astype(float), np.zeros(N)]
     return {"f": f, "g": g}
 
 
 def term_matrix(sim, names, t: int) -> np.ndarray:
     """φ_j(t) for every term name (J, n): the cost features of Problem 11 at a decision of step t."""
     terms = [parse_name(nm) for nm in names]
-    steps = _steps(sim)
+    steps = _steps(sim, t)
     n = sim.E + sim.P + sim.N
     out = np.zeros((len(terms), n))
     for j, term in enumerate(terms):

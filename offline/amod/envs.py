@@ -93,7 +93,7 @@ def pair_observation(sim: AmodSim, state: AmodState) -> np.ndarray:
     p_scale = float(sim.price.mean()) or 1.0
     t = min(state.t, sim.T - 1)
     margin = np.zeros((N, N))
-    margin[sim.od[:, 0], sim.od[:, 1]] = sim.price[t] - sim.pax_cost
+    margin[sim.od[:, 0], sim.od[:, 1]] = sim.price[t] - sim.pax_cost_t[t]
     reb = np.zeros((N, N))
     reb[sim.edges[:, 0], sim.edges[:, 1]] = sim.reb_cost
     steps = np.maximum(sim.sc.pax_time, sim.sc.reb_time) / sim.H
@@ -142,7 +142,8 @@ class _AmodEnvBase(gym.Env):
         dim = (PAIR_FEATURES * N * N if self.pairwise else REGION_FEATURES * N) + 1
         self.observation_space = gym.spaces.Box(0.0, np.inf, shape=(dim,), dtype=np.float32)
         if reward_scale is None:
-            step_revenue = float((self.sim.rate * (self.sim.price - self.sim.pax_cost[None])).sum() / self.sim.T)
+            T = self.sim.T
+            step_revenue = float((self.sim.rate[:T] * (self.sim.price[:T] - self.sim.pax_cost_t[:T])).sum() / T)
             reward_scale = 1.0 / max(step_revenue, 1e-9)
         self.reward_scale = float(reward_scale)
         self.episode_seed: int | None = None

@@ -113,7 +113,7 @@ class Eq25Fop:
         if qhat.shape != (N,) or not np.all(np.isfinite(qhat)):
             raise ValueError(f"subgoal q̂ must be {N} finite numbers, got shape {qhat.shape}")
         t = min(state.t, sim.T - 1)
-        margin = sim.price[t] - sim.pax_cost
+        margin = sim.price[t] - sim.pax_cost_t[t]
         c = np.r_[self.c_f, -margin, np.full(N, self.eps_penalty)]
         if self.cost_correction is not None:
             c = c + self.cost_correction[t]

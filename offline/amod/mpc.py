@@ -2,7 +2,7 @@
 
 At step t it solves one LP (Pyomo model, HiGHS) over τ = 0 … T−t−1 relative steps:
 
-    max   Σ_τ Σ_p (price_{t+τ,p} − pax_cost_p) g_{τ,p} − Σ_τ Σ_e reb_cost_e f_{τ,e}
+    max   Σ_τ Σ_p (price_{t+τ,p} − pax_cost_{t+τ,p}) g_{τ,p} − Σ_τ Σ_e reb_cost_e f_{τ,e}
     s.t.  Σ_{p from i} g_{τ,p} + Σ_{e from i} f_{τ,e} ≤ q_{τ,i}                        (vehicles available)
           q_{τ+1,i} = q_{τ,i} − (departures from i at τ) + (arrivals at i at τ+1)     (bookkeeping)
           0 ≤ g_{τ,p} ≤ D_{t+τ,p},  f ≥ 0,  q ≥ 0,  q_{0} = q_t
@@ -36,7 +36,9 @@ class MpcDecision:
 
 
 class AmodMpc:
-    """The MPC of one simulator (module docstring). `horizon`: steps planned (None = to the end).
+    """The MPC of one simulator (module docstring). `horizon`: steps planned (None: the scenario's
+    `mpc_horizon` — 20 on benchmark files, the benchmark oracle's, running into the look-ahead
+    bins past the episode's end — else to the end of the episode).
 
     knowledge: "perfect" (the realised requests of every later step: the oracle of Table 1) or
     "expected" (later steps' requests replaced by their expected rates: a certainty-equivalent
@@ -67,7 +69,21 @@ class AmodMpc:
 
         sim, N = self.sim, self.sim.N
         H = requests.shape[0]
-        margin = sim.price[state.t:state.t + H] - sim.pax_cost[None]             # (H, P)
+        margin = sim.price[state.t:state.t + H] - sim.pax_cost_t[state.t:state.t + H]   # (H, P)
+        # which departures join region i's idle vehicles at relative step a (trip time by departure step,
+        # + the benchmark's arrival delay when that defect is on, as in the simulator)
+        g_arr = [[[] for _ in range(N)] for _ in range(H + 1)]
+        for k in range(H):
+            for p in range(sim.P):
+                a = k + int(sim.pax_steps_t[state.t + k, p]) + sim.delay
+                if a <= H and requests[k, p] > 0:
+                    g_arr[a][int(sim.od[p, 1])].append((k, p))
+        f_arr = [[[] for _ in range(N)] for _ in range(H + 1)]
+        for k in range(H):
+            for e in range(sim.E):
+                a = k + int(sim.reb_steps[e]) + sim.delay
+                if a <= H:
+                    f_arr[a][int(sim.edges[e, 1])].append((k, e))
         reb_cost = sim.reb_cost                                                  # (E,)
         m = pyo.ConcreteModel("amod_mpc")
         m.TAU = pyo.RangeSet(0, H - 1)
@@ -91,10 +107,7 @@ class AmodMpc:
         m.available = pyo.Constraint(m.TAU, m.R, rule=lambda _, k, i: departures(k, i) <= m.q[k, i])
 
         def bookkeeping(_, k, i):       # q_{k+1} = q_k − departures_k + arrivals_{k+1}
-            arr = sum(m.g[k + 1 - int(sim.pax_steps[p]), p] for p in self._g_into[i]
-                      if k + 1 - int(sim.pax_steps[p]) >= 0)
-            arr += sum(m.f[k + 1 - int(sim.reb_steps[e]), e] for e in self._f_into[i]
-                       if k + 1 - int(sim.reb_steps[e]) >= 0)
+            arr = sum(m.g[kk, p] for kk, p in g_arr[k + 1][i]) + sum(m.f[kk, e] for kk, e in f_arr[k + 1][i])
             return m.q[k + 1, i] == m.q[k, i] - departures(k, i) + arr + float(known[k + 1, i])
         m.bookkeeping = pyo.Constraint(m.TAU, m.R, rule=bookkeeping)
         m.profit = pyo.Objective(
@@ -111,8 +124,9 @@ class AmodMpc:
             requests = self.sim.future_requests()
             if self.knowledge == "expected":      # this step's requests are known, later ones are not
                 requests = np.vstack([requests[:1], self.sim.rate[state.t + 1:]])
-        if self.horizon is not None:
-            requests = requests[: self.horizon]
+        horizon = self.horizon if self.horizon is not None else self.sim.sc.meta.get("mpc_horizon")
+        if horizon is not None:
+            requests = requests[: horizon]
         t0 = time.perf_counter()
         m = self.build(state, requests)
         t1 = time.perf_counter()

@@ -87,10 +87,8 @@ def ensure_theta(spec: ScenarioSpec, demos: Demos, held: Demos, path: Path, *, K
         f"{learned['f']['cosine']:.3f}; Manhattan {base['f']['l1']:.2f} → {learned['f']['l1']:.2f}; pax. flow "
         f"cosine {base['g']['cosine']:.3f} → {learned['g']['cosine']:.3f}, Manhattan {base['g']['l1']:.2f} → "
         f"{learned['g']['l1']:.2f}")
-    if learned["f"]["cosine"] < base["f"]["cosine"]:
-        # the file is still written (its provenance records both), but nobody should miss this
-        log(f"[amod]   WARNING: θ̂ imitates the MPC's rebalancing worse than θ = 0 on held-out states "
-            f"(fit status {fit.status}); try a longer --fit-time-limit or another --rho or --K")
+    for line in theta_warnings(theta, base, learned, fit.status):
+        log(f"[amod]   WARNING: {line}")
     theta.provenance = dict(want, command=" ".join(sys.argv), scenario=spec.to_dict(),
                             demos=str(demos.meta.get("file")), demo_seeds=seeds[:fit_episodes],
                             held_out=str(held.meta.get("file")), held_out_seeds=held.meta.get("seeds"),
@@ -103,6 +101,37 @@ def ensure_theta(spec: ScenarioSpec, demos: Demos, held: Demos, path: Path, *, K
     save_theta(path, theta)
     log(f"[amod]   wrote {path}")
     return theta
+
+
+#: the held-out metrics and which way is better (the paper's Table 5: cosine and Manhattan of f and g)
+METRICS = (("f", "cosine", +1, "rebalancing-flow cosine"), ("f", "l1", -1, "rebalancing-flow Manhattan"),
+           ("g", "cosine", +1, "passenger-flow cosine"), ("g", "l1", -1, "passenger-flow Manhattan"))
+
+
+def worse_metrics(base: dict, learned: dict, tol: float = 1e-9) -> list[str]:
+    """The held-out metrics on which `learned` is worse than `base` (θ = 0), as 'name a → b'."""
+    out = []
+    for kind, key, sign, name in METRICS:
+        a, b = float(base[kind][key]), float(learned[kind][key])
+        if sign * (b - a) < -tol * max(1.0, abs(a)):
+            out.append(f"{name} {a:.3f} → {b:.3f}")
+    return out
+
+
+def theta_warnings(theta, base: dict, learned: dict, status: str) -> list[str]:
+    """What nobody should miss about a fitted θ: all zeros, or worse than θ = 0 on a held-out metric."""
+    lines = []
+    weights = [abs(float(v)) for v in (theta.cost_weights or {}).values()]
+    if float(np.abs(theta.alpha).sum()) == 0 and sum(weights) == 0:
+        lines.append("every learned weight of θ̂ is 0: the learned lower level is the unchanged one (θ = 0); the "
+                     "demonstrations gave the fit nothing to correct (e.g. a plentiful fleet: every request is "
+                     "served either way) — try a scarcer fleet (--fleet) or more demonstrations (--demo-episodes)")
+    worse = worse_metrics(base, learned)
+    if worse:
+        lines.append(f"θ̂ imitates the MPC worse than θ = 0 on held-out states: {'; '.join(worse)} (fit status "
+                     f"{status}); try a longer time limit (offline.amod fit --time-limit, table1 --fit-time-limit), "
+                     f"another --rho, --K or --cost-terms, or let --theta-form auto choose among θ = 0 and the forms")
+    return lines
 
 
 def _plain(m: dict) -> dict:

@@ -66,9 +66,33 @@ class AmodScenario:
     init_share: np.ndarray
     coords: np.ndarray
     meta: dict = field(default_factory=dict)
+    #: episode length T when demand_rate/price hold more steps (the benchmark's look-ahead bins for
+    #: the MPC; None: every step of demand_rate is in the episode)
+    steps: int | None = None
+    #: (T', N, N) trip time in steps by departure step, and its operating cost (benchmark files:
+    #: τ_ij(t) and βΔτ_ij(t)); None: pax_time / pax_cost at every step
+    pax_time_t: np.ndarray | None = None
+    pax_cost_t: np.ndarray | None = None
+    #: (E, 2) rebalancing edges (the benchmark's topology network); None: every ordered pair i ≠ j
+    network_edges: np.ndarray | None = None
+    #: (P', 2) pairs in the order the benchmark draws their requests (§4); None: od_pairs' order
+    draw_order: np.ndarray | None = None
+    #: (N,) whole vehicles per region at the start (benchmark: ⌊acc/N⌋ each); None: from init_share
+    init_idle: np.ndarray | None = None
+    #: how a seed becomes requests: "numpy" (default_rng(seed).poisson) or "benchmark" (§4: the
+    #: legacy RandomState(seed), one draw discarded as the benchmark's constructor does)
+    sampling: str = "numpy"
 
     def __post_init__(self) -> None:
         T, N, N2 = self.demand_rate.shape
+        if self.steps is not None and not 1 <= self.steps <= T:
+            raise ValueError(f"scenario {self.name}: steps must be in 1 … {T}, got {self.steps}")
+        for name in ("pax_time_t", "pax_cost_t"):
+            a = getattr(self, name)
+            if a is not None and np.shape(a) != (T, N, N):
+                raise ValueError(f"scenario {self.name}: {name} must be ({T}, {N}, {N}), got {np.shape(a)}")
+        if self.sampling not in ("numpy", "benchmark"):
+            raise ValueError(f"scenario {self.name}: sampling must be 'numpy' or 'benchmark', got {self.sampling!r}")
         if N != N2 or self.price.shape != (T, N, N):
             raise ValueError(f"scenario {self.name}: demand_rate and price must be (T, N, N), got "
                              f"{self.demand_rate.shape} and {self.price.shape}")
@@ -90,7 +114,21 @@ class AmodScenario:
             raise ValueError(f"scenario {self.name}: init_share must be {N} shares summing to 1")
 
     n_regions = property(lambda self: self.demand_rate.shape[1], doc="N, the number of regions")
-    horizon = property(lambda self: self.demand_rate.shape[0], doc="T, the number of decision steps of an episode")
+    horizon = property(lambda self: self.steps or self.demand_rate.shape[0],
+                       doc="T, the number of decision steps of an episode")
+    bins = property(lambda self: self.demand_rate.shape[0], doc="T' ≥ T, steps with demand data (look-ahead)")
+
+    def trip_steps(self) -> np.ndarray:
+        """(T', N, N) trip time in steps by departure step."""
+        if self.pax_time_t is not None:
+            return np.asarray(self.pax_time_t, np.int64)
+        return np.broadcast_to(self.pax_time, self.demand_rate.shape)
+
+    def trip_cost(self) -> np.ndarray:
+        """(T', N, N) operating cost of one passenger trip by departure step."""
+        if self.pax_cost_t is not None:
+            return np.asarray(self.pax_cost_t, float)
+        return np.broadcast_to(self.pax_cost, self.demand_rate.shape)
 
     @property
     def od_pairs(self) -> np.ndarray:
@@ -99,7 +137,10 @@ class AmodScenario:
 
     @property
     def reb_edges(self) -> np.ndarray:
-        """(E, 2) ordered pairs i ≠ j along which vehicles can be rebalanced (flows f): all of them."""
+        """(E, 2) ordered pairs i ≠ j along which vehicles can be rebalanced (flows f): the network's
+        edges, or all of them (complete network)."""
+        if self.network_edges is not None:
+            return np.asarray(sorted(map(tuple, np.asarray(self.network_edges).tolist())), np.int64).reshape(-1, 2)
         N = self.n_regions
         return np.array([(i, j) for i in range(N) for j in range(N) if i != j], dtype=np.int64).reshape(-1, 2)
 
@@ -109,10 +150,21 @@ class AmodScenario:
 
     def summary(self) -> str:
         T, N = self.horizon, self.n_regions
+        rate = self.demand_rate[:T]
+        m = self.meta
+        kept = ""
+        if m.get("requests_in_file"):
+            kept = (f" ({100 * m['requests_kept'] / m['requests_in_file']:.1f} % of the file's "
+                    f"{m['requests_in_file']:.1f} in this window; the {m.get('network')} network keeps "
+                    f"{'only adjacent and intra-region pairs' if m.get('network') == 'topology' else 'every pair'})")
+        net = (f"{len(self.reb_edges)} rebalancing edges ({m.get('network', 'complete')} network)")
+        cost = (f"operating cost β = {m['cost_per_min']:g} per vehicle-minute" if "beta_per_step" in m
+                else f"empty-trip cost {self.reb_cost[~np.eye(N, dtype=bool)].min():.2f}–{self.reb_cost.max():.2f}")
         return (f"{self.name}: {N} regions, {T} steps of {self.step_min:g} min, fleet {self.fleet}, "
-                f"{self.demand_rate.sum():.0f} expected requests per episode over {len(self.od_pairs)} OD pairs, "
-                f"trip time 1–{self.pax_time.max()} steps, price {self.price[self.demand_rate > 0].min():.1f}–"
-                f"{self.price.max():.1f}, empty-trip cost {self.reb_cost[~np.eye(N, dtype=bool)].min():.2f}–{self.reb_cost.max():.2f}")
+                f"{rate.sum():.1f} expected requests per episode{kept} over {len(self.od_pairs)} OD pairs, {net}, "
+                f"trip time 1–{self.trip_steps()[:T][rate > 0].max()} steps, "
+                f"price {self.price[:T][rate > 0].min():.1f}–"
+                f"{self.price[:T].max():.1f}, {cost}")
 
 
 # ----------------------------------------------------------------------------- synthetic
@@ -175,9 +227,9 @@ _RECORD_KEYS = {
 }
 
 
-def load_benchmark_json(path: str | Path, *, start_hour: float = 7.0, step_min: float = 3.0, horizon: int = 20,
+def load_benchmark_json(path: str | Path, *, start_hour: float = 19, step_min: float = 4, horizon: int = 20,
                         demand_ratio: float = 1.0, cost_per_min: float | None = None,
-                        fleet: int | None = None) -> AmodScenario:
+                        fleet: int | None = None, network: str = "complete", name: str | None = None) -> AmodScenario:
     """Read a scenario in the public AMoD benchmark format (module docstring).
 
     start_hour: episode start (hours of the day; time stamps are minutes of the day).
@@ -212,101 +264,142 @@ def load_benchmark_json(path: str | Path, *, start_hour: float = 7.0, step_min: 
                                  f"(records of '{key}' need {', '.join(fields)})")
     if not (step_min > 0 and horizon >= 1 and demand_ratio > 0):
         raise ValueError("step_min and demand_ratio must be > 0 and horizon >= 1")
+    if cost_per_min is not None and not (math.isfinite(cost_per_min) and cost_per_min >= 0):
+        raise ValueError(f"the operating cost per minute β must be finite and >= 0, got {cost_per_min}")
+    return _benchmark_scenario(path, data, start_hour=start_hour, step_min=step_min, horizon=horizon,
+                               demand_ratio=demand_ratio, beta=cost_per_min, fleet=fleet, network=network,
+                               name=name)
+
+
+def _num(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _benchmark_scenario(path: Path, data: dict, *, start_hour, step_min, horizon, demand_ratio, beta, fleet,
+                        network, name) -> AmodScenario:
+    """The benchmark's scenario rules (offline.amod.benchmark, §2–§4 of the spec) on validated JSON data."""
+    from offline.amod.benchmark import benchmark_orders, bin_demand, hours_covered
+
+    if network not in ("topology", "complete"):
+        raise ValueError(f"network must be 'topology' or 'complete', got {network!r}")
     try:
         nlat, nlon = int(data["nlat"]), int(data["nlon"])
     except (TypeError, ValueError):
         raise ValueError(f"AMoD scenario {path}: nlat and nlon must be integers") from None
-    regions = [int(r) for r in data["region"]] if "region" in data else list(range(nlat * nlon))
-    if not regions:
-        raise ValueError(f"AMoD scenario {path}: no regions (nlat·nlon = 0)")
-    index = {r: k for k, r in enumerate(regions)}
-    N = len(regions)
-    t0 = start_hour * 60.0
-
-    def region(rec, key, k, name):
-        r = rec[name]
-        if r not in index:
-            raise ValueError(f"AMoD scenario {path}: {key}[{k}].{name} = {r!r} is not a region "
-                             f"(0 … {nlat * nlon - 1}{' or the region list' if 'region' in data else ''})")
-        return index[r]
-
-    trips = np.zeros((horizon, N, N))
-    price_sum = np.zeros((horizon, N, N))
-    time_sum = np.zeros((N, N))
-    for k, rec in enumerate(data["demand"]):
-        try:
-            ts, v, tt, p = float(rec["time_stamp"]), float(rec["demand"]), float(rec["travel_time"]), float(rec["price"])
-        except (TypeError, ValueError):
-            raise ValueError(f"AMoD scenario {path}: demand[{k}] has a non-numeric field") from None
-        if not (math.isfinite(ts) and math.isfinite(v) and v >= 0 and math.isfinite(tt) and tt >= 0 and math.isfinite(p)):
-            raise ValueError(f"AMoD scenario {path}: demand[{k}] needs finite demand >= 0, travel_time >= 0, price")
-        b = int(math.floor((ts - t0) / step_min))
-        if not 0 <= b < horizon:
-            continue
-        i, j = region(rec, "demand", k, "origin"), region(rec, "demand", k, "destination")
-        trips[b, i, j] += v * demand_ratio
-        price_sum[b, i, j] += p * v * demand_ratio
-        time_sum[i, j] += tt * v * demand_ratio
-    total = trips.sum(axis=0)
-    if total.sum() <= 0:
-        raise ValueError(f"AMoD scenario {path}: no demand between {start_hour:g} h and "
-                         f"{start_hour + horizon * step_min / 60:g} h (check --start-hour)")
-    price = np.divide(price_sum, trips, out=np.zeros_like(price_sum), where=trips > 0)
-    # a pair's price in bins without trips: its mean over the window (keeps the LP's costs defined)
-    mean_price = np.divide(price_sum.sum(0), total, out=np.zeros((N, N)), where=total > 0)
-    price = np.where(trips > 0, price, mean_price[None])
-    pax_min = np.divide(time_sum, total, out=np.zeros((N, N)), where=total > 0)
-
-    reb_min = np.full((N, N), np.nan)
-    best_hour = np.full((N, N), np.inf)
-    for k, rec in enumerate(data["rebTime"]):
-        i, j = region(rec, "rebTime", k, "origin"), region(rec, "rebTime", k, "destination")
-        try:
-            hr, rt = float(rec["time_stamp"]), float(rec["reb_time"])
-        except (TypeError, ValueError):
-            raise ValueError(f"AMoD scenario {path}: rebTime[{k}] has a non-numeric field") from None
-        d = abs(hr - math.floor(start_hour))   # the record of the start hour, else the nearest hour
-        if d < best_hour[i, j]:
-            best_hour[i, j], reb_min[i, j] = d, rt
-    off = ~np.eye(N, dtype=bool)
-    if np.any(np.isnan(reb_min[off])):
-        i, j = np.argwhere(np.isnan(reb_min) & off)[0]
-        raise ValueError(f"AMoD scenario {path}: rebTime has no record for origin {regions[i]} → "
-                         f"destination {regions[j]} (every ordered pair of regions needs one)")
-    reb_time = np.where(off, np.maximum(1, np.round(np.nan_to_num(reb_min) / step_min)), 1).astype(np.int64)
-    # pairs without trips travel like rebalancing vehicles
-    pax_time = np.where(total > 0, np.maximum(1, np.round(pax_min / step_min)), reb_time).astype(np.int64)
-
-    if fleet is None:
-        mid_hour = int(math.floor(start_hour + horizon * step_min / 2 / 60))
-        accs = {}
-        for k, rec in enumerate(data["totalAcc"]):
-            try:
-                accs[int(rec["hour"])] = float(rec["acc"])
-            except (TypeError, ValueError):
-                raise ValueError(f"AMoD scenario {path}: totalAcc[{k}] has a non-numeric field") from None
-        if not accs:
-            raise ValueError(f"AMoD scenario {path}: totalAcc is empty (or pass fleet=...)")
-        hour = min(accs, key=lambda h: (abs(h - mid_hour), h))
-        fleet = int(round(accs[hour]))
-    if cost_per_min is None:
-        minutes = np.broadcast_to(np.maximum(pax_min, 1e-9), trips.shape)
-        cost_per_min = 0.1 * float(np.sum(price * trips) / np.sum(trips * minutes))
-    reb_min_full = np.where(off, np.nan_to_num(reb_min), 0.0)
-    pax_min_full = np.where(total > 0, pax_min, reb_min_full)
-    if "coords" in data:
-        coords = np.asarray(data["coords"], float)
+    for key, fields in _RECORD_KEYS.items():
+        for k, rec in enumerate(data[key]):
+            bad = [f for f in fields if not _num(rec[f])]
+            if bad:
+                raise ValueError(f"AMoD scenario {path}: {key}[{k}].{bad[0]} = {rec[bad[0]]!r} is not a finite number")
+    grid = list(range(nlat * nlon))
+    topo = [(int(e["i"]), int(e["j"])) for e in data["topology_graph"]]
+    if "region" in data:           # both repositories: a complete graph on the listed regions
+        ids, network = [int(r) for r in data["region"]], "complete"
+    elif network == "topology":
+        if not topo:
+            raise ValueError(f"AMoD scenario {path}: topology_graph is empty; use the complete network "
+                             f"(--network complete)")
+        ids = sorted({n for e in topo for n in e})
     else:
-        coords = np.array([(r // nlon, r % nlon) for r in regions], float)
-    edges = [(int(e["i"]), int(e["j"])) for e in data["topology_graph"]]
-    return AmodScenario(name=path.stem, step_min=step_min, demand_rate=trips, price=price, pax_time=pax_time,
-                        reb_time=reb_time, pax_cost=cost_per_min * pax_min_full,
-                        reb_cost=cost_per_min * reb_min_full, fleet=int(fleet),
-                        init_share=np.full(N, 1.0 / N), coords=coords,
+        ids = grid
+    if not ids:
+        raise ValueError(f"AMoD scenario {path}: no regions (nlat·nlon = 0)")
+    _, eg, e_all = benchmark_orders(topo, ids, network)
+    index = {r: k for k, r in enumerate(sorted(ids))}
+    regions = sorted(ids)
+    N = len(regions)
+    for key, fields in (("demand", ("origin", "destination")), ("rebTime", ("origin", "destination"))):
+        for k, rec in enumerate(data[key]):
+            for f in fields:
+                if rec[f] not in index and rec[f] not in grid:
+                    raise ValueError(f"AMoD scenario {path}: {key}[{k}].{f} = {rec[f]!r} is not a region "
+                                     f"(0 … {nlat * nlon - 1}{' or the region list' if 'region' in data else ''})")
+    for k, rec in enumerate(data["demand"]):
+        if rec["demand"] < 0 or rec["travel_time"] < 0:
+            raise ValueError(f"AMoD scenario {path}: demand[{k}] needs demand >= 0 and travel_time >= 0")
+    stamps = [rec["time_stamp"] for rec in data["demand"]]
+    if not stamps:
+        raise ValueError(f"AMoD scenario {path}: 'demand' has no records")
+    h_first, h_end = hours_covered(stamps)
+    first, last = min(stamps), max(stamps)
+    m0, m1 = 60 * start_hour, 60 * start_hour + horizon * step_min
+    if m0 < first or m1 > last + 1:
+        latest = (last + 1 - horizon * step_min) / 60
+        hint = (f"--start-hour between {first / 60:.4g} and {latest:.4g}" if latest >= first / 60 else
+                "fewer --horizon steps or shorter --step-min")
+        raise ValueError(f"AMoD scenario {path}: the episode {_hhmm(m0)}–{_hhmm(m1)} (start hour {start_hour:g}, "
+                         f"{horizon} steps of {step_min:g} min) is outside the file's demand records, which cover "
+                         f"{_hhmm(first)}–{_hhmm(last + 1)} (hours {h_first}–{h_end - 1}); choose {hint}")
+    bins = 2 * horizon               # the episode and the MPC's look-ahead (§2.2)
+    binned = bin_demand(data["demand"], set(e_all), start_hour, step_min, demand_ratio, bins)
+    kept_file = sum(rec["demand"] * demand_ratio for rec in data["demand"] if m0 <= rec["time_stamp"] < m1)
+    rate = np.zeros((bins, N, N))
+    price = np.zeros((bins, N, N))
+    tau = np.zeros((bins, N, N), np.int64)
+    for (o, d), (lam, p, tt) in binned.items():
+        rate[:, index[o], index[d]], price[:, index[o], index[d]], tau[:, index[o], index[d]] = lam, p, tt
+    if rate[:horizon].sum() <= 0:
+        raise ValueError(f"AMoD scenario {path}: no demand between {_hhmm(m0)} and {_hhmm(m1)} on the "
+                         f"{network} network (check --start-hour, --network)")
+    # §2.3: rebalancing times of the start hour only
+    reb_steps = np.zeros((N, N), np.int64)
+    reb_hours = sorted({rec["time_stamp"] for rec in data["rebTime"]})
+    for rec in data["rebTime"]:
+        if rec["time_stamp"] == start_hour and rec["origin"] in index and rec["destination"] in index:
+            reb_steps[index[rec["origin"]], index[rec["destination"]]] = max(1, round(rec["reb_time"] / step_min))
+    for i, j in eg:
+        if reb_steps[index[i], index[j]] == 0:
+            raise ValueError(f"AMoD scenario {path}: rebTime has no record of hour {start_hour:g} for origin {i} → "
+                             f"destination {j} (the file has rebTime hours {', '.join(f'{h:g}' for h in reb_hours)})")
+    np.fill_diagonal(reb_steps, 1)
+    # §2.4: fleet of the episode's middle hour (half-to-even), ⌊acc/N⌋ per region
+    h_acc = start_hour + int(round(step_min / 2 * horizon / 60))
+    accs = {rec["hour"]: rec["acc"] for rec in data["totalAcc"]}
+    if fleet is None:
+        if h_acc not in accs:
+            raise ValueError(f"AMoD scenario {path}: totalAcc has no record for hour {h_acc:g} (the episode's middle "
+                             f"hour); it has hours {', '.join(f'{h:g}' for h in sorted(accs)) or 'none'} "
+                             f"(or pass --fleet)")
+        per_region = int(accs[h_acc]) // N
+        if per_region < 1:
+            raise ValueError(f"AMoD scenario {path}: totalAcc {accs[h_acc]} of hour {h_acc:g} is less than one "
+                             f"vehicle per region ({N} regions)")
+        init_idle = np.full(N, float(per_region))
+    else:
+        if fleet < N:
+            raise ValueError(f"--fleet {fleet} is less than one vehicle per region ({N} regions)")
+        init_idle = np.full(N, float(fleet // N))
+        init_idle[: fleet - N * (fleet // N)] += 1       # a user's fleet is kept whole (remainder to the first regions)
+    lam_ep = rate[:horizon]
+    if beta is None:   # no published β: 10 % of the mean price per charged trip minute
+        beta = 0.1 * float((price[:horizon] * lam_ep).sum() / max((tau[:horizon] * step_min * lam_ep).sum(), 1e-9))
+    bbar = beta * step_min
+    # a pair's representative trip time (for features and fallbacks): demand-weighted over the episode
+    tot = lam_ep.sum(0)
+    mean_tau = np.divide((tau[:horizon] * lam_ep).sum(0), tot, out=np.zeros((N, N)), where=tot > 0)
+    pax_time = np.where(tot > 0, np.maximum(1, np.round(mean_tau)), np.maximum(reb_steps, 1)).astype(np.int64)
+    tau_full = np.where(tau > 0, tau, pax_time[None])
+    coords = (np.asarray(data["coords"], float) if "coords" in data
+              else np.array([(r // max(nlon, 1), r % max(nlon, 1)) for r in regions], float))
+    adj = np.array([(index[i], index[j]) for i, j in eg], np.int64).reshape(-1, 2)
+    order = np.array([(index[i], index[j]) for i, j in e_all], np.int64).reshape(-1, 2)
+    kept = float(lam_ep.sum())
+    return AmodScenario(name=name or path.stem, step_min=float(step_min), demand_rate=rate, price=price,
+                        pax_time=pax_time, reb_time=reb_steps, pax_cost=bbar * pax_time, reb_cost=bbar * reb_steps,
+                        fleet=int(init_idle.sum()), init_share=init_idle / init_idle.sum(), coords=coords,
+                        steps=horizon, pax_time_t=tau_full, pax_cost_t=bbar * tau_full, network_edges=adj,
+                        draw_order=order, init_idle=init_idle, sampling="benchmark",
                         meta={"generator": "benchmark_json", "file": str(path), "start_hour": start_hour,
-                              "demand_ratio": demand_ratio, "records": len(data["demand"]),
-                              "cost_per_min": float(cost_per_min),
-                              "regions": regions, "topology_edges": len(edges)})
+                              "step_min": step_min, "demand_ratio": demand_ratio, "records": len(data["demand"]),
+                              "cost_per_min": float(beta), "beta_per_step": bbar, "network": network,
+                              "regions": regions, "topology_edges": len(topo), "hours": (h_first, h_end),
+                              "requests_kept": kept, "requests_in_file": float(kept_file),
+                              "fleet_hour": h_acc, "mpc_horizon": horizon})
+
+
+def _hhmm(minutes: float) -> str:
+    h, m = divmod(int(round(minutes)), 60)
+    return f"{h}:{m:02d}"
 
 
 def write_benchmark_json(path: str | Path, *, nlat: int = 3, nlon: int = 6, n_regions: int | None = 17,

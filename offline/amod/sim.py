@@ -56,6 +56,7 @@ class StepResult:
     f: np.ndarray           # (E,) applied (whole-vehicle) rebalancing flows
     g: np.ndarray           # (P,) applied passenger flows
     clipped: float          # vehicles removed from the decision by clipping, before rounding (0 if feasible)
+    lost: float = 0.0       # vehicles destroyed by the benchmark's vehicle-loss defect (only when it is on)
 
 
 def round_flows(x: np.ndarray, cap: np.ndarray, total_cap: float) -> np.ndarray:
@@ -116,38 +117,64 @@ class AmodSim:
         self.sc = scenario
         self.N = scenario.n_regions
         self.T = scenario.horizon
+        self.bins = scenario.bins                    # T' ≥ T: steps with demand data (the MPC's look-ahead)
         self.od = scenario.od_pairs                  # (P, 2)
         self.edges = scenario.reb_edges              # (E, 2)
         self.P, self.E = len(self.od), len(self.edges)
-        self.H = scenario.max_travel
-        self.pax_steps = scenario.pax_time[self.od[:, 0], self.od[:, 1]]        # (P,)
+        self.defects = frozenset(scenario.meta.get("defects") or ())
+        unknown = self.defects - {"vehicle-loss", "arrival-delay", "reward-clip"}
+        if unknown:
+            raise ValueError(f"unknown benchmark defect(s) {sorted(unknown)}; known: vehicle-loss, arrival-delay, "
+                             f"reward-clip")
+        self.delay = int("arrival-delay" in self.defects)   # benchmark §5.4: idle one step after arrival
+        o, d = self.od[:, 0], self.od[:, 1]
+        self.pax_steps = scenario.pax_time[o, d]                                 # (P,) representative
+        self.pax_steps_t = scenario.trip_steps()[:, o, d].astype(np.int64)      # (T', P) by departure step
         self.reb_steps = scenario.reb_time[self.edges[:, 0], self.edges[:, 1]]  # (E,)
-        self.rate = scenario.demand_rate[:, self.od[:, 0], self.od[:, 1]]       # (T, P)
-        self.price = scenario.price[:, self.od[:, 0], self.od[:, 1]]            # (T, P)
-        self.pax_cost = scenario.pax_cost[self.od[:, 0], self.od[:, 1]]          # (P,) $ per trip
+        longest = max(self.pax_steps_t.max(initial=1), self.reb_steps.max(initial=1), scenario.max_travel)
+        self.H = int(longest) + self.delay
+        self.rate = scenario.demand_rate[:, o, d]                               # (T', P)
+        self.price = scenario.price[:, o, d]                                    # (T', P)
+        self.pax_cost = scenario.pax_cost[o, d]                                  # (P,) $ per trip, representative
+        self.pax_cost_t = scenario.trip_cost()[:, o, d].astype(float)           # (T', P) $ per trip by step
         self.reb_cost = scenario.reb_cost[self.edges[:, 0], self.edges[:, 1]]    # (E,) $ per empty trip
         self.t = 0
         self.idle = np.zeros(self.N)
         self.transit = np.zeros((self.H + 1, self.N))   # transit[h]: arriving at t + h (h ≥ 1)
-        self.demand = np.zeros((self.T, self.P))
+        self.demand = np.zeros((self.bins, self.P))
+        self.lost = 0.0
+        self._pax_keys: dict = {}
         self.seed = None
 
     # ---------------------------------------------------------------- episode
     def initial_idle(self) -> np.ndarray:
-        """Whole vehicles per region summing to the fleet, proportional to init_share."""
+        """Whole vehicles per region summing to the fleet: init_idle, or proportional to init_share."""
+        if self.sc.init_idle is not None:
+            return np.asarray(self.sc.init_idle, float).copy()
         share = self.sc.init_share * self.sc.fleet
         return round_flows(share, np.full(self.N, np.inf), self.sc.fleet)
 
-    def reset(self, seed: int) -> AmodState:
-        """Start an episode; the seed fixes every request of it (same seed → same demand sample)."""
+    def sample_requests(self, seed: int) -> np.ndarray:
+        """(T', P) the requests of demand sample `seed` (scenario.sampling: "numpy" or the benchmark's §4)."""
+        if self.sc.sampling == "benchmark":
+            from offline.amod.benchmark import benchmark_requests
+            full = benchmark_requests(self.sc.demand_rate, np.asarray(self.sc.draw_order), seed)[0]
+            return full[:, self.od[:, 0], self.od[:, 1]]
+        return np.random.default_rng(int(seed)).poisson(self.rate).astype(float)
+
+    def reset(self, seed: int, requests: np.ndarray | None = None) -> AmodState:
+        """Start an episode; the seed fixes every request of it (same seed → same demand sample).
+        requests (T', P): use these instead (e.g. consecutive episodes of one benchmark stream)."""
         self.seed = int(seed)
-        rng = np.random.default_rng(self.seed)
-        self.demand = rng.poisson(self.rate).astype(float)
+        self.demand = (self.sample_requests(seed) if requests is None
+                       else np.asarray(requests, float).reshape(self.bins, self.P).copy())
         self.t = 0
         self.idle = self.initial_idle()
         self.transit = np.zeros((self.H + 1, self.N))
+        self.lost = 0.0
+        self._pax_keys = {}
         self.totals = {"reward": 0.0, "revenue": 0.0, "pax_cost": 0.0, "reb_cost": 0.0, "served": 0.0,
-                       "requests": 0.0, "clipped": 0.0}
+                       "requests": 0.0, "clipped": 0.0, "lost": 0.0}
         return self.state()
 
     @property
@@ -159,7 +186,8 @@ class AmodSim:
         return AmodState(t=self.t, idle=self.idle.copy(), arrivals=self.transit[1:].copy(), requests=req)
 
     def future_requests(self) -> np.ndarray:
-        """(T − t, P) the requests of this and every later step: MPC's perfect knowledge."""
+        """(T' − t, P) the requests of this and every later step with data (the episode's, then the
+        look-ahead bins of benchmark scenarios): MPC's perfect knowledge."""
         return self.demand[self.t:].copy()
 
     def vehicles(self) -> float:
@@ -167,7 +195,8 @@ class AmodSim:
         return float(self.idle.sum() + self.transit.sum())
 
     def check_conservation(self) -> None:
-        if abs(self.vehicles() - self.sc.fleet) > 1e-9 or np.any(self.idle < 0) or np.any(self.transit < 0):
+        """Idle + in transit = the fleet (minus the vehicles the vehicle-loss defect destroyed, if on)."""
+        if abs(self.vehicles() + self.lost - self.sc.fleet) > 1e-9 or np.any(self.idle < 0) or np.any(self.transit < 0):
             raise AssertionError(f"vehicle bookkeeping broken at t={self.t}: {self.vehicles()} vehicles "
                                  f"for a fleet of {self.sc.fleet}")
 
@@ -200,23 +229,37 @@ class AmodSim:
         f, g, clipped = self.clip(f, g)
         t = self.t
         revenue = float(self.price[t] @ g)
-        pax_cost = float(self.pax_cost @ g)
+        pax_cost = float(self.pax_cost_t[t] @ g)
         reb_cost = float(self.reb_cost @ f)
         served, requests = float(g.sum()), float(self.demand[t].sum())
         # departures
         np.subtract.at(self.idle, self.od[:, 0], g)
         np.subtract.at(self.idle, self.edges[:, 0], f)
-        np.add.at(self.transit, (self.pax_steps, self.od[:, 1]), g)
-        np.add.at(self.transit, (self.reb_steps, self.edges[:, 1]), f)
+        tau = self.pax_steps_t[t]
+        lost = 0.0
+        if "vehicle-loss" in self.defects:     # benchmark §5.5: paxFlow[i,j][κ] is assigned, not added to
+            for p in np.flatnonzero(g >= 1e-3):
+                key = (int(p), t + int(tau[p]))
+                prev = self._pax_keys.get(key)
+                if prev is not None:
+                    self.transit[key[1] + self.delay - t, self.od[p, 1]] -= prev
+                    lost += prev
+                self._pax_keys[key] = float(g[p])
+            self.lost += lost
+        np.add.at(self.transit, (tau + self.delay, self.od[:, 1]), g)
+        np.add.at(self.transit, (self.reb_steps + self.delay, self.edges[:, 1]), f)
         # advance: vehicles due at t+1 become idle
         self.transit = np.roll(self.transit, -1, axis=0)
         self.transit[-1] = 0.0
         self.idle += self.transit[0]
         self.transit[0] = 0.0
         self.t += 1
-        reward = revenue - pax_cost - reb_cost
+        pax_reward = revenue - pax_cost
+        if "reward-clip" in self.defects:      # benchmark §6: the passenger part is clipped at 0
+            pax_reward = max(0.0, pax_reward)
+        reward = pax_reward - reb_cost
         res = StepResult(reward=reward, revenue=revenue, pax_cost=pax_cost, reb_cost=reb_cost, served=served,
-                         requests=requests, f=f, g=g, clipped=clipped)
+                         requests=requests, f=f, g=g, clipped=clipped, lost=lost)
         for k in self.totals:
             self.totals[k] += getattr(res, k)
         return res

@@ -66,7 +66,7 @@ class AmodTable1:
         p.add_argument("--bc-steps", type=int, default=3000,
                        help="behaviour-cloning warm start of every RL policy from the MPC demonstrations "
                             "(Adam steps; 0: RL from scratch)")
-        p.add_argument("--network", default="itemwise", choices=("itemwise", "mlp"),
+        p.add_argument("--policy-net", default="itemwise", choices=("itemwise", "mlp"),
                        help="RL policy network: shared over regions/pairs (default) or SB3's MLP")
 
     # ---------------------------------------------------------------- preparation
@@ -103,7 +103,7 @@ class AmodTable1:
             out = root / "rl" / pipeline.method_dir(method)
             model, info = pipeline.ensure_policy(spec, method, out, theta_path, steps=args.rl_steps,
                                                  algo=args.rl_algo, seed=args.rl_seed, log=log, bc_demos=demos,
-                                                 bc_steps=args.bc_steps, network=args.network)
+                                                 bc_steps=args.bc_steps, network=args.policy_net)
             st.models[method] = model
             warm = f"BC warm start ({args.bc_steps} steps on {len(demos)} MPC samples) + " if args.bc_steps else ""
             notes.append(f"{method}: {warm}{args.rl_algo.upper()} {info.get('env_steps', '?')} env steps in "

@@ -7,7 +7,7 @@ simplex smoothly, its on-policy updates are stable with the episode-level demand
 task, and it needs no replay of 20-step episodes whose value depends on the whole demand sample.
 The default network is shared by all regions (offline.amod.policy_net.ItemwisePolicy; for
 end-to-end RL by all ordered pairs), which learns far faster than one MLP over the whole
-observation; --network mlp gives SB3's MlpPolicy. Every env step solves the lower-level LP (~1–3 ms), so the budget is in env steps: 2 workers on
+observation; --policy-net mlp gives SB3's MlpPolicy. Every env step solves the lower-level LP (~1–3 ms), so the budget is in env steps: 2 workers on
 the 2-core machine run ~100–200 steps/s in total (see the train.json of a run).
 """
 from __future__ import annotations
