@@ -381,7 +381,6 @@ def plot_learning_curve(monitor_dir: str | Path, out_png: str | Path, *, keys: S
 def deterministic_actor(model):
     """A torch module obs (B, n) -> deterministic action (B, m) in the action space's box, for PPO or SAC."""
     import torch
-
     from stable_baselines3 import PPO, SAC
 
     space = model.action_space

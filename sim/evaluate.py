@@ -44,10 +44,10 @@ from typing import Any
 import numpy as np
 import yaml
 
+from hiopt_ros.config import IMPORT_ROOT as REPO_ROOT  # noqa: E402  (the one config locator)
+from hiopt_ros.config import config_path
 from sim.course import DEFAULT_PARAMS, Course
 from sim.courses import DEFAULT_COURSE_SEED, EVAL_SEEDS, course_for_seed, describe_seed_ranges
-
-from hiopt_ros.config import IMPORT_ROOT as REPO_ROOT, config_path  # noqa: E402  (the one config locator)
 
 DEFAULT_THETA = config_path("theta", "robot.yaml")
 #: the shipped policies of the three learned rows (python -m sim.train ... --ship config/policy/<name>.pt;
@@ -301,7 +301,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--bilevel-learned", type=Path, default=SHIPPED_POLICY,
                     help="policy of the bi-level-learned row (default: the shipped config/policy/bilevel_learned.pt)")
     ap.add_argument("--bilevel-unchanged", type=Path, default=SHIPPED_UNCHANGED,
-                    help="policy of the bi-level-unchanged row (default: the shipped config/policy/bilevel_unchanged.pt)")
+                    help="policy of the bi-level-unchanged row (default: the shipped "
+                         "config/policy/bilevel_unchanged.pt)")
     ap.add_argument("--e2e", type=Path, default=SHIPPED_E2E,
                     help="policy of the end-to-end row (default: the shipped config/policy/e2e.pt)")
     ap.add_argument("--theta", type=Path, default=DEFAULT_THETA,

@@ -39,16 +39,17 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
 
+from hiopt_ros.config import IMPORT_ROOT as REPO_ROOT  # noqa: E402  (the one config locator)
+from hiopt_ros.config import config_path
 from sim.course import DEFAULT_PARAMS
 from sim.courses import TRAIN_SEEDS, describe_seed_ranges
-
-from hiopt_ros.config import IMPORT_ROOT as REPO_ROOT, config_path  # noqa: E402  (the one config locator)
 
 METHODS = ("bilevel-unchanged", "bilevel-learned", "e2e")
 DEFAULT_THETA = config_path("theta", "robot.yaml")
@@ -87,9 +88,7 @@ class EnvFactory:
         return "none" if self.method == "e2e" else "fop"
 
     def __call__(self, rank: int = 0):
-        from sim.nav_env import NavEnv, make_lower_level
-
-        from sim.nav_env import NavEnvConfig
+        from sim.nav_env import NavEnv, NavEnvConfig, make_lower_level
 
         lower = make_lower_level(self.lower_level_kind(), theta=self.theta, params=self.params)
         config = NavEnvConfig.from_params(self.params, subgoal_action=self.action)
@@ -137,7 +136,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="ROS parameter file (rates, bounds, FOP)")
     ap.add_argument("--out", type=Path, default=None, help="output folder (default runs/train/<method>-<time>)")
     ap.add_argument("--ship", type=Path, default=None,
-                    help="also copy the policy and its provenance to this .pt path (e.g. config/policy/bilevel_learned.pt)")
+                    help="also copy the policy and its provenance to this .pt path "
+                         "(e.g. config/policy/bilevel_learned.pt)")
     ap.add_argument("--vec", choices=("subproc", "dummy"), default="subproc",
                     help="subproc: one process per env (default); dummy: all in this process")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -223,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
                       curve_keys=("reached", "collided"))
     progress = (not args.no_progress) and sys.stderr.isatty()
     # `kill PID` (SIGTERM; a background job ignores SIGINT) stops like Ctrl-C: the model is saved
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    if threading.current_thread() is threading.main_thread():   # (a sweep task may run on another thread)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         result = rl.train(factory, cfg, out, progress=progress, init_model=args.init, init_std=args.init_std)
     except KeyboardInterrupt:

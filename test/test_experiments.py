@@ -4,13 +4,11 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from offline.experiments import Episode, Prepared, load_case
-from offline.experiments import table1
+from offline.experiments import Episode, Prepared, load_case, table1
 from offline.experiments.__main__ import main
 
 
