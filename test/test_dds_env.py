@@ -85,9 +85,14 @@ def _udp_addresses(pid: int) -> set[str]:
 @pytest.mark.skipif(not Path("/proc/net/udp").exists(), reason="needs Linux /proc to inspect the sockets")
 @pytest.mark.parametrize("subscriber", ["hiopt", "localhost"])
 def test_processes_talk_over_udp_on_the_loopback_only_without_shared_memory(ros_domain_id, subscriber):
-    env = bringup.child_env(ros_domain_id)
-    if os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp") != "rmw_fastrtps_cpp":
+    if (os.environ.get("RMW_IMPLEMENTATION") or "rmw_fastrtps_cpp") != "rmw_fastrtps_cpp":
         pytest.skip("the profile is Fast DDS'; another RMW only gets the LOCALHOST discovery range")
+    # what this test asserts is hiopt's setting for a user who did not configure DDS: start from an
+    # environment without the user's DDS settings (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST exported,
+    # a profile file, ...), which dds_env rightly keeps and which would bring shared memory back
+    base = {k: v for k, v in os.environ.items() if k not in bringup.DDS_USER_SETTINGS}
+    env = bringup.child_env(ros_domain_id, base=base)
+    assert "FASTDDS_DEFAULT_PROFILES_FILE" in env and env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "SYSTEM_DEFAULT"
     sub_env = dict(env)
     if subscriber == "localhost":       # a process set up the usual way (ros2 CLI in a shell)
         sub_env.pop("FASTDDS_DEFAULT_PROFILES_FILE")

@@ -2,8 +2,10 @@
 guard, and the acados version/signature check of the hand-written ctypes bindings."""
 from __future__ import annotations
 
+import importlib.metadata as md
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -114,7 +116,7 @@ def test_lockcheck_names_every_kind_of_difference(tmp_path):
 
 
 def test_guard_flags_only_pytest9_with_an_old_launch_testing_plugin():
-    from hiopt_ros.pytest_guard import conflict
+    from pytest_guard import conflict
 
     old = [("launch_testing", "launch_testing", "3.7.1")]
     msg = conflict("9.0.2", old)
@@ -150,9 +152,16 @@ def test_guard_stops_pytest_at_start_up_with_one_line(tmp_path, fake_pytest_vers
     (proj / "test" / "test_one.py").write_text("def test_one():\n    assert 1 + 1 == 2\n")
     (proj / "pytest.ini").write_text((ROOT / "pytest.ini").read_text())
     patch = f"pytest.__version__ = {fake_pytest_version!r}; " if fake_pytest_version else ""
-    code = f"import sys, pytest; {patch}sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider']))"
+    # only the fake launch_testing plugin: the installed ones (on a ROS machine launch_pytest,
+    # launch_testing_ros, ... which would import the fake launch_testing) are kept out by name
+    others = sorted({ep.name for ep in md.entry_points(group="pytest11")} - {"launch_testing"})
+    blocked = [a for name in others for a in ("-p", f"no:{name}")]
+    code = f"import sys, pytest; {patch}sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', *{blocked!r}]))"
+    # the guard is found through pytest.ini's `pythonpath = . test`, relative to this project: copy it
+    shutil.copy2(ROOT / "test" / "pytest_guard.py", proj / "test" / "pytest_guard.py")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
-    env.pop("PYTEST_ADDOPTS", None)
+    for key in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        env.pop(key, None)
     proc = subprocess.run([sys.executable, "-c", code], cwd=proj, env=env, capture_output=True, text=True,
                           timeout=120)
     out = proc.stdout + proc.stderr

@@ -1,5 +1,10 @@
-"""pytest plugin, loaded before any installed plugin (pytest.ini: `-p hiopt_ros.pytest_guard`), that
+"""pytest plugin, loaded before any installed plugin (pytest.ini: `-p pytest_guard`), that
 turns a known-broken pytest / launch_testing pair into one clear line instead of a traceback.
+
+It lives with the tests, not in the installed package: pytest.ini's `pythonpath = . test` puts
+test/ on sys.path before `-p` plugins are imported (pytest >= 8.4; the lock pins 8.4.2). An older
+pytest (< 8.4, e.g. a distribution's) imports `-p` plugins first and cannot find it: run it with
+`-p no:pytest_guard` (the guard only matters for pytest >= 9, which always finds it).
 
 On a ROS 2 Kilted machine, launch_testing 3.7 registers a pytest plugin (entry point `pytest11`)
 whose `pytest_pycollect_makemodule` hook still takes the `path` argument that pytest 9 removed, so
