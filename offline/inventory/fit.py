@@ -1,24 +1,25 @@
 """Learn θ of the inventory lower level (Eq. 31) from MPC demonstrations: `python -m offline.inventory.fit`.
 
-1. The MPC (perfect demand knowledge) runs `--episodes` episodes on demand seeds `--seed`, …; every
-   step gives one demonstration: the state, the MPC's first-step production w and shipments f, and
-   the subgoal they imply (ŵ = w, q̂ = stock the stores will hold next step; Remark 3: the subgoal
-   is retrieved from the expert data).
+1. The MPC (perfect demand knowledge, whole episode) runs `--episodes` episodes on demand seeds
+   `--seed`, …; every step gives one demonstration: the state, the MPC's production w and
+   shipments f, and the subgoal they imply (ŵ = w, q̂ = store stock next step; Remark 3).
 2. Each demonstration becomes Problem 11's per-sample data of Eq. 31 at that state and subgoal
    (InventoryFop.inverse_sample → offline.inverse.InverseSample), and K ReLU terms (θ_k, μ_k) are
    fitted with the shared offline.inverse package.
-3. On held-out demonstrations (other demand seeds) the FOP with θ̂ and with θ = 0 (the unchanged
-   FOP) is solved for the MPC's implied subgoal and compared with the MPC's action: cosine
-   similarity, mean L2 and Manhattan distance of the commodity flows f (paper Table 4: cosine
-   0.997) and of all decisions (w, f).
+3. Held-out demonstrations (other demand seeds) compare three lower levels with the MPC, each
+   solved for the MPC's implied subgoal: θ = 0 (the benchmark LP's objective), θ = 0 with Eq. 31a's
+   cost terms (production and transport cost), and the fitted ReLU terms θ̂. Metrics: cosine
+   similarity and mean Manhattan (L1) distance of the commodity flows f (paper Table 4/5) and of
+   all decisions (w, f).
+4. The fit ships the candidate with the best held-out flow cosine among those that are no worse
+   than θ = 0 on every held-out metric (cosine and L1, flows and all decisions; ties within 1e-6
+   go to the simpler form); θ = 0 if none is. It prints which and why and writes it atomically in
+   the one θ schema (hiopt_ros.control.theta, case_study: inventory; ``cost_weights.cost_terms``
+   says whether Eq. 31a's cost terms are on), with every candidate's held-out numbers in its
+   provenance.
 
-The forward problem is Eq. 31 as the paper writes it — an LP, no l‖x‖² term (`forward_l` = 0).
-Problem 11 needs l > 0 (Eq. 10, Prop. 4), so the fit uses `l` (1e-3) and the θ file records
-`l: 0` (what the lower level adds) with the fit's l in its provenance; the held-out numbers are
-those of the deployed LP. (With l > 0 in the forward problem it becomes a HiGHS QP: ~5× slower
-per step and, measured over 3,000 random subgoals, occasional 100+ ms solves.)
-4. θ̂ is written atomically in the one θ schema (hiopt_ros.control.theta, case_study: inventory,
-   input_names = the columns of Eq. 31's decision x) with provenance.
+The forward problem is Eq. 31 as an LP (no l‖x‖², `forward_l` = 0). Problem 11 needs l > 0
+(Eq. 10, Prop. 4), so the fit uses `l` (1e-3) and the θ file records `l: 0`.
 """
 from __future__ import annotations
 
@@ -36,10 +37,13 @@ import numpy as np
 from .env import InventoryEnv, InventoryState
 from .lower import InventoryFop
 from .mpc import InventoryMpc
-from .scenarios import InventoryScenario, make_scenario
+from .scenarios import InventoryScenario, resolve_scenario
 
 __all__ = ["Demonstration", "collect_demonstrations", "fit_theta", "imitation_metrics", "load_fop_theta",
            "FitReport"]
+
+#: the lower levels the fit compares on held-out data (key -> label)
+CANDIDATES = {"unchanged": "θ = 0", "cost_terms": "θ = 0 + Eq. 31a cost terms", "relu": "θ̂ (ReLU terms)"}
 
 #: demand seeds of held-out demonstrations (below the evaluation seeds of Table 1, ≥ 10,000)
 HELD_OUT_SEED = 9_000
@@ -63,14 +67,14 @@ def collect_demonstrations(scenario: InventoryScenario, seeds: Sequence[int], mp
     mpc = mpc or InventoryMpc(scenario)
     env = InventoryEnv(scenario)
     demos: list[Demonstration] = []
-    bar = progress_bar(total=len(seeds) * scenario.horizon_steps, enabled=progress, desc="MPC demonstrations",
+    bar = progress_bar(total=len(seeds) * env.n_steps, enabled=progress, desc="MPC demonstrations",
                        unit="step")
     for seed in seeds:
         env.reset(seed=int(seed))
         done = False
         while not done:
             st = env.state()
-            dec = mpc.decide(st, env.demand)
+            dec = mpc.decide(st, env.demand, env.n_steps)
             demos.append(Demonstration(int(seed), st, dec.w, dec.f))
             _, _, done, _, _ = env.step(dec.action)
             bar.update(1)
@@ -109,12 +113,14 @@ class FitReport:
     held_out_seeds: list[int]
     n_train: int
     n_held_out: int
-    held_out: dict = field(default_factory=dict)  # {"learned": metrics, "unchanged": metrics}
+    held_out: dict = field(default_factory=dict)  # {candidate: metrics} (CANDIDATES)
     demo_time_s: float = 0.0
+    chosen: str = "unchanged"                     # the candidate written to the θ file
+    why: str = ""
 
     def lines(self) -> list[str]:
         f = self.fit
-        out = [f"inverse optimization (Problem 11): K={self.theta.K} l={f.l:g} rho={f.rho:g} method={f.method} "
+        out = [f"inverse optimization (Problem 11): K={np.shape(f.theta)[0]} l={f.l:g} rho={f.rho:g} method={f.method} "
                f"status={f.status} {f.solve_time_s:.1f} s; {self.n_train} samples (demand seeds "
                f"{_ranges(self.train_seeds)})",
                f"  duality gaps: mean {np.mean(f.gaps):.3g}  max {np.max(f.gaps):.3g}  "
@@ -122,10 +128,12 @@ class FitReport:
                f"held-out ({self.n_held_out} MPC decisions, demand seeds {_ranges(self.held_out_seeds)}): "
                "FOP for the MPC's implied subgoal vs the MPC",
                f"  {'':28s}{'cosine f':>10s}{'L1 f':>9s}{'cosine (w,f)':>14s}{'L1 (w,f)':>10s}"]
-        for label, key in (("FOP unchanged (θ = 0)", "unchanged"), ("FOP learned (θ̂)", "learned")):
+        for key, label in CANDIDATES.items():
             m = self.held_out[key]
+            mark = "  ← shipped" if key == self.chosen else ""
             out.append(f"  {label:28s}{m['flows']['cosine']:10.4f}{m['flows']['l1']:9.3f}"
-                       f"{m['all']['cosine']:14.4f}{m['all']['l1']:10.3f}")
+                       f"{m['all']['cosine']:14.4f}{m['all']['l1']:10.3f}{mark}")
+        out.append(f"  shipped: {CANDIDATES[self.chosen]}: {self.why}")
         names = self.theta.input_names
         for k in range(self.theta.K):
             nz = np.flatnonzero(np.abs(self.theta.alpha[k]) > 1e-3)
@@ -135,7 +143,7 @@ class FitReport:
 
 
 def fit_theta(scenario: InventoryScenario, train_seeds: Sequence[int], held_out_seeds: Sequence[int], *,
-              K: int = 2, l: float = 1e-3, rho: float = 1e-3, method: str = "alternating",
+              K: int = 2, l: float = 1e-3, rho: float = 1e-3, method: str = "alternating",  # noqa: E741 (Eq. 10)
               time_limit_s: float = 300.0, seed: int = 0, progress: bool = False, command: str = "",
               mpc: InventoryMpc | None = None, forward_l: float = 0.0, **fit_kwargs) -> FitReport:
     """Demonstrations → Problem 11 → θ̂ (a Theta with provenance) and its held-out imitation metrics.
@@ -156,9 +164,13 @@ def fit_theta(scenario: InventoryScenario, train_seeds: Sequence[int], held_out_
     held_out = {}
     fop.set_theta(np.zeros((0, fop.n)), np.zeros(0))
     held_out["unchanged"] = imitation_metrics(fop, held)
+    held_out["cost_terms"] = imitation_metrics(InventoryFop(scenario, K=0, l=forward_l, cost_terms=True), held)
     fop.set_theta(fit.theta, fit.nu)
-    held_out["learned"] = imitation_metrics(fop, held)
-    theta = Theta(alpha=fit.theta, beta=fit.nu, l=forward_l, case_study="inventory", input_names=list(fop.names),
+    held_out["relu"] = imitation_metrics(fop, held)
+    chosen, why = choose_lower_level(held_out)
+    alpha, beta = (fit.theta, fit.nu) if chosen == "relu" else (np.zeros((0, fop.n)), np.zeros(0))
+    theta = Theta(alpha=alpha, beta=beta, l=forward_l, case_study="inventory", input_names=list(fop.names),
+                  cost_weights={"cost_terms": 1.0 if chosen == "cost_terms" else 0.0},
                   subgoal={"definition": "expert_implied",
                            "w_hat": "the MPC's production w of the step",
                            "q_hat": "the store stock the MPC's shipments lead to at the next step"},
@@ -172,10 +184,44 @@ def fit_theta(scenario: InventoryScenario, train_seeds: Sequence[int], held_out_
                       "samples": len(samples), "K": K, "fit_l": l, "rho": rho, "method": fit.method,
                       "status": fit.status, "solve_time_s": round(fit.solve_time_s, 2),
                       "gap_mean": float(np.mean(fit.gaps)), "gap_max": float(np.max(fit.gaps)),
-                      "held_out": held_out,
+                      "held_out": held_out, "chosen": chosen, "why": why,
+                      "fitted_relu": {"alpha": np.asarray(fit.theta).tolist(), "mu": np.asarray(fit.nu).tolist()},
                   })
     return FitReport(theta=theta, fit=fit, train_seeds=list(train_seeds), held_out_seeds=list(held_out_seeds),
-                     n_train=len(samples), n_held_out=len(held), held_out=held_out, demo_time_s=demo_s)
+                     n_train=len(samples), n_held_out=len(held), held_out=held_out, demo_time_s=demo_s,
+                     chosen=chosen, why=why)
+
+
+def choose_lower_level(held_out: dict, tol: float = 1e-6) -> tuple[str, str]:
+    """(candidate, reason): the best held-out flow cosine among the candidates no worse than θ = 0
+    on every held-out metric (higher cosine, lower L1, for f and for (w, f)); θ = 0 if none."""
+    base = held_out["unchanged"]
+
+    def worse(m) -> list[str]:
+        bad = []
+        for part in ("flows", "all"):
+            if m[part]["cosine"] < base[part]["cosine"] - tol:
+                bad.append(f"cosine {part} {m[part]['cosine']:.4f} < {base[part]['cosine']:.4f}")
+            if m[part]["l1"] > base[part]["l1"] + tol:
+                bad.append(f"L1 {part} {m[part]['l1']:.3f} > {base[part]['l1']:.3f}")
+        return bad
+
+    reasons, ok = [], []
+    for key in ("cost_terms", "relu"):
+        bad = worse(held_out[key])
+        if bad:
+            reasons.append(f"{CANDIDATES[key]} is worse than θ = 0 on held-out data ({'; '.join(bad)})")
+        elif held_out[key]["flows"]["cosine"] > base["flows"]["cosine"] + tol or \
+                held_out[key]["flows"]["l1"] < base["flows"]["l1"] - tol:
+            ok.append(key)
+        else:
+            reasons.append(f"{CANDIDATES[key]} ties θ = 0 on held-out data")
+    if not ok:
+        return "unchanged", "; ".join(reasons) + "; θ = 0 is the simplest"
+    best = max(ok, key=lambda k: (held_out[k]["flows"]["cosine"], -held_out[k]["flows"]["l1"]))
+    return best, (f"no worse than θ = 0 on every held-out metric and the best flow cosine "
+                  f"({held_out[best]['flows']['cosine']:.4f} vs θ = 0 {base['flows']['cosine']:.4f})"
+                  + (f"; {'; '.join(reasons)}" if reasons else ""))
 
 
 def load_fop_theta(scenario: InventoryScenario, path: str | Path) -> InventoryFop:
@@ -185,7 +231,7 @@ def load_fop_theta(scenario: InventoryScenario, path: str | Path) -> InventoryFo
     from hiopt_ros.control.theta import load_theta
 
     th = load_theta(path)
-    fop = InventoryFop(scenario, K=max(th.K, 1), l=th.l)
+    fop = InventoryFop(scenario, K=max(th.K, 1), l=th.l, cost_terms=bool(th.cost_weights.get("cost_terms", 0.0)))
     if th.case_study != "inventory":
         raise ValueError(f"θ file {path}: case_study is {th.case_study!r}, expected 'inventory'")
     if list(th.input_names) != list(fop.names):
@@ -208,7 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m offline.inventory.fit",
         description="Fit the ReLU terms θ of the inventory lower level (Eq. 31) to MPC demonstrations by "
                     "inverse optimization (Problem 11) and write a θ file (case_study: inventory).")
-    ap.add_argument("--scenario", default="1F3S", help="1F2S, 1F3S, 1F10S or 2F6S (default 1F3S)")
+    ap.add_argument("--scenario", default="1F10S", help="benchmark preset 1F2S, 1F3S or 1F10S (default 1F10S)")
+    ap.add_argument("--scenario-file", type=Path, default=None,
+                    help="YAML file of your own network instead of a preset (keys: offline.inventory.scenarios)")
     ap.add_argument("--episodes", type=int, default=2, help="MPC demonstration episodes (default 2)")
     ap.add_argument("--seed", type=int, default=0, help="first demand seed of the demonstrations (default 0)")
     ap.add_argument("--held-out", type=int, default=3, help="held-out demonstration episodes (default 3), "
@@ -232,9 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     from hiopt_ros.control.theta import save_theta
 
     try:
-        scenario = make_scenario(args.scenario)
+        scenario = resolve_scenario(args.scenario, args.scenario_file)
     except ValueError as e:
-        print(f"offline.inventory.fit: --scenario: {e}", file=sys.stderr)
+        print(f"offline.inventory.fit: {'' if args.scenario_file else '--scenario: '}{e}", file=sys.stderr)
         return 2
     for name in ("episodes", "held_out", "K"):
         if getattr(args, name) < 1:
@@ -254,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = args.out or Path("results") / "inventory" / f"theta_{scenario.name}.yaml"
     t0 = time.perf_counter()
-    command = "python -m offline.inventory.fit " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    given = argv if argv is not None else sys.argv[1:]
+    command = "python -m offline.inventory.fit " + " ".join(shlex.quote(a) for a in given)
     try:
         report = fit_theta(scenario, train, held, K=args.K, l=args.l, rho=args.rho, method=args.method,
                            time_limit_s=args.time_limit_s, progress=not args.no_progress and sys.stderr.isatty(),

@@ -3,19 +3,26 @@
 Decision x = [w (W), f (E), ε_f⁺ (S), ε_f⁻ (S), ε_w⁺ (W), ε_w⁻ (W)]: production, shipments, and the
 subgoal deviations of (31b) and (31f) split into non-negative parts so that |ε| = ε⁺ + ε⁻ is linear.
 
-    min  Σ_i m_iᴼ w_i + Σ_ij m_ijᵀ f_ij + κ Σ_j (ε_fj⁺ + ε_fj⁻) + κ Σ_i (ε_wi⁺ + ε_wi⁻)
+    min  [Σ_i m_iᴼ w_i + Σ_ij m_ijᵀ f_ij] + κ Σ_j (ε_fj⁺ + ε_fj⁻) + κ Σ_i (ε_wi⁺ + ε_wi⁻)
          + Σ_k max(θ_kᵀx − μ_k, 0) + l‖x‖²                                          (31a, Eq. 10)
     s.t. s_j + Σ_{i∈N⁻(j)} f_ij + ε_fj⁺ − ε_fj⁻ = q̂_j          j ∈ V_S             (31b)
          s_j + Σ_{i∈N⁻(j)} f_ij ≤ c_j                           j ∈ V_S             (31c)
-         Σ_{j∈N⁺(i)} f_ij ≤ q_i                                 i ∈ V_W             (31d)
+         Σ_{j∈N⁺(i)} f_ij ≤ max(q_i, 0)                         i ∈ V_W             (31d)
          q_i + w_i − Σ_{j∈N⁺(i)} f_ij ≤ c_i                     i ∈ V_W             (31e)
          w_i + ε_wi⁺ − ε_wi⁻ = ŵ_i                              i ∈ V_W             (31f)
          f ≥ 0, 0 ≤ w ≤ production capacity, ε± ≥ 0                                (31g)
 
-s_j is store j's stock left after this step's sales, min-free form of the paper's q_j^t − d_j^t
-(the two agree whenever stock covers demand; s_j is exact otherwise). q̂_j is the desired store stock
-at the start of the next step and ŵ_i the desired production (the upper level's subgoal). κ = 1 is
-Eq. 31a's weight of the deviations, in the scenario's money units. The unchanged FOP is K = 0.
+s_j = B_j − d_j is store j's stock after this step's demand (negative: backlog), the paper's
+q_j^t − d_j^t; q_i = F_i is what factory i can ship now (SCIM_BENCHMARK.md §4). (31c) reads
+s_j + Σ f ≤ max(c_j, s_j): a store already above its capacity gets nothing (the benchmark LP's
+10⁴-weighted slack does the same). q̂_j is the desired store stock at the start of the next step and
+ŵ_i the desired production (the upper level's subgoal). κ = 1 is Eq. 31a's weight of the
+deviations. The unchanged FOP is K = 0.
+
+The bracketed cost terms are Eq. 31a's; ``cost_terms=False`` drops them, which is the objective of
+the benchmark's own lower-level LP (lcp.mod, §6: subgoal deviations only) and the default: with
+SCIM's production cost 5 > κ = 1, Eq. 31 with its cost terms never produces (missing ŵ by a unit
+costs 1, producing it 5), so an upper level could not order anything through it.
 
 The constraint matrix is built once; ``solve`` updates c and the bounds in place (ReluLpFop).
 """
@@ -80,10 +87,12 @@ class InventoryFop:
         K: ReLU slots (0: the unchanged FOP; θ may use fewer than K).
         l: weight of l‖x‖² (Eq. 10; 0 gives a pure LP).
         subgoal_weight: κ, the weight of |ε_f| and |ε_w| in (31a).
+        cost_terms: include Eq. 31a's production and transport costs (default False: the
+            benchmark LP's objective; see the module docstring).
     """
 
-    def __init__(self, scenario: InventoryScenario, K: int = 0, l: float = 0.0,
-                 subgoal_weight: float = SUBGOAL_WEIGHT) -> None:
+    def __init__(self, scenario: InventoryScenario, K: int = 0, l: float = 0.0,  # noqa: E741 (Eq. 10's l)
+                 subgoal_weight: float = SUBGOAL_WEIGHT, cost_terms: bool = False) -> None:
         sc = self.scenario = scenario
         W, S, E = sc.n_warehouses, sc.n_stores, sc.n_edges
         self.W, self.S, self.E = W, S, E
@@ -95,7 +104,9 @@ class InventoryFop:
         self.A = eq31_rows(sc)
         self.lp = ReluLpFop(self.A, K=K, l=l, names=self.names)
         kappa = self.subgoal_weight
-        self.cost = np.r_[sc.production_cost, sc.transport_cost, np.full(2 * S + 2 * W, kappa)]
+        self.cost_terms = bool(cost_terms)
+        use = 1.0 if cost_terms else 0.0
+        self.cost = np.r_[use * sc.production_cost, use * sc.transport_cost, np.full(2 * S + 2 * W, kappa)]
         self.col_lo = np.zeros(self.n)
         self.col_hi = np.r_[sc.production_capacity, np.full(self.n - W, np.inf)]
 
@@ -104,10 +115,10 @@ class InventoryFop:
         return self.lp.K
 
     @property
-    def l(self) -> float:
+    def l(self) -> float:  # noqa: E743 (Eq. 10's l)
         return self.lp.l
 
-    def set_theta(self, theta, mu, l: float | None = None) -> None:
+    def set_theta(self, theta, mu, l: float | None = None) -> None:  # noqa: E741 (Eq. 10's l)
         """Install θ (K_θ × n over the columns of x) and μ; no rebuild."""
         self.lp.set_theta(theta, mu, l)
 
@@ -120,7 +131,8 @@ class InventoryFop:
         s = state.stock_after_sales
         inf = np.inf
         lo = np.r_[q_hat - s, np.full(self.S, -inf), np.full(self.W, -inf), np.full(self.W, -inf), w_hat]
-        hi = np.r_[q_hat - s, sc.capacity_s - s, state.stock_w, sc.capacity_w - state.stock_w, w_hat]
+        hi = np.r_[q_hat - s, np.maximum(sc.capacity_s - s, 0.0), np.maximum(state.stock_w, 0.0),
+                   sc.capacity_w - state.stock_w, w_hat]
         return lo, hi
 
     def solve(self, state: InventoryState, w_hat, q_hat) -> FopDecision:

@@ -2,11 +2,11 @@
 
 * :class:`SubgoalEnv` — the upper level's MDP of the bi-level framework (Problem 3): the action is
   the subgoal x̂ₜ = (ŵ desired production (W), q̂ desired store stock at the next step (S)), scaled
-  from [−1, 1] to [0, production capacity] and [0, store capacity]; the lower level
+  from [−1, 1] to [0, min(production capacity, factory capacity)] and [0, store capacity]; the lower level
   (:class:`~offline.inventory.lower.InventoryFop`, unchanged or with a learned θ) turns it into
   the feasible action (w, f) the inventory env executes.
 * :class:`DirectEnv` — end-to-end RL: the action is (w, f) itself, scaled from [−1, 1] to
-  [0, production capacity] and [0, store capacity]; the env makes it feasible only by clipping
+  [0, min(production capacity, factory capacity)] and [0, store capacity]; the env makes it feasible only by clipping
   (production to capacity, a warehouse's shipments scaled down to its stock), as an end-to-end
   policy would be.
 
@@ -92,7 +92,7 @@ class SubgoalEnv(_SeededEpisodes):
     def subgoal(self, action) -> tuple[np.ndarray, np.ndarray]:
         """(ŵ, q̂) in goods units from an action in [−1, 1]^(W+S)."""
         sc = self.scenario
-        high = np.r_[sc.production_capacity, sc.capacity_s]
+        high = np.r_[sc.production_scale, sc.capacity_s]
         x = self._scale(action, high)
         return x[:sc.n_warehouses], x[sc.n_warehouses:]
 
@@ -111,13 +111,13 @@ class SubgoalEnv(_SeededEpisodes):
 
 
 class DirectEnv(_SeededEpisodes):
-    """End-to-end MDP: action = (w, f) in [−1, 1]^(W+E), scaled to [0, production capacity] and
+    """End-to-end MDP: action = (w, f) in [−1, 1]^(W+E), scaled to [0, min(production capacity, factory capacity)] and
     [0, capacity of the edge's store]; the inventory env clips it to feasibility."""
 
     def __init__(self, scenario: InventoryScenario, reward_scale: float | None = None,
                  train_seeds=TRAIN_SEEDS) -> None:
         super().__init__(scenario, scenario.n_warehouses + scenario.n_edges, reward_scale, train_seeds)
-        self._high = np.r_[scenario.production_capacity, scenario.capacity_s[scenario.edges[:, 1]]]
+        self._high = np.r_[scenario.production_scale, scenario.capacity_s[scenario.edges[:, 1]]]
 
     def step(self, action):
         t0 = time.perf_counter()
