@@ -25,6 +25,8 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
         (f"share/{PACKAGE}/config/theta", glob("config/theta/*.yaml")),
         (f"share/{PACKAGE}/config/dds", glob("config/dds/*.xml")),
+        (f"share/{PACKAGE}/config/foxglove", glob("config/foxglove/*.json")),  # Foxglove layout
+        (f"share/{PACKAGE}/config/rviz", glob("config/rviz/*.rviz")),  # RViz 2 config
         # shipped trained policy (TorchScript + its metadata), whatever files the folder holds
         (f"share/{PACKAGE}/config/policy", [p for p in glob("config/policy/*") if os.path.isfile(p)]),
     ],
