@@ -352,3 +352,15 @@ def test_table1_inventory_pipeline_on_a_preset_at_a_tiny_budget(tmp_path):
     assert "10000–10001" in md and "theta.yaml" in md and "shipped" in md
     for kind in ("bilevel_unchanged", "end_to_end", "bilevel_learned"):
         assert (work / "1F2S_T8" / kind / "seed0" / "model.zip").exists()
+
+
+def test_evaluate_runs_the_benchmarks_test_loop_and_refuses_bad_options(capsys):
+    from offline.inventory.evaluate import main
+
+    assert main(["--scenario", "1F2S", "--policies", "heur", "--scim-final-step", "--scim-availability-check"]) == 0
+    out = capsys.readouterr().out
+    assert "-4335.16 ±    161.25" in out and "10 episodes of 31 steps" in out
+    assert main(["--scenario", "1F2S", "--policies", "heur,oracle"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--policies" in err[0] and "oracle" in err[0]
+    assert main(["--scenario", "9F9S"]) == 2

@@ -44,6 +44,8 @@ __all__ = ["Demonstration", "collect_demonstrations", "fit_theta", "imitation_me
 
 #: the lower levels the fit compares on held-out data (key -> label)
 CANDIDATES = {"unchanged": "θ = 0", "cost_terms": "θ = 0 + Eq. 31a cost terms", "relu": "θ̂ (ReLU terms)"}
+#: the ReLU candidate's label when it was fitted on top of the cost terms (fit_theta(cost_terms=True))
+RELU_ON_COSTS = "θ̂ + Eq. 31a cost terms"
 
 #: demand seeds of held-out demonstrations (below the evaluation seeds of Table 1, ≥ 10,000)
 HELD_OUT_SEED = 9_000
@@ -117,6 +119,7 @@ class FitReport:
     demo_time_s: float = 0.0
     chosen: str = "unchanged"                     # the candidate written to the θ file
     why: str = ""
+    relu_on_cost_terms: bool = False              # θ̂ was fitted on top of Eq. 31a's cost terms
 
     def lines(self) -> list[str]:
         f = self.fit
@@ -129,26 +132,30 @@ class FitReport:
                "FOP for the MPC's implied subgoal vs the MPC",
                f"  {'':28s}{'cosine f':>10s}{'L1 f':>9s}{'cosine (w,f)':>14s}{'L1 (w,f)':>10s}"]
         for key, label in CANDIDATES.items():
+            label = RELU_ON_COSTS if key == "relu" and self.relu_on_cost_terms else label
             m = self.held_out[key]
             mark = "  ← shipped" if key == self.chosen else ""
             out.append(f"  {label:28s}{m['flows']['cosine']:10.4f}{m['flows']['l1']:9.3f}"
                        f"{m['all']['cosine']:14.4f}{m['all']['l1']:10.3f}{mark}")
         out.append(f"  shipped: {CANDIDATES[self.chosen]}: {self.why}")
         names = self.theta.input_names
-        for k in range(self.theta.K):
-            nz = np.flatnonzero(np.abs(self.theta.alpha[k]) > 1e-3)
-            terms = " ".join(f"{self.theta.alpha[k, j]:+.3f}·{names[j]}" for j in nz) or "0"
-            out.append(f"  ReLU {k + 1}: max({terms} − ({self.theta.beta[k]:.3f}), 0)")
+        alpha, mu = np.atleast_2d(f.theta), np.ravel(f.nu)
+        for k in range(len(mu)):
+            nz = np.flatnonzero(np.abs(alpha[k]) > 1e-3)
+            terms = " ".join(f"{alpha[k, j]:+.3f}·{names[j]}" for j in nz) or "0"
+            out.append(f"  fitted ReLU {k + 1}: max({terms} − ({mu[k]:.3f}), 0)")
         return out
 
 
 def fit_theta(scenario: InventoryScenario, train_seeds: Sequence[int], held_out_seeds: Sequence[int], *,
               K: int = 2, l: float = 1e-3, rho: float = 1e-3, method: str = "alternating",  # noqa: E741 (Eq. 10)
               time_limit_s: float = 300.0, seed: int = 0, progress: bool = False, command: str = "",
-              mpc: InventoryMpc | None = None, forward_l: float = 0.0, **fit_kwargs) -> FitReport:
+              mpc: InventoryMpc | None = None, forward_l: float = 0.0, cost_terms: bool = False,
+              **fit_kwargs) -> FitReport:
     """Demonstrations → Problem 11 → θ̂ (a Theta with provenance) and its held-out imitation metrics.
 
-    fit_kwargs go to offline.inverse.fit_inverse (e.g. restarts, subsample)."""
+    cost_terms: fit θ̂ on top of Eq. 31 with its cost terms (31a) instead of the benchmark LP's
+    objective. fit_kwargs go to offline.inverse.fit_inverse (e.g. restarts, subsample)."""
     from hiopt_ros.control.theta import Theta
     from offline.inverse import fit_inverse
 
@@ -157,20 +164,21 @@ def fit_theta(scenario: InventoryScenario, train_seeds: Sequence[int], held_out_
     train = collect_demonstrations(scenario, train_seeds, mpc, progress)
     held = collect_demonstrations(scenario, held_out_seeds, mpc, progress)
     demo_s = time.perf_counter() - t0
-    fop = InventoryFop(scenario, K=K, l=forward_l)
+    fop = InventoryFop(scenario, K=K, l=forward_l, cost_terms=cost_terms)
     samples = [fop.inverse_sample(d.state, d.w, d.f) for d in train]   # l is the inverse problem's own
     fit = fit_inverse(samples, K=K, l=l, rho=rho, method=method, time_limit_s=time_limit_s, seed=seed,
                       progress=progress, **fit_kwargs)
     held_out = {}
     fop.set_theta(np.zeros((0, fop.n)), np.zeros(0))
-    held_out["unchanged"] = imitation_metrics(fop, held)
+    held_out["unchanged"] = imitation_metrics(InventoryFop(scenario, K=0, l=forward_l), held)
     held_out["cost_terms"] = imitation_metrics(InventoryFop(scenario, K=0, l=forward_l, cost_terms=True), held)
     fop.set_theta(fit.theta, fit.nu)
     held_out["relu"] = imitation_metrics(fop, held)
     chosen, why = choose_lower_level(held_out)
     alpha, beta = (fit.theta, fit.nu) if chosen == "relu" else (np.zeros((0, fop.n)), np.zeros(0))
     theta = Theta(alpha=alpha, beta=beta, l=forward_l, case_study="inventory", input_names=list(fop.names),
-                  cost_weights={"cost_terms": 1.0 if chosen == "cost_terms" else 0.0},
+                  cost_weights={"cost_terms": 1.0 if chosen == "cost_terms" or (chosen == "relu" and cost_terms)
+                                else 0.0},
                   subgoal={"definition": "expert_implied",
                            "w_hat": "the MPC's production w of the step",
                            "q_hat": "the store stock the MPC's shipments lead to at the next step"},
@@ -184,12 +192,12 @@ def fit_theta(scenario: InventoryScenario, train_seeds: Sequence[int], held_out_
                       "samples": len(samples), "K": K, "fit_l": l, "rho": rho, "method": fit.method,
                       "status": fit.status, "solve_time_s": round(fit.solve_time_s, 2),
                       "gap_mean": float(np.mean(fit.gaps)), "gap_max": float(np.max(fit.gaps)),
-                      "held_out": held_out, "chosen": chosen, "why": why,
+                      "held_out": held_out, "chosen": chosen, "why": why, "relu_on_cost_terms": bool(cost_terms),
                       "fitted_relu": {"alpha": np.asarray(fit.theta).tolist(), "mu": np.asarray(fit.nu).tolist()},
                   })
     return FitReport(theta=theta, fit=fit, train_seeds=list(train_seeds), held_out_seeds=list(held_out_seeds),
                      n_train=len(samples), n_held_out=len(held), held_out=held_out, demo_time_s=demo_s,
-                     chosen=chosen, why=why)
+                     chosen=chosen, why=why, relu_on_cost_terms=bool(cost_terms))
 
 
 def choose_lower_level(held_out: dict, tol: float = 1e-6) -> tuple[str, str]:
@@ -269,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--method", default="alternating", choices=["auto", "global", "alternating"],
                     help="offline.inverse method (default alternating)")
     ap.add_argument("--time-limit-s", type=float, default=300.0, help="inverse solver time limit (default 300)")
+    ap.add_argument("--cost-terms", action="store_true",
+                    help="fit θ̂ on top of Eq. 31 with its cost terms (31a: production and transport cost) instead "
+                         "of the benchmark LP's objective (subgoal deviations only)")
     ap.add_argument("--out", type=Path, default=None,
                     help="θ file to write (default results/inventory/theta_<scenario>.yaml)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -307,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = fit_theta(scenario, train, held, K=args.K, l=args.l, rho=args.rho, method=args.method,
                            time_limit_s=args.time_limit_s, progress=not args.no_progress and sys.stderr.isatty(),
-                           command=command, forward_l=args.forward_l)
+                           command=command, forward_l=args.forward_l, cost_terms=args.cost_terms)
     except RuntimeError as e:
         print(f"offline.inventory.fit: solver failed: {e}", file=sys.stderr)
         return 1
