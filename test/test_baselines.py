@@ -64,7 +64,95 @@ def test_cvxpy_statement_solves_like_relu_lp_fop(case, K):
 def test_cvxpy_statement_refuses_another_bound_pattern():
     lp, (c, rl, rh, cl, ch) = _inventory_step(0, 1e-2)
     cf = CvxpyFop(lp, rl, rh, cl, ch)
-    ch2 = ch.copy()
-    ch2[0] = np.inf
+    cl2 = cl.copy()
+    cl2[0] = -np.inf          # a column bound that was finite when the problem was built
     with pytest.raises(ValueError, match="pattern"):
-        cf.data_values(c, rl, rh, cl, ch2)
+        cf.data_values(c, rl, rh, cl2, ch)
+
+
+def _planted_problem(S: int = 24, seed: int = 0):
+    """A small FOP (4 columns in [0, 2], one row Σx ≤ 3, l = 0.5) and noiseless expert decisions
+    of a planted ReLU term (θ*, μ* = −5: active at every decision, so θ* shapes every one)."""
+    from offline.lp_fop import ReluLpFop
+
+    rng = np.random.default_rng(seed)
+    n = 4
+    lp = ReluLpFop(np.ones((1, n)), K=1, l=0.5)
+    theta_star, mu_star = np.array([[1.0, -0.5, 0.3, 0.8]]), np.array([-5.0])
+    lp.set_theta(theta_star, mu_star)
+    data, xs = [], []
+    for _ in range(S):
+        d = (rng.normal(size=n), np.array([-np.inf]), np.array([3.0]), np.zeros(n), np.full(n, 2.0))
+        sol = lp.solve(*d)
+        assert sol.ok
+        data.append(d)
+        xs.append(sol.x)
+    lp.set_theta(np.zeros((0, n)), np.zeros(0))
+    return lp, data, np.array(xs), theta_star
+
+
+def test_cvxpylayers_fit_recovers_a_planted_theta():
+    from offline.baselines.layer_fit import LayerFitConfig, fit_layer
+    from offline.inverse import cosine_similarity
+
+    lp, data, xs, theta_star = _planted_problem()
+    cfg = LayerFitConfig(lr=0.1, epochs=25, batch=8, l=0.5, init_scale=0.1, seed=0)
+    fit = fit_layer(lp, data, xs, K=1, config=cfg)
+    assert fit.failed_solves == 0
+    assert fit.loss[fit.best_epoch] < 1e-2 * fit.loss[0]
+    assert cosine_similarity(fit.theta, theta_star) >= 0.99
+
+
+@pytest.fixture(scope="module")
+def inventory_case():
+    """1F3S, two MPC episodes to fit on and one held out (a few seconds)."""
+    from offline.baselines.cases import inventory_case as build
+    from offline.inventory.fit import HELD_OUT_SEED, collect_demonstrations
+    from offline.inventory.scenarios import make_scenario
+
+    sc = make_scenario("1F3S")
+    return build(sc, collect_demonstrations(sc, [0, 1]), collect_demonstrations(sc, [HELD_OUT_SEED]), K=2)
+
+
+def _next_states(case, x):
+    out = []
+    for st, xi in zip(case.train_states, x):
+        o = case.one_step(st)
+        out.append(o.s0 + o.M @ xi)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("rank", [None, 2])
+def test_value_function_is_convex_and_fits_the_cost_to_go(inventory_case, rank):
+    from offline.baselines.value import fit_value
+
+    case = inventory_case
+    s = _next_states(case, case.x_expert)
+    vf = fit_value(s, case.cost_to_go, case.step_index, rank=rank)
+    assert vf.L.shape[1] == (s.shape[1] if rank is None else rank)
+    assert np.linalg.eigvalsh(vf.P).min() >= -1e-9 * max(1.0, np.abs(vf.P).max())    # P ⪰ 0
+    res = vf.predict(s, case.step_index) - case.cost_to_go
+    assert np.sqrt(np.mean(res ** 2)) == pytest.approx(vf.train_rmse)              # the reported error is the error
+    assert vf.train_rmse < 0.1 * np.std(case.cost_to_go) and vf.train_r2 > 0.99
+
+
+def test_value_policy_minimises_stage_cost_plus_value(inventory_case):
+    """The QP's decision is no worse than the expert's (feasible in the one-step problem) under cᵀx + V(s⁺)."""
+    from offline.baselines.value import ValuePolicy, fit_value
+
+    case = inventory_case
+    vf = fit_value(_next_states(case, case.x_expert), case.cost_to_go, case.step_index, rank=2)
+    policy = ValuePolicy(case.lp, case.one_step(case.train_states[0]).M, vf)
+    compared = 0
+    for st, xe in zip(case.train_states, case.x_expert):
+        o = case.one_step(st)
+        x, sol = policy.solve(o)
+        assert sol.ok
+        c, lo, hi, cl, ch = o.data
+        Ax = case.lp.A @ xe
+        if min((Ax - lo).min(), (hi - Ax).min(), (xe - cl).min(), (ch - xe).min()) < -1e-9:
+            continue      # the MPC's model allows what Eq. 31 does not here: no comparison
+        cost = lambda z: c @ z + vf(o.s0 + o.M @ z)[0]       # noqa: E731
+        assert cost(x) <= cost(xe) + 1e-6 * (1 + abs(cost(xe)))
+        compared += 1
+    assert compared >= 10
