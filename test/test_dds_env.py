@@ -60,7 +60,8 @@ def test_dds_env_uses_the_udp_loopback_profile_unless_the_user_configured_dds():
         assert env.get("ROS_AUTOMATIC_DISCOVERY_RANGE") == user.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     # a child of a process that already applied them inherits them unchanged
     parent = bringup.dds_env({})
-    assert bringup.child_env(7, base=dict(parent))["FASTDDS_DEFAULT_PROFILES_FILE"] == parent["FASTDDS_DEFAULT_PROFILES_FILE"]
+    child = bringup.child_env(7, base=dict(parent))
+    assert child["FASTDDS_DEFAULT_PROFILES_FILE"] == parent["FASTDDS_DEFAULT_PROFILES_FILE"]
 
 
 def _udp_addresses(pid: int) -> set[str]:

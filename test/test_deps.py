@@ -167,7 +167,7 @@ def test_guard_stops_pytest_at_start_up_with_one_line(tmp_path, fake_pytest_vers
     out = proc.stdout + proc.stderr
     if expect_error:
         assert proc.returncode == 4, out
-        line = next(l for l in out.splitlines() if l.startswith("ERROR:"))
+        line = next(text for text in out.splitlines() if text.startswith("ERROR:"))
         assert "launch_testing 3.7.1" in line and "pytest<9" in line
         assert "Traceback" not in out and "PluginValidationError" not in out
     else:
@@ -250,7 +250,7 @@ def test_generated_solver_header_is_checked(tmp_path):
         ACADOS_SYMBOL_EXPORT int {name}_acados_reset({name}_solver_capsule* capsule, int reset_qp_solver_mem);
         ACADOS_SYMBOL_EXPORT int {name}_acados_update_params({name}_solver_capsule * capsule, int stage, double *value, int np);
         ACADOS_SYMBOL_EXPORT int {name}_acados_solve({name}_solver_capsule * capsule);
-        """)
+        """)  # noqa: E501 (acados' generated header, verbatim)
     (tmp_path / f"acados_solver_{name}.h").write_text(good)
     acados_env.check_generated_interface(tmp_path, name)
     (tmp_path / f"acados_solver_{name}.h").write_text(

@@ -465,6 +465,7 @@ def test_trained_policy_runs_in_planner_node_and_publishes_odom_frame_subgoals(t
         assert node.policy.progress_check is not None and node.counters["progress_recoveries"] == 0
         node.policy.reset()
         node.state = np.array([1.0, -0.6, 0.4])
+        node.driven.feed("cmd_vel")   # a driver commands the robot (the check runs only then)
         for _ in range(node.policy.progress_check.window + 1):
             node.on_plan()
         assert node.counters["progress_recoveries"] == 1

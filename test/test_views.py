@@ -186,7 +186,8 @@ def test_every_topic_the_rviz_config_shows_is_published_with_its_type_and_a_matc
             best_effort = pub.qos.endswith("SENSOR_QOS") or pub.qos.endswith("CLOCK_QOS")
             latched = pub.qos.endswith("LATCHED_QOS")
             if display["Topic"].get("Reliability Policy") == "Reliable":
-                assert not best_effort, f"{RVIZ.name}: {topic} is best effort ({pub.where}): a Reliable view gets nothing"
+                assert not best_effort, \
+                    f"{RVIZ.name}: {topic} is best effort ({pub.where}): a Reliable view gets nothing"
             if display["Topic"].get("Durability Policy") == "Transient Local":
                 assert latched, f"{RVIZ.name}: {topic} is volatile ({pub.where}): a Transient Local view gets nothing"
     for tool in tools:

@@ -6,6 +6,12 @@ The policy is pluggable: a trained torch policy when ``policy_checkpoint`` names
 geometry_msgs/PoseStamped arrives on /goal_pose. When the robot is within ``goal_tolerance_m`` of
 the goal the node publishes ``true`` on /hiopt/goal_reached (latched) and from then on proposes the
 goal itself as the subgoal; a new goal resets the flag.
+
+A residual RL policy's progress check (hiopt_ros.planning.torch_policy.ProgressCheck) judges the
+robot's progress only while it is being driven: while /cmd_vel carries commands (any command, the
+stop of a stalled robot included) from a driver that is active. With no driver, or an inactive
+one, the robot cannot move and a stall would be reported every window; the check's history is
+then cleared each period, so it starts afresh once commands flow again.
 """
 from __future__ import annotations
 
@@ -15,11 +21,13 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PointStamped
 
-
 from . import common as c
 from .watchdog import Watchdog
 
 NAME = "planner_node"
+#: the robot counts as driven while a /cmd_vel message arrived within this time: sim_node's
+#: base-driver watchdog (cmd_vel_timeout_s, 0.5 s) stops the wheels after the same silence
+DRIVEN_WITHIN_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,7 @@ class PlannerConfig(c.NodeConfig, c.GoalConfig):
     policy_max_distance_m: float
     lookahead_m: float
     odom_timeout_s: float
+    enable_stamped_cmd_vel: bool
 
 
 class PlannerNode(c.DrivesToGoal, c.ManagedNode):
@@ -48,6 +57,9 @@ class PlannerNode(c.DrivesToGoal, c.ManagedNode):
             lookahead_m=p.positive("lookahead_m", 0.6, "look-ahead distance of the geometric policy [m] (a residual "
                                                       "RL policy uses the look-ahead it was trained with)"),
             odom_timeout_s=p.positive("odom_timeout_s", 0.5, "no subgoal is published from older odometry [s]"),
+            enable_stamped_cmd_vel=p.flag("enable_stamped_cmd_vel", False,
+                                          "/cmd_vel carries TwistStamped (true) or Twist (false), as Nav2; the "
+                                          "planner listens to tell whether the robot is being driven"),
         )
         cfg = self.cfg
         self.policy = None
@@ -65,8 +77,15 @@ class PlannerNode(c.DrivesToGoal, c.ManagedNode):
             self.policy = LookaheadPolicy(lookahead_m=cfg.lookahead_m)
 
         self.watchdog = Watchdog(self.watchdog_clock(), {"odometry": cfg.odom_timeout_s})
-        self.counters = {"cycles": 0, "waiting": 0, "policy_failures": 0, "progress_recoveries": 0}
-        self._waiting_for = ""   # why the last period published no subgoal (a missing input or "stale"), "" while planning
+        self.counters = {"cycles": 0, "waiting": 0, "policy_failures": 0, "progress_recoveries": 0,
+                         "undriven": 0}   # undriven: periods the progress check was paused (no /cmd_vel)
+        # evidence that a driver commands the robot: /cmd_vel's arrival (best effort: only its freshness
+        # matters, and the controller's flush on deactivation then waits for no acknowledgement from here)
+        self.driven = Watchdog(self.watchdog_clock(), {"cmd_vel": DRIVEN_WITHIN_S})
+        self.create_subscription(c.twist_type(cfg.enable_stamped_cmd_vel), c.TOPIC_CMD_VEL,
+                                 lambda _msg: self.driven.feed("cmd_vel"), c.SENSOR_QOS)
+        # why the last period published no subgoal (a missing input or "stale"), "" while planning
+        self._waiting_for = ""
 
         self.subgoal_pub = self.create_publisher(PointStamped, c.TOPIC_SUBGOAL, c.COMMAND_QOS)
         self.recorded_publishers.append(self.subgoal_pub)
@@ -106,6 +125,9 @@ class PlannerNode(c.DrivesToGoal, c.ManagedNode):
         if self.reached:
             subgoal = self.goal
         else:
+            if getattr(self.policy, "progress_check", None) is not None and not self.being_driven():
+                self.counters["undriven"] += 1
+                self.policy.reset()   # progress is judged only over periods in which the robot was driven
             try:
                 subgoal = np.asarray(self.policy.subgoal(self.state, self.goal, self.obstacles,
                                                          self.cfg.model.robot_radius_m), dtype=float)
@@ -128,6 +150,10 @@ class PlannerNode(c.DrivesToGoal, c.ManagedNode):
         msg.point.x, msg.point.y = float(subgoal[0]), float(subgoal[1])
         self.subgoal_pub.publish(msg)
         self.count(c.TOPIC_SUBGOAL)
+
+    def being_driven(self) -> bool:
+        """Whether a /cmd_vel message arrived within :data:`DRIVEN_WITHIN_S` (on the watchdog clock)."""
+        return self.driven.age_s("cmd_vel") is not None and not self.driven.stale()
 
     def on_diagnostics(self) -> None:
         self.publish_diagnostics("planner", DiagnosticStatus.OK, "goal reached" if self.reached else "planning")
