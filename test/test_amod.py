@@ -431,12 +431,29 @@ def test_fit_command_learns_cost_terms_and_reports_held_out_imitation(tmp_path, 
     prov = theta.provenance
     assert prov["cost_terms"] == "time:2" and prov["fit_method"] == "convex" and prov["held_out_seeds"] == [500, 501]
     assert set(prov["held_out_imitation"]) == {"theta0", "fitted"}
-    # the defaults are the form chosen on held-out demonstrations: cost terms, one window per step
-    # at most (here 6 steps), K = 0; without cost terms and without ReLU terms nothing is learned
+    # the default (--theta-form auto): the cost terms (one window per step at most, here 6 steps) and
+    # the paper's ReLU form are fitted and compared with θ = 0 on the held-out states; the file holds
+    # the best one that is no worse than θ = 0 on any held-out metric, or θ = 0, and says why
+    capsys.readouterr()
     assert main(["fit", *opts, str(tmp_path / "d.npz"), "--held-out", str(tmp_path / "h.npz"), "--out",
-                 str(tmp_path / "default.yaml")]) == 0
+                 str(tmp_path / "default.yaml"), "--time-limit", "10"]) == 0
+    err = capsys.readouterr().err
     default = load_theta(tmp_path / "default.yaml")
-    assert default.K == 0 and default.provenance["cost_terms"] == "time:6" and len(default.cost_weights) == 12
+    sel = default.provenance["selection"]
+    assert [c["form"] for c in sel["candidates"]] == ["cost terms", "ReLU"]
+    assert sel["candidates"][0]["cost_terms"] == "time:6" and sel["candidates"][1]["K"] == 2
+    assert f"chosen: {sel['reason']}" in err
+    base = sel["theta0"]
+    chosen = next((c for c in sel["candidates"] if c["form"] == sel["chosen"]), None)
+    if chosen is None:       # θ = 0 shipped: every fitted form was worse somewhere, and that is said
+        assert sel["chosen"] == "θ = 0" and default.K == 0 and not default.cost_weights
+        assert all(c["worse"] or c["imitation"]["f"]["cosine"] <= base["f"]["cosine"] for c in sel["candidates"])
+    else:                    # the shipped θ is never worse than θ = 0 on a held-out metric
+        m = chosen["imitation"]
+        assert not chosen["worse"]
+        assert m["f"]["cosine"] >= base["f"]["cosine"] and m["g"]["cosine"] >= base["g"]["cosine"]
+        assert m["f"]["l1"] <= base["f"]["l1"] and m["g"]["l1"] <= base["g"]["l1"]
+        assert load_theta(chosen["file"]).cost_weights == default.cost_weights
     capsys.readouterr()
     assert main(["fit", *opts, str(tmp_path / "d.npz"), "--held-out", str(tmp_path / "h.npz"), "--out",
                  str(tmp_path / "none.yaml"), "--K", "0", "--cost-terms", "none"]) == 2

@@ -7,6 +7,8 @@
     imitation  θ = 0 and θ files at held-out demonstrations (cosine, Manhattan of f and g); --ties:
                also the closest optimal solution of each (how much of the gap LP ties explain)
     train      RL training of one method's policy (offline.rl)
+    stream     the benchmark's protocol (one seeded stream of episodes): the §15 reference table
+    fleet-sweep  held-out imitation of θ = 0 and θ̂ against the fleet size (where the learned lower level matters)
     bench      loader + MPC + lower level + RL step at scale (default: 17 regions, ~26,000 demand
                records, 1,500 vehicles), time per step
 """
@@ -21,7 +23,7 @@ import numpy as np
 from offline.amod.benchmark import preset_table
 from offline.amod.scenario import SIZES
 from offline.amod.config import (DEMO_SEED0, HELD_OUT_SEED0, add_scenario_arguments, add_theta_form_arguments,
-                                 spec_from_args, theta_form)
+                                 auto_candidates, auto_theta_form, spec_from_args, theta_form)
 
 
 def _log(msg: str) -> None:
@@ -57,6 +59,11 @@ def cmd_fit(args) -> int:
     overlap = set(demos.meta.get("seeds", [])) & set(held.meta.get("seeds", []))
     if overlap:
         raise ValueError(f"held-out demonstrations share seeds {sorted(overlap)[:5]} with the training ones")
+    if auto_theta_form(args):
+        from offline.amod.pipeline import ensure_theta_auto
+        ensure_theta_auto(spec, demos, held, args.out, candidates=auto_candidates(args), rho=args.rho,
+                          time_limit_s=args.time_limit, log=_log, fit_episodes=args.episodes, force=True)
+        return 0
     K, cost_terms = theta_form(args)
     ensure_theta(spec, demos, held, args.out, K=K, rho=args.rho, time_limit_s=args.time_limit,
                  log=_log, l=args.l, method=args.method, force=True, fit_episodes=args.episodes,
@@ -106,6 +113,51 @@ def cmd_train(args) -> int:
     bc = load_demos(args.bc_demos) if args.bc_demos else None
     ensure_policy(spec_from_args(args), args.method, out, args.theta, steps=args.steps, algo=args.algo,
                   seed=args.seed, log=_log, force=True, bc_demos=bc, bc_steps=args.bc_steps, network=args.policy_net)
+    return 0
+
+
+def cmd_stream(args) -> int:
+    """The benchmark's evaluation protocol (§14): one RandomState(seed) stream, episode k its k+1-th draw."""
+    from offline.amod.benchmark import benchmark_requests, matching_flows
+    from offline.amod.sim import AmodSim
+
+    spec = spec_from_args(args)
+    sc = spec.build()
+    if sc.sampling != "benchmark":
+        raise ValueError("stream needs a benchmark scenario (--scenario PRESET or --scenario-json FILE)")
+    sim = AmodSim(sc)
+    reqs = benchmark_requests(sc.demand_rate, sc.draw_order, args.seed, episodes=args.episodes)
+    mpc = None
+    if args.policy == "mpc":
+        from offline.amod.mpc import AmodMpc
+        mpc = AmodMpc(sim)
+    print(f"{sc.summary()}\npolicy: {args.policy}; benchmark defects: {', '.join(spec.defects) or 'none'}; "
+          f"RandomState({args.seed}) stream, episodes 1–{args.episodes}\n")
+    print("| episode | requests | served | revenue | passenger op. cost | rebalancing cost | lost vehicles | return |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    rets = []
+    for e in range(args.episodes):
+        state = sim.reset(args.seed, requests=reqs[e][:, sim.od[:, 0], sim.od[:, 1]])
+        while not sim.done:
+            if mpc is None:
+                f, g = np.zeros(sim.E), matching_flows(sim, state)
+            else:
+                d = mpc.decide(state)
+                f, g = d.f, d.g
+            sim.step(f, g)
+            sim.check_conservation()
+            state = sim.state()
+        t = sim.totals
+        rets.append(t["reward"])
+        print(f"| {e + 1} | {t['requests']:.0f} | {t['served']:.0f} | {t['revenue']:.2f} | {t['pax_cost']:.2f} | "
+              f"{t['reb_cost']:.2f} | {t['lost']:.0f} | {t['reward']:.2f} |")
+    print(f"\nmean return {np.mean(rets):.2f}, population std {np.std(rets):.2f}")
+    return 0
+
+
+def cmd_fleet_sweep(args) -> int:
+    from offline.amod.fleet_sweep import run_fleet_sweep
+    run_fleet_sweep(args, _log)
     return 0
 
 
@@ -185,6 +237,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--policy-net", default="itemwise", choices=("itemwise", "mlp"),
                    help="policy network: shared over regions/pairs (default) or SB3's MLP")
     s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("stream", help="the benchmark's own protocol: consecutive episodes of one seeded stream "
+                                      "(no-rebalancing matching policy or the MPC), the §15 table")
+    add_scenario_arguments(s)
+    s.add_argument("--policy", default="matching", choices=("matching", "mpc"),
+                   help="matching: the benchmark's matching LP without rebalancing (§15's reference policy); "
+                        "mpc: the oracle MPC")
+    s.add_argument("--seed", type=int, default=10, help="the benchmark's --seed (default 10)")
+    s.add_argument("--episodes", type=int, default=10, help="episodes of the stream (default 10)")
+    s.set_defaults(func=cmd_stream)
+
+    s = sub.add_parser("fleet-sweep", help="held-out imitation of θ = 0 and θ̂ against the fleet size (+ PNG)")
+    add_scenario_arguments(s)
+    s.add_argument("--fleets", default="300,500,700,1000,1498", help="fleet sizes, comma-separated "
+                   "(default 300,500,700,1000,1498)")
+    s.add_argument("--demo-episodes", type=int, default=10, help="MPC training episodes per fleet (default 10)")
+    s.add_argument("--held-out-episodes", type=int, default=5, help="held-out MPC episodes per fleet (default 5)")
+    add_theta_form_arguments(s)
+    s.add_argument("--rho", type=float, default=1e-2)
+    s.add_argument("--time-limit", type=float, default=300.0, help="seconds per fit (default 300)")
+    s.add_argument("--work-dir", type=Path, default=Path("results/amod"), help="cache of demonstrations and θ "
+                   "(default results/amod, the Table 1 pipeline's)")
+    s.add_argument("--out", type=Path, default=Path("results/amod_fleet_sweep"), help="folder of the table and plot")
+    s.set_defaults(func=cmd_fleet_sweep)
 
     s = sub.add_parser("bench", help="scale benchmark: loader, MPC, lower level, RL step per step",
                        description="Times the loader, the MPC, Eq. 25 and an RL step on any scenario (every scenario "

@@ -160,7 +160,12 @@ DEFAULT_COST_WINDOWS = 10
 
 
 def add_theta_form_arguments(p, *, what: str = "θ") -> None:
-    """--K and --cost-terms of `offline.amod fit` and `table1 --case amod` (one definition)."""
+    """--theta-form, --K and --cost-terms of `offline.amod fit` and `table1 --case amod` (one definition)."""
+    p.add_argument("--theta-form", default=None, choices=("auto", "cost-terms", "relu"),
+                   help=f"form of {what}: 'auto' fits the cost terms and the paper's ReLU form, compares them "
+                        "with θ = 0 on the held-out demonstrations and keeps the best one that is no worse than "
+                        "θ = 0 on any held-out metric (θ = 0 itself if none is), saying which and why; "
+                        "'cost-terms' or 'relu': that form only. Default: auto, unless --K or --cost-terms is given")
     p.add_argument("--K", type=int, default=None,
                    help=f"ReLU terms of {what} (default 0 with cost terms, 2 with --cost-terms none)")
     p.add_argument("--cost-terms", default=None, metavar="SPEC",
@@ -170,8 +175,29 @@ def add_theta_form_arguments(p, *, what: str = "θ") -> None:
                         "window per step), chosen on held-out demonstrations (README, AMoD)")
 
 
+def auto_theta_form(args: argparse.Namespace) -> bool:
+    """True when the fit chooses θ's form on held-out data (--theta-form auto, or no form option given)."""
+    form = getattr(args, "theta_form", None)
+    if form is None:
+        return args.K is None and args.cost_terms is None
+    return form == "auto"
+
+
+def auto_candidates(args: argparse.Namespace) -> list[tuple[str, int, str | None]]:
+    """(name, K, cost terms) of the forms --theta-form auto fits and compares with θ = 0."""
+    T = spec_from_args(args).horizon_steps
+    cost = args.cost_terms if args.cost_terms not in (None, "none") else f"time:{min(DEFAULT_COST_WINDOWS, T)}"
+    return [("cost terms", 0, cost), ("ReLU", args.K if args.K else 2, None)]
+
+
 def theta_form(args: argparse.Namespace) -> tuple[int, str | None]:
     """(K, cost-term spec or None) from add_theta_form_arguments' options and the episode length."""
+    form = getattr(args, "theta_form", None)
+    if form == "relu":
+        return (args.K if args.K else 2), None
+    if form == "cost-terms":
+        return 0, (args.cost_terms if args.cost_terms not in (None, "none") else
+                   f"time:{min(DEFAULT_COST_WINDOWS, spec_from_args(args).horizon_steps)}")
     spec = args.cost_terms
     if spec is None:
         spec = f"time:{min(DEFAULT_COST_WINDOWS, spec_from_args(args).horizon_steps)}"

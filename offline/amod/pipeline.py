@@ -134,6 +134,77 @@ def theta_warnings(theta, base: dict, learned: dict, status: str) -> list[str]:
     return lines
 
 
+def ensure_theta_auto(spec: ScenarioSpec, demos: Demos, held: Demos, path: Path, *, candidates, rho: float,
+                      time_limit_s: float, log, fit_episodes: int | None = None, force: bool = False):
+    """θ's form chosen on held-out data: fit every candidate (name, K, cost terms) into
+    <path stem>_<name>.yaml (cached like ensure_theta), compare each with θ = 0 on `held`, and write
+    to `path` the best candidate that is no worse than θ = 0 on any held-out metric — by rebalancing-flow
+    cosine, then its Manhattan distance — or θ = 0 itself (an empty θ) if none is. The θ file's
+    provenance `selection` lists every candidate's metrics and the reason."""
+    from hiopt_ros.control.theta import Theta, load_theta, save_theta
+    from offline.amod.fit import imitation
+
+    sim = AmodSim(spec.build())
+    base = _plain(imitation(sim, held))
+    rows = []
+    for name, K, cost_terms in candidates:
+        p = path.with_name(f"{path.stem}_{name.replace(' ', '_').lower()}.yaml")
+        th = ensure_theta(spec, demos, held, p, K=K, rho=rho, time_limit_s=time_limit_s, log=log,
+                          fit_episodes=fit_episodes, cost_terms=cost_terms, force=force)
+        rows.append({"form": name, "K": K, "cost_terms": cost_terms, "file": str(p), "sha256": sha256(p),
+                     "imitation": th.provenance["held_out_imitation"]["fitted"],
+                     "worse": worse_metrics(base, th.provenance["held_out_imitation"]["fitted"]),
+                     "status": th.provenance.get("status")})
+
+    def score(r):
+        m = r["imitation"]
+        return (m["f"]["cosine"], -m["f"]["l1"], m["g"]["cosine"], -m["g"]["l1"])
+    base_score = (base["f"]["cosine"], -base["f"]["l1"], base["g"]["cosine"], -base["g"]["l1"])
+    ok = [r for r in rows if not r["worse"] and score(r) > base_score]
+    best = max(ok, key=score, default=None)
+    lines = [f"{r['form']}: reb. cosine {r['imitation']['f']['cosine']:.3f}, "
+             f"Manhattan {r['imitation']['f']['l1']:.2f}; pax. cosine {r['imitation']['g']['cosine']:.3f}, "
+             f"Manhattan {r['imitation']['g']['l1']:.2f}"
+             + (f" — worse than θ = 0 on {'; '.join(r['worse'])}" if r["worse"] else "") for r in rows]
+    if best is None:
+        reason = ("θ = 0: no fitted form is at least as good as θ = 0 on every held-out metric and better on one "
+                  f"(θ = 0: reb. cosine {base['f']['cosine']:.3f}, Manhattan {base['f']['l1']:.2f}; pax. cosine "
+                  f"{base['g']['cosine']:.3f}, Manhattan {base['g']['l1']:.2f})")
+    else:
+        others = [r["form"] for r in ok if r is not best]
+        reason = (f"{best['form']}: no worse than θ = 0 on any held-out metric, and the best rebalancing-flow "
+                  f"cosine among those that are ({best['imitation']['f']['cosine']:.3f} vs θ = 0's "
+                  f"{base['f']['cosine']:.3f})" + (f"; also eligible: {', '.join(others)}" if others else ""))
+    selection = {"chosen": best["form"] if best else "θ = 0", "reason": reason, "theta0": base,
+                 "candidates": [{k: v for k, v in r.items()} for r in rows], "held_out_seeds": held.meta.get("seeds")}
+    if path.exists() and not force:
+        try:
+            old = load_theta(path).provenance.get("selection")
+            if old is not None and _plain(old) == _plain(selection):
+                log(f"[amod] reusing θ {path} (chosen: {selection['chosen']})")
+                return load_theta(path)
+        except ValueError:
+            pass
+    log(f"[amod] θ form chosen on {len(held)} held-out states (seeds {held.meta.get('seeds')}):")
+    for line in lines:
+        log(f"[amod]   {line}")
+    log(f"[amod]   chosen: {reason}")
+    if best is None:
+        from offline.amod.lower import Eq25Fop
+        names = Eq25Fop(sim).names
+        theta = Theta(alpha=np.zeros((0, len(names))), beta=np.zeros(0), l=0.0, case_study="amod",
+                      input_names=names)
+        theta.provenance = {"scenario": spec.to_dict(), "demo_seeds": (demos.meta.get("seeds") or []),
+                            "held_out_seeds": held.meta.get("seeds"), "cost_terms": None, "K": 0,
+                            "held_out_imitation": {"theta0": base, "fitted": base}}
+    else:
+        theta = load_theta(best["file"])
+    theta.provenance = dict(theta.provenance, selection=selection, command=" ".join(sys.argv))
+    save_theta(path, theta)
+    log(f"[amod]   wrote {path}")
+    return theta
+
+
 def _plain(m: dict) -> dict:
     return json.loads(json.dumps(m, default=float))
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from offline.amod.config import (DEMO_SEED0, HELD_OUT_SEED0, RL_SEEDS, add_scenario_arguments,
-                                 add_theta_form_arguments, lower_factory, spec_from_args, theta_form)
+                                 add_theta_form_arguments, auto_candidates, auto_theta_form, lower_factory,
+                                 spec_from_args, theta_form)
 from offline.experiments import METHODS, Episode, Prepared
 
 __all__ = ["CASE", "AmodTable1"]
@@ -70,8 +71,12 @@ class AmodTable1:
                        help="RL policy network: shared over regions/pairs (default) or SB3's MLP")
 
     # ---------------------------------------------------------------- preparation
-    def prepare(self, args, work_dir, log) -> Prepared:
+    def prepare(self, args, work_dir, log, train_seed: int | None = None) -> Prepared:
+        """Demonstrations, θ (shared by every training seed) and the RL policies of `train_seed`
+        (default --rl-seed), cached under <work_dir>/<scenario key>/rl/<method>[_seed<k>]/ (seed 0: no suffix)."""
         from offline.amod import pipeline
+
+        rl_seed = int(args.rl_seed if train_seed is None else train_seed)
 
         spec = spec_from_args(args)
         root = Path(work_dir) / spec.key
@@ -81,7 +86,10 @@ class AmodTable1:
         demos = pipeline.ensure_demos(spec, root / "demos.npz", DEMO_SEED0, args.demo_episodes, log)
         held = pipeline.ensure_demos(spec, root / "held_out.npz", HELD_OUT_SEED0, args.held_out_episodes, log)
         theta_path = args.theta or root / "theta.yaml"
-        if args.theta is None:
+        if args.theta is None and auto_theta_form(args):
+            pipeline.ensure_theta_auto(spec, demos, held, theta_path, candidates=auto_candidates(args), rho=args.rho,
+                                       time_limit_s=args.fit_time_limit, log=log, fit_episodes=args.fit_episodes)
+        elif args.theta is None:
             K, cost_terms = theta_form(args)
             pipeline.ensure_theta(spec, demos, held, theta_path, K=K, rho=args.rho,
                                   time_limit_s=args.fit_time_limit, log=log, fit_episodes=args.fit_episodes,
@@ -100,9 +108,9 @@ class AmodTable1:
         for method in methods:
             if method not in ("Bi-level-unchanged", "Bi-level-learned", "End-to-end RL"):
                 continue
-            out = root / "rl" / pipeline.method_dir(method)
+            out = root / "rl" / (pipeline.method_dir(method) + (f"_seed{rl_seed}" if rl_seed else ""))
             model, info = pipeline.ensure_policy(spec, method, out, theta_path, steps=args.rl_steps,
-                                                 algo=args.rl_algo, seed=args.rl_seed, log=log, bc_demos=demos,
+                                                 algo=args.rl_algo, seed=rl_seed, log=log, bc_demos=demos,
                                                  bc_steps=args.bc_steps, network=args.policy_net)
             st.models[method] = model
             warm = f"BC warm start ({args.bc_steps} steps on {len(demos)} MPC samples) + " if args.bc_steps else ""
