@@ -50,6 +50,7 @@ class ImitationCase:
     decision_columns: Callable[[np.ndarray], dict]   # x (n,) → {column: part of x}
     cost_to_go: np.ndarray                      # (S,) expert's cost after its decision (one-step cost excluded)
     step_index: np.ndarray                      # (S,) the step t of each training demonstration
+    episode: np.ndarray                         # (S,) the episode (demand seed) of each training demonstration
     features: np.ndarray | None = None          # (S, n, p) cost features of the θ form
     weight_names: tuple = ()
     weight_bounds: tuple = (0.0, np.inf)
@@ -94,20 +95,25 @@ def amod_case(sim, train, held, *, K: int, cost_terms: str | None) -> ImitationC
         theta_of=theta_of, one_step=one_step, train_states=[train.state(k) for k in range(len(train))],
         held_states=[held.state(k) for k in range(len(held))], held_expert={"f": held.f, "g": held.g},
         decision_columns=lambda x: {"f": x[fop.sl_f], "g": x[fop.sl_g]}, cost_to_go=ctg,
-        step_index=np.asarray(train.t), features=feats, weight_names=names,
+        step_index=np.asarray(train.t), episode=np.asarray(train.seed), features=feats, weight_names=names,
         weight_bounds=(0.0, float(np.max(sim.price))),
         seeds={"train": sorted({int(s) for s in train.seed}), "held_out": sorted({int(s) for s in held.seed})},
         state_names=[f"idle[{i}]" for i in range(N)])
 
 
 # ---------------------------------------------------------------------------------------------- inventory
-def inventory_case(scenario, train: Sequence, held: Sequence, *, K: int) -> ImitationCase:
-    """The inventory case (Eq. 31) on MPC demonstrations (offline.inventory.fit.Demonstration lists)."""
+def inventory_case(scenario, train: Sequence, held: Sequence, *, K: int, cost_terms: bool = False) -> ImitationCase:
+    """The inventory case (Eq. 31) on MPC demonstrations (offline.inventory.fit.Demonstration lists).
+
+    cost_terms: the θ form's Eq. 31 carries (31a)'s production and transport costs (InventoryFop's
+    option, as in offline.inventory.fit). The value approximation's one-step problem always does
+    (they are the stage's own costs)."""
     from hiopt_ros.control.theta import Theta
     from offline.inventory.fit import imitation_metrics
     from offline.inventory.lower import InventoryFop
 
-    fop = InventoryFop(scenario, K=K)
+    fop = InventoryFop(scenario, K=K, cost_terms=cost_terms)
+    econ = InventoryFop(scenario, cost_terms=True).cost
     W, S, E, n = fop.W, fop.S, fop.E, fop.n
     data, x_e = [], []
     for d in train:
@@ -117,7 +123,7 @@ def inventory_case(scenario, train: Sequence, held: Sequence, *, K: int) -> Imit
         x_e.append(fop.expert_x(d.state, d.w, d.f, w_hat, q_hat))
     x_e = np.array(x_e)
     rewards = _inventory_rewards(scenario, train)
-    stage = np.array([d[0] @ x for d, x in zip(data, x_e)])
+    stage = x_e @ econ
     episode = np.array([d.seed for d in train])
     steps = np.array([d.state.t for d in train])
     # the cost after the decision: −(this and every later reward) minus what the one-step problem itself
@@ -137,10 +143,10 @@ def inventory_case(scenario, train: Sequence, held: Sequence, *, K: int) -> Imit
         lo[-W:], hi[-W:] = -np.inf, np.inf
         chi = fop.col_hi.copy()
         chi[n - n_eps:] = 0.0                            # … and their deviations ε± are 0
-        return OneStep((fop.cost, lo, hi, fop.col_lo, chi), np.r_[state.stock_w, state.stock_after_sales], M)
+        return OneStep((econ, lo, hi, fop.col_lo, chi), np.r_[state.stock_w, state.stock_after_sales], M)
 
     def held_out(theta):
-        f2 = InventoryFop(scenario, K=max(theta.K if theta is not None else 0, 1))
+        f2 = InventoryFop(scenario, K=max(theta.K if theta is not None else 0, 1), cost_terms=cost_terms)
         if theta is not None:
             f2.set_theta(theta.alpha, theta.beta)
         return imitation_metrics(f2, held)
@@ -154,7 +160,7 @@ def inventory_case(scenario, train: Sequence, held: Sequence, *, K: int) -> Imit
         one_step=one_step, train_states=[d.state for d in train], held_states=[d.state for d in held],
         held_expert={"flows": np.array([d.f for d in held]), "all": np.array([np.r_[d.w, d.f] for d in held])},
         decision_columns=lambda x: {"flows": x[W:W + E], "all": x[:W + E]}, cost_to_go=ctg,
-        step_index=steps, seeds={"train": sorted({d.seed for d in train}), "held_out": sorted({d.seed for d in held})},
+        step_index=steps, episode=episode, seeds={"train": sorted({d.seed for d in train}), "held_out": sorted({d.seed for d in held})},
         state_names=[f"stock_w[{m}]" for m in sc.warehouse_names] + [f"stock_s[{m}]" for m in sc.store_names])
 
 

@@ -29,7 +29,7 @@ import scipy.sparse as sp
 
 from offline.lp_fop import ReluLpFop
 
-__all__ = ["ValueFunction", "fit_value", "ValuePolicy"]
+__all__ = ["ValueFunction", "fit_value", "ValuePolicy", "fit_value_policy", "policy_metrics"]
 
 
 @dataclass
@@ -148,3 +148,62 @@ class ValuePolicy:
                             np.r_[rlo, -s0, np.zeros(r)], np.r_[rhi, -s0, np.zeros(r)],
                             np.r_[clo, np.full(d + r, -np.inf)], np.r_[chi, np.full(d + r, np.inf)])
         return sol.x[: self.n], sol
+
+
+def _next_states(case, x: np.ndarray) -> np.ndarray:
+    out = []
+    for st, xi in zip(case.train_states, x):
+        o = case.one_step(st)
+        out.append(o.s0 + o.M @ xi)
+    return np.array(out)
+
+
+def policy_metrics(case, policy: ValuePolicy, states, expert: dict) -> dict:
+    """{column: action_metrics} of the policy's decisions at `states` vs the expert's, plus "failed"."""
+    from offline.inverse import action_metrics
+
+    parts: dict[str, list] = {k: [] for k in expert}
+    failed = 0
+    for st in states:
+        x, sol = policy.solve(case.one_step(st))
+        failed += not sol.ok
+        for k, v in case.decision_columns(np.nan_to_num(x)).items():
+            if k in parts:
+                parts[k].append(v)
+    out = {k: action_metrics(np.array(v), expert[k]) for k, v in parts.items()}
+    out["failed"] = failed
+    return out
+
+
+def fit_value_policy(case, ranks=(None,), regs=(1e-3,), log=lambda msg: None) -> tuple[ValuePolicy, dict]:
+    """V fitted on the case's training demonstrations; (rank, reg) chosen on a validation split of
+    them (the last training episode: V fitted without it, its states' decisions compared with the
+    expert's, mean cosine over the decision columns), then refitted on all of them. The held-out
+    demonstrations are never used. Returns the policy and a report (grid, choice, V's errors, time)."""
+    t0 = time.perf_counter()
+    s_all = _next_states(case, case.x_expert)
+    eps = np.unique(case.episode)
+    val = case.episode == eps[-1] if len(eps) > 1 else np.zeros(len(s_all), bool)
+    M = case.one_step(case.train_states[0]).M
+    grid = []
+    for rank in ranks:
+        for reg in regs:
+            score = float("nan")
+            if val.any():
+                fit = ~val
+                vf = fit_value(s_all[fit], case.cost_to_go[fit], case.step_index[fit], rank=rank, reg=reg)
+                states = [s for s, v in zip(case.train_states, val) if v]
+                expert = {k: np.array([case.decision_columns(x)[k] for x in case.x_expert[val]])
+                          for k in case.held_expert}
+                m = policy_metrics(case, ValuePolicy(case.lp, M, vf), states, expert)
+                score = float(np.nanmean([m[k]["cosine"] for k in expert]))
+            grid.append({"rank": "full" if rank is None else int(rank), "reg": reg, "validation_cosine": score})
+            log(f"[value]   rank {grid[-1]['rank']}, reg {reg:g}: validation cosine {score:.4f}")
+    best = max(range(len(grid)), key=lambda i: (np.nan_to_num(grid[i]["validation_cosine"], nan=-9), -i))
+    rank = None if grid[best]["rank"] == "full" else grid[best]["rank"]
+    vf = fit_value(s_all, case.cost_to_go, case.step_index, rank=rank, reg=grid[best]["reg"])
+    report = {"fit_method": "value_approximation", "grid": grid, "rank": vf.rank, "reg": vf.reg,
+              "validation_episode": int(eps[-1]) if val.any() else None, "train_rmse": vf.train_rmse,
+              "train_r2": vf.train_r2, "cost_to_go_std": vf.y_std, "fit_time_s": time.perf_counter() - t0,
+              "final_fit_time_s": vf.fit_time_s}
+    return ValuePolicy(case.lp, M, vf), report
