@@ -278,7 +278,7 @@ def test_the_fit_never_ships_a_lower_level_worse_than_theta_zero():
     base = m(0.9, 2.0, 0.9, 3.0)
     assert choose_lower_level({"unchanged": base, "cost_terms": m(0.95, 1.0, 0.5, 9.0),
                                "relu": m(0.99, 1.9, 0.9, 3.1)})[0] == "unchanged"     # each worse somewhere
-    assert choose_lower_level({"unchanged": base, "cost_terms": m(0.95, 1.0, 0.95, 2.0),
+    assert choose_lower_level({"unchanged": base, "cost_terms": m(0.95, 1.0, 0.93, 2.0),
                                "relu": m(0.99, 1.9, 0.91, 2.9)})[0] == "relu"
     kind, why = choose_lower_level({"unchanged": base, "cost_terms": base, "relu": base})
     assert kind == "unchanged" and "ties" in why
@@ -364,3 +364,17 @@ def test_evaluate_runs_the_benchmarks_test_loop_and_refuses_bad_options(capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--policies" in err[0] and "oracle" in err[0]
     assert main(["--scenario", "9F9S"]) == 2
+
+
+def test_with_eq31_cost_terms_the_reference_is_theta_zero_with_those_terms():
+    from offline.inventory.fit import choose_lower_level
+
+    def m(cf, lf, ca, la):
+        return {"flows": {"cosine": cf, "l1": lf}, "all": {"cosine": ca, "l1": la}}
+
+    held = {"unchanged": m(0.98, 3.0, 0.98, 5.5), "cost_terms": m(0.98, 3.0, 0.61, 20.9),
+            "relu": m(0.98, 3.0, 0.98, 5.5)}       # 1F3S, θ̂ fitted on top of the cost terms
+    kind, why = choose_lower_level(held, reference="cost_terms", candidates=("relu",))
+    assert kind == "relu" and "θ = 0 + Eq. 31a cost terms" in why
+    held["relu"] = m(0.97, 3.0, 0.98, 5.5)         # worse on one metric: never shipped
+    assert choose_lower_level(held, reference="cost_terms", candidates=("relu",))[0] == "cost_terms"

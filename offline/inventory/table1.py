@@ -61,10 +61,11 @@ RL_METHODS = {"Bi-level-unchanged": "bilevel_unchanged", "End-to-end RL": "end_t
 # ----------------------------------------------------------------------------- env factories (picklable)
 
 def make_subgoal_env(rank: int, scenario_name: str, horizon_steps: int, theta_path: str | None,
-                     scenario_file: str | None = None):
-    """SubgoalEnv of a scenario with the unchanged FOP (theta_path None) or a θ file's."""
+                     scenario_file: str | None = None, cost_terms: bool = False):
+    """SubgoalEnv of a scenario with the unchanged FOP (theta_path None; Eq. 31a's cost terms on or
+    off) or a θ file's."""
     sc = resolve_scenario(scenario_name, scenario_file, horizon_steps)
-    fop = InventoryFop(sc) if theta_path is None else load_fop_theta(sc, theta_path)
+    fop = InventoryFop(sc, cost_terms=cost_terms) if theta_path is None else load_fop_theta(sc, theta_path)
     return SubgoalEnv(sc, fop)
 
 
@@ -97,6 +98,10 @@ class InventoryTable1:
         p.add_argument("--scenario-file", type=Path, default=None,
                        help="YAML file of your own network instead of a preset (keys: offline.inventory.scenarios)")
         p.add_argument("--horizon-steps", type=int, default=None, help="episode length T (default: the scenario's, 30)")
+        p.add_argument("--lower-objective", default="benchmark", choices=["benchmark", "eq31"],
+                       help="objective of the lower level besides θ: 'benchmark' = subgoal deviations only (the "
+                            "benchmark LP's, default), 'eq31' = Eq. 31a with its production and transport cost terms "
+                            "(then θ = 0 never produces: SCIM's production cost 5 > the deviation weight 1)")
         p.add_argument("--scim-final-step", action="store_true",
                        help="evaluate with the benchmark's 31st test step (costs, no demand; its published returns)")
         p.add_argument("--theta", type=Path, default=None,
@@ -136,22 +141,24 @@ class InventoryTable1:
         demo_seeds = list(range(args.demo_episodes))
         train_seeds = set(TRAIN_SEEDS) | set(demo_seeds)
         mpc = InventoryMpc(sc)
-        fops: dict[str, InventoryFop] = {"Bi-level-unchanged": InventoryFop(sc)}
+        eq31 = args.lower_objective == "eq31"
+        sfx = "_eq31" if eq31 else ""          # cached artefacts of the two objectives never mix
+        fops: dict[str, InventoryFop] = {"Bi-level-unchanged": InventoryFop(sc, cost_terms=eq31)}
         sfile = str(args.scenario_file) if args.scenario_file else None
         rl_seed = int(args.rl_seed if train_seed is None else train_seed)
 
         theta_path = None
         if "Bi-level-learned" in methods:
-            theta_path = Path(args.theta) if args.theta else case_dir / "theta.yaml"
-            if args.theta is None and (args.retrain or not _spec_matches(case_dir / "theta.spec.json",
+            theta_path = Path(args.theta) if args.theta else case_dir / f"theta{sfx}.yaml"
+            if args.theta is None and (args.retrain or not _spec_matches(case_dir / f"theta{sfx}.spec.json",
                                                                          _theta_spec(args, sc))):
                 log(f"[inventory] fitting θ (K={args.K}) to {args.demo_episodes} MPC demonstration episode(s) …")
                 report = fit_theta(sc, demo_seeds, list(range(HELD_OUT_SEED, HELD_OUT_SEED + 3)), K=args.K,
-                                   time_limit_s=args.fit_time_limit_s, progress=progress, mpc=mpc,
+                                   time_limit_s=args.fit_time_limit_s, progress=progress, mpc=mpc, cost_terms=eq31,
                                    command="python -m offline.experiments " + " ".join(sys.argv[1:]))
                 from hiopt_ros.control.theta import save_theta
                 save_theta(theta_path, report.theta)
-                _write_spec(case_dir / "theta.spec.json", _theta_spec(args, sc))
+                _write_spec(case_dir / f"theta{sfx}.spec.json", _theta_spec(args, sc))
                 for line in report.lines():
                     log("  " + line)
             fops["Bi-level-learned"] = load_fop_theta(sc, theta_path)
@@ -171,7 +178,7 @@ class InventoryTable1:
         for method in methods:
             if method not in RL_METHODS:
                 continue
-            kind = RL_METHODS[method]
+            kind = RL_METHODS[method] + (sfx if method != "End-to-end RL" else "")
             out_dir = case_dir / kind / f"seed{rl_seed}"
             if method == "End-to-end RL":
                 make_env = functools.partial(make_direct_env, scenario_name=sc.name, horizon_steps=sc.horizon_steps,
@@ -179,7 +186,8 @@ class InventoryTable1:
             else:
                 tp = str(theta_path) if method == "Bi-level-learned" else None
                 make_env = functools.partial(make_subgoal_env, scenario_name=sc.name,
-                                             horizon_steps=sc.horizon_steps, theta_path=tp, scenario_file=sfile)
+                                             horizon_steps=sc.horizon_steps, theta_path=tp, scenario_file=sfile,
+                                             cost_terms=eq31)
             cfg = rl_config(args, rl_seed)
             spec = {"method": method, "scenario": sc.name, "horizon_steps": sc.horizon_steps,
                     "scenario_file_sha256": _sha(sfile) if sfile else None,
@@ -278,6 +286,7 @@ def _actor(model) -> Callable[[np.ndarray], np.ndarray]:
 def _theta_spec(args, sc) -> dict:
     return {"scenario": sc.name, "horizon_steps": sc.horizon_steps, "demo_episodes": args.demo_episodes,
             "K": args.K, "fit_time_limit_s": args.fit_time_limit_s, "version": "scim-1",
+            **({"lower_objective": "eq31"} if args.lower_objective == "eq31" else {}),
             "scenario_file_sha256": _sha(args.scenario_file) if args.scenario_file else None}
 
 
