@@ -261,12 +261,17 @@ def test_help_shows_the_preset_table(capsys):
 
 def test_mpc_on_the_preset_plans_into_the_look_ahead_and_beats_matching(topo):
     """The oracle (perfect knowledge, 20-step horizon running past the episode's end, §12): its
-    episode return on seed 10 is above the no-rebalancing matching policy's on the same requests."""
-    from offline.amod.policies import MpcPolicy, run_episode
+    episode return on seed 10 is above the no-rebalancing matching policy's on the same requests,
+    and its flows are whole vehicles (the simulator applies exactly what it planned)."""
+    from offline.amod.mpc import AmodMpc
     sim = AmodSim(topo)
-    pol = MpcPolicy(sim)
-    sim.reset(10)
+    mpc = AmodMpc(sim)
+    state = sim.reset(10)
     assert sim.future_requests().shape[0] == 40                 # the MPC sees t … 39 at t = 0
-    mpc = run_episode(sim, pol, 10)
+    while not sim.done:
+        d = mpc.decide(state)
+        res = sim.step(d.f, d.g)
+        assert np.allclose(res.f, d.f, atol=1e-6) and np.allclose(res.g, d.g, atol=1e-6)
+        state = sim.state()
     matching = _matching_episodes(topo, episodes=1)[0]
-    assert mpc.served <= mpc.requests and mpc.reward > matching["reward"] + 500
+    assert sim.totals["served"] <= sim.totals["requests"] and sim.totals["reward"] > matching["reward"] + 500
