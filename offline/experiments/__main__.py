@@ -62,7 +62,11 @@ def build_parser(case_name: str | None = None, command: str | None = None) -> ar
     for name, (_, help_text) in PRODUCERS.items():
         sp = sub.add_parser(name, help=help_text, description=help_text)
         if name == command:              # only the chosen command's module is imported
-            producer(name).add_arguments(sp)
+            mod = producer(name)
+            if getattr(mod, "CASE_ARGUMENTS", False):    # its options depend on --case (table4)
+                mod.add_arguments(sp, case_name)
+            else:
+                mod.add_arguments(sp)
     all_ = sub.add_parser("all", help="every table and figure, then report.md with the paper's numbers beside ours",
                           formatter_class=argparse.RawDescriptionHelpFormatter)
     if command == "all":
@@ -81,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     case_name = known.case if known.case in CASES else None
     command = next((a for a in argv if not a.startswith("-")), None)
     try:
-        parser = build_parser(case_name, command if command in PRODUCERS else None)
+        parser = build_parser(case_name, command)
     except ValueError as e:
         print(f"offline.experiments: {e}", file=sys.stderr)
         return 2

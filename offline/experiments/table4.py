@@ -1,0 +1,165 @@
+"""Table 4 (Appendix C.1): how closely three ways of designing the lower level imitate the expert.
+
+    python -m offline.experiments table4 --case amod         # reb. flow and pax. flow
+    python -m offline.experiments table4 --case inventory    # commodity flow
+    python -m offline.experiments table4                     # both, each with its defaults
+
+Value approximation (offline.baselines.value), cvxpylayers (offline.baselines.layer_fit) and inverse
+optimization (the case study's own fit, Problem 11), each fitted on the same MPC demonstrations,
+measured on the same held-out demonstrations: the decision of each at the held-out states (the θ
+methods with the expert's own subgoal, through the deployed LP; value approximation its own
+one-step QP) against the expert's, through offline.inverse.metrics (cosine of the stacked flows,
+mean L1 per decision), with the fit time of each. cvxpylayers runs once per --seeds entry (its
+initialisation); inverse optimization and value approximation are deterministic (one row each).
+Written through offline.results (Markdown + CSV) plus a PNG and each cvxpylayers loss curve.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from offline.baselines import run as R
+
+#: offline.experiments.__main__ passes --case to add_arguments (the options depend on the case)
+CASE_ARGUMENTS = True
+METHODS = ("Value Approximation", "cvxpylayers", "Inverse Optimization")
+UNCHANGED = "Unchanged FOP (θ = 0, reference)"
+
+
+def add_arguments(p, case: str | None = None) -> None:
+    p.add_argument("--case", default=None, choices=R.CASES,
+                   help="case study (default: both, each with its defaults; give --case for its options)")
+    p.add_argument("--seeds", default="0", help="seeds of the cvxpylayers fit (comma list; default 0)")
+    p.add_argument("--methods", default=",".join(METHODS), help=f"subset of {','.join(METHODS)}")
+    p.add_argument("--work-dir", type=Path, default=Path("results"),
+                   help="cache of demonstrations and inverse fits (default results/, shared with Table 1)")
+    p.add_argument("--out", type=Path, default=None, help="results folder (default results/table4_<case>/<time>)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines or bars")
+    R.add_budget_arguments(p)
+    if case is not None:
+        R.add_case_arguments(p.add_argument_group(f"{case} options"), case)
+
+
+def _defaults(case: str, args):
+    """args completed with `case`'s own defaults (when Table 4 runs both cases)."""
+    import argparse
+
+    p = argparse.ArgumentParser(add_help=False)
+    R.add_case_arguments(p, case)
+    ns = p.parse_args([])
+    for k, v in vars(args).items():
+        setattr(ns, k, v)
+    ns.case = case
+    return ns
+
+
+def run(args, argv=None) -> dict:
+    methods = [m.strip() for m in str(args.methods).split(",") if m.strip()]
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods:
+        raise ValueError(f"--methods: unknown {bad}; choose from {','.join(METHODS)}")
+    try:
+        seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds {args.seeds!r}: a comma list of integers") from None
+    if not seeds:
+        raise ValueError("--seeds: at least one seed")
+    ranks, regs = R.value_grid(args)
+    R.layer_config(args)          # the budget is checked before anything runs
+    cases = [args.case] if args.case else list(R.CASES)
+    results = {}
+    for case in cases:
+        results[case] = _run_case(args if args.case else _defaults(case, args), methods, seeds, ranks, regs,
+                                  argv, both=len(cases) > 1)
+    return results[cases[0]] if len(cases) == 1 else {"cases": results}
+
+
+def _run_case(args, methods, seeds, ranks, regs, argv, both: bool) -> dict:
+    from offline.baselines.__main__ import write_loss_curve
+    from offline.results import Metric, ResultsTable, new_results_dir
+
+    def log(msg: str) -> None:
+        if not args.quiet:
+            print(msg, file=sys.stderr, flush=True)
+
+    case = args.case
+    prep = R.prepare(args, log)
+    progress = not args.quiet and sys.stderr.isatty()
+    out = (args.out / case if both else args.out) if args.out else new_results_dir(f"table4_{case}")
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    if "Value Approximation" in methods:
+        log(f"[table4] value approximation: rank × λ grid {['full' if r is None else r for r in ranks]} × {regs}")
+        results.append(R.fit_value(prep, ranks, regs, log))
+    if "cvxpylayers" in methods:
+        from hiopt_ros.control.theta import save_theta
+        for s in seeds:
+            log(f"[table4] cvxpylayers, seed {s}: {len(prep.case.data)} demonstrations, lr {args.lr:g}, "
+                f"{args.epochs} epochs, batch {args.batch}")
+            res = R.fit_cvxpylayers(prep, R.layer_config(args, s), log, progress=progress)
+            theta, fit = res.artefact
+            theta.provenance["held_out"] = res.held_out
+            save_theta(out / f"theta_cvxpylayers_seed{s}.yaml", theta)
+            write_loss_curve(out / f"cvxpylayers_seed{s}", fit.loss, f"cvxpylayers ({case}, seed {s})")
+            results.append(res)
+    if "Inverse Optimization" in methods:
+        log("[table4] inverse optimization (the case study's own fit)")
+        results.append(R.fit_inverse(prep, log))
+    # reference: the unchanged FOP (θ = 0) at the same states, what every method starts from
+    results.append(R.MethodResult(UNCHANGED, prep.case.held_out(None), float("nan"), None))
+
+    cols = R.COLUMNS[case]
+    metrics = []
+    for key, label in cols:
+        metrics += [Metric(f"{key}_cosine", f"{label}: cosine", fmt=".3f", higher_is_better=True),
+                    Metric(f"{key}_l1", f"{label}: L1 / decision", fmt=".2f", higher_is_better=False)]
+    metrics.append(Metric("fit_time_s", "fit time", "s", ".1f", higher_is_better=False))
+    title = {"amod": "Table 4 (AMoD rebalancing)", "inventory": "Table 4 (inventory management)"}[case]
+    table = ResultsTable(title, metrics)
+    for name in METHODS + (UNCHANGED,):
+        for r in (r for r in results if r.method == name):
+            row = {"fit_time_s": r.fit_time_s}
+            for key, _ in cols:
+                row[f"{key}_cosine"] = r.held_out[key]["cosine"]
+                row[f"{key}_l1"] = r.held_out[key]["l1"]
+            table.add(name, row)
+    notes = list(prep.notes) + [n for r in results for n in r.notes] + [
+        f"cvxpylayers budget: Adam lr {args.lr:g}, {args.epochs} epochs, batch {args.batch}, layer l {args.layer_l:g}, "
+        f"init N(0, {args.init_scale:g}²), seeds {','.join(map(str, seeds))}",
+        f"value approximation budget: rank ∈ {args.ranks}, λ ∈ {args.regs}, chosen on the last training episode",
+        "similarity at the held-out demonstration states (never fitted on): cosine of the stacked flows and mean L1 "
+        "per decision (offline.inverse.metrics); 'episodes' = fits (cvxpylayers: one per seed)",
+        "command: python -m offline.experiments " + " ".join(argv if argv is not None else ["table4"])]
+    paths = table.write(out, "table4", notes=notes)
+    paths["png"] = _plot(table, cols, out / "table4.png")
+    print(table.markdown(notes))
+    print(f"wrote {', '.join(str(p) for p in paths.values())}")
+    return {"out": out, "paths": paths, "table": table, "results": results}
+
+
+def _plot(table, cols, path: Path) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = table.methods
+    keys = [(f"{k}_cosine", f"{label}: cosine", False) for k, label in cols] + [("fit_time_s", "fit time (s)", True)]
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.8))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (key, label, log) in zip(np.atleast_1d(axes), keys):
+        means = [table.stats(m, key)[0] for m in methods]
+        stds = [table.stats(m, key)[1] for m in methods]
+        ax.bar(range(len(methods)), means, yerr=stds, capsize=4, color=colors[:len(methods)])
+        ax.set_xticks(range(len(methods)), methods, fontsize=8, rotation=20, ha="right", rotation_mode="anchor")
+        ax.set_title(label, fontsize=10)
+        if log:
+            ax.set_yscale("log")
+    fig.suptitle(table.title, fontsize=11)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
