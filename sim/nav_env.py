@@ -277,7 +277,9 @@ class NavEnv(gym.Env):
 
     ``info`` after every step: ``course_seed``, ``time_s``, ``path_length_m``, ``energy_j`` (pybullet
     only: wheel-motor work, see sim.world), ``min_clearance_m``, ``collided``, ``reached``,
-    ``solver_failures`` (episode total), ``subgoal`` (world frame, bi-level). Wall-clock times are
+    ``solver_failures`` (episode total), ``subgoal`` (world frame, bi-level), and the commands'
+    smoothness so far (:func:`command_smoothness`: ``mean_abs_domega_radps``, ``mean_abs_dv_mps``,
+    ``mean_abs_omega_radps``; the commands themselves are in ``commands``). Wall-clock times are
     not in ``info`` (it must be deterministic): the lower level's solve times of the last step are
     in ``last_solve_times_us``.
     """
@@ -375,6 +377,8 @@ class NavEnv(gym.Env):
         self.solver_failures = 0
         self.reached = False
         self.trajectory = [self._backend.pose().copy()]
+        self.commands: list[tuple[float, float]] = []   # (v, ω) applied at each control step
+        self._command_sums = [0.0, 0.0, 0.0]             # Σ|Δω|, Σ|Δv|, Σ|ω| (command_smoothness)
         self._distance = self.distance_to_goal(c.start_xyyaw[:2])
         self.last_solve_times_us: list[float] = []
         return self._observation(), self._info(None)
@@ -443,6 +447,13 @@ class NavEnv(gym.Env):
                     self.solver_failures += 1
                     u = np.zeros(2)
             b.apply(u, self.control_dt_s)
+            v_cmd, w_cmd = float(u[0]), float(u[1])
+            v_last, w_last = self.commands[-1] if self.commands else (0.0, 0.0)
+            sums = self._command_sums
+            sums[0] += abs(w_cmd - w_last)
+            sums[1] += abs(v_cmd - v_last)
+            sums[2] += abs(w_cmd)
+            self.commands.append((v_cmd, w_cmd))
             self.time_s += self.control_dt_s
             pose = b.pose().copy()
             self.path_length_m += math.dist(pose[:2], self.trajectory[-1][:2])
@@ -475,9 +486,23 @@ class NavEnv(gym.Env):
                 "collided": bool(self._backend.collided), "reached": self.reached,
                 "solver_failures": self.solver_failures,
                 "subgoal": None if subgoal is None else np.asarray(subgoal, float).copy()}
+        n = len(self.commands)
+        dw, dv, w = (x / n if n else math.nan for x in self._command_sums)
+        info.update(mean_abs_domega_radps=dw, mean_abs_dv_mps=dv, mean_abs_omega_radps=w)
         if self.backend_name == "pybullet":
             info["energy_j"] = float(self._backend.energy_j)
         return info
+
+
+def command_smoothness(commands: Sequence[tuple[float, float]]) -> dict[str, float]:
+    """How much the commands (v, ω) of one episode move: mean |Δω| and |Δv| per control step (the
+    first step measured from rest, as the robot starts) and mean |ω|; NaN for no step."""
+    if not len(commands):
+        return {"mean_abs_domega_radps": math.nan, "mean_abs_dv_mps": math.nan, "mean_abs_omega_radps": math.nan}
+    u = np.asarray(commands, dtype=float).reshape(-1, 2)
+    du = np.abs(np.diff(u, axis=0, prepend=0.0))
+    return {"mean_abs_domega_radps": float(du[:, 1].mean()), "mean_abs_dv_mps": float(du[:, 0].mean()),
+            "mean_abs_omega_radps": float(np.abs(u[:, 1]).mean())}
 
 
 def make_lower_level(kind: str, *, theta: str | Path | None = None, params: str | Path = DEFAULT_PARAMS):
