@@ -156,3 +156,52 @@ def test_value_policy_minimises_stage_cost_plus_value(inventory_case):
         assert cost(x) <= cost(xe) + 1e-6 * (1 + abs(cost(xe)))
         compared += 1
     assert compared >= 10
+
+
+def _table4(tmp_path, *extra):
+    from offline.experiments.__main__ import main
+
+    return main(["table4", "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "out"), "--quiet",
+                 "--epochs", "1", "--ranks", "2", "--regs", "1e-2", *extra])
+
+
+@pytest.mark.parametrize("case,extra,columns", [
+    ("inventory", ["--scenario", "1F2S", "--demo-episodes", "1", "--held-out-episodes", "1", "--K", "1",
+                   "--fit-time-limit", "20"], ["flows"]),
+    ("amod", ["--scenario", "tiny", "--horizon", "4", "--demo-episodes", "2", "--held-out-episodes", "1",
+              "--fit-time-limit", "20"], ["f", "g"]),
+])
+def test_table4_at_a_tiny_budget(tmp_path, case, extra, columns):
+    import csv
+
+    from hiopt_ros.control.theta import load_theta
+
+    assert _table4(tmp_path, "--case", case, "--seeds", "0,1", *extra) == 0
+    out = tmp_path / "out"
+    for name in ("table4.md", "table4.csv", "table4_episodes.csv", "table4.png", "cvxpylayers_seed0_loss.csv",
+                 "cvxpylayers_seed0_loss.png", "cvxpylayers_seed1_loss.csv"):
+        assert (out / name).stat().st_size > 0, name
+    rows = list(csv.DictReader(open(out / "table4_episodes.csv")))
+    by_method = {}
+    for r in rows:
+        by_method.setdefault(r["method"], []).append(r)
+    assert set(by_method) == {"Value Approximation", "cvxpylayers", "Inverse Optimization",
+                              "Unchanged FOP (θ = 0, reference)"}
+    assert len(by_method["cvxpylayers"]) == 2                     # one fit per seed
+    for method, rs in by_method.items():
+        for r in rs:
+            for col in columns:
+                assert -1.0 <= float(r[f"{col}_cosine"]) <= 1.0 and float(r[f"{col}_l1"]) >= 0
+            if not method.startswith("Unchanged"):
+                assert float(r["fit_time_s"]) > 0
+    theta = load_theta(out / "theta_cvxpylayers_seed1.yaml")
+    assert theta.case_study == case and theta.provenance["fit_method"] == "cvxpylayers"
+    assert theta.provenance["seed"] == 1 and len(theta.provenance["loss"]) == 2
+
+
+@pytest.mark.parametrize("bad", [["--seeds", "x"], ["--ranks", "-1"], ["--lr", "0"], ["--methods", "nope"]])
+def test_table4_refuses_bad_options_and_writes_nothing(tmp_path, capsys, bad):
+    assert _table4(tmp_path, "--case", "inventory", *bad) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("offline.experiments:")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "work").exists()
