@@ -33,7 +33,7 @@ import numpy as np
 
 from hiopt_ros.tables import Column, markdown_table
 
-__all__ = ["Metric", "ResultsTable", "timing_stats", "new_results_dir"]
+__all__ = ["Metric", "ResultsTable", "timing_stats", "new_results_dir", "bar_plot"]
 
 
 @dataclass(frozen=True)
@@ -178,6 +178,34 @@ class ResultsTable:
         _atomic_write(paths["csv"], self.summary_csv())
         _atomic_write(paths["episodes_csv"], self.episodes_csv())
         return paths
+
+
+def bar_plot(table: ResultsTable, panels: Sequence[tuple[str, str, bool]], path: str | os.PathLike,
+             methods: Sequence[str] | None = None) -> Path:
+    """A PNG of one bar panel per (metric key, title, log scale): mean ± std of each method, written atomically."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    methods = list(methods or table.methods)
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(4.2 * len(panels), 2.0 * len(methods)), 4.2))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (key, label, log) in zip(np.atleast_1d(axes), panels):
+        means = [table.stats(m, key)[0] for m in methods]
+        stds = [table.stats(m, key)[1] for m in methods]
+        ax.bar(range(len(methods)), means, yerr=stds, capsize=4, color=colors[:len(methods)])
+        ax.set_xticks(range(len(methods)), methods, fontsize=7, rotation=30, ha="right", rotation_mode="anchor")
+        ax.set_title(label, fontsize=10)
+        if log:
+            ax.set_yscale("log")
+    fig.suptitle(table.title, fontsize=11)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
 
 
 def timing_stats(seconds: Iterable[float]) -> dict[str, float]:

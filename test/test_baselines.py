@@ -9,7 +9,7 @@ pytest.importorskip("cvxpy")
 from offline.baselines.cvx_fop import CvxpyFop  # noqa: E402
 
 
-def _amod_step(size: str, K: int, l: float, seed: int = 1):
+def _amod_step(size: str, K: int, l: float, seed: int = 1):  # noqa: E741 (Eq. 10's l)
     from offline.amod.lower import Eq25Fop
     from offline.amod.scenario import synthetic
     from offline.amod.sim import AmodSim
@@ -24,7 +24,7 @@ def _amod_step(size: str, K: int, l: float, seed: int = 1):
     return fop.lp, fop.data(state, qhat)
 
 
-def _inventory_step(K: int, l: float, seed: int = 2):
+def _inventory_step(K: int, l: float, seed: int = 2):  # noqa: E741 (Eq. 10's l)
     from offline.inventory.env import InventoryEnv
     from offline.inventory.lower import InventoryFop
     from offline.inventory.scenarios import make_scenario

@@ -30,7 +30,8 @@ def build_parser(case: str | None = None) -> argparse.ArgumentParser:
         s.add_argument("--case", required=True, choices=R.CASES, help="case study")
         s.add_argument("--work-dir", type=Path, default=Path("results"),
                        help="cache of demonstrations and fits (default results/)")
-        s.add_argument("--out", type=Path, default=None, help="output folder (default <work-dir>/<case>/<scenario>/baselines)")
+        s.add_argument("--out", type=Path, default=None,
+                       help="output folder (default <work-dir>/<case>/<scenario>/baselines)")
         s.add_argument("--seed", type=int, default=0, help="seed of the cvxpylayers initialisation (default 0)")
         s.add_argument("--no-progress", action="store_true", help="no progress bar")
         R.add_budget_arguments(s)

@@ -67,7 +67,7 @@ def amod_case(sim, train, held, *, K: int, cost_terms: str | None) -> ImitationC
     from offline.amod.lower import Eq25Fop
 
     fop = Eq25Fop(sim, K=K)
-    N, n = fop.N, fop.n
+    N = fop.N
     data = [fop.data(train.state(k), train.qhat[k]) for k in range(len(train))]
     x_e = np.array([fop.x_of(train.f[k], train.g[k]) for k in range(len(train))])
     names = tuple(parse_spec(cost_terms, sim.T)) if cost_terms else ()
@@ -131,7 +131,10 @@ def inventory_case(scenario, train: Sequence, held: Sequence, *, K: int, cost_te
     ctg = _cost_after(-rewards, episode, steps) - rewards - stage
     sc = scenario
     Aout, Ain = sp.csr_matrix(sc.out_edges), sp.csr_matrix(sc.in_edges)
-    zeros = lambda r, c: sp.csr_matrix((r, c))
+
+    def zeros(r, c):
+        return sp.csr_matrix((r, c))
+
     M = sp.vstack([sp.hstack([sp.identity(W), -Aout, zeros(W, 2 * S + 2 * W)]),     # warehouses: + w − shipped
                    sp.hstack([zeros(S, W), Ain, zeros(S, 2 * S + 2 * W)])], format="csr")   # stores: + arriving
     n_eps = 2 * S + 2 * W
@@ -160,7 +163,8 @@ def inventory_case(scenario, train: Sequence, held: Sequence, *, K: int, cost_te
         one_step=one_step, train_states=[d.state for d in train], held_states=[d.state for d in held],
         held_expert={"flows": np.array([d.f for d in held]), "all": np.array([np.r_[d.w, d.f] for d in held])},
         decision_columns=lambda x: {"flows": x[W:W + E], "all": x[:W + E]}, cost_to_go=ctg,
-        step_index=steps, episode=episode, seeds={"train": sorted({d.seed for d in train}), "held_out": sorted({d.seed for d in held})},
+        step_index=steps, episode=episode,
+        seeds={"train": sorted({d.seed for d in train}), "held_out": sorted({d.seed for d in held})},
         state_names=[f"stock_w[{m}]" for m in sc.warehouse_names] + [f"stock_s[{m}]" for m in sc.store_names])
 
 

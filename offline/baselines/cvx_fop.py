@@ -65,7 +65,8 @@ class CvxpyFop:
         l: Eq. 10's weight (None: lp.l).
     """
 
-    def __init__(self, lp: ReluLpFop, row_lo, row_hi, col_lo, col_hi, *, l: float | None = None) -> None:
+    def __init__(self, lp: ReluLpFop, row_lo, row_hi, col_lo, col_hi, *,
+                 l: float | None = None) -> None:  # noqa: E741 (Eq. 10's l)
         import cvxpy as cp
 
         self.lp = lp

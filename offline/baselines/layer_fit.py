@@ -35,7 +35,7 @@ class LayerFitConfig:
     lr: float = 0.05           # Adam's learning rate
     epochs: int = 5            # passes over the training demonstrations
     batch: int = 8             # demonstrations per Adam step
-    l: float = 1e-3            # Eq. 10's l in the layer (the inverse fit's l)
+    l: float = 1e-3            # noqa: E741 Eq. 10's l in the layer (the inverse fit's l)
     init_scale: float = 0.1    # θ's initial entries ~ N(0, init_scale²); μ starts at 0
     seed: int = 0
 

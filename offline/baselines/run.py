@@ -37,7 +37,8 @@ def add_case_arguments(p, case: str) -> None:
 
         add_scenario_arguments(p)
         add_theta_form_arguments(p)
-        p.add_argument("--demo-episodes", type=int, default=20, help="MPC demonstration episodes (default 20, as Table 1)")
+        p.add_argument("--demo-episodes", type=int, default=20,
+                       help="MPC demonstration episodes (default 20, as Table 1)")
         p.add_argument("--held-out-episodes", type=int, default=5, help="held-out MPC episodes (default 5)")
         p.add_argument("--rho", type=float, default=1e-2, help="ρ of Problem 11 (default 1e-2)")
         p.add_argument("--fit-time-limit", type=float, default=900.0, help="inverse fit time limit, s (default 900)")
@@ -59,7 +60,8 @@ def add_budget_arguments(p) -> None:
     g.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (default 0.05)")
     g.add_argument("--epochs", type=int, default=5, help="passes over the demonstrations (default 5)")
     g.add_argument("--batch", type=int, default=8, help="demonstrations per Adam step (default 8)")
-    g.add_argument("--layer-l", type=float, default=1e-3, help="Eq. 10's l in the layer (default 1e-3, the inverse fit's)")
+    g.add_argument("--layer-l", type=float, default=1e-3,
+                   help="Eq. 10's l in the layer (default 1e-3, the inverse fit's)")
     g.add_argument("--init-scale", type=float, default=0.1, help="θ's initial entries ~ N(0, s²) (default 0.1)")
     g = p.add_argument_group("value approximation budget")
     g.add_argument("--ranks", default="full,4,2", help="ranks of P tried (comma list; 'full' = d; default full,4,2)")
@@ -187,7 +189,8 @@ def fit_inverse(prep: Prepared, log) -> MethodResult:
         f"(with its demonstrations {time.perf_counter() - t0:.0f} s)")
     # the fitted ReLU terms (trained on the training demonstrations only); offline.inventory.fit's
     # choice among θ = 0 / cost terms / ReLU looks at the held-out data, which no baseline may
-    theta = prep.case.theta_of(report.fit.theta, report.fit.nu, {}, {"fit_method": "inverse", **report.theta.provenance})
+    theta = prep.case.theta_of(report.fit.theta, report.fit.nu, {},
+                               {"fit_method": "inverse", **report.theta.provenance})
     return MethodResult("Inverse Optimization", prep.case.held_out(theta), float(report.fit.solve_time_s), 0, theta,
                         [f"inverse optimization: offline.inventory.fit's ReLU candidate (its held-out choice: "
                          f"{report.chosen})"])

@@ -18,8 +18,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from offline.baselines import run as R
 
 #: offline.experiments.__main__ passes --case to add_arguments (the options depend on the case)
@@ -78,7 +76,7 @@ def run(args, argv=None) -> dict:
 
 def _run_case(args, methods, seeds, ranks, regs, argv, both: bool) -> dict:
     from offline.baselines.__main__ import write_loss_curve
-    from offline.results import Metric, ResultsTable, new_results_dir
+    from offline.results import Metric, ResultsTable, bar_plot, new_results_dir
 
     def log(msg: str) -> None:
         if not args.quiet:
@@ -133,33 +131,8 @@ def _run_case(args, methods, seeds, ranks, regs, argv, both: bool) -> dict:
         "per decision (offline.inverse.metrics); 'episodes' = fits (cvxpylayers: one per seed)",
         "command: python -m offline.experiments " + " ".join(argv if argv is not None else ["table4"])]
     paths = table.write(out, "table4", notes=notes)
-    paths["png"] = _plot(table, cols, out / "table4.png")
+    panels = [(f"{k}_cosine", f"{label}: cosine", False) for k, label in cols] + [("fit_time_s", "fit time (s)", True)]
+    paths["png"] = bar_plot(table, panels, out / "table4.png")
     print(table.markdown(notes))
     print(f"wrote {', '.join(str(p) for p in paths.values())}")
     return {"out": out, "paths": paths, "table": table, "results": results}
-
-
-def _plot(table, cols, path: Path) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    methods = table.methods
-    keys = [(f"{k}_cosine", f"{label}: cosine", False) for k, label in cols] + [("fit_time_s", "fit time (s)", True)]
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.8))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, (key, label, log) in zip(np.atleast_1d(axes), keys):
-        means = [table.stats(m, key)[0] for m in methods]
-        stds = [table.stats(m, key)[1] for m in methods]
-        ax.bar(range(len(methods)), means, yerr=stds, capsize=4, color=colors[:len(methods)])
-        ax.set_xticks(range(len(methods)), methods, fontsize=8, rotation=20, ha="right", rotation_mode="anchor")
-        ax.set_title(label, fontsize=10)
-        if log:
-            ax.set_yscale("log")
-    fig.suptitle(table.title, fontsize=11)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
