@@ -88,7 +88,8 @@ def collect_demonstrations(scenario: InventoryScenario, seeds: Sequence[int], mp
 def imitation_metrics(fop: InventoryFop, demos: Sequence[Demonstration]) -> dict[str, dict[str, float]]:
     """FOP (with its installed θ) vs the MPC on `demos`, each solved for the MPC's implied subgoal.
 
-    Returns {"flows": action_metrics of f, "all": of (w, f), "failed": count}."""
+    Returns {"flows": action_metrics of f, "all": of (w, f), "failed": count, "exact": decisions
+    reproduced to 1e-6}."""
     from offline.inverse import action_metrics
 
     mine, expert, failed = [], [], 0
@@ -102,8 +103,22 @@ def imitation_metrics(fop: InventoryFop, demos: Sequence[Demonstration]) -> dict
         expert.append(np.r_[d.w, d.f])
     mine, expert = np.array(mine), np.array(expert)
     W = fop.W
+    exact = int(np.sum(np.all(np.abs(mine - expert) <= 1e-6, axis=1)))
     return {"flows": action_metrics(mine[:, W:], expert[:, W:]), "all": action_metrics(mine, expert),
-            "failed": failed}
+            "failed": failed, "exact": exact}
+
+
+def eq31_violations(scenario: InventoryScenario, demos: Sequence[Demonstration]) -> dict[str, int]:
+    """How many MPC decisions no Eq. 31 can reproduce: they break (31c) (store stock after this
+    step's demand plus the shipment above capacity: the MPC counts on tomorrow's demand, §6) or
+    (31e) (factory stock plus production above capacity: the environment bounds neither)."""
+    sc = scenario
+    c, e = 0, 0
+    for d in demos:
+        s = d.state.stock_after_sales
+        c += bool(np.any(s + sc.in_edges @ d.f > np.maximum(sc.capacity_s, s) + 1e-6))
+        e += bool(np.any(d.state.stock_w + d.w - sc.out_edges @ d.f > sc.capacity_w + 1e-6))
+    return {"31c": c, "31e": e}
 
 
 @dataclass
@@ -121,6 +136,7 @@ class FitReport:
     chosen: str = "unchanged"                     # the candidate written to the θ file
     why: str = ""
     relu_on_cost_terms: bool = False              # θ̂ was fitted on top of Eq. 31a's cost terms
+    violations: dict = field(default_factory=lambda: {"31c": 0, "31e": 0})   # eq31_violations(held-out)
 
     def lines(self) -> list[str]:
         f = self.fit
@@ -138,6 +154,9 @@ class FitReport:
             mark = "  ← shipped" if key == self.chosen else ""
             out.append(f"  {label:28s}{m['flows']['cosine']:10.4f}{m['flows']['l1']:9.3f}"
                        f"{m['all']['cosine']:14.4f}{m['all']['l1']:10.3f}{mark}")
+        out.append("  decisions reproduced exactly: " + ", ".join(
+            f"{k} {self.held_out[k]['exact']}/{self.n_held_out}" for k in CANDIDATES)
+            + f"; MPC decisions outside Eq. 31: (31c) {self.violations['31c']}, (31e) {self.violations['31e']}")
         out.append(f"  shipped: {CANDIDATES[self.chosen]}: {self.why}")
         names = self.theta.input_names
         alpha, mu = np.atleast_2d(f.theta), np.ravel(f.nu)
@@ -200,7 +219,8 @@ def fit_theta(scenario: InventoryScenario, train_seeds: Sequence[int], held_out_
                   })
     return FitReport(theta=theta, fit=fit, train_seeds=list(train_seeds), held_out_seeds=list(held_out_seeds),
                      n_train=len(samples), n_held_out=len(held), held_out=held_out, demo_time_s=demo_s,
-                     chosen=chosen, why=why, relu_on_cost_terms=bool(cost_terms))
+                     chosen=chosen, why=why, relu_on_cost_terms=bool(cost_terms),
+                     violations=eq31_violations(scenario, held))
 
 
 def choose_lower_level(held_out: dict, tol: float = 1e-6, reference: str = "unchanged",

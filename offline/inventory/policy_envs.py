@@ -2,13 +2,13 @@
 
 * :class:`SubgoalEnv` — the upper level's MDP of the bi-level framework (Problem 3): the action is
   the subgoal x̂ₜ = (ŵ desired production (W), q̂ desired store stock at the next step (S)), scaled
-  from [−1, 1] to [0, min(production capacity, factory capacity)] and [0, store capacity]; the lower level
+  from [−1, 1] to [0, production scale] (the production capacity, else the factory's storage
+  capacity: SCIM has none) and [0, store capacity]; the lower level
   (:class:`~offline.inventory.lower.InventoryFop`, unchanged or with a learned θ) turns it into
-  the feasible action (w, f) the inventory env executes.
+  the action (w, f) the inventory env executes.
 * :class:`DirectEnv` — end-to-end RL: the action is (w, f) itself, scaled from [−1, 1] to
-  [0, min(production capacity, factory capacity)] and [0, store capacity]; the env makes it feasible only by clipping
-  (production to capacity, a warehouse's shipments scaled down to its stock), as an end-to-end
-  policy would be.
+  [0, production scale] and [0, store capacity]; the env only clips each shipment to the factory's
+  stock (the benchmark's rule), as an end-to-end policy would face it.
 
 Both have the inventory env's observation, report its info (``served`` etc.) plus the decision
 time, and multiply the reward by ``reward_scale`` (for learning; evaluation reads ``info["reward"]``,
@@ -111,8 +111,8 @@ class SubgoalEnv(_SeededEpisodes):
 
 
 class DirectEnv(_SeededEpisodes):
-    """End-to-end MDP: action = (w, f) in [−1, 1]^(W+E), scaled to [0, min(production capacity, factory capacity)] and
-    [0, capacity of the edge's store]; the inventory env clips it to feasibility."""
+    """End-to-end MDP: action = (w, f) in [−1, 1]^(W+E), scaled to [0, production scale] and
+    [0, capacity of the edge's store]; the inventory env clips each shipment to the factory's stock."""
 
     def __init__(self, scenario: InventoryScenario, reward_scale: float | None = None,
                  train_seeds=TRAIN_SEEDS) -> None:
