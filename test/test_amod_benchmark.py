@@ -220,6 +220,14 @@ def test_arrival_delay_and_vehicle_loss_act_only_when_named(topo):
         sim.check_conservation()
 
 
+def test_scarce_preset_is_the_published_setting_with_a_smaller_fleet():
+    scarce = ScenarioSpec(preset="nyc_brooklyn_scarce")
+    assert scarce == ScenarioSpec(preset="nyc_brooklyn", fleet=PRESETS["nyc_brooklyn_scarce"].fleet)
+    sc = scarce.build()
+    assert sc.fleet == PRESETS["nyc_brooklyn_scarce"].fleet and np.ptp(sc.init_idle) <= 1
+    assert sc.demand_rate[:20].sum() == pytest.approx(1869.0)
+
+
 def test_synthetic_rejects_topology_and_presets_need_their_file():
     with pytest.raises(ValueError, match="--network topology needs a benchmark file"):
         ScenarioSpec("small", network="topology").build()

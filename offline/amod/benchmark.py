@@ -48,6 +48,8 @@ class Preset:
     network: str
     source: str
     fleet: int | None = None
+    #: a variant of this preset with only another fleet (its artefacts are shared: same scenario)
+    base: str | None = None
 
     def path(self) -> Path:
         return DATA_DIR / self.file
@@ -61,7 +63,8 @@ PRESETS: dict[str, Preset] = {
     "nyc_brooklyn_complete": Preset("scenario_nyc_brooklyn.json", 19, 4, 9, 0.5, 20, "complete",
                                     "B main.py (test city)"),
     "nyc_brooklyn_scarce": Preset("scenario_nyc_brooklyn.json", 19, 4, 9, 0.5, 20, "topology",
-                                  f"A main_ny.py, fleet cut to {SCARCE_FLEET}", fleet=SCARCE_FLEET),
+                                  f"A main_ny.py, fleet cut to {SCARCE_FLEET}", fleet=SCARCE_FLEET,
+                                  base="nyc_brooklyn"),
     "shenzhen_downtown_west": Preset("scenario_shenzhen_downtown_west.json", 8, 3, 2.5, 0.5, 20, "topology",
                                      "A main_she.py"),
     "san_francisco": Preset("scenario_san_francisco.json", 19, 3, 2, 0.2, 20, "complete", "B main.py"),

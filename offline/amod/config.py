@@ -45,6 +45,15 @@ class ScenarioSpec:
     beta: float | None = None
     defects: tuple = ()
 
+    def __post_init__(self) -> None:
+        # a fleet variant of a preset is that preset with --fleet: one key, one cache (same scenario)
+        pre = PRESETS.get(self.preset) if self.preset else None
+        if pre is not None and pre.base is not None and not self.synthetic:
+            object.__setattr__(self, "preset", pre.base)
+            if self.fleet is None:
+                object.__setattr__(self, "fleet", pre.fleet)
+        object.__setattr__(self, "defects", tuple(self.defects))
+
     def resolved(self) -> dict:
         """The settings the scenario is built with: {file, start_hour, step_min, horizon, demand_ratio,
         beta, network, fleet} (benchmark) or {size, step_min, horizon, fleet, beta} (synthetic)."""
