@@ -200,3 +200,32 @@ def test_a_failed_episode_is_reported_by_name_and_the_others_kept(tmp_path):
     assert res["sweep"].failed == {"Bi-level-learned/101": "RuntimeError: solver crashed"}
     assert len(res["table"].values("Bi-level-learned", "reward")) == 2
     assert "Bi-level-learned/101 failed: RuntimeError: solver crashed" in res["paths"]["markdown"].read_text()
+
+
+@pytest.mark.slow
+def test_all_quick_writes_every_table_and_figure_and_the_report(tmp_path):
+    """`all --quick` (one RL training seed here to stay within the suite's budget; the seeds path is
+    the tests above): every producer that exists writes Markdown + CSV + PNG, one that does not is
+    named as missing in report.md, and the report has the paper's numbers and the provenance."""
+    import importlib.util
+
+    from offline.experiments.__main__ import PRODUCERS
+    from offline.experiments.report import STEPS
+
+    out = tmp_path / "all"
+    rc = main(["all", "--quick", "--seeds", "1", "--out", str(out)])
+    assert rc == 0
+    report = (out / "report.md").read_text()
+    for name, (command, _, _) in STEPS.items():
+        module = PRODUCERS.get(command, ("offline.experiments.table1",))[0]
+        if importlib.util.find_spec(module) is None:
+            assert f"| {name} | missing: {command}: {module} does not exist yet" in report
+            continue
+        assert f"| {name} | ok |" in report, name
+        if name == "train":
+            assert (out / "train" / "bilevel-learned" / "seed0" / "policy.pt").is_file()
+            continue
+        for ext in ("md", "csv", "png"):
+            assert list((out / name).rglob(f"*.{ext}")), (name, ext)
+    assert "35725" in report and "| Bi-level-learned |" in report     # the paper's Table 1 beside ours
+    assert "sha256" in report and "python -m offline.experiments table3" in report

@@ -64,7 +64,7 @@ def jobs(args) -> list[Task]:
     return tasks
 
 
-def run(args) -> dict:
+def run(args, argv: list[str] | None = None) -> dict:
     tasks = jobs(args)
     sweep = options_from_args(args, progress=not args.no_progress)
     print(f"offline.experiments train: {len(tasks)} sim.train runs ({args.steps} env steps each) {sweep.where}")
