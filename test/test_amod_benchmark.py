@@ -283,3 +283,46 @@ def test_mpc_on_the_preset_plans_into_the_look_ahead_and_beats_matching(topo):
         state = sim.state()
     matching = _matching_episodes(topo, episodes=1)[0]
     assert sim.totals["served"] <= sim.totals["requests"] and sim.totals["reward"] > matching["reward"] + 500
+
+
+def test_fit_warnings_speak_up_on_a_zero_theta_and_on_a_worse_held_out_metric():
+    from hiopt_ros.control.theta import Theta
+    from offline.amod.pipeline import theta_warnings, worse_metrics
+
+    base = {"f": {"cosine": 0.90, "l1": 5.0}, "g": {"cosine": 0.99, "l1": 1.0}}
+    better = {"f": {"cosine": 0.95, "l1": 4.0}, "g": {"cosine": 0.99, "l1": 1.0}}
+    worse = {"f": {"cosine": 0.95, "l1": 4.0}, "g": {"cosine": 0.98, "l1": 1.5}}
+    assert worse_metrics(base, better) == []
+    assert worse_metrics(base, worse) == ["passenger-flow cosine 0.990 → 0.980",
+                                          "passenger-flow Manhattan 1.000 → 1.500"]
+    zero = Theta(alpha=np.zeros((1, 3)), beta=np.zeros(1), case_study="amod", input_names=["a", "b", "c"])
+    lines = theta_warnings(zero, base, worse, "optimal")
+    assert len(lines) == 2 and "every learned weight of θ̂ is 0" in lines[0] and "--fleet" in lines[0]
+    assert "offline.amod fit --time-limit" in lines[1] and "table1 --fit-time-limit" in lines[1]
+    assert theta_warnings(Theta(alpha=np.ones((1, 3)), beta=np.zeros(1), case_study="amod",
+                                input_names=["a", "b", "c"]), base, better, "optimal") == []
+
+
+@pytest.mark.slow
+def test_table1_pipeline_runs_on_the_preset_at_a_tiny_budget(tmp_path):
+    """`table1 --case amod` on the default preset (NYC Brooklyn, 4 steps): demonstrations, θ's form
+    chosen on held-out states, BC + PPO for the three RL rows, evaluation; MPC is the best row."""
+    import csv
+
+    from offline.experiments.__main__ import main
+
+    out = tmp_path / "t1"
+    rc = main(["table1", "--case", "amod", "--horizon", "4", "--episodes", "1", "--seeds", "1",
+               "--demo-episodes", "2", "--held-out-episodes", "1", "--fit-time-limit", "5",
+               "--rl-steps", "64", "--bc-steps", "20", "--work-dir", str(tmp_path / "work"), "--out", str(out),
+               "--quiet"])
+    assert rc == 0
+    rows = {r["method"]: r for r in csv.DictReader(open(out / "table1_amod.csv"))}
+    assert list(rows) == ["MPC", "Bi-level-unchanged", "End-to-end RL", "Bi-level-learned"]
+    mpc = float(rows["MPC"]["reward_mean"])
+    assert all(float(r["reward_mean"]) <= mpc + 1e-6 for r in rows.values())
+    work = tmp_path / "work" / "nyc_brooklyn-h19-dt4-r9-T4-topology-beta0.5"
+    from hiopt_ros.control.theta import load_theta
+    sel = load_theta(work / "theta.yaml").provenance["selection"]
+    assert sel["chosen"] in ("θ = 0", "cost terms", "ReLU") and sel["reason"]
+    assert "scenario: nyc_brooklyn: 14 regions, 4 steps of 4 min, fleet 1498" in (out / "table1_amod.md").read_text()
