@@ -378,3 +378,26 @@ def test_with_eq31_cost_terms_the_reference_is_theta_zero_with_those_terms():
     assert kind == "relu" and "θ = 0 + Eq. 31a cost terms" in why
     held["relu"] = m(0.97, 3.0, 0.98, 5.5)         # worse on one metric: never shipped
     assert choose_lower_level(held, reference="cost_terms", candidates=("relu",))[0] == "cost_terms"
+
+
+def test_eq31_with_the_environments_capacity_timing_reproduces_every_mpc_decision():
+    """With the MPC's own (implied) subgoal, Eq. 31 with θ = 0 returns the MPC's action at every step
+    of an episode when its capacity rows bound the stocks the environment clips; with the paper's /
+    benchmark LP's timing (§11.9) it cannot stock 1F3S's store 3 (peak demand 26 > capacity 15)."""
+    sc = make_scenario("1F3S", horizon_steps=15)          # one demand season
+    env = InventoryEnv(sc)
+    mpc = InventoryMpc(sc)
+    fops = {t: InventoryFop(sc, capacity_timing=t) for t in ("env", "scim")}
+    env.reset(seed=10_000)
+    differ = {"env": 0, "scim": 0}
+    done = False
+    while not done:
+        st = env.state()
+        dec = mpc.decide(st, env.demand)
+        for t, fop in fops.items():
+            a = fop.solve(st, *fop.implied_subgoal(st, dec.w, dec.f)).action
+            differ[t] += not np.allclose(a, dec.action, atol=1e-6)
+        _, _, done, _, _ = env.step(dec.action)
+    assert differ["env"] == 0 and differ["scim"] >= 5
+    with pytest.raises(ValueError, match="capacity_timing"):
+        InventoryFop(sc, capacity_timing="tomorrow")

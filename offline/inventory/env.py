@@ -66,6 +66,7 @@ class InventoryState:
     stock_w: (W,) F(t) = S_w(t−1) + R(t), the factory stock that can be shipped now
     stock_s: (S,) B(t) = S_s(t−1) + Q(t), store stock with today's arrivals, before demand
     demand: (S,) d(t), this step's demand (0 for t ≥ T)
+    next_demand: (S,) d(t+1), realised (the benchmark's agent observes it, §7.1); 0 from T on
     prev_stock_w / prev_stock_s: S(t−1) (negative: backlog)
     arrivals: (L_max, S) Q(t … t+L_max−1), shipments already under way
     production_due: (W,) R(t) = P(t−1)
@@ -75,6 +76,7 @@ class InventoryState:
     stock_w: np.ndarray
     stock_s: np.ndarray
     demand: np.ndarray
+    next_demand: np.ndarray
     prev_stock_w: np.ndarray
     prev_stock_s: np.ndarray
     arrivals: np.ndarray
@@ -198,7 +200,8 @@ class InventoryEnv(gym.Env):
         t = self.t
         return InventoryState(
             t=t, stock_w=self.stock_w + self.production[t], stock_s=self.stock_s + self.arrival[t],
-            demand=self.demand_at(t), prev_stock_w=self.stock_w.copy(), prev_stock_s=self.stock_s.copy(),
+            demand=self.demand_at(t), next_demand=self.demand_at(t + 1), prev_stock_w=self.stock_w.copy(),
+            prev_stock_s=self.stock_s.copy(),
             arrivals=self.arrival[t:t + self._lmax].copy(), production_due=self.production[t].copy())
 
     def _obs(self) -> np.ndarray:

@@ -108,16 +108,19 @@ def imitation_metrics(fop: InventoryFop, demos: Sequence[Demonstration]) -> dict
             "failed": failed, "exact": exact}
 
 
-def eq31_violations(scenario: InventoryScenario, demos: Sequence[Demonstration]) -> dict[str, int]:
-    """How many MPC decisions no Eq. 31 can reproduce: they break (31c) (store stock after this
-    step's demand plus the shipment above capacity: the MPC counts on tomorrow's demand, §6) or
-    (31e) (factory stock plus production above capacity: the environment bounds neither)."""
+def eq31_violations(scenario: InventoryScenario, demos: Sequence[Demonstration],
+                    capacity_timing: str = "env") -> dict[str, int]:
+    """How many MPC decisions lie outside Eq. 31's capacity rows (no θ can reproduce them). With
+    the paper's timing ("scim") the MPC breaks (31c) whenever it ships against tomorrow's demand
+    (§6, §11.9) and (31e) when it produces more than the factory can hold before shipping it."""
     sc = scenario
     c, e = 0, 0
     for d in demos:
         s = d.state.stock_after_sales
-        c += bool(np.any(s + sc.in_edges @ d.f > np.maximum(sc.capacity_s, s) + 1e-6))
-        e += bool(np.any(d.state.stock_w + d.w - sc.out_edges @ d.f > sc.capacity_w + 1e-6))
+        room = sc.capacity_s + (d.state.next_demand if capacity_timing == "env" else 0.0)
+        c += bool(np.any(s + sc.in_edges @ d.f > np.maximum(room, s) + 1e-6))
+        made = d.w if capacity_timing == "scim" else 0.0
+        e += bool(np.any(d.state.stock_w + made - sc.out_edges @ d.f > sc.capacity_w + 1e-6))
     return {"31c": c, "31e": e}
 
 
@@ -171,11 +174,12 @@ def fit_theta(scenario: InventoryScenario, train_seeds: Sequence[int], held_out_
               K: int = 2, l: float = 1e-3, rho: float = 1e-3, method: str = "alternating",  # noqa: E741 (Eq. 10)
               time_limit_s: float = 300.0, seed: int = 0, progress: bool = False, command: str = "",
               mpc: InventoryMpc | None = None, forward_l: float = 0.0, cost_terms: bool = False,
-              **fit_kwargs) -> FitReport:
+              capacity_timing: str = "env", **fit_kwargs) -> FitReport:
     """Demonstrations → Problem 11 → θ̂ (a Theta with provenance) and its held-out imitation metrics.
 
     cost_terms: fit θ̂ on top of Eq. 31 with its cost terms (31a) instead of the benchmark LP's
-    objective. fit_kwargs go to offline.inverse.fit_inverse (e.g. restarts, subsample)."""
+    objective. capacity_timing: InventoryFop's (every candidate uses it). fit_kwargs go to
+    offline.inverse.fit_inverse (e.g. restarts, subsample)."""
     from hiopt_ros.control.theta import Theta
     from offline.inverse import fit_inverse
 
@@ -184,14 +188,16 @@ def fit_theta(scenario: InventoryScenario, train_seeds: Sequence[int], held_out_
     train = collect_demonstrations(scenario, train_seeds, mpc, progress)
     held = collect_demonstrations(scenario, held_out_seeds, mpc, progress)
     demo_s = time.perf_counter() - t0
-    fop = InventoryFop(scenario, K=K, l=forward_l, cost_terms=cost_terms)
+    fop = InventoryFop(scenario, K=K, l=forward_l, cost_terms=cost_terms, capacity_timing=capacity_timing)
     samples = [fop.inverse_sample(d.state, d.w, d.f) for d in train]   # l is the inverse problem's own
     fit = fit_inverse(samples, K=K, l=l, rho=rho, method=method, time_limit_s=time_limit_s, seed=seed,
                       progress=progress, **fit_kwargs)
     held_out = {}
     fop.set_theta(np.zeros((0, fop.n)), np.zeros(0))
-    held_out["unchanged"] = imitation_metrics(InventoryFop(scenario, K=0, l=forward_l), held)
-    held_out["cost_terms"] = imitation_metrics(InventoryFop(scenario, K=0, l=forward_l, cost_terms=True), held)
+    tm = capacity_timing
+    held_out["unchanged"] = imitation_metrics(InventoryFop(scenario, K=0, l=forward_l, capacity_timing=tm), held)
+    held_out["cost_terms"] = imitation_metrics(
+        InventoryFop(scenario, K=0, l=forward_l, cost_terms=True, capacity_timing=tm), held)
     fop.set_theta(fit.theta, fit.nu)
     held_out["relu"] = imitation_metrics(fop, held)
     # θ = 0 of the objective θ̂ was fitted on is the reference it must never be worse than
@@ -200,7 +206,8 @@ def fit_theta(scenario: InventoryScenario, train_seeds: Sequence[int], held_out_
     alpha, beta = (fit.theta, fit.nu) if chosen == "relu" else (np.zeros((0, fop.n)), np.zeros(0))
     theta = Theta(alpha=alpha, beta=beta, l=forward_l, case_study="inventory", input_names=list(fop.names),
                   cost_weights={"cost_terms": 1.0 if chosen == "cost_terms" or (chosen == "relu" and cost_terms)
-                                else 0.0},
+                                else 0.0,
+                                "scim_lp_timing": 1.0 if capacity_timing == "scim" else 0.0},
                   subgoal={"definition": "expert_implied",
                            "w_hat": "the MPC's production w of the step",
                            "q_hat": "the store stock the MPC's shipments lead to at the next step"},
@@ -220,7 +227,7 @@ def fit_theta(scenario: InventoryScenario, train_seeds: Sequence[int], held_out_
     return FitReport(theta=theta, fit=fit, train_seeds=list(train_seeds), held_out_seeds=list(held_out_seeds),
                      n_train=len(samples), n_held_out=len(held), held_out=held_out, demo_time_s=demo_s,
                      chosen=chosen, why=why, relu_on_cost_terms=bool(cost_terms),
-                     violations=eq31_violations(scenario, held))
+                     violations=eq31_violations(scenario, held, capacity_timing))
 
 
 def choose_lower_level(held_out: dict, tol: float = 1e-6, reference: str = "unchanged",
@@ -267,7 +274,8 @@ def load_fop_theta(scenario: InventoryScenario, path: str | Path) -> InventoryFo
     from hiopt_ros.control.theta import load_theta
 
     th = load_theta(path)
-    fop = InventoryFop(scenario, K=max(th.K, 1), l=th.l, cost_terms=bool(th.cost_weights.get("cost_terms", 0.0)))
+    fop = InventoryFop(scenario, K=max(th.K, 1), l=th.l, cost_terms=bool(th.cost_weights.get("cost_terms", 0.0)),
+                       capacity_timing="scim" if th.cost_weights.get("scim_lp_timing", 0.0) else "env")
     if th.case_study != "inventory":
         raise ValueError(f"θ file {path}: case_study is {th.case_study!r}, expected 'inventory'")
     if list(th.input_names) != list(fop.names):
@@ -305,6 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--method", default="alternating", choices=["auto", "global", "alternating"],
                     help="offline.inverse method (default alternating)")
     ap.add_argument("--time-limit-s", type=float, default=300.0, help="inverse solver time limit (default 300)")
+    ap.add_argument("--scim-lp-timing", action="store_true",
+                    help="Eq. 31c/e as the paper and the benchmark LP write them (capacity on today's stock plus "
+                         "tomorrow's arrival; default: on the stocks the environment clips)")
     ap.add_argument("--cost-terms", action="store_true",
                     help="fit θ̂ on top of Eq. 31 with its cost terms (31a: production and transport cost) instead "
                          "of the benchmark LP's objective (subgoal deviations only)")
@@ -346,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = fit_theta(scenario, train, held, K=args.K, l=args.l, rho=args.rho, method=args.method,
                            time_limit_s=args.time_limit_s, progress=not args.no_progress and sys.stderr.isatty(),
-                           command=command, forward_l=args.forward_l, cost_terms=args.cost_terms)
+                           command=command, forward_l=args.forward_l, cost_terms=args.cost_terms,
+                           capacity_timing="scim" if args.scim_lp_timing else "env")
     except RuntimeError as e:
         print(f"offline.inventory.fit: solver failed: {e}", file=sys.stderr)
         return 1

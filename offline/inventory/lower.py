@@ -13,11 +13,14 @@ subgoal deviations of (31b) and (31f) split into non-negative parts so that |ε|
          f ≥ 0, 0 ≤ w ≤ production capacity, ε± ≥ 0                                (31g)
 
 s_j = B_j − d_j is store j's stock after this step's demand (negative: backlog), the paper's
-q_j^t − d_j^t; q_i = F_i is what factory i can ship now (SCIM_BENCHMARK.md §4). (31c) reads
-s_j + Σ f ≤ max(c_j, s_j): a store already above its capacity gets nothing (the benchmark LP's
-10⁴-weighted slack does the same). q̂_j is the desired store stock at the start of the next step and
-ŵ_i the desired production (the upper level's subgoal). κ = 1 is Eq. 31a's weight of the
-deviations. The unchanged FOP is K = 0.
+q_j^t − d_j^t; q_i = F_i is what factory i can ship now (SCIM_BENCHMARK.md §4). By default
+(capacity_timing "env") the capacity rows bound the stocks the environment clips: (31c)
+s_j + Σ f − d_j(t+1) ≤ c_j and (31e) without w (production is clipped only a step later);
+capacity_timing "scim" keeps them as written above (the benchmark LP's, §6, §11.9). A store
+already above its capacity gets nothing (the benchmark LP's 10⁴-weighted slack does the same).
+q̂_j is the desired store stock at the start of the next step and ŵ_i the desired production
+(the upper level's subgoal). κ = 1 is Eq. 31a's weight of the deviations. The unchanged FOP is
+K = 0.
 
 The bracketed cost terms are Eq. 31a's; ``cost_terms=False`` drops them, which is the objective of
 the benchmark's own lower-level LP (lcp.mod, §6: subgoal deviations only) and the default: with
@@ -40,6 +43,9 @@ from .scenarios import InventoryScenario
 
 __all__ = ["InventoryFop", "FopDecision", "variable_names", "eq31_rows"]
 
+#: where (31c)/(31e) measure capacity (InventoryFop's capacity_timing)
+CAPACITY_TIMINGS = ("env", "scim")
+
 #: Eq. 31a's weight of the subgoal deviations |ε_f|, |ε_w| (money per unit of goods)
 SUBGOAL_WEIGHT = 1.0
 
@@ -52,8 +58,11 @@ def variable_names(scenario: InventoryScenario) -> list[str]:
             + [f"eps_w+[{n}]" for n in sc.warehouse_names] + [f"eps_w-[{n}]" for n in sc.warehouse_names])
 
 
-def eq31_rows(scenario: InventoryScenario) -> sp.csr_matrix:
-    """The fixed matrix A of Eq. 31: rows (31b) S, (31c) S, (31d) W, (31e) W, (31f) W."""
+def eq31_rows(scenario: InventoryScenario, production_in_31e: bool = True) -> sp.csr_matrix:
+    """The fixed matrix A of Eq. 31: rows (31b) S, (31c) S, (31d) W, (31e) W, (31f) W.
+
+    production_in_31e: (31e) bounds q_i + w_i − Σf (the paper's); False: q_i − Σf (the stock the
+    environment clips at the end of the step; production is only clipped a step later)."""
     sc = scenario
     W, S, E = sc.n_warehouses, sc.n_stores, sc.n_edges
     Ain, Aout = sp.csr_matrix(sc.in_edges), sp.csr_matrix(sc.out_edges)
@@ -65,7 +74,7 @@ def eq31_rows(scenario: InventoryScenario) -> sp.csr_matrix:
         sp.hstack([Zs_w, Ain, Is, -Is, sp.csr_matrix((S, W)), sp.csr_matrix((S, W))]),   # (31b)
         sp.hstack([Zs_w, Ain, Zs_s, Zs_s, sp.csr_matrix((S, W)), sp.csr_matrix((S, W))]),  # (31c)
         sp.hstack([Zw_w, Aout, Zw_s, Zw_s, Zw_w, Zw_w]),                                 # (31d)
-        sp.hstack([Iw, -Aout, Zw_s, Zw_s, Zw_w, Zw_w]),                                  # (31e)
+        sp.hstack([Iw if production_in_31e else Zw_w, -Aout, Zw_s, Zw_s, Zw_w, Zw_w]),   # (31e)
         sp.hstack([Iw, Zw_e, Zw_s, Zw_s, Iw, -Iw]),                                      # (31f)
     ]
     return sp.vstack(rows, format="csr")
@@ -89,10 +98,17 @@ class InventoryFop:
         subgoal_weight: κ, the weight of |ε_f| and |ε_w| in (31a).
         cost_terms: include Eq. 31a's production and transport costs (default False: the
             benchmark LP's objective; see the module docstring).
+        capacity_timing: "env" (default): (31c) and (31e) bound the stocks the environment clips,
+            s_j + Σf − d_j(t+1) ≤ c_j (the shipment arrives tomorrow, after which tomorrow's
+            demand leaves before the clip; d(t+1) as the benchmark's agent observes it) and
+            q_i − Σf ≤ c_i; "scim": Eq. 31c/e as the paper and the benchmark LP write them,
+            s_j + Σf ≤ c_j and q_i + w_i − Σf ≤ c_i, which mix timing (§11.9): a store whose
+            peak demand exceeds its capacity can never be stocked for it.
     """
 
     def __init__(self, scenario: InventoryScenario, K: int = 0, l: float = 0.0,  # noqa: E741 (Eq. 10's l)
-                 subgoal_weight: float = SUBGOAL_WEIGHT, cost_terms: bool = False) -> None:
+                 subgoal_weight: float = SUBGOAL_WEIGHT, cost_terms: bool = False,
+                 capacity_timing: str = "env") -> None:
         sc = self.scenario = scenario
         W, S, E = sc.n_warehouses, sc.n_stores, sc.n_edges
         self.W, self.S, self.E = W, S, E
@@ -101,7 +117,10 @@ class InventoryFop:
             raise ValueError(f"subgoal_weight must be > 0, got {subgoal_weight}")
         self.subgoal_weight = float(subgoal_weight)
         self.names = variable_names(sc)
-        self.A = eq31_rows(sc)
+        if capacity_timing not in CAPACITY_TIMINGS:
+            raise ValueError(f"capacity_timing must be one of {CAPACITY_TIMINGS}, got {capacity_timing!r}")
+        self.capacity_timing = capacity_timing
+        self.A = eq31_rows(sc, production_in_31e=capacity_timing == "scim")
         self.lp = ReluLpFop(self.A, K=K, l=l, names=self.names)
         kappa = self.subgoal_weight
         self.cost_terms = bool(cost_terms)
@@ -131,7 +150,8 @@ class InventoryFop:
         s = state.stock_after_sales
         inf = np.inf
         lo = np.r_[q_hat - s, np.full(self.S, -inf), np.full(self.W, -inf), np.full(self.W, -inf), w_hat]
-        hi = np.r_[q_hat - s, np.maximum(sc.capacity_s - s, 0.0), np.maximum(state.stock_w, 0.0),
+        room_s = sc.capacity_s - s + (state.next_demand if self.capacity_timing == "env" else 0.0)
+        hi = np.r_[q_hat - s, np.maximum(room_s, 0.0), np.maximum(state.stock_w, 0.0),
                    sc.capacity_w - state.stock_w, w_hat]
         return lo, hi
 

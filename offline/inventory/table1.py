@@ -61,11 +61,12 @@ RL_METHODS = {"Bi-level-unchanged": "bilevel_unchanged", "End-to-end RL": "end_t
 # ----------------------------------------------------------------------------- env factories (picklable)
 
 def make_subgoal_env(rank: int, scenario_name: str, horizon_steps: int, theta_path: str | None,
-                     scenario_file: str | None = None, cost_terms: bool = False):
+                     scenario_file: str | None = None, cost_terms: bool = False, capacity_timing: str = "env"):
     """SubgoalEnv of a scenario with the unchanged FOP (theta_path None; Eq. 31a's cost terms on or
     off) or a θ file's."""
     sc = resolve_scenario(scenario_name, scenario_file, horizon_steps)
-    fop = InventoryFop(sc, cost_terms=cost_terms) if theta_path is None else load_fop_theta(sc, theta_path)
+    fop = (InventoryFop(sc, cost_terms=cost_terms, capacity_timing=capacity_timing) if theta_path is None
+           else load_fop_theta(sc, theta_path))
     return SubgoalEnv(sc, fop)
 
 
@@ -102,6 +103,9 @@ class InventoryTable1:
                        help="objective of the lower level besides θ: 'benchmark' = subgoal deviations only (the "
                             "benchmark LP's, default), 'eq31' = Eq. 31a with its production and transport cost terms "
                             "(then θ = 0 never produces: SCIM's production cost 5 > the deviation weight 1)")
+        p.add_argument("--scim-lp-timing", action="store_true",
+                       help="Eq. 31c/e as the paper and the benchmark LP write them (capacity on today's stock plus "
+                            "tomorrow's arrival); default: on the stocks the environment clips")
         p.add_argument("--scim-final-step", action="store_true",
                        help="evaluate with the benchmark's 31st test step (costs, no demand; its published returns)")
         p.add_argument("--theta", type=Path, default=None,
@@ -142,8 +146,11 @@ class InventoryTable1:
         train_seeds = set(TRAIN_SEEDS) | set(demo_seeds)
         mpc = InventoryMpc(sc)
         eq31 = args.lower_objective == "eq31"
-        sfx = "_eq31" if eq31 else ""          # cached artefacts of the two objectives never mix
-        fops: dict[str, InventoryFop] = {"Bi-level-unchanged": InventoryFop(sc, cost_terms=eq31)}
+        timing = "scim" if args.scim_lp_timing else "env"
+        # cached artefacts of the lower-level variants never mix
+        sfx = ("_eq31" if eq31 else "") + ("_scimlp" if timing == "scim" else "")
+        fops: dict[str, InventoryFop] = {
+            "Bi-level-unchanged": InventoryFop(sc, cost_terms=eq31, capacity_timing=timing)}
         sfile = str(args.scenario_file) if args.scenario_file else None
         rl_seed = int(args.rl_seed if train_seed is None else train_seed)
 
@@ -155,6 +162,7 @@ class InventoryTable1:
                 log(f"[inventory] fitting θ (K={args.K}) to {args.demo_episodes} MPC demonstration episode(s) …")
                 report = fit_theta(sc, demo_seeds, list(range(HELD_OUT_SEED, HELD_OUT_SEED + 3)), K=args.K,
                                    time_limit_s=args.fit_time_limit_s, progress=progress, mpc=mpc, cost_terms=eq31,
+                                   capacity_timing=timing,
                                    command="python -m offline.experiments " + " ".join(sys.argv[1:]))
                 from hiopt_ros.control.theta import save_theta
                 save_theta(theta_path, report.theta)
@@ -187,12 +195,14 @@ class InventoryTable1:
                 tp = str(theta_path) if method == "Bi-level-learned" else None
                 make_env = functools.partial(make_subgoal_env, scenario_name=sc.name,
                                              horizon_steps=sc.horizon_steps, theta_path=tp, scenario_file=sfile,
-                                             cost_terms=eq31)
+                                             cost_terms=eq31, capacity_timing=timing)
             cfg = rl_config(args, rl_seed)
             spec = {"method": method, "scenario": sc.name, "horizon_steps": sc.horizon_steps,
                     "scenario_file_sha256": _sha(sfile) if sfile else None,
                     "config": _jsonable(cfg.__dict__),
                     "theta_sha256": _sha(theta_path) if method == "Bi-level-learned" else None}
+            if method != "End-to-end RL":
+                spec["lower_level"] = {"objective": args.lower_objective, "capacity_timing": timing}
             if args.retrain or not (out_dir / "model.zip").exists() or not _spec_matches(out_dir / "spec.json", spec):
                 log(f"[inventory] training {method} ({cfg.algo.upper()}, {cfg.total_steps} steps, "
                     f"{cfg.n_envs} envs) → {out_dir}/")
@@ -287,6 +297,7 @@ def _theta_spec(args, sc) -> dict:
     return {"scenario": sc.name, "horizon_steps": sc.horizon_steps, "demo_episodes": args.demo_episodes,
             "K": args.K, "fit_time_limit_s": args.fit_time_limit_s, "version": "scim-1",
             **({"lower_objective": "eq31"} if args.lower_objective == "eq31" else {}),
+            **({"capacity_timing": "scim"} if args.scim_lp_timing else {"capacity_timing": "env"}),
             "scenario_file_sha256": _sha(args.scenario_file) if args.scenario_file else None}
 
 

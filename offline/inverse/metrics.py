@@ -26,7 +26,8 @@ def cosine_similarity(actions, expert) -> float:
     a, e = _pair(actions, expert)
     a, e = a.ravel(), e.ravel()
     na, ne = np.linalg.norm(a), np.linalg.norm(e)
-    return float(a @ e / (na * ne)) if na > 0 and ne > 0 else float("nan")
+    # clipped: identical sequences can round to 1.0000000000000002
+    return float(np.clip(a @ e / (na * ne), -1.0, 1.0)) if na > 0 and ne > 0 else float("nan")
 
 
 def mean_l2(actions, expert) -> float:
