@@ -82,7 +82,7 @@ def _seed_ranges(seeds) -> str:
 
 def run(args: argparse.Namespace, case=None) -> dict:
     """Run Table 1 for args.case; returns {"out": folder, "paths": written files, "table": ResultsTable}."""
-    from offline.results import Metric, ResultsTable, new_results_dir, timing_stats
+    from offline.results import Metric, ResultsTable, bar_plot, new_results_dir, timing_stats
 
     case = case or load_case(args.case)
     if args.episodes < 1:
@@ -196,7 +196,9 @@ def run(args: argparse.Namespace, case=None) -> dict:
         paths.update(write_seed_tables(runs, case.title, metrics[:3], out, stem, pairs=pairs,
                                        untrained=[m for m in methods if m not in trained]))
     try:
-        paths["png"] = _plot(table, methods, out / f"{stem}.png")
+        paths["png"] = bar_plot(table, [("reward", "Reward", False), ("served_demand", "Served demand", False),
+                                        ("decision_ms", "Decision time per step (ms)", True)],
+                                out / f"{stem}.png", methods)
     except Exception as e:  # a plot must never lose the table
         log(f"[table1/{case.name}] plot failed: {e}")
     print(table.markdown(notes))
@@ -267,30 +269,3 @@ def _shippable(sweep, prepared_by_seed):
                 f"the case's prepared state cannot be sent to Ray workers ({type(e).__name__}: {str(e)[:120]}); "
                 f"its episodes run in process")
     return sweep, ""
-
-
-def _plot(table, methods, path: Path) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    keys = [("reward", "Reward", False), ("served_demand", "Served demand", False),
-            ("decision_ms", "Decision time per step (ms)", True)]
-    fig, axes = plt.subplots(1, 3, figsize=(max(13.0, 2.0 * len(methods)), 4.6))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, (key, label, log) in zip(axes, keys):
-        means = [table.stats(m, key)[0] for m in methods]
-        stds = [table.stats(m, key)[1] for m in methods]
-        ax.bar(range(len(methods)), means, yerr=stds, capsize=4, color=colors[:len(methods)])
-        # slanted full names: wrapped names of 5+ rows (diagnostic rows) ran into each other
-        ax.set_xticks(range(len(methods)), methods, fontsize=7, rotation=30, ha="right", rotation_mode="anchor")
-        ax.set_title(label, fontsize=10)
-        if log:
-            ax.set_yscale("log")
-    fig.suptitle(table.title, fontsize=11)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
