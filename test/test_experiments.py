@@ -229,3 +229,42 @@ def test_all_quick_writes_every_table_and_figure_and_the_report(tmp_path):
             assert list((out / name).rglob(f"*.{ext}")), (name, ext)
     assert "35725" in report and "| Bi-level-learned |" in report     # the paper's Table 1 beside ours
     assert "sha256" in report and "python -m offline.experiments table3" in report
+
+
+def test_table2_evaluates_each_training_seed_of_the_learned_rows(tmp_path):
+    """--policies DIR/<method>/seed<k>/policy.pt: one row per seed in the per-seed table, the same courses
+    for every seed, and a std over seeds of 0 when both seeds hold the same policy file."""
+    import shutil
+
+    from sim.evaluate import SHIPPED_POLICY
+
+    for s in (3, 5):
+        d = tmp_path / "pol" / "bilevel-learned" / f"seed{s}"
+        d.mkdir(parents=True)
+        shutil.copyfile(SHIPPED_POLICY, d / "policy.pt")
+    out = tmp_path / "t2"
+    rc = main(["table2", "--courses", "2", "--methods", "geometric,bilevel-learned", "--backend", "kinematic",
+               "--policies", str(tmp_path / "pol"), "--out", str(out), "--no-progress"])
+    assert rc == 0
+    rows = list(csv.DictReader(open(out / "table2_episodes.csv")))
+    assert sum(r["method"] == "Bi-level-learned" for r in rows) == 4          # 2 seeds × 2 courses
+    over = {r["method"]: r for r in csv.DictReader(open(out / "table2_seeds.csv"))}
+    assert over["Bi-level-learned"]["episodes"] == "2" and float(over["Bi-level-learned"]["travel_time_s_std"]) == 0
+    per_seed = {r["method"] for r in csv.DictReader(open(out / "table2_per_seed.csv"))}
+    assert per_seed == {"Geometric + FOP_θ", "Bi-level-learned (seed 3)", "Bi-level-learned (seed 5)"}
+    assert "| Bi-level-learned − Geometric + FOP_θ | travel_time_s |" in (out / "table2_seeds.md").read_text()
+    assert main(["table2", "--policies", str(tmp_path / "none"), "--methods", "e2e", "--courses", "1",
+                 "--out", str(tmp_path / "x")]) == 2 and not (tmp_path / "x").exists()
+
+
+def test_table3_times_the_mpc_and_the_lower_level_at_the_same_states(tmp_path, capsys):
+    out = tmp_path / "t3"
+    assert main(["table3", "--cases", "robot", "--states", "3", "--clock", "cpu", "--out", str(out), "--quiet"]) == 0
+    rows = list(csv.DictReader(open(out / "table3.csv")))
+    assert [(r["case"], r["decision"]) for r in rows] == [("robot", "lower level (FOP)"), ("robot", "MPC"),
+                                                          ("robot", "mpc_over_lower")]
+    assert all(r["n"] == "3" and float(r["median_ms"]) > 0 for r in rows[:2])
+    assert float(rows[2]["median_ms"]) == pytest.approx(float(rows[1]["median_ms"]) / float(rows[0]["median_ms"]))
+    assert (out / "table3.png").stat().st_size > 5000 and "cpu clock" in (out / "table3.md").read_text()
+    assert main(["table3", "--cases", "robot,boat", "--out", str(tmp_path / "bad")]) == 2
+    assert "--cases: unknown ['boat']" in capsys.readouterr().err and not (tmp_path / "bad").exists()

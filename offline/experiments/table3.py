@@ -215,7 +215,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
              f"{args.seed}, the three case studies interleaved state by state, MPC and lower level timed back to "
              f"back at each state (the lower level for the MPC's implied subgoal)",
              f"robot: shipped θ; AMoD: {args.amod_theta or f'K = {args.K} random ReLU terms'}, scenario "
-             f"{args.amod_scenario or 'offline.amod default'}; inventory: "
+             f"{args.amod_scenario or _amod_default()}; inventory: "
              f"{args.inventory_theta or f'K = {args.K} random ReLU terms'}, scenario {args.inventory_scenario}",
              f"machine: {platform.machine()}, load average {load} when it ended; paper: seconds on the authors' "
              f"machine (shown in ms)",
@@ -237,6 +237,12 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
     print(md)
     print(f"results folder: {out} (table3.md, table3.csv, table3.png; {time.perf_counter() - t_start:.0f} s)")
     return {"out": out, "paths": paths, "times": times}
+
+
+def _amod_default() -> str:
+    from offline.amod.benchmark import DEFAULT_PRESET
+
+    return DEFAULT_PRESET
 
 
 def _load() -> str:
