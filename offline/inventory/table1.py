@@ -11,7 +11,9 @@ Methods (rows, the reference first):
     End-to-end RL       PPO outputs production and shipments directly (the env clips shipments)
     Bi-level-learned    the same upper level → the lower level the θ fit shipped (θ̂, cost terms
                         or θ = 0, chosen on held-out MPC decisions; offline.inventory.fit)
-Optional (``--methods``): ``Heuristic (SCIM)``, the benchmark's order-up-to policy.
+Optional (``--methods``): ``Heuristic (SCIM)``, the benchmark's order-up-to policy, and
+``MPC subgoals → Eq. 31``: Bi-level-unchanged's lower level given the MPC's own (implied) subgoal
+every step — the best any upper level can do through that lower level (diagnostic).
 
 Demand of evaluation seed s: ``numpy.random.RandomState(s)`` drawn as the benchmark's first
 episode after ``np.random.seed(s)`` (env.InventoryEnv.reset). ``--scim-final-step`` adds the
@@ -91,7 +93,7 @@ class InventoryTable1:
     name = "inventory"
     title = "Table 1 (right): supply-chain inventory management"
     methods = ("MPC", "MPC (SCIM oracle)", "Bi-level-unchanged", "End-to-end RL", "Bi-level-learned")
-    optional_methods = ("Heuristic (SCIM)",)
+    optional_methods = ("Heuristic (SCIM)", "MPC subgoals → Eq. 31")
 
     # ---------------------------------------------------------------- options
     def add_arguments(self, p) -> None:
@@ -242,6 +244,11 @@ class InventoryTable1:
                 action = scim.act(env).action
             elif heur is not None:
                 action = heur.act(env).action
+            elif method == "MPC subgoals → Eq. 31":
+                s_now = env.state()
+                dec = st.mpc.decide(s_now, env.demand, env.n_steps)
+                fop = st.fops["Bi-level-unchanged"]
+                action = fop.solve(s_now, *fop.implied_subgoal(s_now, dec.w, dec.f)).action
             elif method == "End-to-end RL":
                 a = np.clip(st.actors[method](obs), -1.0, 1.0)
                 action = 0.5 * (a + 1.0) * st.action_high[method]
