@@ -189,6 +189,22 @@ def markdown(results: list[RateResult], duration_s: float, source: str) -> str:
             + markdown_table(_COLUMNS, rows) + "\n")
 
 
+def print_profile(path: Path, top: int = 25) -> None:
+    """The `top` functions of a controller profile by own time, with their share of the process' total."""
+    import pstats
+
+    if not path.exists():
+        print(f"{path}: no profile (the controller did not exit cleanly)")
+        return
+    st = pstats.Stats(str(path))
+    total = st.total_tt
+    rows = sorted(st.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:top]
+    print(f"\n{path.name}: {total:.2f} s of profiled time; own time (tottime) of the top {top} functions:")
+    for (file, line, name), (_cc, calls, tt, ct, _callers) in rows:
+        print(f"  {100 * tt / total:5.1f} %  own {tt:7.3f} s  cum {ct:7.3f} s  {calls:8d} calls  "
+              f"{Path(file).name}:{line} {name}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from hiopt_ros.config import default_params_file
 
@@ -203,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--domain-id", type=int, default=None, help="ROS domain (default: a free one, reserved)")
     ap.add_argument("--json", default=None, help="write the results as JSON here")
     ap.add_argument("--markdown", default=None, help="write the table as Markdown here")
+    ap.add_argument("--profile", default=None, metavar="DIR",
+                    help="run each controller under cProfile: DIR/controller_<rate>Hz.prof (pstats) and its top "
+                         "functions printed; the profiler's overhead inflates that run's CPU numbers")
     return ap
 
 
@@ -234,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     from hiopt_ros.domains import reserve_domain
     from hiopt_ros.launcher import close_ros, run_cli
     from hiopt_ros.nodes import common as c
+    from hiopt_ros.nodes.controller_node import PROFILE_ENV
     from hiopt_ros.recording import recorder_qos
 
     odom_rows, subgoal_rows, obstacles = recorded_inputs(args.bag, args.params)
@@ -300,8 +320,14 @@ def main(argv: list[str] | None = None) -> int:
             with tempfile.TemporaryDirectory(prefix="hiopt_node_rate_") as tmp:
                 for rate in rates:
                     stop.check()
-                    res = run_rate(rate, args.duration_s, args.params, domain_id, Path(tmp) / f"{rate:g}", spin_once,
-                                   counters)
+                    if args.profile:
+                        Path(args.profile).mkdir(parents=True, exist_ok=True)
+                        os.environ[PROFILE_ENV] = str(Path(args.profile).resolve() / f"controller_{rate:g}Hz.prof")
+                    try:
+                        res = run_rate(rate, args.duration_s, args.params, domain_id, Path(tmp) / f"{rate:g}",
+                                       spin_once, counters)
+                    finally:
+                        os.environ.pop(PROFILE_ENV, None)
                     results.append(res)
                     print(f"{rate:6g} Hz: achieved {res.achieved_hz:7.1f} Hz, jitter p50 {res.jitter_p50_us:5.0f} µs "
                           f"p99 {res.jitter_p99_us:6.0f} µs, missed {res.missed} ({res.missed_pct:.2f} %), "
@@ -316,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
         return code
     table = markdown(results, args.duration_s, source)
     print(table)
+    if args.profile:
+        for rate in rates:
+            print_profile(Path(args.profile) / f"controller_{rate:g}Hz.prof")
     if args.markdown:
         Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
         Path(args.markdown).write_text(table)

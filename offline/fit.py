@@ -13,6 +13,10 @@ Inverse optimization (Problem 11) on expert demonstrations of Eq. 32:
    ahead), what is learned (--learn: ReLU terms, the weights c_h/c_u of Eq. 32a, or both), K, ρ, κ —
    by the real acados FOP's action error (mean L2) on training EPISODES held out from each
    candidate's fit (the duality-gap objective is reported, never selected on);
+   or (--select closed-loop) by closed-loop energy and smoothness: among the candidates whose
+   held-out action cosine is at least --min-cosine, the one with the least energy that reaches
+   every selection course (PyBullet, geometric planner, evaluation seeds Table 2's ranges never
+   use) without a collision, at most 5 % slower than the action-error choice;
 4. refit the chosen option on every training episode, score it and the unchanged FOP (θ = 0,
    the parameter file's weights, the same solver) on the --validate bags (other course seeds,
    never an episode on both sides) with the Tables 4–5 metrics, and run the closed-loop check
@@ -29,10 +33,11 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import itertools
+import math
 import shlex
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -62,6 +67,11 @@ EXIT_FIT_FAILED = 1
 LEARN_MODES = ("relu", "weights", "relu+weights")
 #: closed-loop check courses are drawn from seeds far from any demonstration seed
 CLOSED_LOOP_SEED = 100_000
+#: closed-loop selection courses (--select closed-loop): the selection range used for the RL policies
+#: (docs/robot-rl.md), evaluation seeds that Table 2's ranges (1,000,000.., 1,000,300..) never use
+SELECT_FIRST_SEED = 1_500_000
+#: closed-loop selection: a candidate's mean travel time may exceed the action-error choice's by this factor at most
+SELECT_TIME_FACTOR = 1.05
 
 
 class FitFailed(Exception):
@@ -83,6 +93,8 @@ class Option:
     K: int               # ReLU terms (0 for "weights")
     rho: float           # ρ: weight of Σ‖θ_k‖² in (11a)
     kappa: float         # κ: weight of Σ φ_j² (the learned weight changes) in (11a)
+    weights: tuple[str, ...] = ("c_h", "c_u")   # the weights learned in the *weights modes
+    bounds: tuple[tuple[str, float, float], ...] = ()   # boxes (name, lo, hi) on learned weights (priors)
 
     def label(self) -> str:
         parts = [f"subgoal {self.subgoal.label()}", self.learn]
@@ -90,6 +102,9 @@ class Option:
             parts.append(f"K={self.K} ρ={self.rho:g}")
         if "weights" in self.learn:
             parts.append(f"κ={self.kappa:g}")
+            if self.weights != ("c_h", "c_u"):
+                parts.append("learn " + "+".join(self.weights))
+            parts += [f"{lo:g} ≤ {name} ≤ {hi:g}" for name, lo, hi in self.bounds]
         return ", ".join(parts)
 
 
@@ -138,9 +153,25 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--learn", nargs="+", default=["weights", "relu+weights"], choices=LEARN_MODES,
                    help="what Problem 11 learns: relu (the paper's ReLU terms only), weights (c_h, c_u of Eq. 32a), "
                         "relu+weights (default: weights relu+weights)")
-    o.add_argument("--weights", default="c_h,c_u",
+    o.add_argument("--weights", nargs="+", default=["c_h,c_u"], metavar="LIST",
                    help=f"weights of Eq. 32a learned in the *weights modes, among {','.join(WEIGHT_NAMES)} "
+                        "(c_du: the extension's weight on ‖u − u_{t−1}‖²); several lists are candidates "
                         "(default c_h,c_u)")
+    o.add_argument("--weight-bounds", nargs="+", default=["none"], metavar="BOXES",
+                   help="boxes on learned weights, 'NAME=LO:HI[,NAME=LO:HI...]' (e.g. 'c_u=0.05:1,c_h=0:5': a floor on "
+                        "c_u against bang-bang commands) or 'none' (c_h, c_u within 0..20x the parameter file's, "
+                        "c_du within 0..2); several are candidates (default none)")
+    o.add_argument("--select", choices=("action", "closed-loop"), default="action",
+                   help="action (default): the least mean L2 of the FOP's actions on held-out episodes; "
+                        "closed-loop: among candidates with held-out cosine >= --min-cosine, the least energy "
+                        "on --select-courses PyBullet courses (geometric planner) that reaches all of them, "
+                        "without collisions, at most 5%% slower than the action-error choice")
+    o.add_argument("--min-cosine", type=float, default=0.98,
+                   help="closed-loop selection: lowest held-out action cosine of a candidate (default 0.98)")
+    o.add_argument("--select-courses", type=int, default=10, help="closed-loop selection courses (default 10)")
+    o.add_argument("--select-first-seed", type=int, default=SELECT_FIRST_SEED,
+                   help=f"first seed of those courses (default {SELECT_FIRST_SEED}: the selection range of "
+                        "sim.courses' evaluation seeds, disjoint from Table 2's ranges)")
     o.add_argument("--K", type=int, nargs="+", default=[2], help="ReLU terms for the relu modes (default 2; the "
                    "controller's FOP must be built with at least this many)")
     o.add_argument("--rho", type=float, nargs="+", default=[1.0], help="ρ of Σ‖θ_k‖² in (11a) (default 1)")
@@ -223,12 +254,44 @@ def _check_args(args: argparse.Namespace) -> None:
     if args.closed_loop < 0:
         problems.append(f"--closed-loop must be >= 0 (got {args.closed_loop})")
     try:
-        args.weight_names = tuple(w.strip() for w in args.weights.split(",") if w.strip())
+        args.bound_sets = [parse_bounds(b) for b in args.weight_bounds]
+    except ValueError as exc:
+        problems.append(str(exc))
+    if not 0 <= args.min_cosine <= 1:
+        problems.append(f"--min-cosine must be in [0, 1] (got {args.min_cosine})")
+    if args.select_courses < 1:
+        problems.append(f"--select-courses must be >= 1 (got {args.select_courses})")
+    try:
+        args.weight_sets = [tuple(w.strip() for w in ws.split(",") if w.strip()) for ws in args.weights]
+        bad = sorted({w for ws in args.weight_sets for w in ws} - set(WEIGHT_NAMES))
+        if bad or not all(args.weight_sets):
+            problems.append(f"--weights: unknown or empty weight list {bad or args.weights}; choose among "
+                            f"{','.join(WEIGHT_NAMES)}")
+        args.weight_names = args.weight_sets[0] if args.weight_sets else ()
         args.subgoal_specs = [SubgoalSpec.parse(x) for x in args.subgoal] if args.subgoal else None
     except ValueError as exc:
         problems.append(str(exc))
     if problems:
         raise DemonstrationError("; ".join(problems))
+
+
+def parse_bounds(text: str) -> tuple[tuple[str, float, float], ...]:
+    """'none' or 'NAME=LO:HI[,NAME=LO:HI...]' -> ((name, lo, hi), ...); ValueError naming what is wrong."""
+    if text.strip().lower() == "none":
+        return ()
+    out = []
+    for part in text.split(","):
+        name, sep, box = part.partition("=")
+        lo, sep2, hi = box.partition(":")
+        try:
+            lo_f, hi_f = float(lo), float(hi)
+        except ValueError:
+            lo_f = hi_f = math.nan
+        if not (sep and sep2 and name.strip() in WEIGHT_NAMES and 0 <= lo_f <= hi_f < math.inf):
+            raise ValueError(f"--weight-bounds: {part!r} must be NAME=LO:HI with NAME among {','.join(WEIGHT_NAMES)} "
+                             "and 0 <= LO <= HI (finite)")
+        out.append((name.strip(), lo_f, hi_f))
+    return tuple(out)
 
 
 def _gap_stats(gaps: np.ndarray) -> dict[str, float]:
@@ -299,7 +362,7 @@ def fit_option(option: Option, samples: Sequence[RobotSample], fop, args, progre
     from hiopt_ros.control.theta import Theta
 
     fop.set_theta(Theta.zero(0))     # the FOP's own weights: the fit's fixed part and the weights' origin
-    learn_w = args.weight_names if "weights" in option.learn else ()
+    learn_w = option.weights if "weights" in option.learn else ()
     K = option.K if "relu" in option.learn else 0
     data_samples = option.subgoal.apply(samples)
     data, kept, infeasible, relaxed = inverse_samples(data_samples, fop, learn=learn_w)
@@ -313,7 +376,11 @@ def fit_option(option: Option, samples: Sequence[RobotSample], fop, args, progre
     features = None
     if learn_w:
         from dataclasses import replace as _replace
-        features = _replace(weight_features(learn_w, fop), rho=option.kappa)
+        boxes = {name: (lo, hi) for name, lo, hi in option.bounds}
+        if set(boxes) - set(learn_w):
+            raise DemonstrationError(f"--weight-bounds {','.join(sorted(boxes))}: only learned weights can be bounded "
+                                     f"(learned: {','.join(learn_w)})")
+        features = _replace(weight_features(learn_w, fop, bounds=boxes), rho=option.kappa)
     try:
         fit = fit_inverse(data, K=K, l=args.l, rho=option.rho, method=args.method, time_limit_s=args.time_limit_s,
                           mip_gap=args.mip_gap, theta_bound=args.theta_bound, seed=seed, progress=progress,
@@ -372,6 +439,71 @@ def closed_loop(fop, theta, params, n_courses: int, seed: int, lookahead_m: floa
             "solver_failures": int(sum(r.failures for r in res))}
 
 
+def pybullet_loop(lower, params, seeds: Sequence[int], driver) -> dict[str, Any]:
+    """`lower` (a Fop with its θ installed, or the MPC) driven by `driver` (sim.evaluate's) on the PyBullet
+    courses of `seeds`: success, collisions, mean travel time and energy (over the successful runs), mean
+    |Δω| per control step and mean |ω| (over every run)."""
+    from hiopt_ros.stdio import mute_c_stdout
+    from sim.evaluate import run_episode
+    from sim.nav_env import NavEnv, NavEnvConfig, command_smoothness
+
+    env = NavEnv(lower, backend="pybullet", course_seeds=list(seeds), config=NavEnvConfig.from_params(params),
+                 params=params)
+    rows = []
+    try:
+        with mute_c_stdout():
+            for seed in seeds:
+                ep = run_episode(env, driver, "select", int(seed))
+                sm = command_smoothness(env.commands)
+                rows.append((ep.reached and not ep.collided, ep.collided, ep.time_s, ep.energy_j,
+                             sm["mean_abs_domega_radps"], sm["mean_abs_omega_radps"]))
+    finally:
+        env.close()
+    r = np.array(rows, float).reshape(-1, 6)
+    ok = r[:, 0] > 0
+    return {"courses": len(rows), "first_seed": int(seeds[0]), "reached": int(ok.sum()), "collided": int(r[:, 1].sum()),
+            "travel_time_s": float(r[ok, 2].mean()) if ok.any() else None,
+            "energy_j": float(r[ok, 3].mean()) if ok.any() else None,
+            "mean_abs_domega_radps": float(r[:, 4].mean()), "mean_abs_omega_radps": float(r[:, 5].mean())}
+
+
+def select_closed_loop(candidates: list[dict[str, Any]], by_action: dict[str, Any], fop, args, progress: bool
+                       ) -> tuple[dict[str, Any], str]:
+    """--select closed-loop: each candidate (held-out cosine >= --min-cosine) and the action-error choice
+    `by_action` drive the selection courses with the geometric planner (the MPC too, for reference); the
+    one with the least energy among those that reach every course without a collision within
+    SELECT_TIME_FACTOR of `by_action`'s travel time wins (`by_action` itself qualifies unless it fails a
+    course). Stores each candidate's numbers under "closed_loop"."""
+    from hiopt_ros.control.mpc import Mpc
+    from hiopt_ros.control.params import mpc_config_from_params
+    from hiopt_ros.planning.geometric import LookaheadPolicy
+    from hiopt_ros.progress import progress_bar
+    from sim.evaluate import ExpertDriver, SubgoalDriver
+    from sim.nav_env import NavEnvConfig
+
+    seeds = list(range(args.select_first_seed, args.select_first_seed + args.select_courses))
+    look = NavEnvConfig.from_params(args.params).prior_lookahead_m      # planner_node.lookahead_m
+    mpc = pybullet_loop(Mpc(mpc_config_from_params(args.params)), args.params, seeds, ExpertDriver())
+    eligible = [c for c in candidates if c.get("held_out", {}).get("cosine", 0.0) >= args.min_cosine
+                or c is by_action]
+    bar = progress_bar(eligible, enabled=progress, desc="closed-loop selection", unit="candidate")
+    for c in bar:
+        fop.set_theta(c["theta"])
+        c["closed_loop"] = pybullet_loop(fop, args.params, seeds, SubgoalDriver(LookaheadPolicy(lookahead_m=look)))
+    ref = by_action["closed_loop"]
+    t_max = SELECT_TIME_FACTOR * (ref["travel_time_s"] if ref["travel_time_s"] is not None else math.inf)
+    good = [c for c in eligible if c["closed_loop"]["reached"] == len(seeds) and c["closed_loop"]["collided"] == 0
+            and c["closed_loop"]["travel_time_s"] <= t_max]
+    note = (f"closed loop: least energy on PyBullet courses {seeds[0]}..{seeds[-1]} (geometric planner, look-ahead "
+            f"{look:g} m) among candidates with held-out cosine >= {args.min_cosine:g} that reach every course "
+            f"without a collision, at most {SELECT_TIME_FACTOR:g}x the travel time of the action-error choice "
+            f"({by_action['label']}); MPC there: {mpc['travel_time_s']:.3f} s, {mpc['energy_j']:.2f} J, mean |dω| "
+            f"{mpc['mean_abs_domega_radps']:.4f} rad/s per step, mean |ω| {mpc['mean_abs_omega_radps']:.3f} rad/s")
+    if not good:
+        return by_action, note + f"; no candidate qualified, so the action-error choice was kept ({by_action['label']})"
+    return min(good, key=lambda c: c["closed_loop"]["energy_j"]), note
+
+
 def candidate_options(args, has_plan: bool) -> list[list[Option]]:
     """Stages of candidates: staged search = [[subgoal candidates], [the rest at the chosen subgoal]]."""
     specs = args.subgoal_specs or ([SubgoalSpec("expert_plan", k) for k in range(2, 9)] if has_plan
@@ -381,7 +513,11 @@ def candidate_options(args, has_plan: bool) -> list[list[Option]]:
         Ks = args.K if "relu" in learn else [0]
         rhos = args.rho if "relu" in learn else [args.rho[0]]
         kappas = args.kappa if "weights" in learn else [0.0]
-        combos += [(learn, K, r, kp) for K, r, kp in itertools.product(Ks, rhos, kappas)]
+        wsets = args.weight_sets if "weights" in learn else [args.weight_sets[0]]
+        bsets = args.bound_sets if "weights" in learn else [()]
+        combos += [(learn, K, r, kp, tuple(ws), bs) for K, r, kp, ws, bs in itertools.product(Ks, rhos, kappas, wsets,
+                                                                                             bsets)
+                   if set(n for n, _, _ in bs) <= set(ws)]
     if args.search == "grid":
         return [[Option(sp, *c) for sp in specs for c in combos]]
     # staged: the cheapest mode (weights is one LP; else the first combination) decides the subgoal
@@ -455,7 +591,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     unchanged_held: dict[str, Any] = {}
     for si, stage in enumerate(stages):
         if chosen is not None:
-            stage = [Option(chosen["option"].subgoal, o.learn, o.K, o.rho, o.kappa) for o in stage]
+            stage = [replace(o, subgoal=chosen["option"].subgoal) for o in stage]
         for opt in stage:
             if any(c["option"] == opt for c in candidates):
                 bar.update(1)
@@ -480,6 +616,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         else:
             chosen = candidates[0]
     bar.close()
+    select_note = None
+    if args.select == "closed-loop":
+        chosen, select_note = select_closed_loop(candidates, chosen, fop, args, progress)
     option = chosen["option"]
 
     # 4. the chosen option on every training episode
@@ -538,7 +677,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "obstacles_from": args.obstacles or f"bag topic {topics.obstacles}",
         "samples": report_samples,
         "option": {"subgoal": option.subgoal.label(), "learn": option.learn, "K": int(theta_hat.K),
-                   "rho": option.rho, "kappa": option.kappa},
+                   "rho": option.rho, "kappa": option.kappa, "weights": list(option.weights),
+                   "bounds": [list(b) for b in option.bounds]},
         "K": int(theta_hat.K), "l": float(fit.l), "rho": option.rho, "kappa": option.kappa,
         "method": str(fit.method), "solver_status": str(fit.status),
         "objective": float(fit.objective), "bound": _num(fit.bound),
@@ -546,13 +686,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "time_limit_s": args.time_limit_s, "node_limit": args.node_limit, "mip_gap": args.mip_gap,
         "gaps": {**_gap_stats(fit.gaps), "prop4_bound": _num(fit.prop4_bound)},
         "cost_weights": dict(theta_hat.cost_weights), "learned_weights": list(theta_hat.learned_weights),
-        "selection": {"criterion": "mean L2 distance of the acados FOP's actions to the expert's on training "
-                                   "episodes held out from every candidate's fit (the gap objective is not used)",
+        "selection": {"criterion": ("mean L2 distance of the acados FOP's actions to the expert's on training "
+                                    "episodes held out from every candidate's fit (the gap objective is not used)")
+                      if args.select == "action" else select_note,
                       "chosen": chosen["label"],
                       "candidates": [{"option": c["label"], "objective": c["objective"], "gap_mean": c["gap_mean"],
                                       "fit_time_s": round(c["fit_time_s"], 2),
                                       "cost_weights": dict(c["theta"].cost_weights),
-                                      **({"held_out": c["held_out"]} if "held_out" in c else {})}
+                                      **({"held_out": c["held_out"]} if "held_out" in c else {}),
+                                      **({"closed_loop": c["closed_loop"]} if "closed_loop" in c else {})}
                                      for c in candidates]},
         "held_out": held_out,
         "validation": validation,
@@ -602,13 +744,24 @@ def format_report(rep: dict[str, Any]) -> str:
     ]
     sel = rep["selection"]
     if sel["candidates"]:
-        lines += ["options (chosen by the FOP's mean L2 on held-out episodes; the gap objective is only reported):",
-                  f"  {'':52s}{'cosine':>9s}{'L2':>9s}{'objective':>12s}{'fit s':>8s}"]
+        loop_cols = any("closed_loop" in c for c in sel["candidates"])
+        how = ("the FOP's mean L2 on held-out episodes" if not loop_cols else
+               "closed-loop energy among candidates that imitate well enough, see below")
+        lines += [f"options (chosen by {how}; the gap objective is only reported):",
+                  f"  {'':52s}{'cosine':>9s}{'L2':>9s}{'objective':>12s}{'fit s':>8s}"
+                  + (f"{'reached':>9s}{'time s':>8s}{'energy J':>10s}{'|dω|':>8s}" if loop_cols else "")]
         for c in sel["candidates"]:
             ho = c.get("held_out")
             mark = "*" if c["option"] == sel["chosen"] else " "
             metrics = f"{ho['cosine']:9.4f}{ho['l2']:9.4f}" if ho else f"{'–':>9s}{'–':>9s}"
-            lines.append(f" {mark}{c['option']:52s}{metrics}{c['objective']:12.4g}{c['fit_time_s']:8.1f}")
+            cl = c.get("closed_loop")
+            loop = ""
+            if cl:
+                loop = (f"{cl['reached']:>5d}/{cl['courses']:<3d}{_num(cl['travel_time_s']) or math.nan:8.2f}"
+                        f"{_num(cl['energy_j']) or math.nan:10.1f}{cl['mean_abs_domega_radps']:8.4f}")
+            lines.append(f" {mark}{c['option']:52s}{metrics}{c['objective']:12.4g}{c['fit_time_s']:8.1f}{loop}")
+        if loop_cols:
+            lines.append(f"  selection: {sel['criterion']}")
     w = rep.get("cost_weights") or {}
     lw = rep.get("learned_weights") or []
     lines.append(

@@ -13,9 +13,11 @@ and whether the expert reached the goal); other bags are cut into episodes at ga
 EPISODE_GAP_S between commands (success unknown). Splits for validation are by episode, never by
 sample. Subgoals: `SubgoalSpec` says how x̂_t is defined — the recorded /hiopt/subgoal, or the
 expert's planned position k steps ahead from /hiopt/expert_plan (any k, chosen by offline.fit).
-Learned weights: `WEIGHT_NAMES` of Eq. 32a (c_p, c_h, c_u) can be learned with the ReLU terms; each
-is one linear-quadratic feature of the generic inverse problem (its unit-weight piece of
-`Fop.cost_terms`), its learned value the change from the FOP's own weight.
+Learned weights: `WEIGHT_NAMES` of Eq. 32a (c_p, c_h, c_u, and the extension's c_du on
+‖u − u_{t−1}‖²) can be learned with the ReLU terms; each is one linear-quadratic feature of the
+generic inverse problem (its unit-weight piece of `Fop.cost_terms`), its learned value the change
+from the FOP's own weight. The previous command u_{t−1} of a sample (`RobotSample.u_prev`) is the
+expert's previous command in the same episode (the stop command at an episode's first sample).
 """
 from __future__ import annotations
 
@@ -29,8 +31,10 @@ from .bags import ObstacleSeries, RobotBag, TopicSeries
 N_BOUND_ROWS = 4  # Fop.constraint_rows: the bounds (32e–f) come first, then one row per obstacle
 #: commands further apart than this belong to different episodes (bags without /hiopt/episode)
 EPISODE_GAP_S = 1.0
-#: the cost weights of Eq. 32a, in Fop.set_weights' order
-WEIGHT_NAMES = ("c_p", "c_h", "c_u")
+#: the cost weights of Eq. 32a (and the extension's c_du), in Fop.set_weights' order (hiopt_ros.control.fop)
+WEIGHT_NAMES = ("c_p", "c_h", "c_u", "c_du")
+#: weights whose box is absolute (the FOP's own value may be 0): name -> (lowest, highest)
+ABSOLUTE_BOXES = {"c_du": (0.0, 2.0)}
 TOPIC_PLAN = "/hiopt/expert_plan"
 TOPIC_EPISODE = "/hiopt/episode"
 
@@ -53,6 +57,7 @@ class RobotSample:
     reached: bool | None = None  # did the expert reach the goal in that episode (None: not recorded)
     plan_xy: np.ndarray | None = None  # (N+1, 2) the expert's planned positions [m], if recorded
     seed: int | None = None    # the course seed of the episode (offline.demos --seed), if recorded
+    u_prev: np.ndarray = field(default_factory=lambda: np.zeros(2))  # the expert's previous command in the episode
 
 
 @dataclass(frozen=True)
@@ -301,8 +306,11 @@ def align_bag(bag: RobotBag, *, obstacles_xyr: np.ndarray | None = None, max_odo
     labels, reached, seeds = _episode_labels(bag.path.name, times, read_episodes(bag.path, episode_topic)
                                              if episode_topic else [])
     plan_t, plans = read_plans(bag.path, plan_topic) if plan_topic else (np.zeros(0, np.int64), [])
+    prev_episode, prev_u = None, np.zeros(2)
     for s, lab, ok, seed in zip(samples, labels, reached, seeds):
         s.episode, s.reached, s.seed = lab, ok, seed
+        s.u_prev = prev_u.copy() if lab == prev_episode else np.zeros(2)
+        prev_episode, prev_u = lab, s.u_expert
         j = _nearest(plan_t, s.t_ns)
         if j >= 0 and abs(int(plan_t[j]) - s.t_ns) <= max_skew_ns:
             s.plan_xy = plans[j]
@@ -321,44 +329,50 @@ def _nearest(times: np.ndarray, t: int) -> int:
     return i - 1 if t - int(times[i - 1]) <= int(times[i]) - t else i
 
 
-def cost_pieces(fop: Any, state, subgoal_xy) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def cost_pieces(fop: Any, state, subgoal_xy, u_prev=None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Eq. 32a split by weight: {name: (diag R (2,), q (2,))} with uᵀQu + cᵀu = Σ_w w·(uᵀ diag(R) u + qᵀu) + const.
 
     Each piece is Fop.cost_terms at that weight 1 and the others 0 (Eq. 32a is linear in its
     weights), so the pieces are exactly the controller's cost. The FOP's weights are restored.
     """
     cfg = fop.config
-    saved = (cfg.c_p, cfg.c_h, cfg.c_u)
+    saved = tuple(getattr(cfg, w) for w in WEIGHT_NAMES)
     pieces = {}
     try:
         for name in WEIGHT_NAMES:
             fop.set_weights(**{w: (1.0 if w == name else 0.0) for w in WEIGHT_NAMES})
-            Q, c, _ = fop.cost_terms(state, subgoal_xy)
+            Q, c, _ = fop.cost_terms(state, subgoal_xy, u_prev)
             pieces[name] = (np.diag(Q).copy(), np.asarray(c, float).copy())
     finally:
         fop.set_weights(*saved)
     return pieces
 
 
-def weight_features(learn: Sequence[str], fop: Any, max_factor: float = 20.0):
+def weight_features(learn: Sequence[str], fop: Any, max_factor: float = 20.0,
+                    bounds: dict[str, tuple[float, float]] | None = None):
     """The Features of learning the weights `learn` (subset of WEIGHT_NAMES) as changes Δ_w of the
     FOP's own weight w: Δ_w ∈ [−w, (max_factor − 1)·w], so the weight stays in [0, max_factor·w] and
-    the FOP strongly convex (l > 0). At least one weight must stay fixed (the cost's scale)."""
+    the FOP strongly convex (l > 0); c_du (own weight 0) in ABSOLUTE_BOXES. `bounds` {name: (lo, hi)}
+    replaces a weight's box by [lo, hi] (absolute values, e.g. a floor on c_u). At least one weight
+    must stay fixed (the cost's scale)."""
     from .inverse import Features
 
     learn = tuple(learn)
     bad = [w for w in learn if w not in WEIGHT_NAMES]
     if bad:
         raise DemonstrationError(f"unknown weight(s) {bad}: choose among {', '.join(WEIGHT_NAMES)}")
-    if len(set(learn)) == len(WEIGHT_NAMES):
+    if {"c_p", "c_h", "c_u"} <= set(learn):
         raise DemonstrationError("learning every weight of Eq. 32a leaves the cost without a scale: keep one "
                                  "fixed (c_p is the natural anchor)")
     base = {w: float(getattr(fop.config, w)) for w in WEIGHT_NAMES}
+    boxes = {**ABSOLUTE_BOXES, **(bounds or {})}
     for w in learn:
-        if base[w] <= 0:
-            raise DemonstrationError(f"cannot learn {w}: the FOP's {w} is {base[w]} (the box is relative to it)")
-    return Features(names=learn, lower=tuple(-base[w] for w in learn),
-                    upper=tuple((max_factor - 1.0) * base[w] for w in learn))
+        if w not in boxes and base[w] <= 0:
+            raise DemonstrationError(f"cannot learn {w}: the FOP's {w} is {base[w]} (the box is relative to it); "
+                                     f"give it a box with --weight-bounds {w}=LO:HI")
+    box = {w: boxes.get(w, (0.0, max_factor * base[w])) for w in learn}
+    return Features(names=learn, lower=tuple(box[w][0] - base[w] for w in learn),
+                    upper=tuple(box[w][1] - base[w] for w in learn))
 
 
 def inverse_samples(samples: Sequence[RobotSample], fop: Any, *, bound_tol: float = 1e-3,
@@ -391,7 +405,7 @@ def inverse_samples(samples: Sequence[RobotSample], fop: Any, *, bound_tol: floa
             infeasible += 1
             continue
         u = np.clip(u, lo, hi)
-        Q, c, _ = fop.cost_terms(s.state, s.subgoal_xy)
+        Q, c, _ = fop.cost_terms(s.state, s.subgoal_xy, s.u_prev)
         H, b = fop.constraint_rows(s.state, u, s.obstacles_xyr)
         excess = H @ u - b
         violated = excess > feas_tol * (1.0 + np.abs(b))
@@ -403,7 +417,7 @@ def inverse_samples(samples: Sequence[RobotSample], fop: Any, *, bound_tol: floa
             relaxed += 1
         feats = {}
         if learn:
-            pieces = cost_pieces(fop, s.state, s.subgoal_xy)
+            pieces = cost_pieces(fop, s.state, s.subgoal_xy, s.u_prev)
             feats = {"feature_lin": np.array([pieces[w][1] for w in learn]),
                      "feature_quad": np.array([pieces[w][0] for w in learn])}
         out.append(InverseSample(c=np.asarray(c, float), Q=np.diag(np.asarray(Q, float)).copy(), u=u, H=H, b=b,
@@ -440,10 +454,11 @@ def split_indices(n: int, held_out_fraction: float, seed: int) -> tuple[np.ndarr
 
 
 def fop_actions(fop: Any, samples: Iterable[RobotSample], progress: Any = None) -> tuple[np.ndarray, int]:
-    """FOP actions at each sample's state, subgoal and obstacles; (actions (T, 2), number of failed solves)."""
+    """FOP actions at each sample's state, subgoal, obstacles and previous command (the expert's, as the
+    fit saw it); (actions (T, 2), number of failed solves)."""
     acts, failed = [], 0
     for s in samples:
-        u, info = fop.solve(s.state, s.subgoal_xy, s.obstacles_xyr)
+        u, info = fop.solve(s.state, s.subgoal_xy, s.obstacles_xyr, u_prev=s.u_prev)
         failed += 0 if info.ok else 1
         acts.append(np.asarray(u, float))
         if progress is not None:

@@ -52,6 +52,7 @@ def run_episode(course: Course, controller: str = "fop", *, fop: Fop | None = No
         raise ValueError(f"controller must be 'fop' or 'mpc', got {controller!r}")
     if controller == "fop":
         fop = fop or Fop(FopConfig(robot_radius_m=course.robot_radius_m))
+        fop.reset()   # a new run: u_{t−1} of the c_du term is the stop command
         policy = policy or LookaheadPolicy()
     else:
         mpc = mpc or Mpc(MpcConfig(robot_radius_m=course.robot_radius_m))

@@ -280,7 +280,7 @@ def test_controller_stops_on_solver_failure(controller, failure):
     rig.obstacles()
     assert rig.spin_until(lambda: rig.cmds and rig.cmds[-1][0] > 0.1, feed=_fresh(rig))
 
-    def broken_solve(state, subgoal, obstacles=None):
+    def broken_solve(state, subgoal, obstacles=None, u_prev=None):
         if failure == "status":
             return np.zeros(2), SolveInfo(False, 4, "FOP failed (QP solver failed); stopping", 3, 50.0)
         if failure == "nan_action":
@@ -301,7 +301,7 @@ def test_controller_drives_on_an_action_the_fallback_build_solved_and_counts_it(
     node, rig = controller
     rig.obstacles()
     assert rig.spin_until(lambda: rig.cmds and rig.cmds[-1][0] > 0.1, feed=_fresh(rig))
-    node.fop.solve = lambda state, subgoal, obstacles=None: (
+    node.fop.solve = lambda state, subgoal, obstacles=None, u_prev=None: (
         np.array([0.3, -0.2]), SolveInfo(True, 0, "ok (1 of 1 starts failed: maximum number of iterations "
                                          "reached) (solved by the BALANCE build)", 53, 2000.0, fallback=True))
     failures, fallbacks = node.counters["solver_failures"], node.counters["solver_fallbacks"]
@@ -309,6 +309,23 @@ def test_controller_drives_on_an_action_the_fallback_build_solved_and_counts_it(
     assert rig.spin_until(rig.caught_up, feed=_fresh(rig))
     assert node.counters["solver_failures"] == failures
     assert rig.cmds[-1] == (0.3, -0.2)
+
+
+def test_controller_gives_the_fop_its_last_published_command_as_the_previous_one(controller):
+    """u_{t−1} of the FOP's c_du term (fop.py) is what the controller published last, stops included."""
+    node, rig = controller
+    rig.obstacles()
+    assert rig.spin_until(lambda: rig.cmds and rig.cmds[-1][0] > 0.1, feed=_fresh(rig))
+    seen, actions = [], iter([(0.4, 0.5), (0.2, -0.3), (0.6, 0.1)] * 100)
+
+    def solve(state, subgoal, obstacles=None, u_prev=None):
+        seen.append(tuple(u_prev))
+        u = next(actions)
+        return np.array(u), SolveInfo(True, 0, "ok", 1, 50.0)
+
+    node.fop.solve = solve
+    assert rig.spin_until(lambda: len(seen) > 4, feed=_fresh(rig))
+    assert seen[1:4] == [(0.4, 0.5), (0.2, -0.3), (0.6, 0.1)]
 
 
 def test_controller_publishes_diagnostics_and_solve_times(controller):

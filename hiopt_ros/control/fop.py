@@ -1,12 +1,18 @@
 """FOP_θ: the lower-level one-step optimization of Eq. 32, solved by acados at control rate.
 
     min_u  c_p‖p_{t+1} − p̂‖² + c_h (yaw_{t+1} − yaw_ref)² + (c_u + l)‖u‖² + Σ_k max(α_kᵀu − β_k, 0)
+           [+ c_du‖u − u_{t−1}‖²]                                                 (extension, below)
     s.t.   x_{t+1} = x_t + Ts [v cos yaw_t, v sin yaw_t, ω]                      (32b–d)
            v_min ≤ v ≤ v_max,  ω_min ≤ ω ≤ ω_max                                 (32e–f)
            ‖p_{t+1} − p_j‖ ≥ r_j + robot_radius + d_safe,  j = 1..M               (32g)
 
 yaw_ref is the bearing from the robot to the subgoal p̂ (ARCHITECTURE.md), unwrapped to within π of
 the current yaw.
+
+Extension of Eq. 32a (issue 21): c_du‖u − u_{t−1}‖² weighs the change from the previous command
+u_{t−1} (a runtime parameter: by default the command this FOP returned last, zero after `reset()`;
+`solve(..., u_prev=...)` gives it explicitly). c_du = 0 (the default) is exactly Eq. 32a; a θ file
+may carry a learned c_du in its cost_weights (offline.fit --weights c_h,c_u,c_du).
 
 How it maps onto acados (built once per (K, M), see acados_env.py):
 * one shooting interval (N = 1) with discrete dynamics; x_t is fixed by the initial-state bounds;
@@ -44,6 +50,7 @@ feasible and the robot can leave the margin.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import math
 import time
@@ -70,8 +77,11 @@ from .theta import Theta
 
 _UNUSED_BETA = 1.0       # unused ReLU slots: α = 0, β = 1 → α·u − β = −1, strictly inactive
 _FEAS_TOL_M2 = 1e-6      # a start's solution must satisfy (32g) as ‖p_{t+1} − p_j‖² − r_eff² ≥ −this
-# parameter layout (per stage): [p̂x, p̂y, yaw_ref, c_p, c_h, c_u_total, Ts, α (K×2), β (K), obs (M×3)]
-_N_FIXED = 7
+# parameter layout (per stage): [p̂x, p̂y, yaw_ref, c_p, c_h, c_u_total, Ts, c_du, u_prev (2), α (K×2), β (K),
+# obs (M×3)]
+_N_FIXED = 10
+#: the weights of the FOP's own cost terms (Eq. 32a and the c_du extension), in set_weights' order
+WEIGHT_NAMES = ("c_p", "c_h", "c_u", "c_du")
 
 
 def speed_slabs(state, rows, v_min: float, v_max: float, ts: float) -> list[tuple[float, float]]:
@@ -133,8 +143,10 @@ def _yaw_reference(x: float, y: float, yaw: float, gx: float, gy: float) -> floa
 
 
 def _eq32a(x: float, y: float, cos_yaw: float, sin_yaw: float, yaw: float, gx: float, gy: float, yaw_ref: float,
-           v: float, w: float, c_p: float, c_h: float, c_u_total: float, ts: float, relu_terms) -> float:
-    """Eq. 32a at u = (v, w) from x_t = (x, y, yaw) in plain floats; relu_terms: ((α_v, α_ω), β) pairs.
+           v: float, w: float, c_p: float, c_h: float, c_u_total: float, ts: float, relu_terms,
+           c_du: float = 0.0, v_prev: float = 0.0, w_prev: float = 0.0) -> float:
+    """Eq. 32a at u = (v, w) from x_t = (x, y, yaw) in plain floats; relu_terms: ((α_v, α_ω), β) pairs;
+    plus c_du‖u − u_prev‖² (the extension, module docstring; 0.0 when c_du = 0).
 
     c_u_total is c_u + l (the solver's parameter 5). A term with α = 0, β > 0 (an unused slot) adds
     exactly 0.0, so leaving unused slots out of relu_terms gives the same float."""
@@ -142,6 +154,9 @@ def _eq32a(x: float, y: float, cos_yaw: float, sin_yaw: float, yaw: float, gx: f
     ey = y + ts * v * sin_yaw - gy
     eh = yaw + ts * w - yaw_ref
     cost = c_p * (ex * ex + ey * ey) + c_h * eh * eh + c_u_total * (v * v + w * w)
+    if c_du:
+        dv, dw = v - v_prev, w - w_prev
+        cost += c_du * (dv * dv + dw * dw)
     for (a_v, a_w), b in relu_terms:
         cost += max(a_v * v + a_w * w - b, 0.0)
     return cost
@@ -169,6 +184,7 @@ class FopConfig:
     c_p: float = 100.0
     c_h: float = 30.0
     c_u: float = 1.0
+    c_du: float = 0.0          # weight of ‖u − u_{t−1}‖² (extension of Eq. 32a, module docstring)
     limits: UnicycleLimits = field(default_factory=UnicycleLimits)
     robot_radius_m: float = DEFAULT_ROBOT.robot_radius_m
     d_safe_m: float = DEFAULT_ROBOT.d_safe_m
@@ -180,7 +196,7 @@ class FopConfig:
     def __post_init__(self) -> None:
         if not (isinstance(self.K, int) and self.K >= 0 and isinstance(self.M, int) and self.M >= 0):
             raise ValueError(f"K and M must be non-negative integers, got K={self.K!r}, M={self.M!r}")
-        for name in ("Ts_s", "c_p", "c_h", "c_u", "robot_radius_m", "d_safe_m"):
+        for name in ("Ts_s", "c_p", "c_h", "c_u", "c_du", "robot_radius_m", "d_safe_m"):
             val = getattr(self, name)
             if not (isinstance(val, (int, float)) and math.isfinite(val) and val >= 0):
                 raise ValueError(f"FopConfig.{name} must be a finite number >= 0, got {val!r}")
@@ -224,6 +240,7 @@ def _build_ocp(K: int, M: int, max_iter: int, tol: float, hpipm_mode: str = HPIP
     u = ca.SX.sym("u", 2)
     p = ca.SX.sym("p", _N_FIXED + 3 * K + 3 * M)
     goal, yaw_ref, c_p, c_h, c_u, ts = p[0:2], p[2], p[3], p[4], p[5], p[6]
+    c_du, u_prev = p[7], p[8:10]
     alpha = ca.reshape(p[_N_FIXED:_N_FIXED + 2 * K], 2, K).T if K else None  # row-major K×2
     beta = p[_N_FIXED + 2 * K:_N_FIXED + 3 * K]
     obs = p[_N_FIXED + 3 * K:]
@@ -232,7 +249,7 @@ def _build_ocp(K: int, M: int, max_iter: int, tol: float, hpipm_mode: str = HPIP
     model.name = _solver_name(K, M, hpipm_mode)
     model.x, model.u, model.p = x, u, p
     model.disc_dyn_expr = casadi_step(x, u, ts)
-    model.cost_expr_ext_cost = c_u * ca.sumsqr(u)
+    model.cost_expr_ext_cost = c_u * ca.sumsqr(u) + c_du * ca.sumsqr(u - u_prev)
     model.cost_expr_ext_cost_e = c_p * ca.sumsqr(x[0:2] - goal) + c_h * (x[2] - yaw_ref) ** 2
     if K:
         model.con_h_expr = ca.mtimes(alpha, u) - beta
@@ -336,6 +353,8 @@ class Fop:
         self._alpha = np.zeros((cfg.K, 2))
         self._beta = np.full(cfg.K, _UNUSED_BETA)
         self._su = np.zeros(cfg.K)               # the ReLU slacks at stage 0 (solve's relu_penalty)
+        self._u_last = (0.0, 0.0)                # the command returned last: u_{t−1} of the c_du term
+        self._mute = mute_c_stdout               # around each acados solve (see mute_solves)
         self._relu_terms: list = []              # θ's ((α_v, α_ω), β) in floats; the unused slots add 0
         self._bind_hot_path()
         self.theta = Theta.zero(0)
@@ -344,6 +363,16 @@ class Fop:
         self.set_limits(cfg.limits)
         self.set_weights()
         self.set_theta(theta if theta is not None else Theta.zero(0))
+
+    @property
+    def mute_solves(self) -> bool:
+        """Whether each solve points fd 1 at /dev/null (acados prints on every capped solve; ~10 µs a
+        solve). A process whose native stdout is muted for good (controller_node) turns it off."""
+        return self._mute is mute_c_stdout
+
+    @mute_solves.setter
+    def mute_solves(self, on: bool) -> None:
+        self._mute = mute_c_stdout if on else contextlib.nullcontext
 
     # ---------------------------------------------------------------- runtime settings (no rebuild)
     def set_theta(self, theta: Theta) -> None:
@@ -359,9 +388,10 @@ class Fop:
         """Raise ValueError when this FOP cannot run `theta` (more ReLU terms than its K slots, cost
         weights Eq. 32a does not have, another case study or input order); changes nothing. The
         controller node calls it when a new theta_file is validated, before the swap."""
-        unknown = sorted(set(theta.cost_weights) - {"c_p", "c_h", "c_u"})
+        unknown = sorted(set(theta.cost_weights) - set(WEIGHT_NAMES))
         if unknown:
-            raise ValueError(f"θ has cost weights {unknown} this FOP does not have (Eq. 32a: c_p, c_h, c_u)")
+            raise ValueError(f"θ has cost weights {unknown} this FOP does not have (Eq. 32a: c_p, c_h, c_u; "
+                             "extension: c_du)")
         if theta.K > self.config.K:
             raise ValueError(f"θ has {theta.K} ReLU terms but this FOP was built with K={self.config.K}; "
                              f"build Fop(FopConfig(K={theta.K}))")
@@ -382,15 +412,16 @@ class Fop:
         self._p[_N_FIXED + 2 * K:_N_FIXED + 3 * K] = self._beta
         before = getattr(self, "_weights_before_theta", None)
         if before is not None:                       # undo the previous θ's weights
-            self.config.c_p, self.config.c_h, self.config.c_u = before
+            self.config.c_p, self.config.c_h, self.config.c_u, self.config.c_du = before
             self._weights_before_theta = None
         if theta.cost_weights:
-            self._weights_before_theta = (self.config.c_p, self.config.c_h, self.config.c_u)
+            self._weights_before_theta = (self.config.c_p, self.config.c_h, self.config.c_u, self.config.c_du)
         self.set_weights(**theta.cost_weights)       # also writes c_u + l
 
-    def set_weights(self, c_p: float | None = None, c_h: float | None = None, c_u: float | None = None) -> None:
-        """Change cost weights of Eq. 32a at run time."""
-        for name, val in (("c_p", c_p), ("c_h", c_h), ("c_u", c_u)):
+    def set_weights(self, c_p: float | None = None, c_h: float | None = None, c_u: float | None = None,
+                    c_du: float | None = None) -> None:
+        """Change cost weights of Eq. 32a (and the extension's c_du) at run time."""
+        for name, val in (("c_p", c_p), ("c_h", c_h), ("c_u", c_u), ("c_du", c_du)):
             if val is not None:
                 if not (math.isfinite(val) and val >= 0):
                     raise ValueError(f"{name} must be finite and >= 0, got {val!r}")
@@ -398,6 +429,11 @@ class Fop:
         self._p[3], self._p[4] = self.config.c_p, self.config.c_h
         self._p[5] = self.config.c_u + getattr(self, "theta", Theta.zero(0)).l
         self._p[6] = self.config.Ts_s
+        self._p[7] = self.config.c_du
+
+    def reset(self) -> None:
+        """A new run: the previous command u_{t−1} of the c_du term is the stop command again."""
+        self._u_last = (0.0, 0.0)
 
     def set_limits(self, limits: UnicycleLimits) -> None:
         """Change the input bounds (32e–f) at run time."""
@@ -425,17 +461,19 @@ class Fop:
         return nearest_obstacles(state, self._obs_checked, cfg.robot_radius_m + cfg.d_safe_m, cfg.M,
                                  relax_inside=True)
 
-    def cost_terms(self, state, subgoal_xy) -> tuple[np.ndarray, np.ndarray, float]:
-        """Eq. 32a without the ReLU terms and without l, as uᵀQu + cᵀu + const at fixed x_t."""
+    def cost_terms(self, state, subgoal_xy, u_prev=None) -> tuple[np.ndarray, np.ndarray, float]:
+        """Eq. 32a without the ReLU terms and without l, as uᵀQu + cᵀu + const at fixed x_t, with
+        c_du‖u − u_prev‖² (u_prev: the previous command, default the stop command)."""
         state = check_vector("state", state, 3)
         subgoal_xy = check_vector("subgoal_xy", subgoal_xy, 2)
+        u_prev = np.zeros(2) if u_prev is None else check_vector("u_prev", u_prev, 2)
         cfg, ts = self.config, self.config.Ts_s
         heading = np.array([math.cos(state[2]), math.sin(state[2])])
         dp = state[:2] - subgoal_xy
         dyaw = state[2] - self.yaw_reference(state, subgoal_xy)
-        Q = np.diag([cfg.c_p * ts * ts + cfg.c_u, cfg.c_h * ts * ts + cfg.c_u])
-        c = np.array([2 * cfg.c_p * ts * heading @ dp, 2 * cfg.c_h * ts * dyaw])
-        const = cfg.c_p * float(dp @ dp) + cfg.c_h * dyaw * dyaw
+        Q = np.diag([cfg.c_p * ts * ts + cfg.c_u + cfg.c_du, cfg.c_h * ts * ts + cfg.c_u + cfg.c_du])
+        c = np.array([2 * cfg.c_p * ts * heading @ dp, 2 * cfg.c_h * ts * dyaw]) - 2 * cfg.c_du * u_prev
+        const = cfg.c_p * float(dp @ dp) + cfg.c_h * dyaw * dyaw + cfg.c_du * float(u_prev @ u_prev)
         return Q, c, const
 
     def constraint_rows(self, state, u_lin, obstacles_xyr=None) -> tuple[np.ndarray, np.ndarray]:
@@ -462,19 +500,20 @@ class Fop:
         return np.array(H), np.array(b)
 
     def objective(self, state, subgoal_xy, u) -> float:
-        """Eq. 32a at u with the weights, θ (ReLU terms) and l installed in the solver."""
+        """Eq. 32a at u with the weights, θ (ReLU terms) and l installed in the solver (and the
+        c_du term about the u_{t−1} of the last solve)."""
         state = check_vector("state", state, 3)
         subgoal_xy = check_vector("subgoal_xy", subgoal_xy, 2)
         u = check_vector("u", u, 2)
         return self._cost(state, subgoal_xy, self.yaw_reference(state, subgoal_xy), float(u[0]), float(u[1]))
 
     def _cost(self, state, subgoal_xy, yaw_ref: float, v: float, w: float) -> float:
-        """Eq. 32a from the parameters acados optimises (p: c_p, c_h, c_u + l; α, β), in floats."""
-        c_p, c_h, c_u, ts = self._p[3:7].tolist()
+        """Eq. 32a from the parameters acados optimises (p: c_p, c_h, c_u + l, c_du, u_prev; α, β), in floats."""
+        c_p, c_h, c_u, ts, c_du, v_prev, w_prev = self._p[3:10].tolist()
         yaw = float(state[2])
         return _eq32a(float(state[0]), float(state[1]), math.cos(yaw), math.sin(yaw), yaw, float(subgoal_xy[0]),
                       float(subgoal_xy[1]), yaw_ref, v, w, c_p, c_h, c_u, ts,
-                      zip(self._alpha.tolist(), self._beta.tolist()))
+                      zip(self._alpha.tolist(), self._beta.tolist()), c_du, v_prev, w_prev)
 
     def speed_slabs(self, state, rows: list[tuple[float, float, float]]) -> list[tuple[float, float]]:
         """The feasible speeds of (32e) ∩ (32g) at `state` (see :func:`speed_slabs`); `rows` are the
@@ -523,8 +562,11 @@ class Fop:
         self._obs_slice = slice(_N_FIXED + 3 * cfg.K, _N_FIXED + 3 * cfg.K + 3 * cfg.M)
         self._calls, self._fallback_calls = (_BoundCalls.of(s, self) for s in (self._solver, self._fallback))
 
-    def solve(self, state, subgoal_xy, obstacles_xyr=None) -> tuple[np.ndarray, SolveInfo]:
+    def solve(self, state, subgoal_xy, obstacles_xyr=None, u_prev=None) -> tuple[np.ndarray, SolveInfo]:
         """Solve Eq. 32 at `state` for `subgoal_xy`; returns (u, info), u = stop on failure.
+
+        u_prev: the previous command u_{t−1} of the c_du term (default: the command this FOP
+        returned last, the stop command after `reset()`); it only matters when c_du > 0.
 
         One SQP start per feasible speed slab (module docstring); the lowest-cost feasible
         solution wins; when no start converges, the same starts on the BALANCE build. info.cost
@@ -542,9 +584,10 @@ class Fop:
         yaw_ref = _yaw_reference(x, y, yaw, gx, gy)
         xyyaw = (x, y, yaw)
         rows = self._obstacle_rows(xyyaw, obstacles_xyr)
-        # parameters (layout above _N_FIXED): p̂, yaw_ref, then the obstacle block with the unused slots
-        # parked as model.pack_obstacles parks them (as one flat list; test_control checks they agree)
+        # parameters (layout above _N_FIXED): p̂, yaw_ref, u_{t−1}, then the obstacle block with the unused
+        # slots parked as model.pack_obstacles parks them (as one flat list; test_control checks they agree)
         pc[0], pc[1], pc[2] = gx, gy, yaw_ref
+        pc[8], pc[9] = self._u_last if u_prev is None else finite_floats("u_prev", u_prev, 2)
         n_free = cfg.M - len(rows)
         pc[self._obs_slice] = ([v for row in rows for v in row] if rows else []) + \
             [x + PARK_OFFSET_M, y + PARK_OFFSET_M, 0.0] * n_free
@@ -560,6 +603,7 @@ class Fop:
             failures = failures + failures2
         if best is None:
             why = "; ".join(dict.fromkeys(failures))
+            self._u_last = (0.0, 0.0)
             return np.zeros(2), SolveInfo(False, fail_status, f"FOP failed ({why}); stopping", iters,
                                           (time.perf_counter() - t0) * 1e6, starts=len(starts), fallback=True)
         best_v, best_w, best_cost, best_relu, best_start = best
@@ -569,15 +613,16 @@ class Fop:
             msg += f" (solved by the {FALLBACK_HPIPM_MODE} build)"
         if len(self._obs_checked) > cfg.M:  # obstacles beyond the M slots: keep their margins too
             lim = cfg.limits
-            c_p, c_h, c_u, ts = self._p[3:7].tolist()
+            c_p, c_h, c_u, ts, c_du, v_prev, w_prev = self._p[3:10].tolist()
             v = margin_keeping_speed(xyyaw, best_v, self._obs_checked, cfg.robot_radius_m + cfg.d_safe_m,
                                      lim.v_min_mps, lim.v_max_mps, ts)
             if v != best_v:
                 best_u[0] = v
                 best_cost = _eq32a(x, y, math.cos(yaw), math.sin(yaw), yaw, gx, gy, yaw_ref, v, best_w, c_p, c_h, c_u,
-                                   ts, self._relu_terms)
+                                   ts, self._relu_terms, c_du, v_prev, w_prev)
                 best_relu = float(np.maximum(self._alpha @ best_u - self._beta, 0.0).sum())
                 msg += f" (speed cut to {v:.3f} m/s by an obstacle beyond the M={cfg.M} slots)"
+        self._u_last = (float(best_u[0]), float(best_u[1]))
         return best_u, SolveInfo(True, 0, msg, iters, (time.perf_counter() - t0) * 1e6, best_relu, best_cost,
                                  len(starts), best_start, fallback)
 
@@ -590,7 +635,7 @@ class Fop:
         c.set_p1()
         c.set_lbx()
         c.set_ubx()
-        c_p, c_h, c_u, ts = self._p[3:7].tolist()
+        c_p, c_h, c_u, ts, c_du, v_prev, w_prev = self._p[3:10].tolist()
         cos_yaw, sin_yaw = math.cos(yaw), math.sin(yaw)
         lim = self.config.limits
         v_lo, v_hi, w_lo, w_hi = lim.v_min_mps, lim.v_max_mps, lim.omega_min_radps, lim.omega_max_radps
@@ -605,7 +650,7 @@ class Fop:
             c.guess_x0()
             c.guess_x1()
             c.guess_u()
-            with mute_c_stdout():  # acados prints on every capped solve; info.message says it
+            with self._mute():  # acados prints on every capped solve; info.message says it
                 status = c.solve()
             c.get_u()
             u0, u1 = uc[0], uc[1]
@@ -624,7 +669,8 @@ class Fop:
                 if worst > _FEAS_TOL_M2:
                     failures.append(f"obstacle constraint violated by {worst:.2e} m²")
                     continue
-            cost = _eq32a(x, y, cos_yaw, sin_yaw, yaw, gx, gy, yaw_ref, v, w, c_p, c_h, c_u, ts, self._relu_terms)
+            cost = _eq32a(x, y, cos_yaw, sin_yaw, yaw, gx, gy, yaw_ref, v, w, c_p, c_h, c_u, ts, self._relu_terms,
+                          c_du, v_prev, w_prev)
             if best is None or cost < best_cost:
                 # the ReLU penalty as acados sees it: the L1 slacks of the soft constraints (su at stage 0)
                 if c.get_su is not None:
@@ -635,7 +681,7 @@ class Fop:
                 best, best_cost = (v, w, cost, relu, k), cost
         return best, iters, failures, fail_status
 
-    def solve_reference(self, state, subgoal_xy, obstacles_xyr=None) -> tuple[np.ndarray, SolveInfo]:
+    def solve_reference(self, state, subgoal_xy, obstacles_xyr=None, u_prev=None) -> tuple[np.ndarray, SolveInfo]:
         """:meth:`solve` written plainly (numpy arrays, one FastSolver method call per C call): the
         readable statement of what `solve` must compute. test_control checks that both return the
         same (u, info) on the same inputs; `python -m hiopt_ros.bench` times both in one process.
@@ -648,6 +694,7 @@ class Fop:
         rows = self._obstacle_rows(state, obstacles_xyr)
         p[0:2] = subgoal_xy
         p[2] = yaw_ref
+        p[8:10] = self._u_last if u_prev is None else check_vector("u_prev", u_prev, 2)
         pack_obstacles(self._obs_params, state, rows)
         self._x0[:] = state
         starts = self._start_speeds(state, rows)
@@ -695,6 +742,7 @@ class Fop:
         fallback = s is self._fallback
         if best_u is None:
             why = "; ".join(dict.fromkeys(failures))
+            self._u_last = (0.0, 0.0)
             return np.zeros(2), SolveInfo(False, fail_status, f"FOP failed ({why}); stopping", iters,
                                           (time.perf_counter() - t0) * 1e6, starts=len(starts), fallback=True)
         msg = "ok" if not failures else f"ok ({len(failures)} of {len(starts)} starts failed: {failures[0]})"
@@ -708,5 +756,6 @@ class Fop:
                 best_cost = self._cost(state, subgoal_xy, yaw_ref, v, float(best_u[1]))
                 best_relu = float(np.maximum(self._alpha @ best_u - self._beta, 0.0).sum())
                 msg += f" (speed cut to {v:.3f} m/s by an obstacle beyond the M={cfg.M} slots)"
+        self._u_last = (float(best_u[0]), float(best_u[1]))
         return best_u, SolveInfo(True, 0, msg, iters, (time.perf_counter() - t0) * 1e6, best_relu, best_cost,
                                  len(starts), best_start, fallback)

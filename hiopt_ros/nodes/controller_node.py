@@ -4,7 +4,8 @@ Every cycle it publishes exactly one command. It is the FOP's action when all in
 the solve succeeded, and the stop command (0, 0) otherwise, with the reason logged (throttled) and
 counted in the diagnostics: no/stale odometry, no/stale subgoal, no obstacle map yet, non-finite
 state, solver failure. It never publishes NaN. When the robot is within ``arrive_radius_m`` of the
-subgoal it holds still (a unicycle cannot settle on a point behind it).
+subgoal it holds still (a unicycle cannot settle on a point behind it). The command published last
+is the FOP's previous command u_{t−1} (its c_du term, fop.py; no effect when θ has no c_du).
 
 θ (the learned ReLU terms) comes from ``theta_file`` (config/theta/*.yaml, the schema of
 hiopt_ros.control.theta). The solver is built once with ``relu_terms`` slots; loading another θ,
@@ -18,6 +19,7 @@ hiopt_ros.bench --node-rate`` for the rates it sustains).
 """
 from __future__ import annotations
 
+import inspect
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -34,6 +36,8 @@ from . import common as c
 from .watchdog import Watchdog
 
 NAME = "controller_node"
+#: True when this process runs the node (main): process-wide settings (stdout, GC) are then the node's to make
+_OWN_PROCESS = False
 _FOP_DEFAULTS = FopConfig()  # one source of truth for the FOP's default weights
 
 
@@ -46,6 +50,33 @@ class ControllerConfig(c.DriverConfig):
     c_h: float
     c_u: float
     relu_terms: int
+
+
+def _plain_callback(method):
+    """`method` as a function whose signature is precomputed: rclpy's executors call inspect.signature on
+    a timer's callback every time it fires (to pass a TimerInfo), ~15 µs for a bound method, ~1 µs here."""
+    def callback() -> None:
+        method()
+    callback.__signature__ = inspect.Signature()
+    return callback
+
+
+def mute_native_stdout() -> None:
+    """Point this process' file descriptor 1 at /dev/null for good, so native libraries (acados prints
+    on every capped solve) write nowhere, and give Python's sys.stdout a duplicate of the old stdout:
+    Python prints still arrive; ROS logging goes to stderr. Once per process."""
+    import os
+    import sys
+
+    if getattr(mute_native_stdout, "done", False):
+        return
+    sys.stdout.flush()
+    kept = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    sys.stdout = os.fdopen(kept, "w", buffering=1, encoding=sys.stdout.encoding, errors=sys.stdout.errors)
+    mute_native_stdout.done = True
 
 
 class ControllerNode(c.ManagedNode):
@@ -95,6 +126,7 @@ class ControllerNode(c.ManagedNode):
         self._solve_times_us: deque[float] = deque(maxlen=1000)
         self._last_status = "starting"
         self._last_reason = ""
+        self._u_cmd = (0.0, 0.0)   # the command published last: u_{t−1} of the FOP's c_du term (fop.py)
         self._validated_theta: tuple[str, object] | None = None   # (path, θ) checked by on_validate_parameters
 
         # one message of each kind, refilled every cycle (no allocation on the hot path)
@@ -104,10 +136,19 @@ class ControllerNode(c.ManagedNode):
         self.diag_pub = self.create_publisher(DiagnosticArray, c.TOPIC_DIAGNOSTICS, 10)
         self.subscribe_robot_state(self.watchdog)
         self.create_subscription(PointStamped, c.TOPIC_SUBGOAL, self.on_subgoal, c.COMMAND_QOS)
-        self.create_timer(1.0 / cfg.control_rate_hz, self.on_control)
-        self.create_timer(1.0 / cfg.diagnostics_rate_hz, self.on_diagnostics)
+        self.create_timer(1.0 / cfg.control_rate_hz, _plain_callback(self.on_control))
+        self.create_timer(1.0 / cfg.diagnostics_rate_hz, _plain_callback(self.on_diagnostics))
         self.add_on_set_parameters_callback(self.on_validate_parameters)
         self.add_post_set_parameters_callback(self.on_parameters_set)
+        if _OWN_PROCESS:
+            # the control cycle's overheads (python -m hiopt_ros.bench --node-rate --profile): acados' prints
+            # go to /dev/null for good (main) instead of fd 1 being muted around every solve, and what
+            # start-up allocated is moved out of the collector's generations, so a collection walks only
+            # what the cycles allocate
+            self.fop.mute_solves = False
+            import gc
+            gc.collect()
+            gc.freeze()
         self.get_logger().info(
             f"FOP ready (K={cfg.relu_terms}, M={cfg.model.max_obstacles}, "
             f"θ: {cfg.theta_file or 'none, unchanged FOP'}), {cfg.control_rate_hz:g} Hz, "
@@ -197,7 +238,7 @@ class ControllerNode(c.ManagedNode):
             status, counter = "at subgoal", "at_subgoal"
         else:
             try:
-                u, info = self.fop.solve(self.state, self.subgoal, self.obstacles)
+                u, info = self.fop.solve(self.state, self.subgoal, self.obstacles, u_prev=self._u_cmd)
             except ValueError as exc:  # e.g. non-finite subgoal
                 u, info = None, None
                 reason, counter = f"bad FOP input: {exc}", "solver_failures"
@@ -212,6 +253,7 @@ class ControllerNode(c.ManagedNode):
                 else:
                     reason, counter = info.message, "solver_failures"
         self.publish_command(v, omega)
+        self._u_cmd = (v, omega)
         if counter is not None:
             self.counters[counter] += 1
         if reason:
@@ -235,7 +277,33 @@ class ControllerNode(c.ManagedNode):
                                  self.diagnostics_values(**c.solve_time_values(self._solve_times_us)))
 
 
-main = c.node_main(ControllerNode)
+_main = c.node_main(ControllerNode)
+#: environment variable: when set, the node runs under cProfile (CPU time) and writes its stats to this file at exit
+#: (``python -m hiopt_ros.bench --node-rate --profile DIR`` sets it; pstats reads the file)
+PROFILE_ENV = "HIOPT_PROFILE_OUT"
+
+
+def main(args: list[str] | None = None) -> int:
+    """Run the controller node in this process until SIGINT/SIGTERM; the exit status (under cProfile when
+    $HIOPT_PROFILE_OUT is set). Native stdout goes to /dev/null (:func:`mute_native_stdout`)."""
+    import os
+
+    global _OWN_PROCESS
+    _OWN_PROCESS = True
+    mute_native_stdout()
+    out = os.environ.get(PROFILE_ENV)
+    if not out:
+        return _main(args)
+    import cProfile
+    import time
+
+    prof = cProfile.Profile(time.process_time)   # CPU time: the executor's waiting is not counted
+    prof.enable()
+    try:
+        return _main(args)
+    finally:
+        prof.disable()
+        prof.dump_stats(out)
 
 
 if __name__ == "__main__":
