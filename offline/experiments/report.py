@@ -112,6 +112,8 @@ def step_argv(name: str, args, out: Path) -> list[str]:
             argv += ["--workers", str(args.workers)]
         if args.address:
             argv += ["--address", args.address]
+        if args.workers or args.address:
+            argv += ["--retries", str(args.retries)]
     if command in QUIET:
         argv.append(QUIET[command])
     return argv
