@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.method == "cvxpylayers":
             from hiopt_ros.control.theta import save_theta
 
-            res = R.fit_cvxpylayers(prep, R.layer_config(args, args.seed), _log,
+            res = R.fit_cvxpylayers(prep, R.layer_configs(args, args.seed), _log,
                                     progress=not args.no_progress and sys.stderr.isatty())
             theta, fit = res.artefact
             theta.provenance["held_out"] = res.held_out

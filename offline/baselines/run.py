@@ -23,7 +23,7 @@ import numpy as np
 from offline.baselines.cases import ImitationCase
 
 __all__ = ["CASES", "COLUMNS", "add_case_arguments", "add_budget_arguments", "Prepared", "MethodResult", "prepare",
-           "fit_inverse", "fit_cvxpylayers", "fit_value", "layer_config", "value_grid"]
+           "fit_inverse", "fit_cvxpylayers", "fit_value", "layer_configs", "value_grid"]
 
 CASES = ("amod", "inventory")
 #: Table 4's columns per case: (key of the held-out metrics, label)
@@ -57,7 +57,9 @@ def add_case_arguments(p, case: str) -> None:
 def add_budget_arguments(p) -> None:
     """The tuning budgets of the two baselines (the docs state the values used)."""
     g = p.add_argument_group("cvxpylayers budget")
-    g.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (default 0.05)")
+    g.add_argument("--lr", default="0.05",
+                   help="Adam learning rate(s): a comma list is tried in turn and the fit with the lowest training "
+                        "loss kept (default 0.05)")
     g.add_argument("--epochs", type=int, default=5, help="passes over the demonstrations (default 5)")
     g.add_argument("--batch", type=int, default=8, help="demonstrations per Adam step (default 8)")
     g.add_argument("--layer-l", type=float, default=1e-3,
@@ -68,13 +70,21 @@ def add_budget_arguments(p) -> None:
     g.add_argument("--regs", default="1e-4,1e-2,1", help="λ of λ‖P‖² tried (comma list; default 1e-4,1e-2,1)")
 
 
-def layer_config(args, seed: int = 0):
+def layer_configs(args, seed: int = 0) -> list:
+    """One LayerFitConfig per --lr entry (checked: ValueError naming the option)."""
     from offline.baselines.layer_fit import LayerFitConfig
 
-    cfg = LayerFitConfig(lr=args.lr, epochs=args.epochs, batch=args.batch, l=args.layer_l,
-                         init_scale=args.init_scale, seed=int(seed))
-    cfg.check()
-    return cfg
+    try:
+        lrs = [float(v) for v in str(args.lr).split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--lr {args.lr!r}: a comma list of numbers > 0") from None
+    if not lrs:
+        raise ValueError("--lr: at least one learning rate")
+    cfgs = [LayerFitConfig(lr=lr, epochs=args.epochs, batch=args.batch, l=args.layer_l,
+                           init_scale=args.init_scale, seed=int(seed)) for lr in lrs]
+    for c in cfgs:
+        c.check()
+    return cfgs
 
 
 def value_grid(args) -> tuple[list, list]:
@@ -196,14 +206,23 @@ def fit_inverse(prep: Prepared, log) -> MethodResult:
                          f"{report.chosen})"])
 
 
-def fit_cvxpylayers(prep: Prepared, config, log, progress: bool = False) -> MethodResult:
-    """Bi-level-cvxpy on the same demonstrations and θ form; the θ file's provenance says fit_method: cvxpylayers."""
+def fit_cvxpylayers(prep: Prepared, configs, log, progress: bool = False) -> MethodResult:
+    """Bi-level-cvxpy on the same demonstrations and θ form, once per config (learning rate); the fit with
+    the lowest training loss is kept (fit time: all of them). Its θ file's provenance says fit_method: cvxpylayers."""
     from offline.baselines.layer_fit import fit_layer
 
     case = prep.case
     lo, hi = case.weight_bounds
-    fit = fit_layer(case.lp, case.data, case.x_expert, K=prep.K, config=config, features=case.features,
-                    weight_names=case.weight_names, weight_bounds=(lo, hi), progress=progress)
+    fits = []
+    for config in configs:
+        fits.append(fit_layer(case.lp, case.data, case.x_expert, K=prep.K, config=config, features=case.features,
+                              weight_names=case.weight_names, weight_bounds=(lo, hi), progress=progress))
+        f = fits[-1]
+        log(f"[cvxpylayers]   lr {config.lr:g}: training loss {f.loss[0]:.4g} → {f.loss[f.best_epoch]:.4g} (epoch "
+            f"{f.best_epoch}; per epoch {', '.join(f'{v:.4g}' for v in f.loss)})")
+    fit = min(fits, key=lambda f: f.loss[f.best_epoch])
+    config = fit.config
+    total_s = sum(f.fit_time_s for f in fits)
     weights = {nm: float(w) for nm, w in zip(fit.weight_names, fit.weights)}
     if prep.args.case == "inventory" and prep.cost_terms:
         weights["cost_terms"] = 1.0
@@ -212,10 +231,13 @@ def fit_cvxpylayers(prep: Prepared, config, log, progress: bool = False) -> Meth
                                train_seeds=case.seeds["train"], held_out_seeds=case.seeds["held_out"]))
     if prep.args.case == "inventory":
         theta.learned_weights = [w for w in theta.learned_weights if w != "cost_terms"]
-    log(f"[cvxpylayers] seed {config.seed}: loss {fit.loss[0]:.4g} → {fit.loss[fit.best_epoch]:.4g} (epoch "
-        f"{fit.best_epoch}), {fit.steps} Adam steps, {fit.failed_solves} failed solves, {fit.fit_time_s:.0f} s")
-    res = MethodResult("cvxpylayers", case.held_out(theta), fit.fit_time_s, config.seed, theta)
-    res.notes.append(f"cvxpylayers seed {config.seed}: best epoch {fit.best_epoch} of {config.epochs}")
+    log(f"[cvxpylayers] seed {config.seed}: lr {config.lr:g} kept, loss {fit.loss[0]:.4g} → "
+        f"{fit.loss[fit.best_epoch]:.4g} (epoch {fit.best_epoch}), {fit.steps} Adam steps, {fit.failed_solves} "
+        f"failed solves, {total_s:.0f} s for {len(fits)} learning rate(s)")
+    res = MethodResult("cvxpylayers", case.held_out(theta), total_s, config.seed, theta)
+    res.notes.append(f"cvxpylayers seed {config.seed}: lr {config.lr:g} (lowest training loss of "
+                     f"{', '.join(f'{f.config.lr:g}' for f in fits)}), best epoch {fit.best_epoch} of {config.epochs}, "
+                     f"training loss {fit.loss[0]:.4g} → {fit.loss[fit.best_epoch]:.4g}")
     res.artefact = (theta, fit)
     return res
 

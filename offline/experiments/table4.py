@@ -65,7 +65,7 @@ def run(args, argv=None) -> dict:
     if not seeds:
         raise ValueError("--seeds: at least one seed")
     ranks, regs = R.value_grid(args)
-    R.layer_config(args)          # the budget is checked before anything runs
+    R.layer_configs(args)         # the budget is checked before anything runs
     cases = [args.case] if args.case else list(R.CASES)
     results = {}
     for case in cases:
@@ -94,9 +94,9 @@ def _run_case(args, methods, seeds, ranks, regs, argv, both: bool) -> dict:
     if "cvxpylayers" in methods:
         from hiopt_ros.control.theta import save_theta
         for s in seeds:
-            log(f"[table4] cvxpylayers, seed {s}: {len(prep.case.data)} demonstrations, lr {args.lr:g}, "
+            log(f"[table4] cvxpylayers, seed {s}: {len(prep.case.data)} demonstrations, lr {args.lr}, "
                 f"{args.epochs} epochs, batch {args.batch}")
-            res = R.fit_cvxpylayers(prep, R.layer_config(args, s), log, progress=progress)
+            res = R.fit_cvxpylayers(prep, R.layer_configs(args, s), log, progress=progress)
             theta, fit = res.artefact
             theta.provenance["held_out"] = res.held_out
             save_theta(out / f"theta_cvxpylayers_seed{s}.yaml", theta)
@@ -124,7 +124,8 @@ def _run_case(args, methods, seeds, ranks, regs, argv, both: bool) -> dict:
                 row[f"{key}_l1"] = r.held_out[key]["l1"]
             table.add(name, row)
     notes = list(prep.notes) + [n for r in results for n in r.notes] + [
-        f"cvxpylayers budget: Adam lr {args.lr:g}, {args.epochs} epochs, batch {args.batch}, layer l {args.layer_l:g}, "
+        f"cvxpylayers budget: Adam lr ∈ {{{args.lr}}} (lowest training loss kept), {args.epochs} epochs, "
+        f"batch {args.batch}, layer l {args.layer_l:g}, "
         f"init N(0, {args.init_scale:g}²), seeds {','.join(map(str, seeds))}",
         f"value approximation budget: rank ∈ {args.ranks}, λ ∈ {args.regs}, chosen on the last training episode",
         "similarity at the held-out demonstration states (never fitted on): cosine of the stacked flows and mean L1 "
