@@ -142,9 +142,9 @@ def add_scenario_arguments(p) -> None:
                    help="a scenario file in the public AMoD benchmark JSON format: with a preset, the preset's "
                         "settings on this file; with a synthetic --scenario, this file with its own options")
     p.add_argument("--start-hour", type=float, default=None, help="benchmark files: episode start, hour of the day "
-                   "(default: the preset's; errors name the hours a file covers)")
+                   "(default: the preset's; a bare file 19; errors name the hours a file covers)")
     p.add_argument("--step-min", type=float, default=None, help="minutes per decision step Δ (default: the preset's; "
-                   "synthetic 3)")
+                   "a bare file 4; synthetic 3)")
     p.add_argument("--horizon", type=int, default=None, help="decision steps per episode T (default: the preset's; "
                    "synthetic 20)")
     p.add_argument("--demand-ratio", type=float, default=None, help="benchmark files: demand scaling r (default: "
