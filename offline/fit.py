@@ -392,6 +392,8 @@ def fit_option(option: Option, samples: Sequence[RobotSample], fop, args, progre
     weights = dict(base)
     for name, delta in zip(fit.weight_names, fit.weights):
         weights[name] = max(base[name] + float(delta), 0.0)
+    if "c_du" not in fit.weight_names and not weights.get("c_du"):
+        weights.pop("c_du", None)    # θ files without the extension stay as they were (Eq. 32a's weights only)
     cfg = fop.config
     theta = Theta(alpha=np.asarray(fit.theta, float).reshape(-1, 2), beta=np.asarray(fit.nu, float), l=float(fit.l),
                   case_study="robot", cost_weights=weights, learned_weights=list(fit.weight_names),
