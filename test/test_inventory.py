@@ -342,15 +342,30 @@ def test_table1_inventory_pipeline_on_a_preset_at_a_tiny_budget(tmp_path):
     rows = list(csv.DictReader(open(out / "table1_inventory_episodes.csv")))
     methods = {r["method"] for r in rows}
     assert methods == {"MPC", "MPC (SCIM oracle)", "Bi-level-unchanged", "End-to-end RL", "Bi-level-learned",
-                       "Heuristic (SCIM)"}
+                       "Heuristic (SCIM)", "MPC subgoals → Eq. 31"}
     ref = {r["episode"]: float(r["reward"]) for r in rows if r["method"] == "MPC"}
     assert len(ref) == 2
+    # the lower level given the MPC's own subgoals reproduces the MPC (capacity rows as the env's)
+    sub = {r["episode"]: float(r["reward"]) for r in rows if r["method"] == "MPC subgoals → Eq. 31"}
+    assert sub == pytest.approx(ref, abs=1e-6)
     for r in rows:
         assert float(r["reward"]) <= ref[r["episode"]] + 1e-6
         assert float(r["served_demand"]) >= float(r["served_on_time"]) - 1e-9
     md = (out / "table1_inventory.md").read_text()
     assert "10000–10001" in md and "theta.yaml" in md and "shipped" in md
     for kind in ("bilevel_unchanged", "end_to_end", "bilevel_learned"):
+        assert (work / "1F2S_T8" / kind / "seed0" / "model.zip").exists()
+    # Eq. 31a's cost terms: its own θ (fitted on top of them) and its own cached policies
+    argv2 = list(argv)
+    argv2[argv2.index("--methods") + 1] = "MPC,Bi-level-unchanged,Bi-level-learned"
+    argv2[argv2.index("--out") + 1] = str(tmp_path / "out_eq31")
+    assert main(argv2 + ["--lower-objective", "eq31"]) == 0
+    from hiopt_ros.control.theta import load_theta
+
+    th = load_theta(work / "1F2S_T8" / "theta_eq31.yaml")
+    assert th.provenance["relu_on_cost_terms"] and th.provenance["chosen"] in ("cost_terms", "relu")
+    assert th.cost_weights["cost_terms"] == 1.0            # either choice keeps Eq. 31a's cost terms on
+    for kind in ("bilevel_unchanged_eq31", "bilevel_learned_eq31"):
         assert (work / "1F2S_T8" / kind / "seed0" / "model.zip").exists()
 
 
