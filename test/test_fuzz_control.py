@@ -128,12 +128,14 @@ def test_fop_fuzz(fop, data):
     theta = data.draw(thetas(), "theta")
     lim = data.draw(limits(), "limits")
     weights = data.draw(st.tuples(*(st.sampled_from([0.0, 1.0, 30.0, 100.0, 1e4]),) * 3), "c_p, c_h, c_u")
+    c_du = data.draw(st.sampled_from([0.0, 0.3, 1e4]), "c_du (the change-of-command extension)")
+    u_prev = data.draw(st.tuples(st.floats(-20, 20), st.floats(-20, 20)), "u_prev")
     defaults = FopConfig()
     try:
         fop.set_theta(theta)
         fop.set_limits(lim)
-        fop.set_weights(*weights)
-        u, info = fop.solve(state, subgoal, obstacles)
+        fop.set_weights(*weights, c_du=c_du)
+        u, info = fop.solve(state, subgoal, obstacles, u_prev=u_prev)
         cfg = fop.config
         assert_safe_action(u, info, state, obstacles, lim, cfg.Ts_s, cfg.robot_radius_m + cfg.d_safe_m)
         if info.ok:
@@ -142,7 +144,7 @@ def test_fop_fuzz(fop, data):
     finally:
         fop.set_theta(Theta.zero(0))
         fop.set_limits(UnicycleLimits())
-        fop.set_weights(defaults.c_p, defaults.c_h, defaults.c_u)
+        fop.set_weights(defaults.c_p, defaults.c_h, defaults.c_u, defaults.c_du)
 
 
 @_settings(40)
