@@ -11,6 +11,7 @@ import argparse
 import copy
 import inspect
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -114,16 +115,21 @@ def run(args: argparse.Namespace, case=None) -> dict:
     # the sweep: rows without RL (the reference first) once per evaluation seed, RL rows per training seed
     trained = set(getattr(case, "trained_methods", METHODS[1:]))
     first = prepared_by_seed[train_seeds[0]]
-    tasks = []
-    for m in methods:
-        for s in (train_seeds if m in trained else train_seeds[:1]):
-            tag = _seed_tag(s) if m in trained else ""
-            tasks += [Task(f"{m}/{tag}{seed}", _episode_task, (case, prepared_by_seed[s], m, seed))
-                      for seed in eval_seeds]
     sweep = options_from_args(args, progress=progress)
     sweep, why_local = _shippable(sweep, prepared_by_seed)
     if why_local:
         log(f"[table1/{case.name}] {why_local}")
+    on_ray = bool(sweep.workers or sweep.address)
+    run_id = f"{case.name}-{os.getpid()}-{time.time_ns()}"
+    tasks = []
+    for m in methods:
+        for s in (train_seeds if m in trained else train_seeds[:1]):
+            tag = _seed_tag(s) if m in trained else ""
+            # on Ray a worker keeps the first copy of a seed's prepared state it receives (and the
+            # policies the case builds in it), as the in-process loop keeps its one object
+            reuse = {"reuse_key": f"{run_id}/{s}"} if on_ray else {}
+            tasks += [Task(f"{m}/{tag}{seed}", _episode_task, (case, prepared_by_seed[s], m, seed), reuse)
+                      for seed in eval_seeds]
     res = run_sweep(tasks, sweep, desc=f"table1 {case.name}", log=log)
     for line in res.failure_lines():
         log(f"[table1/{case.name}] {line}")
@@ -217,8 +223,14 @@ def _task_seed(task: Task, train_seeds, prepared_by_seed) -> int | None:
     return next(s for s in train_seeds if prepared_by_seed[s] is prepared)
 
 
-def _episode_task(case, prepared: Prepared, method: str, seed: int) -> Episode:
+#: a Ray worker's prepared states, by run and training seed (see run())
+_WORKER_PREPARED: dict[str, Prepared] = {}
+
+
+def _episode_task(case, prepared: Prepared, method: str, seed: int, reuse_key: str | None = None) -> Episode:
     """One evaluation episode: the task of Table 1's sweep."""
+    if reuse_key is not None:
+        prepared = _WORKER_PREPARED.setdefault(reuse_key, prepared)
     return case.run_episode(prepared, method, seed)
 
 
