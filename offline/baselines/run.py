@@ -23,7 +23,7 @@ import numpy as np
 from offline.baselines.cases import ImitationCase
 
 __all__ = ["CASES", "COLUMNS", "add_case_arguments", "add_budget_arguments", "Prepared", "MethodResult", "prepare",
-           "fit_inverse", "fit_cvxpylayers", "fit_value", "layer_configs", "value_grid"]
+           "fit_inverse", "fit_cvxpylayers", "fit_value", "layer_configs", "value_grid", "comma_list"]
 
 CASES = ("amod", "inventory")
 #: Table 4's columns per case: (key of the held-out metrics, label)
@@ -70,16 +70,22 @@ def add_budget_arguments(p) -> None:
     g.add_argument("--regs", default="1e-4,1e-2,1", help="λ of λ‖P‖² tried (comma list; default 1e-4,1e-2,1)")
 
 
+def comma_list(value, option: str, convert, what: str) -> list:
+    """A non-empty comma list of `convert`ed entries, or ValueError naming the option and what it takes."""
+    try:
+        out = [convert(v.strip()) for v in str(value).split(",") if v.strip()]
+    except ValueError:
+        out = []
+    if not out:
+        raise ValueError(f"{option} {value!r}: a comma list of {what}")
+    return out
+
+
 def layer_configs(args, seed: int = 0) -> list:
     """One LayerFitConfig per --lr entry (checked: ValueError naming the option)."""
     from offline.baselines.layer_fit import LayerFitConfig
 
-    try:
-        lrs = [float(v) for v in str(args.lr).split(",") if v.strip()]
-    except ValueError:
-        raise ValueError(f"--lr {args.lr!r}: a comma list of numbers > 0") from None
-    if not lrs:
-        raise ValueError("--lr: at least one learning rate")
+    lrs = comma_list(args.lr, "--lr", float, "numbers > 0")
     cfgs = [LayerFitConfig(lr=lr, epochs=args.epochs, batch=args.batch, l=args.layer_l,
                            init_scale=args.init_scale, seed=int(seed)) for lr in lrs]
     for c in cfgs:

@@ -58,12 +58,7 @@ def run(args, argv=None) -> dict:
     bad = [m for m in methods if m not in METHODS]
     if bad or not methods:
         raise ValueError(f"--methods: unknown {bad}; choose from {','.join(METHODS)}")
-    try:
-        seeds = [int(s) for s in str(args.seeds).split(",") if s.strip()]
-    except ValueError:
-        raise ValueError(f"--seeds {args.seeds!r}: a comma list of integers") from None
-    if not seeds:
-        raise ValueError("--seeds: at least one seed")
+    seeds = R.comma_list(args.seeds, "--seeds", int, "integers")
     ranks, regs = R.value_grid(args)
     R.layer_configs(args)         # the budget is checked before anything runs
     cases = [args.case] if args.case else list(R.CASES)
