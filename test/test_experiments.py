@@ -94,8 +94,8 @@ def test_table1_amod_runs_end_to_end_on_a_tiny_budget(tmp_path, capsys):
     rc = main(["table1", "--case", "amod", "--scenario", "tiny", "--horizon", "4", "--episodes", "2",
                "--demo-episodes", "2", "--held-out-episodes", "1", "--K", "1", "--cost-terms", "none",
                "--fit-time-limit", "5",
-               "--rl-steps", "64", "--bc-steps", "50", "--work-dir", str(tmp_path / "work"), "--out", str(out),
-               "--quiet"])
+               "--rl-steps", "64", "--bc-steps", "50", "--seeds", "1", "--work-dir", str(tmp_path / "work"),
+               "--out", str(out), "--quiet"])
     assert rc == 0
     rows = {r["method"]: r for r in csv.DictReader(open(out / "table1_amod.csv"))}
     assert list(rows) == ["MPC", "Bi-level-unchanged", "End-to-end RL", "Bi-level-learned"]
@@ -122,7 +122,7 @@ def test_table1_amod_fits_learned_cost_terms_from_the_command_line(tmp_path):
     out = tmp_path / "t1"
     rc = main(["table1", "--case", "amod", "--scenario", "tiny", "--horizon", "4", "--episodes", "1",
                "--demo-episodes", "2", "--held-out-episodes", "1", "--K", "0", "--cost-terms", "time:2",
-               "--methods", "MPC,Learned FOP + MPC subgoals", "--work-dir", str(tmp_path / "work"),
+               "--methods", "MPC,Learned FOP + MPC subgoals", "--seeds", "1", "--work-dir", str(tmp_path / "work"),
                "--out", str(out), "--quiet"])
     assert rc == 0
     theta = load_theta(tmp_path / "work" / "synthetic-tiny-s0-T4-dt3" / "theta.yaml")
