@@ -34,6 +34,10 @@ def build_parser(case: str | None = None) -> argparse.ArgumentParser:
                        help="output folder (default <work-dir>/<case>/<scenario>/baselines)")
         s.add_argument("--seed", type=int, default=0, help="seed of the cvxpylayers initialisation (default 0)")
         s.add_argument("--no-progress", action="store_true", help="no progress bar")
+        if name == "value":
+            s.add_argument("--episodes", type=int, default=0,
+                           help=f"also run the policy as a whole controller for N episodes on evaluation seeds "
+                                f"{R.EVAL_SEED0}, … (Table 6's row; default 0)")
         R.add_budget_arguments(s)
         if case is not None:
             R.add_case_arguments(s.add_argument_group(f"{case} options"), case)
@@ -107,10 +111,20 @@ def main(argv: list[str] | None = None) -> int:
             doc = {"fit_method": "value_approximation", "case_study": args.case, "state_names": prep.case.state_names,
                    "L": vf.L.tolist(), "D": vf.D.tolist(), "q": vf.q.tolist(),
                    "report": _plain(report), "held_out": _plain(res.held_out)}
+            if args.episodes < 0:
+                raise ValueError("--episodes must be >= 0")
+            if args.episodes:
+                eps = R.closed_loop_value(prep, policy, range(R.EVAL_SEED0, R.EVAL_SEED0 + args.episodes))
+                doc["closed_loop"] = _plain(eps)
             path = out / "value_function.yaml"
             path.write_text(yaml.safe_dump(doc, sort_keys=False))
             print(f"value approximation ({args.case}): fit {res.fit_time_s:.1f} s; held-out vs the MPC:")
             print("\n".join(_metrics_lines(args.case, res.held_out)))
+            if args.episodes:
+                rw, sv = np.array([e["reward"] for e in eps]), np.array([e["served"] for e in eps])
+                print(f"closed loop, {len(eps)} episodes (seeds {R.EVAL_SEED0}–{R.EVAL_SEED0 + len(eps) - 1}): reward "
+                      f"{rw.mean():.1f} ± {rw.std():.1f}, served {sv.mean():.1f} ± {sv.std():.1f}, failed solves "
+                      f"{sum(e['failed_solves'] for e in eps)}")
             print(f"wrote {path}")
     except (ValueError, FileNotFoundError) as e:
         print(f"offline.baselines: {e}", file=sys.stderr)

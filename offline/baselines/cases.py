@@ -144,6 +144,9 @@ def inventory_case(scenario, train: Sequence, held: Sequence, *, K: int, cost_te
         lo, hi = lo.copy(), hi.copy()
         lo[:S], hi[:S] = -np.inf, np.inf                 # (31b) and (31f), the subgoal rows, are free …
         lo[-W:], hi[-W:] = -np.inf, np.inf
+        # (31c)–(31e) at a state that already breaks them (the SCIM env keeps stock above capacity at a
+        # penalty): relaxed just enough that doing nothing (x = 0) stays feasible
+        hi[S:2 * S + 2 * W] = np.maximum(hi[S:2 * S + 2 * W], 0.0)
         chi = fop.col_hi.copy()
         chi[n - n_eps:] = 0.0                            # … and their deviations ε± are 0
         return OneStep((econ, lo, hi, fop.col_lo, chi), np.r_[state.stock_w, state.stock_after_sales], M)

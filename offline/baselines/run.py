@@ -23,7 +23,8 @@ import numpy as np
 from offline.baselines.cases import ImitationCase
 
 __all__ = ["CASES", "COLUMNS", "add_case_arguments", "add_budget_arguments", "Prepared", "MethodResult", "prepare",
-           "fit_inverse", "fit_cvxpylayers", "fit_value", "layer_configs", "value_grid", "comma_list"]
+           "fit_inverse", "fit_cvxpylayers", "fit_value", "layer_configs", "value_grid", "comma_list",
+           "closed_loop_value", "EVAL_SEED0"]
 
 CASES = ("amod", "inventory")
 #: Table 4's columns per case: (key of the held-out metrics, label)
@@ -137,12 +138,17 @@ def prepare(args, log) -> Prepared:
 
 def _prepare_amod(args, log) -> Prepared:
     from offline.amod import pipeline
-    from offline.amod.config import DEMO_SEED0, HELD_OUT_SEED0, spec_from_args, theta_form
+    from offline.amod.config import DEMO_SEED0, HELD_OUT_SEED0, auto_theta_form, spec_from_args, theta_form
     from offline.amod.sim import AmodSim
     from offline.baselines.cases import amod_case
 
     spec = spec_from_args(args)
-    K, cost_terms = theta_form(args)
+    if auto_theta_form(args):
+        # the fit's own default chooses θ's form on the held-out demonstrations, which no baseline may
+        # see: Table 4 fits the paper's form (K ReLU terms) unless a form is given
+        K, cost_terms = (args.K or 2), None
+    else:
+        K, cost_terms = theta_form(args)
     root = Path(args.work_dir) / "amod" / spec.key
     root.mkdir(parents=True, exist_ok=True)
     sim = AmodSim(spec.build())
@@ -260,6 +266,44 @@ def fit_value(prep: Prepared, ranks, regs, log) -> MethodResult:
                         [f"value approximation: rank {report['rank']}, λ {report['reg']:g} (chosen on training "
                          f"episode {report['validation_episode']}), V's training RMSE {report['train_rmse']:.4g} "
                          f"vs cost-to-go std {report['cost_to_go_std']:.4g}"])
+
+
+#: first evaluation seed of closed-loop episodes (Table 1's evaluation seeds start there; disjoint from training)
+EVAL_SEED0 = 10_000
+
+
+def closed_loop_value(prep: Prepared, policy, seeds) -> list[dict]:
+    """The value-approximation policy as a whole controller (Table 6): one episode per evaluation seed in
+    the case study's own simulator; [{"seed", "reward", "served", "failed_solves"}] per episode."""
+    case, out = prep.case, []
+    if prep.args.case == "amod":
+        from offline.amod.sim import AmodSim
+
+        sim = AmodSim(prep.extra["spec"].build())
+        for seed in seeds:
+            state, failed = sim.reset(int(seed)), 0
+            while not sim.done:
+                x, sol = policy.solve(case.one_step(state))
+                failed += not sol.ok
+                parts = case.decision_columns(np.nan_to_num(x))
+                sim.step(parts["f"], parts["g"])
+                state = sim.state()
+            out.append({"seed": int(seed), "reward": sim.totals["reward"], "served": sim.totals["served"],
+                        "failed_solves": failed})
+        return out
+    from offline.inventory.env import InventoryEnv
+
+    env = InventoryEnv(prep.extra["scenario"])
+    for seed in seeds:
+        env.reset(seed=int(seed))
+        total, served, failed, done = 0.0, 0.0, 0, False
+        while not done:
+            x, sol = policy.solve(case.one_step(env.state()))
+            failed += not sol.ok
+            _, r, term, trunc, info = env.step(np.maximum(case.decision_columns(np.nan_to_num(x))["all"], 0.0))
+            total, served, done = total + r, served + info["served"], term or trunc
+        out.append({"seed": int(seed), "reward": total, "served": served, "failed_solves": failed})
+    return out
 
 
 def _span(seeds) -> str:
