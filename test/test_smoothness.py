@@ -145,3 +145,39 @@ def test_inverse_fit_recovers_a_planted_c_du():
     fit = fit_inverse(data, K=0, l=0.01, features=weight_features(("c_h", "c_du"), learner), progress=False)
     learned = dict(zip(fit.weight_names, (30.0 + fit.weights[0], 0.0 + fit.weights[1])))
     assert learned["c_h"] == pytest.approx(3.5, rel=0.02) and learned["c_du"] == pytest.approx(0.3, rel=0.02), learned
+
+
+def _default_course_run(key: str) -> dict:
+    """One PyBullet run of Table 2's method `key` (sim.evaluate's builders: the shipped θ and policy) on the
+    default course; the episode's outcome, energy and command smoothness."""
+    from sim.course import DEFAULT_PARAMS
+    from sim.courses import DEFAULT_COURSE_SEED
+    from sim.evaluate import EvalSetup, build_method, run_episode
+    from sim.nav_env import command_smoothness
+
+    env, driver, _ = build_method(EvalSetup(params=str(DEFAULT_PARAMS)), key)
+    try:
+        ep = run_episode(env, driver, key, DEFAULT_COURSE_SEED)
+        return {"ok": ep.reached and not ep.collided, "time_s": ep.time_s, "energy_j": ep.energy_j,
+                **command_smoothness(env.commands)}
+    finally:
+        env.close()
+
+
+@pytest.mark.xfail(strict=True, reason="issue 21 not met yet: the shipped θ (c_u = 0, no c_du) and policy chatter "
+                   "(3.6x the MPC's |Δω|, 2.75x its energy); the issue-21 θ + its retrained policy missed Table 2's "
+                   "energy target (1.25x) and were not shipped (docs/robot-rl.md). Strict: once shipped artefacts "
+                   "meet this, the XPASS fails and this marker must go.")
+def test_shipped_theta_and_policy_drive_the_default_course_about_as_smoothly_as_the_expert():
+    """Issue 21's smoothness on the default course (PyBullet, as Table 2 runs it): the shipped residual
+    policy + FOP_θ reaches the goal within 10 % of the MPC expert's time, with a mean |Δω| per control
+    step at most 2× the expert's and at most 1.5× its energy. Table 2's targets (1.5× and 1.1×) are
+    averages over held-out courses; the default course is one of the harder ones for the one-step FOP
+    (with the θ of issue 21 and the old policy: 1.54× and 1.36×; before issue 21, c_u = 0 and no c_du:
+    3.6× the |Δω| and 2.75× the energy, 0.120 against 0.033 rad/s and 74 against 27 J)."""
+    mpc = _default_course_run("mpc")
+    learned = _default_course_run("bilevel-learned")
+    assert mpc["ok"] and learned["ok"], (mpc, learned)
+    assert learned["mean_abs_domega_radps"] <= 2.0 * mpc["mean_abs_domega_radps"], (mpc, learned)
+    assert learned["energy_j"] <= 1.5 * mpc["energy_j"], (mpc, learned)
+    assert learned["time_s"] <= 1.1 * mpc["time_s"], (mpc, learned)
