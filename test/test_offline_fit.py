@@ -413,3 +413,48 @@ def test_metrics_and_split():
     train, held = split_indices(10, 0.2, seed=3)
     assert len(held) == 2 and sorted([*train, *held]) == list(range(10))
     assert (split_indices(10, 0.2, seed=3)[1] == held).all()
+
+
+@pytest.mark.parametrize("bad", [["--weight-bounds", "c_x=0:1"], ["--weight-bounds", "c_u=2:1"],
+                                 ["--weight-bounds", "c_u=0.1"], ["--weights", "c_h,c_q"], ["--min-cosine", "2"]])
+def test_cli_bad_weight_options_exit_2_with_one_line(demo_bag, tmp_path, bad, capsys):
+    assert fit.main([str(demo_bag), "--out", str(tmp_path / "t.yaml"), *bad]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("offline.fit: error: ") and bad[0] in err
+    assert not (tmp_path / "t.yaml").exists()
+
+
+def test_closed_loop_selection_takes_the_least_energy_that_keeps_time_and_imitation(monkeypatch):
+    """--select closed-loop (issue 21): candidates below --min-cosine are not driven; of those that reach
+    every course without a collision within 5 % of the action-error choice's time, the least energy wins."""
+    from types import SimpleNamespace
+
+    def loop(energy, time_s, reached=10):
+        return {"courses": 10, "first_seed": 1_500_000, "reached": reached, "collided": 0, "travel_time_s": time_s,
+                "energy_j": energy, "mean_abs_domega_radps": 0.04, "mean_abs_omega_radps": 0.5}
+
+    by_action = {"label": "best imitation", "held_out": {"cosine": 0.999}, "theta": "a", "loop": loop(46.0, 5.30)}
+    cands = [by_action,
+             {"label": "smooth", "held_out": {"cosine": 0.99}, "theta": "b", "loop": loop(35.0, 5.40)},
+             {"label": "smoothest but slow", "held_out": {"cosine": 0.99}, "theta": "c", "loop": loop(30.0, 5.70)},
+             {"label": "fails a course", "held_out": {"cosine": 0.99}, "theta": "d", "loop": loop(20.0, 5.0, 9)},
+             {"label": "imitates badly", "held_out": {"cosine": 0.95}, "theta": "e", "loop": loop(10.0, 5.0)}]
+    installed = []
+
+    class FakeFop:
+        def set_theta(self, th):
+            installed.append(th)
+
+    def fake_loop(lower, params, seeds, driver):
+        if not isinstance(lower, FakeFop):
+            return loop(30.0, 4.6)           # the MPC, for reference
+        return next(c["loop"] for c in cands if c["theta"] == installed[-1])
+
+    monkeypatch.setattr(fit, "pybullet_loop", fake_loop)
+    monkeypatch.setattr("hiopt_ros.control.mpc.Mpc", lambda cfg: "mpc")
+    args = SimpleNamespace(select_first_seed=1_500_000, select_courses=10, min_cosine=0.98,
+                           params=str(REPO / "config" / "nav.yaml"))
+    chosen, note = fit.select_closed_loop(cands, by_action, FakeFop(), args, progress=False)
+    assert chosen["label"] == "smooth", note
+    assert "e" not in installed and "closed_loop" not in cands[-1]
+    assert all("closed_loop" in c for c in cands[:4])
