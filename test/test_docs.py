@@ -90,3 +90,19 @@ def test_readme_topic_table_names_only_topics_the_nodes_use(repo_root):
     code = "".join(p.read_text() for p in (repo_root / "hiopt_ros").rglob("*.py"))
     for topic in topics:
         assert f'"{topic}"' in code, f"README topic {topic} is not named in hiopt_ros/"
+
+
+def test_every_included_file_is_one_git_keeps(repo_root):
+    """An include that .gitignore swallows builds here and fails on a fresh clone (it happened:
+    docs/results/ matched the `results/` pattern until a01a286)."""
+    if shutil.which("git") is None or not (repo_root / ".git").exists():
+        pytest.skip("not a git checkout")
+    includes = set()
+    for page in (repo_root / "docs").rglob("*.md"):
+        for target in re.findall(r'--8<-- "([^":<]+)(?::[^"]*)?"', page.read_text()):  # not `<name>` examples
+            path = repo_root / "docs" / target if (repo_root / "docs" / target).exists() else repo_root / target
+            includes.add(str(path.relative_to(repo_root)))
+    assert "docs/results/table2.md" in includes and "README.md" in includes
+    ignored = subprocess.run(["git", "check-ignore", *sorted(includes)], cwd=repo_root, capture_output=True,
+                             text=True).stdout.split()
+    assert not ignored, f"included by the docs but ignored by git (a fresh clone lacks them): {ignored}"
