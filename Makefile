@@ -3,7 +3,7 @@ PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv nav nav-expert test bench loop demos fit bench-fit clean-cache docs
+.PHONY: help venv nav nav-expert test bench loop demos fit bench-fit clean-cache docs lint
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -19,6 +19,9 @@ nav-expert: venv  ## same course driven by the MPC expert (records a demonstrati
 
 test: venv  ## the test suite
 	$(PY) -m pytest $(ARGS)
+
+lint: venv  ## ruff (E, W, F, I; 120 columns; ruff.toml) over the whole tree
+	$(PY) -m ruff check . $(ARGS)
 
 bench: venv  ## FOP / MPC solve-time benchmark vs CasADi + IPOPT (median, p99)
 	$(PY) -m hiopt_ros.bench --json results/bench.json --markdown results/bench.md $(ARGS)

@@ -58,7 +58,8 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("use_expert", default_value="false",
                               description="drive with the MPC expert instead of planner + controller"),
         DeclareLaunchArgument("e2e_policy", default_value="",
-                              description="end-to-end RL policy (.pt): e2e_node drives instead of planner + controller"),
+                              description="end-to-end RL policy (.pt): e2e_node drives instead of "
+                                          "planner + controller"),
         DeclareLaunchArgument("gui", default_value="false", description="open the PyBullet GUI"),
         DeclareLaunchArgument("use_sim_time", default_value="false",
                               description="sim_node publishes /clock and the other nodes follow it"),

@@ -174,7 +174,8 @@ class ReluLpFop:
         cl, ch = vec("col_lo", col_lo, self.n, True), vec("col_hi", col_hi, self.n, True)
         if np.any(rl > rh) or np.any(cl > ch):
             raise ValueError("lower bounds must not exceed upper bounds "
-                             f"(rows {np.flatnonzero(rl > rh)[:5].tolist()}, columns {np.flatnonzero(cl > ch)[:5].tolist()})")
+                             f"(rows {np.flatnonzero(rl > rh)[:5].tolist()}, "
+                             f"columns {np.flatnonzero(cl > ch)[:5].tolist()})")
         return c, rl, rh, cl, ch
 
     def solve(self, c, row_lo, row_hi, col_lo, col_hi) -> LpSolution:

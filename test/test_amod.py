@@ -104,10 +104,15 @@ def _pyomo_eq25(sim, state, qhat, theta, mu, eps_penalty, step_cost=(0.0, 0.0)):
     m.g = pyo.Var(range(P), domain=pyo.NonNegativeReals)
     m.eps = pyo.Var(range(N), domain=pyo.NonNegativeReals)
     m.tau = pyo.Var(range(len(mu)), domain=pyo.NonNegativeReals)
-    out = lambda i: (sum(m.f[e] for e in range(E) if sim.edges[e, 0] == i)
-                     + sum(m.g[p] for p in range(P) if sim.od[p, 0] == i))
-    inn = lambda i: (sum(m.f[e] for e in range(E) if sim.edges[e, 1] == i)
-                     + sum(m.g[p] for p in range(P) if sim.od[p, 1] == i))
+
+    def out(i):
+        return (sum(m.f[e] for e in range(E) if sim.edges[e, 0] == i)
+                + sum(m.g[p] for p in range(P) if sim.od[p, 0] == i))
+
+    def inn(i):
+        return (sum(m.f[e] for e in range(E) if sim.edges[e, 1] == i)
+                + sum(m.g[p] for p in range(P) if sim.od[p, 1] == i))
+
     m.subgoal = pyo.Constraint(range(N), rule=lambda _, i: state.idle[i] - out(i) + inn(i) + m.eps[i] >= qhat[i])
     m.avail = pyo.Constraint(range(N), rule=lambda _, i: state.idle[i] - out(i) >= 0)
     m.demand = pyo.Constraint(range(P), rule=lambda _, p: m.g[p] <= state.requests[p])
@@ -196,7 +201,8 @@ def test_cost_term_specs_name_windows_over_the_episode():
                                         "time_f[10:15]", "time_g[10:15]", "time_f[15:20]", "time_g[15:20]"]
     assert parse_spec("time:3", 10)[::2] == ["time_f[0:3]", "time_f[3:7]", "time_f[7:10]"]
     term = parse_name("time_g[5:10]")
-    assert (term.kind, term.active(4), term.active(5), term.active(9), term.active(10)) == ("g", False, True, True, False)
+    assert ((term.kind, term.active(4), term.active(5), term.active(9), term.active(10))
+            == ("g", False, True, True, False))
     for bad in ("space", "time:0", "time:21", "time:x"):
         with pytest.raises(ValueError):
             parse_spec(bad, 20)
@@ -389,7 +395,8 @@ def test_learned_cost_terms_reproduce_planted_costs_on_held_out_states(tmp_path)
     learned_f, learned_g = action_metrics(F, held.f), action_metrics(G, held.g)
     base_f, base_g = action_metrics(F0, held.f), action_metrics(G0, held.g)
     assert learned_f["cosine"] > 0.99 and learned_g["cosine"] > 0.99, (learned_f, learned_g)
-    assert learned_f["l1"] + learned_g["l1"] < 0.5 * (base_f["l1"] + base_g["l1"]), (base_f, learned_f, base_g, learned_g)
+    assert learned_f["l1"] + learned_g["l1"] < 0.5 * (base_f["l1"] + base_g["l1"]), \
+        (base_f, learned_f, base_g, learned_g)
 
 
 def test_learned_cost_terms_imitate_mpc_on_held_out_states_better_than_theta0():
@@ -490,9 +497,11 @@ def test_closest_optimal_solution_bounds_what_tie_breaking_can_reach(tmp_path, c
 
 @pytest.mark.parametrize("kind", ["bilevel", "e2e"])
 def test_envs_pass_gymnasium_checks_and_conserve_vehicles(kind):
-    from gymnasium.utils.env_checker import check_env
-    from offline.amod.config import ScenarioSpec, make_env
     import warnings
+
+    from gymnasium.utils.env_checker import check_env
+
+    from offline.amod.config import ScenarioSpec, make_env
 
     env = make_env(0, kind, ScenarioSpec("small"), seeds=range(1000, 1010))
     with warnings.catch_warnings():
@@ -531,8 +540,9 @@ def test_itemwise_policy_is_shared_over_regions_and_maps_the_action_layout(metho
     end-to-end head puts each pair's rebalancing and passenger logits where the env expects them."""
     import torch
     from stable_baselines3 import PPO
+
     from offline.amod.config import ScenarioSpec, make_env
-    from offline.amod.envs import REGION_FEATURES, PAIR_FEATURES, pair_observation
+    from offline.amod.envs import PAIR_FEATURES, REGION_FEATURES, pair_observation
     from offline.amod.train import KINDS, policy_config
     from offline.rl import _policy_class
 
@@ -554,13 +564,15 @@ def test_itemwise_policy_is_shared_over_regions_and_maps_the_action_layout(metho
         sim = env.sim
         e = 3
         i, j = sim.edges[e]
-        assert torch.isclose(logits[i * N + j, 0], model.policy.get_distribution(torch.as_tensor(obs[None])).distribution.mean[0, e])
+        mean = model.policy.get_distribution(torch.as_tensor(obs[None])).distribution.mean
+        assert torch.isclose(logits[i * N + j, 0], mean[0, e])
         assert obs.shape == (PAIR_FEATURES * N * N + 1,)
         assert np.allclose(pair_observation(sim, sim.state()), obs)
 
 
 def test_behaviour_cloning_fits_the_demonstrated_subgoals():
     from stable_baselines3 import PPO
+
     from offline.amod.bc import behaviour_clone
     from offline.amod.config import ScenarioSpec, make_env
     from offline.amod.demos import collect

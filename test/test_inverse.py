@@ -6,8 +6,16 @@ import pytest
 from scipy.optimize import minimize
 
 from offline.bench_fit import activity, synthetic_samples
-from offline.inverse import (InverseSample, cosine_similarity, dual_function, duality_gaps, fit_inverse,
-                             fop_objective, forward_solve, forward_solve_batch)
+from offline.inverse import (
+    InverseSample,
+    cosine_similarity,
+    dual_function,
+    duality_gaps,
+    fit_inverse,
+    fop_objective,
+    forward_solve,
+    forward_solve_batch,
+)
 
 L = 1e-2
 T_TRAIN = 24
@@ -37,7 +45,7 @@ def fits(data):
 
 def _slsqp(sample: InverseSample, theta, nu, l):
     """Independent solve: the epigraph form with SLSQP from several starts."""
-    n, K = len(sample.c), len(nu)
+    n = len(sample.c)
     f = lambda x: sample.c @ x[:n] + x[:n] @ (sample.Q + l * np.eye(n)) @ x[:n] + x[n:].sum()  # noqa: E731
     cons = [{"type": "ineq", "fun": lambda x: sample.b - sample.H @ x[:n]},
             {"type": "ineq", "fun": lambda x: x[n:] - (theta @ x[:n] - nu)},
@@ -237,6 +245,7 @@ def _network_samples(T, seed, R=10, E=80, l=1e-3, theta=None, nu=None):
 
 def test_lp_lower_level_with_sparse_network_rows():
     import scipy.sparse as sp
+
     from offline.inverse.data import prepare
     samples, theta, nu = _network_samples(6, seed=0)
     s0 = prepare(samples[0], 0, 1e-3)

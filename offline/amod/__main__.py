@@ -21,9 +21,17 @@ from pathlib import Path
 import numpy as np
 
 from offline.amod.benchmark import preset_table
+from offline.amod.config import (
+    DEMO_SEED0,
+    HELD_OUT_SEED0,
+    add_scenario_arguments,
+    add_theta_form_arguments,
+    auto_candidates,
+    auto_theta_form,
+    spec_from_args,
+    theta_form,
+)
 from offline.amod.scenario import SIZES
-from offline.amod.config import (DEMO_SEED0, HELD_OUT_SEED0, add_scenario_arguments, add_theta_form_arguments,
-                                 auto_candidates, auto_theta_form, spec_from_args, theta_form)
 
 
 def _log(msg: str) -> None:
@@ -211,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rho", type=float, default=1e-2)
     s.add_argument("--method", default="alternating", choices=("alternating", "global", "auto"))
     s.add_argument("--time-limit", type=float, default=900.0, help="seconds")
-    s.add_argument("--episodes", type=int, default=None, help="fit on the first N demonstration episodes (default: all)")
+    s.add_argument("--episodes", type=int, default=None,
+                   help="fit on the first N demonstration episodes (default: all)")
     s.add_argument("--restarts", type=int, default=2, help="random starts of the alternating method (default 2)")
     s.set_defaults(func=cmd_fit)
 

@@ -28,15 +28,13 @@ def _stats(ts) -> list[str]:
 
 
 def run_bench(args, log) -> dict:
+    from hiopt_ros.control.theta import Theta
+    from offline.amod.config import lower_factory, spec_from_args
     from offline.amod.envs import AmodBiLevelEnv, observation
-    from offline.amod.config import lower_factory
     from offline.amod.lower import Eq25Fop
     from offline.amod.mpc import AmodMpc
     from offline.amod.scenario import SIZES, write_benchmark_json
     from offline.amod.sim import AmodSim
-    from hiopt_ros.control.theta import Theta
-
-    from offline.amod.config import spec_from_args
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -127,4 +125,5 @@ def run_bench(args, log) -> dict:
     (out / "bench.md").write_text(md)
     print(md)
     log(f"[bench] wrote {out / 'bench.md'}")
-    return {"speedup": float(speedup), "mpc_ms": float(np.median(mpc_total) * 1e3), "lower_ms": float(np.median(lo0) * 1e3)}
+    return {"speedup": float(speedup), "mpc_ms": float(np.median(mpc_total) * 1e3),
+            "lower_ms": float(np.median(lo0) * 1e3)}

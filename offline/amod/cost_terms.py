@@ -21,8 +21,8 @@ A term without a time window is a fixed per-column linear cost: the limit of a R
 kink is always active (max(θᵀx − μ, 0) = θᵀx − μ for μ below every feasible θᵀx), i.e. the
 paper's form. Time windows let the weight follow the episode (on the 16-region scenario a
 vehicle-step is worth ~0 while vehicles are plentiful early on and in the last steps, whose trips
-end after the episode, and ~1–1.5 around the demand peak; README, AMoD). The weights are learned with Problem (11) as its
-cost-feature weights φ (offline.inverse.Features): K = 0 with these terms is convex.
+end after the episode, and ~1–1.5 around the demand peak; README, AMoD). The weights are learned with
+Problem (11) as its cost-feature weights φ (offline.inverse.Features): K = 0 with these terms is convex.
 
 Spec strings (the `--cost-terms` option): "time" → time_f, time_g; "time:B" → both in B windows
 of equal length over the episode's T steps, e.g. "time:4" with T = 20 → time_f[0:5], time_g[0:5],

@@ -14,7 +14,6 @@ per decision; the paper's Tables 4–5).
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -137,11 +136,15 @@ def closest_optimal(sim: AmodSim, demos: Demos, theta=None, rel_tol: float = 1e-
         regret.append(fop.lp.objective(c, xe) - opt)
         # columns [x (n), τ (K), p (n), m (n)]: x − p + m = x_e, min Σ p + m
         up, lo = np.isfinite(rhi), np.isfinite(rlo)
-        zeros = lambda r, w: sp.csr_matrix((r, w))
+
+        def zeros(r, w):
+            return sp.csr_matrix((r, w))
+
         A_ub = sp.vstack([sp.hstack([A[up], zeros(int(up.sum()), K + 2 * n)]),
                           sp.hstack([-A[lo], zeros(int(lo.sum()), K + 2 * n)]),
                           sp.hstack([sp.csr_matrix(th), -sp.identity(K), zeros(K, 2 * n)]),
-                          sp.hstack([sp.csr_matrix(c.reshape(1, -1)), sp.csr_matrix(np.ones((1, K))), zeros(1, 2 * n)])],
+                          sp.hstack([sp.csr_matrix(c.reshape(1, -1)), sp.csr_matrix(np.ones((1, K))),
+                                     zeros(1, 2 * n)])],
                          format="csr")
         b_ub = np.r_[rhi[up], -rlo[lo], mu, opt + rel_tol * (1.0 + abs(opt))]
         A_eq = sp.hstack([sp.identity(n), zeros(n, K), -sp.identity(n), sp.identity(n)], format="csr")

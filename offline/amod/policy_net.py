@@ -20,8 +20,8 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from torch import nn
 from stable_baselines3.common.policies import ActorCriticPolicy
+from torch import nn
 
 __all__ = ["ItemwisePolicy"]
 

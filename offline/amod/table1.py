@@ -13,14 +13,21 @@ run_episode() evaluates one method on one demand seed (offline.amod.policies.run
 """
 from __future__ import annotations
 
-import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from offline.amod.config import (DEMO_SEED0, HELD_OUT_SEED0, RL_SEEDS, add_scenario_arguments,
-                                 add_theta_form_arguments, auto_candidates, auto_theta_form, lower_factory,
-                                 spec_from_args, theta_form)
+from offline.amod.config import (
+    DEMO_SEED0,
+    HELD_OUT_SEED0,
+    RL_SEEDS,
+    add_scenario_arguments,
+    add_theta_form_arguments,
+    auto_candidates,
+    auto_theta_form,
+    lower_factory,
+    spec_from_args,
+    theta_form,
+)
 from offline.experiments import METHODS, Episode, Prepared
 
 __all__ = ["CASE", "AmodTable1"]
@@ -51,7 +58,8 @@ class AmodTable1:
 
     def add_arguments(self, p) -> None:
         add_scenario_arguments(p)
-        p.add_argument("--demo-episodes", type=int, default=20, help="MPC demonstration episodes for the fit (default 20)")
+        p.add_argument("--demo-episodes", type=int, default=20,
+                       help="MPC demonstration episodes for the fit (default 20)")
         p.add_argument("--held-out-episodes", type=int, default=5, help="MPC episodes to validate θ on (default 5)")
         p.add_argument("--fit-episodes", type=int, default=None,
                        help="fit θ on the first N demonstration episodes (default: all of them)")

@@ -7,8 +7,9 @@ simplex smoothly, its on-policy updates are stable with the episode-level demand
 task, and it needs no replay of 20-step episodes whose value depends on the whole demand sample.
 The default network is shared by all regions (offline.amod.policy_net.ItemwisePolicy; for
 end-to-end RL by all ordered pairs), which learns far faster than one MLP over the whole
-observation; --policy-net mlp gives SB3's MlpPolicy. Every env step solves the lower-level LP (~1–3 ms), so the budget is in env steps: 2 workers on
-the 2-core machine run ~100–200 steps/s in total (see the train.json of a run).
+observation; --policy-net mlp gives SB3's MlpPolicy. Every env step solves the lower-level LP (~1–3 ms),
+so the budget is in env steps: 2 workers on the 2-core machine run ~100–200 steps/s in total (see the
+train.json of a run).
 """
 from __future__ import annotations
 
@@ -91,7 +92,9 @@ def train_policy(method: str, spec: ScenarioSpec, out_dir: Path, train: TrainSpe
     init = None
     if bc_demos is not None and bc_steps > 0:
         import json
+
         from stable_baselines3.common.vec_env import DummyVecEnv
+
         from offline.amod.bc import behaviour_clone
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -8,13 +8,12 @@ from typing import Sequence
 
 import numpy as np
 
-from .data import (Features, InverseFit, InverseSample, check_feature_box, check_l, objective, prepare_all,
-                   prop4_bound)
+from .data import Features, InverseFit, InverseSample, check_feature_box, check_l, objective, prepare_all, prop4_bound
 from .dual import final_gaps
 from .forward import solve_stack
-from .stack import Stack
 from .problem11 import fit_global
 from .scalable import fit_alternating, fit_convex
+from .stack import Stack
 
 #: T·K at or below which method="auto" uses the global solver (Problem 11 with SCIP).
 AUTO_GLOBAL_MAX_TK = 200

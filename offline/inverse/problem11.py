@@ -92,7 +92,8 @@ def build_problem11(preps, K, rho, theta_bound, nu_bound, dual_bound, features: 
 
     def gap(m_, t):
         # (11d) g + ε = f(u_t): with g = −u_tᵀP(φ)u_t − Σ_k z_kt ν_k − λᵀb + wᵀ(a − x̂) and
-        # f(u_t) = c(φ)ᵀu_t + u_tᵀP(φ)u_t + Σ_k τ_kt, i.e. ε = (c + 2Pu)ᵀu + Σ_j φ_j G_jᵀu + Σ τ + Σ zν + λᵀb − wᵀ(a − x̂)
+        # f(u_t) = c(φ)ᵀu_t + u_tᵀP(φ)u_t + Σ_k τ_kt,
+        # i.e. ε = (c + 2Pu)ᵀu + Σ_j φ_j G_jᵀu + Σ τ + Σ zν + λᵀb − wᵀ(a − x̂)
         s = preps[t]
         uRu = [float(s.u @ R.matvec(s.u)) for R in s.feat_quad]        # u_tᵀR_j u_t
         qu = [float(q @ s.u) for q in s.feat_lin]                       # q_jᵀu_t

@@ -15,9 +15,9 @@ import numpy as np
 
 from . import highs, separable
 from .data import Features, bar, objective
-from .stack import Stack
 from .dual import best_duals, exact_gaps
 from .problem11 import default_bounds, fit_global
+from .stack import Stack
 
 #: θ-step LPs with more columns than this use HiGHS' interior point method
 IPM_MIN_COLUMNS = 20_000
@@ -88,8 +88,9 @@ def theta_step(st: Stack, Z, K, rho, theta_bound, nu_bound, mu: float | None, fe
         for absc, valc, cnt in ((iab, ith.ravel(), K * n), (iphab, iphi, J if rho_w else 0)):
             if cnt:
                 ar = np.arange(cnt)
-                rows.block(cnt, np.r_[ar, ar], np.r_[absc[:cnt], valc[:cnt]], np.r_[np.ones(cnt), -np.ones(cnt)], 0.0, np.inf)
-                rows.block(cnt, np.r_[ar, ar], np.r_[absc[:cnt], valc[:cnt]], np.r_[np.ones(cnt), np.ones(cnt)], 0.0, np.inf)
+                cols = np.r_[absc[:cnt], valc[:cnt]]
+                rows.block(cnt, np.r_[ar, ar], cols, np.r_[np.ones(cnt), -np.ones(cnt)], 0.0, np.inf)
+                rows.block(cnt, np.r_[ar, ar], cols, np.r_[np.ones(cnt), np.ones(cnt)], 0.0, np.inf)
     R = n + 1 + K                         # rows per sample: (11c) n, (11d) 1, (11e) K
     t, k, i = np.meshgrid(np.arange(T), np.arange(K), np.arange(n), indexing="ij")
     tj, jj, ij = np.meshgrid(np.arange(T), np.arange(J), np.arange(n), indexing="ij")
@@ -344,7 +345,8 @@ def fit_alternating(preps, K, rho, time_limit_s, theta_bound, nu_bound, seed, pr
         # random θ with the size of the gradients the ReLU terms must cancel; kinks ν_k through
         # random expert actions so every term starts active on part of the data
         th = rng.normal(size=(K, n))
-        th *= (gscale * rng.uniform(0.5, 2.0, size=(K, 1))) / np.maximum(np.linalg.norm(th, axis=1, keepdims=True), 1e-12)
+        th *= ((gscale * rng.uniform(0.5, 2.0, size=(K, 1)))
+               / np.maximum(np.linalg.norm(th, axis=1, keepdims=True), 1e-12))
         th = np.clip(th, -theta_bound, theta_bound)
         nu = np.clip(np.einsum("kn,kn->k", th, st.U[rng.integers(0, st.T, size=K)]), -nu_bound, nu_bound)
         th, nu, phi, status = refine(st, th, nu, phi0, rho, theta_bound, nu_bound, tuple(mu_schedule) + (None,),

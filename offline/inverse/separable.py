@@ -108,9 +108,9 @@ def _vertices_2d(st: Stack, mu):
     maxgap = np.fmax(np.nanmax(np.where(np.isnan(gaps), -np.inf, gaps), axis=1, initial=-np.inf), wrap)
     if np.any(cnt < 3) or np.any(maxgap >= np.pi - 1e-9):
         return None
-    j, l = np.triu_indices(A.shape[1], 1)
-    a1, a2 = A[:, j], A[:, l]                                   # (T, P, 2)
-    s1, s2 = sl[:, j], sl[:, l]
+    j, k = np.triu_indices(A.shape[1], 1)
+    a1, a2 = A[:, j], A[:, k]                                   # (T, P, 2)
+    s1, s2 = sl[:, j], sl[:, k]
     det = a1[..., 0] * a2[..., 1] - a1[..., 1] * a2[..., 0]
     ok = (np.abs(det) > 1e-12) & np.isfinite(s1) & np.isfinite(s2)
     det = np.where(ok, det, 1.0)

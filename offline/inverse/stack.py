@@ -46,7 +46,10 @@ class Rowset:
             er = np.concatenate([r + s for (r, _, _), s in zip(parts, start[:-1])]) if parts else np.zeros(0, np.int64)
             ec = np.concatenate([c for _, c, _ in parts]) if parts else np.zeros(0, np.int64)
             ev = np.concatenate([v for _, _, v in parts]) if parts else np.zeros(0)
-        cat = (lambda xs: np.concatenate(xs) if len(xs) else np.zeros(0))
+
+        def cat(xs):
+            return np.concatenate(xs) if len(xs) else np.zeros(0)
+
         return cls(count, start, sample, local, er.astype(np.int64), ec.astype(np.int64), ev.astype(float),
                    cat(list(rhs)), cat(list(resid)))
 
@@ -97,7 +100,8 @@ class Stack:
             R = _by_sample(tuple(np.concatenate(x) for x in zip(*[(p[0], np.full(len(p[0]), j), *p[1:])
                                                                    for j, p in enumerate(parts)])))
         else:
-            R = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+            R = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                 np.zeros(0))
         H = Rowset.build([s.H for s in preps], [s.b for s in preps], [s.slack for s in preps])
         B = Rowset.build([s.B for s in preps], [s.xhat - s.a for s in preps], [s.eq_res for s in preps])
         return cls(T, n, U, c, grad, G, flin, P, R, H, B)
