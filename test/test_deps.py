@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.metadata as md
 import importlib.util
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -157,8 +156,7 @@ def test_guard_stops_pytest_at_start_up_with_one_line(tmp_path, fake_pytest_vers
     others = sorted({ep.name for ep in md.entry_points(group="pytest11")} - {"launch_testing"})
     blocked = [a for name in others for a in ("-p", f"no:{name}")]
     code = f"import sys, pytest; {patch}sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', *{blocked!r}]))"
-    # the guard is found through pytest.ini's `pythonpath = . test`, relative to this project: copy it
-    shutil.copy2(ROOT / "test" / "pytest_guard.py", proj / "test" / "pytest_guard.py")
+    # the guard (pytest_guard.py at the repository root) is found through PYTHONPATH here
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
     for key in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
         env.pop(key, None)

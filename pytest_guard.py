@@ -1,10 +1,11 @@
 """pytest plugin, loaded before any installed plugin (pytest.ini: `-p pytest_guard`), that
 turns a known-broken pytest / launch_testing pair into one clear line instead of a traceback.
 
-It lives with the tests, not in the installed package: pytest.ini's `pythonpath = . test` puts
-test/ on sys.path before `-p` plugins are imported (pytest >= 8.4; the lock pins 8.4.2). An older
-pytest (< 8.4, e.g. a distribution's) imports `-p` plugins first and cannot find it: run it with
-`-p no:pytest_guard` (the guard only matters for pytest >= 9, which always finds it).
+It lives at the repository root beside pytest.ini, with the tests and outside the installed
+packages: `python -m pytest` (what `make test` and `colcon test` run, from the package folder)
+puts the current folder on sys.path before `-p` plugins are imported, on every pytest version.
+(In test/ it was found only through pytest.ini's `pythonpath`, which pytest < 8.4 applies after
+`-p` plugins: a distribution's pytest 7.4 then stopped at start-up with "Error importing plugin".)
 
 On a ROS 2 Kilted machine, launch_testing 3.7 registers a pytest plugin (entry point `pytest11`)
 whose `pytest_pycollect_makemodule` hook still takes the `path` argument that pytest 9 removed, so
