@@ -3,7 +3,7 @@ PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv nav nav-expert test bench loop demos fit bench-fit clean-cache docs lint
+.PHONY: help venv nav nav-expert test test-fast bench loop demos fit bench-fit clean-cache docs lint
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -19,6 +19,11 @@ nav-expert: venv  ## same course driven by the MPC expert (records a demonstrati
 
 test: venv  ## the test suite
 	$(PY) -m pytest $(ARGS)
+
+# the one definition of the fast unit subset (README, docs/testing.md and test/conftest.py point here)
+FAST_TESTS := not slow and not integration and not ros
+test-fast: venv  ## the fast unit subset: no fits, no node processes, no DDS
+	$(PY) -m pytest -m "$(FAST_TESTS)" $(ARGS)
 
 lint: venv  ## ruff (E, W, F, I; 120 columns; ruff.toml) over the whole tree
 	$(PY) -m ruff check . $(ARGS)

@@ -6,9 +6,8 @@ Markers (registered in pytest.ini):
 * ``ros``: needs rclpy (DDS traffic in this process);
 * ``integration``: starts node processes that talk over DDS (several seconds each).
 
-The fast unit subset (well under 30 s on 2 cores)::
-
-    PYTHONPATH=. .venv/bin/python -m pytest -m "not slow and not integration"
+The fast unit subset is ``make test-fast`` (the Makefile's ``FAST_TESTS`` marker expression, the
+one definition that README and docs/testing.md point to).
 
 ROS domain isolation: the session reserves a domain id of its own (hiopt_ros.domains: a lock
 file per id, so concurrent test sessions and `make nav` runs on the machine never share one) and
