@@ -194,14 +194,22 @@ def _run_in_process(tasks, options, desc):
 def start_ray(workers: int | None = None, address: str | None = None) -> tuple[bool, float]:
     """Start a local Ray instance (workers) or connect to `address`, unless Ray is already initialised
     in this process (then that instance is used). Returns (started_here, seconds it took)."""
-    # loopback only: with this switch off, Ray advertises and binds 127.0.0.1 (read when ray is imported)
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    # a local instance listens on the loopback only: with Ray's cluster switch off it advertises and
+    # binds 127.0.0.1. The switch is read when ray is imported, so it is also set on the imported
+    # module for a process that imported ray earlier (a test's importorskip did: Ray then listened
+    # on every interface). Joining a cluster (--address) keeps Ray's own choice of address.
+    if not address:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import logging
 
     import ray
 
     if ray.is_initialized():
         return False, 0.0
+    if not address:
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = False
     t0 = time.perf_counter()
     runtime_env = {"env_vars": {**THREAD_ENV, "PYTHONPATH": _pythonpath()}}
     common = dict(include_dashboard=False, log_to_driver=True, logging_level=logging.WARNING,

@@ -43,9 +43,46 @@ def _make_tasks(marker_dir):
     def raises(seed):
         raise RuntimeError(f"bad seed {seed}")
 
+    def listening(seed):
+        """Runs on a worker while Ray is up: the listening TCP sockets of every Ray process (/proc)."""
+        out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+        pids = [int(line.split(None, 1)[0]) for line in out.splitlines()
+                if any(k in line for k in ("ray::", "raylet", "gcs_server", "dashboard", "runtime_env"))]
+        inodes = set()
+        for pid in pids:
+            try:
+                fds = os.listdir(f"/proc/{pid}/fd")
+            except OSError:
+                continue
+            for fd in fds:
+                try:
+                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                except OSError:
+                    continue
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        found = []
+        for table in ("tcp", "tcp6"):
+            with open(f"/proc/net/{table}") as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    if parts[3] == "0A" and parts[9] in inodes:        # 0A: LISTEN
+                        found.append(parts[1].split(":")[0])
+        return {"seed": seed, "listening": found, "pid": os.getpid()}
+
     good = [Task(f"numbers/{s}", numbers, (s,)) for s in range(4)]
     return good, Task("dies-once/7", dies_once, (7,)), Task("always-dies/8", always_dies, (8,)), \
-        Task("raises/9", raises, (9,))
+        Task("raises/9", raises, (9,)), Task("listening/0", listening, (0,))
+
+
+#: /proc/net/tcp{,6} local addresses of the loopback (hex, as the kernel writes them): 127.x.x.x,
+#: ::1 and ::ffff:127.x.x.x
+def _loopback(hex_addr: str) -> bool:
+    if len(hex_addr) == 8:
+        return hex_addr.endswith("7F")
+    return hex_addr == "00000000000000000000000001000000" or (
+        hex_addr.startswith("0000000000000000FFFF0000") and hex_addr.endswith("7F"))
 
 
 def _ray_pids() -> set[int]:
@@ -62,9 +99,10 @@ def _ray_pids() -> set[int]:
 def ray_sweep(tmp_path_factory):
     pytest.importorskip("ray")
     marker_dir = tmp_path_factory.mktemp("markers")
-    good, once, always, raises = _make_tasks(marker_dir)
+    good, once, always, raises, listening = _make_tasks(marker_dir)
     before = _ray_pids()
-    result = run_sweep(good + [once, always, raises], SweepOptions(workers=2, retries=1, progress=False))
+    result = run_sweep(good + [once, always, raises, listening],
+                       SweepOptions(workers=2, retries=1, progress=False))
     worker_pids = {v["pid"] for v in result.values.values()}
     # ray.shutdown() has returned; give the killed processes a bounded time to be reaped
     for _ in range(50):
@@ -91,7 +129,7 @@ def test_in_process_sweep_does_not_start_ray(monkeypatch, tmp_path):
         raise AssertionError("the in-process sweep started Ray")
 
     monkeypatch.setattr(sweep, "start_ray", no_ray)
-    good, _, _, raises = _make_tasks(tmp_path)
+    good, _, _, raises, _ = _make_tasks(tmp_path)
     res = run_sweep(good + [raises], SweepOptions(progress=False))
     assert list(res.values) == [t.name for t in good]
     assert res.failed == {"raises/9": "RuntimeError: bad seed 9"}
@@ -127,8 +165,16 @@ def test_a_task_that_keeps_dying_is_reported_by_name_and_the_rest_kept(ray_sweep
     assert set(res.failed) == {"always-dies/8", "raises/9"}
     assert "after 1 retries" in res.failed["always-dies/8"]
     assert "RuntimeError: bad seed 9" in res.failed["raises/9"]
-    assert set(res.values) == {t.name for t in ray_sweep["good"]} | {"dies-once/7"}
+    assert set(res.values) == {t.name for t in ray_sweep["good"]} | {"dies-once/7", "listening/0"}
     assert res.failure_lines()[0].startswith("task always-dies/8 failed")
+
+
+def test_the_local_ray_instance_listens_on_the_loopback_only(ray_sweep):
+    """Every listening socket of Ray's processes (GCS, raylet, workers, agents), read from a worker
+    while the sweep ran, is bound to a loopback address, not to every interface."""
+    addresses = ray_sweep["result"].values["listening/0"]["listening"]
+    assert addresses, "found no listening socket of a Ray process"
+    assert all(_loopback(a) for a in addresses), f"Ray listens beyond the loopback: {addresses}"
 
 
 def test_no_ray_process_is_left_behind(ray_sweep):
