@@ -16,6 +16,7 @@ from typing import Iterator
 
 _LIBC = None
 _DEVNULL_FD: int | None = None
+_MUTED_FOR_GOOD = False
 
 
 def _libc():
@@ -56,3 +57,19 @@ def mute_c_stdout(python_too: bool = False) -> Iterator[None]:
         libc.fflush(None)
         os.dup2(saved, 1)
         os.close(saved)
+
+
+def mute_c_stdout_for_good() -> None:
+    """Point this process' fd 1 at /dev/null for good (what :func:`mute_c_stdout` does around a block),
+    so native libraries write nowhere, and give Python's ``sys.stdout`` a duplicate of the old stdout:
+    Python prints still arrive. For a process whose hot path would otherwise mute every call (a node's
+    control cycle: controller_node's main). Once per process."""
+    global _MUTED_FOR_GOOD
+    if _MUTED_FOR_GOOD:
+        return
+    sys.stdout.flush()
+    _libc().fflush(None)
+    kept = os.dup(1)
+    os.dup2(_devnull_fd(), 1)
+    sys.stdout = os.fdopen(kept, "w", buffering=1, encoding=sys.stdout.encoding, errors=sys.stdout.errors)
+    _MUTED_FOR_GOOD = True

@@ -31,6 +31,7 @@ from rcl_interfaces.msg import SetParametersResult
 from std_msgs.msg import Float64
 
 from hiopt_ros.control.fop import FopConfig
+from hiopt_ros.stdio import mute_c_stdout_for_good
 
 from . import common as c
 from .watchdog import Watchdog
@@ -59,24 +60,6 @@ def _plain_callback(method):
         method()
     callback.__signature__ = inspect.Signature()
     return callback
-
-
-def mute_native_stdout() -> None:
-    """Point this process' file descriptor 1 at /dev/null for good, so native libraries (acados prints
-    on every capped solve) write nowhere, and give Python's sys.stdout a duplicate of the old stdout:
-    Python prints still arrive; ROS logging goes to stderr. Once per process."""
-    import os
-    import sys
-
-    if getattr(mute_native_stdout, "done", False):
-        return
-    sys.stdout.flush()
-    kept = os.dup(1)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.close(devnull)
-    sys.stdout = os.fdopen(kept, "w", buffering=1, encoding=sys.stdout.encoding, errors=sys.stdout.errors)
-    mute_native_stdout.done = True
 
 
 class ControllerNode(c.ManagedNode):
@@ -285,12 +268,12 @@ PROFILE_ENV = "HIOPT_PROFILE_OUT"
 
 def main(args: list[str] | None = None) -> int:
     """Run the controller node in this process until SIGINT/SIGTERM; the exit status (under cProfile when
-    $HIOPT_PROFILE_OUT is set). Native stdout goes to /dev/null (:func:`mute_native_stdout`)."""
+    $HIOPT_PROFILE_OUT is set). Native stdout goes to /dev/null (:func:`hiopt_ros.stdio.mute_c_stdout_for_good`)."""
     import os
 
     global _OWN_PROCESS
     _OWN_PROCESS = True
-    mute_native_stdout()
+    mute_c_stdout_for_good()
     out = os.environ.get(PROFILE_ENV)
     if not out:
         return _main(args)
