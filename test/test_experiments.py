@@ -268,3 +268,83 @@ def test_table3_times_the_mpc_and_the_lower_level_at_the_same_states(tmp_path, c
     assert (out / "table3.png").stat().st_size > 5000 and "cpu clock" in (out / "table3.md").read_text()
     assert main(["table3", "--cases", "robot,boat", "--out", str(tmp_path / "bad")]) == 2
     assert "--cases: unknown ['boat']" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+class ScenarioCase(FakeCase):
+    """Rewards depend on the scenario Table 6 sets per run (args.scenario), so its rows must keep them apart."""
+    optional_methods = ("Value Approximation",)
+
+    def prepare(self, args, work_dir, log):
+        return Prepared(state={"offset": {"s1": 0.0, "s2": 1000.0}[args.scenario]}, train_seeds=range(5))
+
+    def run_episode(self, prepared, method, seed):
+        self.calls.append((method, seed))
+        base = {"MPC": 100.0, "Bi-level-learned": 98.0, "Value Approximation": 70.0}[method] + prepared.state["offset"]
+        return Episode(reward=base + seed % 3, served_demand=base / 10, decision_times_s=[0.001])
+
+
+def test_table6_runs_table1_per_scenario_with_its_three_rows(tmp_path):
+    from offline.experiments import table6
+
+    case = ScenarioCase()
+    res = table6.run(_args(tmp_path, scenarios="s1,s2", seeds=1, episodes=2), argv=["table6"], case=case)
+    seeds = (100, 101)
+    # MPC first on every scenario (the reference), Bi-level-unchanged never: Table 6 has three rows
+    assert case.calls == [(m, s) for _ in (1, 2) for m in ("MPC", "Bi-level-learned", "Value Approximation")
+                          for s in seeds]
+    t = res["table"]
+    assert t.methods == [f"Scenario {i} ({s}): {m}" for i, s in ((1, "s1"), (2, "s2"))
+                         for m in ("MPC", "Bi-level-learned", "Value Approximation")]
+    assert t.stats("Scenario 2 (s2): Value Approximation", "reward")[0] == pytest.approx(1071.5)
+    assert t.values("Scenario 1 (s1): Value Approximation", "reward_pct_ref") == pytest.approx(
+        [100 * (70 + s % 3) / (100 + s % 3) for s in seeds])          # % of the MPC on the same sample
+    assert t.values("Scenario 2 (s2): Bi-level-learned", "reward_pct_ref") == pytest.approx(
+        [100 * (1098 + s % 3) / (1100 + s % 3) for s in seeds])
+    for key in ("markdown", "csv", "episodes_csv", "png"):
+        assert res["paths"][key].exists(), key
+    assert (tmp_path / "out" / "s2" / "table1_fake.md").is_file() and res["missing"] == []
+
+
+def test_table6_names_a_method_the_case_adapter_lacks(tmp_path, capsys):
+    from offline.experiments import table6
+
+    class NoValue(ScenarioCase):
+        optional_methods = ()
+
+    res = table6.run(_args(tmp_path, scenarios="s1", seeds=1, episodes=1), argv=["table6"], case=NoValue())
+    assert res["missing"] == ["Value approximation"]
+    assert res["table"].methods == ["Scenario 1 (s1): MPC", "Scenario 1 (s1): Bi-level-learned"]
+    line = "Value approximation: the fake case adapter (test_experiments) has no such method yet"
+    assert line in res["paths"]["markdown"].read_text() and line in capsys.readouterr().err
+    assert main(["table6", "--scenario", "tiny", "--out", str(tmp_path / "bad")]) == 2
+    assert "--scenarios" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+def test_table5_scores_both_lower_levels_on_test_states_through_the_amod_imitation(tmp_path, capsys):
+    """Table 5 on a tiny AMoD scenario: Table 1's cached θ, test states from seeds no fit saw, one row per
+    lower level whose pooled numbers are what `python -m offline.amod imitation` prints for the same states."""
+    from hiopt_ros.control.theta import load_theta
+    from offline.amod.config import ScenarioSpec
+    from offline.amod.demos import load_demos
+    from offline.amod.fit import imitation
+    from offline.amod.sim import AmodSim
+
+    work, out = tmp_path / "work", tmp_path / "t5"
+    opts = ["--scenario", "tiny", "--horizon", "4", "--demo-episodes", "2", "--held-out-episodes", "1", "--K", "1",
+            "--cost-terms", "none", "--fit-time-limit", "5", "--work-dir", str(work), "--quiet"]
+    assert main(["table5", *opts, "--test-episodes", "2", "--out", str(out)]) == 0
+    key = ScenarioSpec(synthetic="tiny", horizon=4).key
+    test = load_demos(work / key / "test600.npz")
+    assert sorted(set(test.seed.tolist())) == [600, 601]
+    sim = AmodSim(ScenarioSpec(synthetic="tiny", horizon=4).build())
+    rows = {r["method"]: r for r in csv.DictReader(open(out / "table5.csv"))}
+    assert list(rows) == ["Bi-level-unchanged", "Bi-level-learned"] and rows["Bi-level-learned"]["episodes"] == "2"
+    for name, theta in (("Bi-level-unchanged", None), ("Bi-level-learned", load_theta(work / key / "theta.yaml"))):
+        per_episode = [imitation(sim, test.subset(test.seed == s), theta)["f"]["cosine"] for s in (600, 601)]
+        assert float(rows[name]["f_cosine_mean"]) == pytest.approx(np.mean(per_episode))
+        pooled = imitation(sim, test, theta)["f"]
+        md = (out / "table5.md").read_text()
+        assert f"{name}, all test states pooled: reb. flow cosine {pooled['cosine']:.3f}" in md
+    assert (out / "table5.png").is_file()
+    assert main(["table5", *opts, "--test-seed", "500", "--out", str(tmp_path / "bad")]) == 2
+    assert "overlap the demonstration / held-out seeds" in capsys.readouterr().err and not (tmp_path / "bad").exists()

@@ -26,8 +26,10 @@ from offline.sweep import Task, add_sweep_arguments, options_from_args, run_swee
 EVAL_SEED_DEFAULT = 10_000
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--case", required=True, choices=sorted(CASES), help="case study")
+def add_arguments(p: argparse.ArgumentParser, case_default: str | None = None) -> None:
+    """The runner's options (a command built on Table 1, e.g. Table 6, may give --case a default)."""
+    p.add_argument("--case", required=case_default is None, default=case_default, choices=sorted(CASES),
+                   help="case study" + (f" (default {case_default})" if case_default else ""))
     p.add_argument("--episodes", type=int, default=10, help="evaluation episodes per method (default 10)")
     p.add_argument("--eval-seed", type=int, default=EVAL_SEED_DEFAULT,
                    help=f"first evaluation seed; episodes use eval-seed … eval-seed+episodes−1 "
