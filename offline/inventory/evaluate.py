@@ -6,6 +6,11 @@ episodes from that one stream; returns as mean ± population std. Policies:
     heur         the benchmark's order-up-to heuristic (offline.inventory.heuristic)
     scim-oracle  the benchmark's MPC: horizon 10 with its shipping lag (offline.inventory.mpc.ScimMpc)
     mpc          the project's perfect-knowledge MPC over the whole remaining episode (the bound)
+    forecast     the forecast subgoal form's action 0 through Eq. 31: the just-in-time subgoal of the
+                 demand the agent observes (offline.inventory.policy_envs), no learning
+    absolute     the absolute subgoal form's action 0 through Eq. 31: the middle of every range
+The lower level of the last two is Eq. 31 with θ = 0 and the benchmark LP's objective, or the θ
+file of ``--theta`` (with its own objective).
 
 Options named after the benchmark's defects switch each one on (off by default):
 ``--scim-final-step`` (a 31st step with costs and no demand, §11.3; the published returns were
@@ -23,13 +28,16 @@ from pathlib import Path
 import numpy as np
 
 from .env import COST_KEYS, InventoryEnv, benchmark_demands
+from .fit import load_fop_theta
 from .heuristic import OrderUpToHeuristic
+from .lower import InventoryFop
 from .mpc import InventoryMpc, ScimMpc
+from .policy_envs import FixedSubgoalPolicy
 from .scenarios import resolve_scenario
 
 __all__ = ["evaluate_policy", "main"]
 
-POLICIES = ("heur", "scim-oracle", "mpc")
+POLICIES = ("heur", "scim-oracle", "mpc", "forecast", "absolute")
 
 
 def evaluate_policy(env: InventoryEnv, policy, demands) -> dict:
@@ -58,7 +66,8 @@ def evaluate_policy(env: InventoryEnv, policy, demands) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m offline.inventory.evaluate",
                                  description="The SCIM benchmark's test loop (one seeded stream of episodes) for the "
-                                             "heuristic, the benchmark's MPC and the project's MPC.")
+                                             "heuristic, the benchmark's MPC, the project's MPC and the subgoal "
+                                             "forms' action 0 through Eq. 31.")
     ap.add_argument("--scenario", default="1F10S", help="benchmark preset 1F2S, 1F3S or 1F10S (default 1F10S)")
     ap.add_argument("--scenario-file", type=Path, default=None, help="YAML file of your own network instead")
     ap.add_argument("--policies", default=",".join(POLICIES), help=f"comma-separated of {', '.join(POLICIES)}")
@@ -70,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the heuristic's stock test of the benchmark")
     ap.add_argument("--no-shipping-lag", action="store_true", help="the benchmark's MPC without its shipping lag")
     ap.add_argument("--levels", default=None, help="heuristic s_store,s_factory (default: the preset's)")
+    ap.add_argument("--theta", type=Path, default=None,
+                    help="θ file of the lower level of 'forecast' and 'absolute' (default θ = 0, the benchmark LP's "
+                         "objective)")
     return ap
 
 
@@ -99,10 +111,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{prog}: --levels must be two numbers s_store,s_factory, got {args.levels!r}", file=sys.stderr)
             return 2
     try:
+        fop = InventoryFop(sc) if args.theta is None else load_fop_theta(sc, args.theta)
+    except (OSError, ValueError) as e:
+        print(f"{prog}: --theta {args.theta}: {e}", file=sys.stderr)
+        return 2
+    try:
         policies = {
             "heur": lambda: OrderUpToHeuristic(sc, levels, scim_availability_check=args.scim_availability_check),
             "scim-oracle": lambda: ScimMpc(sc, scim_shipping_lag=not args.no_shipping_lag),
             "mpc": lambda: InventoryMpc(sc),
+            "forecast": lambda: FixedSubgoalPolicy(sc, fop, "forecast"),
+            "absolute": lambda: FixedSubgoalPolicy(sc, fop, "absolute"),
         }
         built = {n: policies[n]() for n in names}
     except ValueError as e:
