@@ -335,14 +335,17 @@ def test_table1_inventory_pipeline_on_a_preset_at_a_tiny_budget(tmp_path):
     from offline.experiments.__main__ import main
 
     out, work = tmp_path / "out", tmp_path / "work"
+    old_rows = ("MPC", "MPC (SCIM oracle)", "Bi-level-unchanged", "End-to-end RL", "Bi-level-learned",
+                "Heuristic (SCIM)", "MPC subgoals → Eq. 31")
+    # the benchmark LP's objective and the absolute subgoal form (the defaults are eq31 and forecast)
     argv = ["table1", "--case", "inventory", "--scenario", "1F2S", "--horizon-steps", "8", "--episodes", "2",
             "--rl-steps", "64", "--n-envs", "1", "--demo-episodes", "1", "--K", "1", "--fit-time-limit-s", "5",
-            "--seeds", "1", "--methods", "all", "--out", str(out), "--work-dir", str(work), "--quiet"]
+            "--seeds", "1", "--methods", ",".join(old_rows), "--out", str(out), "--work-dir", str(work), "--quiet",
+            "--lower-objective", "benchmark", "--subgoal-form", "absolute"]
     assert main(argv) == 0
     rows = list(csv.DictReader(open(out / "table1_inventory_episodes.csv")))
     methods = {r["method"] for r in rows}
-    assert methods == {"MPC", "MPC (SCIM oracle)", "Bi-level-unchanged", "End-to-end RL", "Bi-level-learned",
-                       "Heuristic (SCIM)", "MPC subgoals → Eq. 31"}
+    assert methods == set(old_rows)
     ref = {r["episode"]: float(r["reward"]) for r in rows if r["method"] == "MPC"}
     assert len(ref) == 2
     # the lower level given the MPC's own subgoals reproduces the MPC (capacity rows as the env's)
@@ -355,18 +358,31 @@ def test_table1_inventory_pipeline_on_a_preset_at_a_tiny_budget(tmp_path):
     assert "10000–10001" in md and "theta.yaml" in md and "shipped" in md
     for kind in ("bilevel_unchanged", "end_to_end", "bilevel_learned"):
         assert (work / "1F2S_T8" / kind / "seed0" / "model.zip").exists()
-    # Eq. 31a's cost terms: its own θ (fitted on top of them) and its own cached policies
-    argv2 = list(argv)
-    argv2[argv2.index("--methods") + 1] = "MPC,Bi-level-unchanged,Bi-level-learned"
+    # the defaults: Eq. 31a's cost terms (its own θ, fitted on top of them), the forecast subgoal form,
+    # and the issue-19 rows: their own θ files and cached policies
+    argv2 = argv[:-4]
+    argv2[argv2.index("--methods") + 1] = ("MPC,Bi-level-unchanged,Bi-level-learned,Bi-level-cvxpy,"
+                                           "Value approximation,Forecast subgoals → Eq. 31")
     argv2[argv2.index("--out") + 1] = str(tmp_path / "out_eq31")
-    assert main(argv2 + ["--lower-objective", "eq31"]) == 0
+    assert main(argv2 + ["--epochs", "1", "--ranks", "2", "--regs", "1e-2"]) == 0
     from hiopt_ros.control.theta import load_theta
 
     th = load_theta(work / "1F2S_T8" / "theta_eq31.yaml")
     assert th.provenance["relu_on_cost_terms"] and th.provenance["chosen"] in ("cost_terms", "relu")
     assert th.cost_weights["cost_terms"] == 1.0            # either choice keeps Eq. 31a's cost terms on
-    for kind in ("bilevel_unchanged_eq31", "bilevel_learned_eq31"):
+    cvx = load_theta(work / "1F2S_T8" / "theta_cvxpy_eq31.yaml")
+    assert cvx.provenance["fit_method"] == "cvxpylayers" and cvx.cost_weights["cost_terms"] == 1.0
+    assert cvx.provenance["fit_time_s"] > 0 and (work / "1F2S_T8" / "theta_cvxpy_eq31_loss.png").exists()
+    for kind in ("bilevel_unchanged_eq31_forecast", "bilevel_learned_eq31_forecast", "bilevel_cvxpy_eq31_forecast"):
         assert (work / "1F2S_T8" / kind / "seed0" / "model.zip").exists()
+    rows = list(csv.DictReader(open(tmp_path / "out_eq31" / "table1_inventory_episodes.csv")))
+    assert {r["method"] for r in rows} == set(argv2[argv2.index("--methods") + 1].split(","))
+    ref = {r["episode"]: float(r["reward"]) for r in rows if r["method"] == "MPC"}
+    for r in rows:
+        assert float(r["reward"]) <= ref[r["episode"]] + 1e-6
+        if r["method"] == "Bi-level-unchanged":   # Eq. 31a literally, θ = 0: producing (5) costs more than
+            assert float(r["served_demand"]) == 0.0   # missing ŵ (1), so nothing is ever made or delivered
+    assert "Value approximation: V of rank 2" in (tmp_path / "out_eq31" / "table1_inventory.md").read_text()
 
 
 def test_evaluate_runs_the_benchmarks_test_loop_and_refuses_bad_options(capsys):
