@@ -570,27 +570,31 @@ def test_itemwise_policy_is_shared_over_regions_and_maps_the_action_layout(metho
         assert np.allclose(pair_observation(sim, sim.state()), obs)
 
 
-def test_behaviour_cloning_fits_the_demonstrated_subgoals():
+@pytest.mark.parametrize("form", ["floor", "relative", "absolute"])
+def test_behaviour_cloning_fits_the_demonstrated_subgoals(form):
     from stable_baselines3 import PPO
 
     from offline.amod.bc import behaviour_clone
     from offline.amod.config import ScenarioSpec, make_env
     from offline.amod.demos import collect
-    from offline.amod.envs import observation, subgoal_from_action
+    from offline.amod.envs import observation
+    from offline.amod.subgoal import SubgoalInterface
     from offline.amod.train import policy_config
     from offline.rl import _policy_class
 
-    env = make_env(0, "bilevel", ScenarioSpec("tiny", horizon=6), seeds=[1000])
+    itf = SubgoalInterface(form=form)
+    env = make_env(0, "bilevel", ScenarioSpec("tiny", horizon=6), seeds=[1000], interface=itf)
     demos = collect(env.sim, range(0, 3), progress=False)
     policy, kw = policy_config("Bi-level-unchanged", env.sim, "itemwise")
     model = PPO(_policy_class(policy), env, policy_kwargs=kw, n_steps=16, batch_size=16, device="cpu", seed=0)
-    info = behaviour_clone(model, env.sim, demos, e2e=False, steps=400)
+    info = behaviour_clone(model, env.sim, demos, e2e=False, steps=400, interface=itf)
     assert info["loss_end"] < info["loss_start"] - 0.02
-    # the cloned subgoals are closer to the expert's than the untrained (uniform) ones
+    # the cloned subgoals are closer to the expert's than those of the action 0 (untrained)
     err = []
     for k in range(len(demos)):
         s = demos.state(k)
-        q = subgoal_from_action(model.predict(observation(env.sim, s), deterministic=True)[0], s.idle.sum())
-        err.append([np.abs(q - demos.qhat[k]).sum(), np.abs(s.idle.sum() / env.sim.N - demos.qhat[k]).sum()])
+        q = itf.subgoal(env.sim, s, model.predict(observation(env.sim, s), deterministic=True)[0], env.lower)
+        q0 = itf.subgoal(env.sim, s, np.zeros(env.sim.N), env.lower)
+        err.append([np.abs(q - demos.qhat[k]).sum(), np.abs(q0 - demos.qhat[k]).sum()])
     err = np.array(err).mean(0)
     assert err[0] < err[1], err

@@ -32,6 +32,7 @@ from offline.amod.config import (
     theta_form,
 )
 from offline.amod.scenario import SIZES
+from offline.amod.subgoal import add_interface_arguments, interface_from_args
 
 
 def _log(msg: str) -> None:
@@ -120,7 +121,8 @@ def cmd_train(args) -> int:
         raise ValueError("Bi-level-learned needs --theta (a fitted θ file)")
     bc = load_demos(args.bc_demos) if args.bc_demos else None
     ensure_policy(spec_from_args(args), args.method, out, args.theta, steps=args.steps, algo=args.algo,
-                  seed=args.seed, log=_log, force=True, bc_demos=bc, bc_steps=args.bc_steps, network=args.policy_net)
+                  seed=args.seed, log=_log, force=True, bc_demos=bc, bc_steps=args.bc_steps, network=args.policy_net,
+                  interface=interface_from_args(args))
     return 0
 
 
@@ -245,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bc-steps", type=int, default=3000, help="behaviour-cloning Adam steps (default 3000)")
     s.add_argument("--policy-net", default="itemwise", choices=("itemwise", "mlp"),
                    help="policy network: shared over regions/pairs (default) or SB3's MLP")
+    add_interface_arguments(s)
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("stream", help="the benchmark's own protocol: consecutive episodes of one seeded stream "

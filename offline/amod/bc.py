@@ -5,10 +5,12 @@ initial (uniform) distribution; the MPC demonstrations the inverse fit uses alre
 subgoals. Before PPO, the policy's mean action is therefore fitted to them (a few thousand Adam
 steps, seconds), and PPO continues from there:
 
-    bi-level (both variants): the target is the expert's implied subgoal as a distribution,
-        w* = q̂ / Σq̂; loss = cross-entropy(w*, softmax(κ·clip(a, −1, 1))) + ‖max(|a| − 1, 0)‖²
-        (the same labels for Bi-level-unchanged and Bi-level-learned: the subgoal does not
-        depend on the lower level);
+    bi-level (both variants): the target is the expert's implied subgoal q̂ in the subgoal
+        interface's terms (offline.amod.subgoal.SubgoalInterface.bc_target): relative form, the
+        action a* = clip((q̂ − q)/s, −1, 1), loss = mean squared error; absolute and floor forms,
+        the distribution w*, loss = cross-entropy(w*, softmax(κ·clip(a, −1, 1))) +
+        ‖max(|a| − 1, 0)‖² (the same labels for Bi-level-unchanged and Bi-level-learned: the
+        subgoal does not depend on the lower level);
     end-to-end: the target is the expert's flows as the env's action, a* = 2·f_e/q_origin − 1 and
         2·g_p/D_p − 1 (pairs without requests are left out); loss = mean squared error.
 
@@ -19,17 +21,18 @@ from __future__ import annotations
 import numpy as np
 
 from offline.amod.demos import Demos
-from offline.amod.envs import LOGIT_SCALE, observation, pair_observation
+from offline.amod.envs import observation, pair_observation
 from offline.amod.sim import AmodSim
+from offline.amod.subgoal import DEFAULT_INTERFACE, LOGIT_SCALE, SubgoalInterface
 
 __all__ = ["behaviour_clone"]
 
 
-def _targets(sim: AmodSim, demos: Demos, e2e: bool):
+def _targets(sim: AmodSim, demos: Demos, e2e: bool, interface: SubgoalInterface):
     states = [demos.state(k) for k in range(len(demos))]
     if not e2e:
         X = np.array([observation(sim, s) for s in states], np.float32)
-        W = demos.qhat / np.maximum(demos.qhat.sum(1, keepdims=True), 1e-9)
+        W = interface.bc_target(sim, demos.idle, demos.qhat, demos.g)
         return X, W.astype(np.float32), None
     X = np.array([pair_observation(sim, s) for s in states], np.float32)
     idle_o = demos.idle[:, sim.edges[:, 0]]
@@ -41,11 +44,11 @@ def _targets(sim: AmodSim, demos: Demos, e2e: bool):
 
 
 def behaviour_clone(model, sim: AmodSim, demos: Demos, *, e2e: bool, steps: int = 3000, lr: float = 1e-3,
-                    batch: int = 64, seed: int = 0) -> dict:
+                    batch: int = 64, seed: int = 0, interface: SubgoalInterface = DEFAULT_INTERFACE) -> dict:
     """Fit the SB3 model's mean action to the demonstrations (module docstring); returns the losses."""
     import torch
 
-    X, Y, mask = _targets(sim, demos, e2e)
+    X, Y, mask = _targets(sim, demos, e2e, interface)
     X, Y = torch.as_tensor(X), torch.as_tensor(Y)
     M = torch.as_tensor(mask) if mask is not None else None
     gen = torch.Generator().manual_seed(seed)
@@ -57,6 +60,8 @@ def behaviour_clone(model, sim: AmodSim, demos: Demos, *, e2e: bool, steps: int 
         if e2e:
             err = (mean - Y[idx]) ** 2 * M[idx]
             return err.sum() / M[idx].sum().clamp(min=1.0)
+        if not interface.cross_entropy:
+            return ((mean - Y[idx]) ** 2).sum(-1).mean()
         logp = torch.log_softmax(LOGIT_SCALE * mean.clamp(-1, 1), dim=-1)
         return -(Y[idx] * logp).sum(-1).mean() + ((mean.abs() - 1).clamp(min=0) ** 2).sum(-1).mean()
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from offline.amod.benchmark import DATA_DIR, DEFAULT_PRESET, DEFECTS, PRESETS
 from offline.amod.scenario import SIZES, AmodScenario, load_benchmark_json, synthetic
+from offline.amod.subgoal import DEFAULT_INTERFACE, SubgoalInterface
 
 __all__ = ["ScenarioSpec", "DEMO_SEED0", "HELD_OUT_SEED0", "RL_SEEDS", "make_env", "add_scenario_arguments",
            "spec_from_args", "lower_factory"]
@@ -227,32 +228,36 @@ def spec_from_args(args: argparse.Namespace) -> ScenarioSpec:
                         network=args.network, beta=args.beta, defects=tuple(sorted(set(args.benchmark_defect))))
 
 
-def lower_factory(theta_path: str | None, K: int | None = None):
-    """sim -> Eq25Fop with θ from theta_path (None: the unchanged FOP, K = 0)."""
+def lower_factory(theta_path: str | None, K: int | None = None, interface: SubgoalInterface | None = None):
+    """sim -> Eq25Fop with θ from theta_path (None: the unchanged FOP, K = 0) and the shortfall price of
+    `interface` (None: Remark 3's large M)."""
     def build(sim):
         from offline.amod.lower import Eq25Fop
+        M = interface.eps_penalty(sim) if interface is not None else None
         if theta_path is None:
-            return Eq25Fop(sim, K=0)
+            return Eq25Fop(sim, K=0, eps_penalty=M)
         from hiopt_ros.control.theta import load_theta
         theta = load_theta(theta_path)
         if theta.case_study != "amod":
             raise ValueError(f"θ file {theta_path} is for case study '{theta.case_study}', not amod")
-        fop = Eq25Fop(sim, K=max(theta.K, K or 0))
+        fop = Eq25Fop(sim, K=max(theta.K, K or 0), eps_penalty=M)
         fop.set_theta(theta)
         return fop
     return build
 
 
-def make_env(rank: int, kind: str, spec: ScenarioSpec, theta_path: str | None = None, seeds=RL_SEEDS):
+def make_env(rank: int, kind: str, spec: ScenarioSpec, theta_path: str | None = None, seeds=RL_SEEDS,
+             interface: SubgoalInterface = DEFAULT_INTERFACE):
     """A training environment (module-level, so offline.rl can build it in a worker process).
 
-    kind: "bilevel" (the upper level over Eq. 25 with θ from theta_path, or θ = 0 without one) or "e2e".
+    kind: "bilevel" (the upper level over Eq. 25 with θ from theta_path, or θ = 0 without one, through
+    the subgoal `interface`) or "e2e".
     """
     from offline.amod.envs import AmodBiLevelEnv, AmodEndToEndEnv
 
     scenario = spec.build()
     if kind == "bilevel":
-        return AmodBiLevelEnv(scenario, lower_factory(theta_path), seeds)
+        return AmodBiLevelEnv(scenario, lower_factory(theta_path, interface=interface), seeds, interface=interface)
     if kind == "e2e":
         return AmodEndToEndEnv(scenario, seeds)
     raise ValueError(f"unknown AMoD environment kind {kind!r} (bilevel, e2e)")

@@ -4,12 +4,13 @@ Both wrap the same simulator (offline.amod.sim.AmodSim) and observation; they di
 action is and what turns it into flows.
 
 AmodBiLevelEnv — the upper level of Problem (3):
-    action: a ∈ [−1, 1]^N (Box). The desired idle distribution is softmax(κ·a) (κ = logit_scale),
-        a point of the simplex, and the subgoal is q̂ = softmax(κ·a) · Σ_i q_t,i (vehicles). A
-        distribution-valued action is what the paper's upper level outputs; SB3 has no Dirichlet
-        policy, so a Gaussian (PPO) or squashed Gaussian (SAC) over logits followed by a softmax
-        gives one with the library's own algorithms (the softmax is invariant to adding a constant
-        to a, a harmless redundant direction).
+    action: a ∈ [−1, 1]^N (Box), turned into the subgoal q̂ (vehicles) by the env's
+        offline.amod.subgoal.SubgoalInterface: by default q̂ = q + a bounded change s·(a − ā)
+        (action 0 keeps the idle distribution); 'absolute': q̂ = softmax(κ·a) · Σ_i q_t,i, a
+        distribution-valued action as the paper's upper level outputs (SB3 has no Dirichlet
+        policy: a Gaussian over logits followed by a softmax gives one with the library's own
+        algorithms); 'floor': the benchmark's §9.1 form. The interface also sets Eq. 25's shortfall
+        price M.
     lower level: the object it is given, `lower(state, q̂) -> (f, g, info)` — Eq25Fop with θ = 0
         (Bi-level-unchanged) or with a fitted θ (Bi-level-learned). The env never changes it.
 
@@ -43,6 +44,7 @@ import numpy as np
 
 from offline.amod.scenario import AmodScenario
 from offline.amod.sim import AmodSim, AmodState
+from offline.amod.subgoal import DEFAULT_INTERFACE, LOGIT_SCALE, SubgoalInterface, softmax
 
 __all__ = ["AmodBiLevelEnv", "AmodEndToEndEnv", "observation", "pair_observation", "region_features",
            "subgoal_from_action", "e2e_flows", "e2e_action_index", "ARRIVAL_STEPS", "FORECAST_STEPS",
@@ -53,8 +55,6 @@ FORECAST_STEPS = 3
 #: features per region in the observation, and per ordered pair in the end-to-end one
 REGION_FEATURES = 1 + ARRIVAL_STEPS + 2 + FORECAST_STEPS
 PAIR_FEATURES = 2 * REGION_FEATURES + 5
-#: κ of softmax(κ·a): the upper level can ask for region shares up to e^{2κ} ≈ 400× apart
-LOGIT_SCALE = 3.0
 
 
 def region_features(sim: AmodSim, state: AmodState) -> np.ndarray:
@@ -111,10 +111,8 @@ def e2e_action_index(sim: AmodSim) -> np.ndarray:
 
 
 def subgoal_from_action(action, idle_total: float, logit_scale: float = LOGIT_SCALE) -> np.ndarray:
-    """q̂ = softmax(κ·a) · Σq (the desired idle distribution in vehicles)."""
-    z = logit_scale * np.clip(np.asarray(action, float), -1.0, 1.0)
-    w = np.exp(z - z.max())
-    return w / w.sum() * idle_total
+    """The absolute form's q̂ = softmax(κ·a) · Σq (the desired idle distribution in vehicles)."""
+    return softmax(action, logit_scale) * idle_total
 
 
 def e2e_flows(sim: AmodSim, state: AmodState, action) -> tuple[np.ndarray, np.ndarray]:
@@ -175,18 +173,19 @@ class _AmodEnvBase(gym.Env):
 class AmodBiLevelEnv(_AmodEnvBase):
     """Upper level of the bi-level policy over a given lower level (module docstring).
 
-    lower: callable (state, q̂) -> (f, g, info), e.g. offline.amod.lower.Eq25Fop.
+    lower: callable (state, q̂) -> (f, g, info), e.g. offline.amod.lower.Eq25Fop (built with the
+    interface's shortfall price, offline.amod.config.lower_factory). interface: action → q̂.
     """
 
     def __init__(self, scenario: AmodScenario, lower_factory: Callable[[AmodSim], Callable], seeds: Sequence[int],
-                 reward_scale: float | None = None, logit_scale: float = LOGIT_SCALE) -> None:
+                 reward_scale: float | None = None, interface: SubgoalInterface = DEFAULT_INTERFACE) -> None:
         super().__init__(scenario, seeds, reward_scale)
         self.lower = lower_factory(self.sim)
-        self.logit_scale = float(logit_scale)
+        self.interface = interface
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(self.sim.N,), dtype=np.float32)
 
     def _flows(self, state, action):
-        qhat = subgoal_from_action(action, state.idle.sum(), self.logit_scale)
+        qhat = self.interface.subgoal(self.sim, state, action, self.lower)
         f, g, info = self.lower(state, qhat)
         # timings stay out of info (gymnasium's determinism check); Table 1 times decisions itself
         return f, g, {"lower_ok": bool(info.get("ok", True)), "subgoal_shortfall": float(info.get("eps", 0.0))}

@@ -227,15 +227,18 @@ def ensure_imitation(spec: ScenarioSpec, held: Demos, theta_path: Path, out: Pat
 
 def ensure_policy(spec: ScenarioSpec, method: str, out: Path, theta_path: Path | None, *, steps: int,
                   algo: str, seed: int, log, force: bool = False, bc_demos: Demos | None = None,
-                  bc_steps: int = 3000, network: str = "itemwise"):
+                  bc_steps: int = 3000, network: str = "itemwise", interface=None):
     """The trained SB3 model of `method` (reused if trained with the same scenario, θ, demonstrations,
-    budget and seed); bc_demos warm-starts it by behaviour cloning (offline.amod.bc)."""
+    budget, seed and subgoal interface); bc_demos warm-starts it by behaviour cloning (offline.amod.bc)."""
     from offline import rl
+    from offline.amod.subgoal import DEFAULT_INTERFACE
     from offline.amod.train import KINDS, TrainSpec, train_policy
 
-    learned = KINDS[method][1]
+    interface = interface or DEFAULT_INTERFACE
+    kind, learned = KINDS[method]
     meta = {"method": method, "spec": spec.to_dict(), "steps": steps, "algo": algo, "seed": seed,
             "theta_sha256": sha256(theta_path) if learned else None, "network": network,
+            "interface": interface.to_dict() if kind == "bilevel" else None,
             "bc_demos_sha256": bc_demos.meta.get("sha256") if bc_demos is not None and bc_steps > 0 else None,
             "bc_steps": bc_steps if bc_demos is not None else 0}
     meta_path = out / "amod_policy.json"
@@ -248,7 +251,8 @@ def ensure_policy(spec: ScenarioSpec, method: str, out: Path, theta_path: Path |
     warm = f"behaviour cloning of {len(bc_demos)} MPC samples, then " if bc_demos is not None and bc_steps > 0 else ""
     log(f"[amod] training {method}: {warm}{algo.upper()}, {steps} env steps → {out}/ (tensorboard --logdir {out}/tb)")
     res = train_policy(method, spec, out, TrainSpec(steps=steps, algo=algo, seed=seed, network=network),
-                       theta_path=str(theta_path) if learned else None, bc_demos=bc_demos, bc_steps=bc_steps)
+                       theta_path=str(theta_path) if learned else None, bc_demos=bc_demos, bc_steps=bc_steps,
+                       interface=interface)
     log(f"[amod]   {res.report()}")
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
     info = json.loads((out / "train.json").read_text())

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from offline.amod.envs import LOGIT_SCALE, e2e_flows, observation, pair_observation, subgoal_from_action
+from offline.amod.envs import e2e_flows, observation, pair_observation
 from offline.amod.sim import AmodSim, AmodState
+from offline.amod.subgoal import DEFAULT_INTERFACE, SubgoalInterface
 
 __all__ = ["MpcPolicy", "BiLevelPolicy", "EndToEndPolicy", "SubgoalPolicy", "EpisodeResult", "run_episode"]
 
@@ -35,16 +36,17 @@ def _one_thread() -> None:
 
 
 class BiLevelPolicy:
-    """Upper level (an SB3 model of AmodBiLevelEnv) → q̂ → lower level (Eq25Fop, θ = 0 or fitted)."""
+    """Upper level (an SB3 model of AmodBiLevelEnv) → q̂ (through the subgoal interface it was trained
+    with) → lower level (Eq25Fop, θ = 0 or fitted, with that interface's shortfall price)."""
 
-    def __init__(self, sim: AmodSim, model, lower, logit_scale: float = LOGIT_SCALE) -> None:
+    def __init__(self, sim: AmodSim, model, lower, interface: SubgoalInterface = DEFAULT_INTERFACE) -> None:
         _one_thread()
-        self.sim, self.model, self.lower, self.logit_scale = sim, model, lower, logit_scale
+        self.sim, self.model, self.lower, self.interface = sim, model, lower, interface
         self.last_subgoal = None
 
     def decide(self, state: AmodState):
         a, _ = self.model.predict(observation(self.sim, state), deterministic=True)
-        self.last_subgoal = subgoal_from_action(a, state.idle.sum(), self.logit_scale)
+        self.last_subgoal = self.interface.subgoal(self.sim, state, a, self.lower)
         f, g, _ = self.lower(state, self.last_subgoal)
         return f, g
 

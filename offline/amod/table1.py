@@ -28,6 +28,7 @@ from offline.amod.config import (
     spec_from_args,
     theta_form,
 )
+from offline.amod.subgoal import add_interface_arguments, interface_from_args
 from offline.experiments import METHODS, Episode, Prepared
 
 __all__ = ["CASE", "AmodTable1"]
@@ -37,6 +38,7 @@ __all__ = ["CASE", "AmodTable1"]
 class _State:
     spec: object
     theta_path: Path
+    interface: object = None
     models: dict = field(default_factory=dict)
     sims: dict = field(default_factory=dict)
     policies: dict = field(default_factory=dict)
@@ -77,6 +79,7 @@ class AmodTable1:
                             "(Adam steps; 0: RL from scratch)")
         p.add_argument("--policy-net", default="itemwise", choices=("itemwise", "mlp"),
                        help="RL policy network: shared over regions/pairs (default) or SB3's MLP")
+        add_interface_arguments(p)
 
     # ---------------------------------------------------------------- preparation
     def prepare(self, args, work_dir, log, train_seed: int | None = None) -> Prepared:
@@ -103,13 +106,14 @@ class AmodTable1:
                                   time_limit_s=args.fit_time_limit, log=log, fit_episodes=args.fit_episodes,
                                   cost_terms=cost_terms)
         imitation_md = pipeline.ensure_imitation(spec, held, theta_path, root / "imitation.md", log)
-        st = _State(spec=spec, theta_path=Path(theta_path))
+        st = _State(spec=spec, theta_path=Path(theta_path), interface=interface_from_args(args))
         from hiopt_ros.control.theta import load_theta
         prov = load_theta(theta_path).provenance
         notes = [f"scenario: {scenario.summary()}",
                  f"θ: {theta_path} (K={load_theta(theta_path).K}, cost terms {prov.get('cost_terms')}, "
                  f"ρ={prov.get('rho')}, fitted on {prov.get('samples')} MPC samples, demand seeds "
-                 f"{prov.get('demo_seeds')})"]
+                 f"{prov.get('demo_seeds')})",
+                 f"bi-level upper levels: {st.interface.describe()}"]
         chosen = ([m.strip() for m in args.methods.split(",")] if args.methods and args.methods != "all"
                   else self.methods + (self.optional_methods if args.methods == "all" else ()))
         methods = [m for m in self.methods + self.optional_methods if m in chosen]
@@ -119,7 +123,8 @@ class AmodTable1:
             out = root / "rl" / (pipeline.method_dir(method) + (f"_seed{rl_seed}" if rl_seed else ""))
             model, info = pipeline.ensure_policy(spec, method, out, theta_path, steps=args.rl_steps,
                                                  algo=args.rl_algo, seed=rl_seed, log=log, bc_demos=demos,
-                                                 bc_steps=args.bc_steps, network=args.policy_net)
+                                                 bc_steps=args.bc_steps, network=args.policy_net,
+                                                 interface=st.interface)
             st.models[method] = model
             warm = f"BC warm start ({args.bc_steps} steps on {len(demos)} MPC samples) + " if args.bc_steps else ""
             notes.append(f"{method}: {warm}{args.rl_algo.upper()} {info.get('env_steps', '?')} env steps in "
@@ -145,7 +150,8 @@ class AmodTable1:
                 from offline.amod.mpc import AmodMpc
                 from offline.amod.policies import SubgoalPolicy
                 mpc = AmodMpc(sim)
-                lower = lower_factory(str(st.theta_path) if method == ORACLE_LEARNED else None)(sim)
+                lower = lower_factory(str(st.theta_path) if method == ORACLE_LEARNED else None,
+                                      interface=st.interface)(sim)
 
                 def mpc_subgoal(state, sim=sim, mpc=mpc, lower=lower):
                     d = mpc.decide(state)
@@ -156,7 +162,8 @@ class AmodTable1:
                 pol = EndToEndPolicy(sim, st.models[method])
             else:
                 theta = str(st.theta_path) if method == "Bi-level-learned" else None
-                pol = BiLevelPolicy(sim, st.models[method], lower_factory(theta)(sim))
+                pol = BiLevelPolicy(sim, st.models[method], lower_factory(theta, interface=st.interface)(sim),
+                                    st.interface)
             st.policies[method] = (sim, pol)
         return st.policies[method]
 

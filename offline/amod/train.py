@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from offline.amod.config import RL_SEEDS, ScenarioSpec, make_env
+from offline.amod.subgoal import DEFAULT_INTERFACE, SubgoalInterface
 
 __all__ = ["TrainSpec", "train_policy", "KINDS"]
 
@@ -67,11 +68,13 @@ def policy_config(method: str, sim, network: str) -> tuple[str, dict]:
 
 
 def train_policy(method: str, spec: ScenarioSpec, out_dir: Path, train: TrainSpec, theta_path: str | None = None,
-                 progress: bool | None = None, bc_demos=None, bc_steps: int = 3000):
+                 progress: bool | None = None, bc_demos=None, bc_steps: int = 3000,
+                 interface: SubgoalInterface = DEFAULT_INTERFACE):
     """Train the RL part of a Table 1 method; returns offline.rl.TrainResult (model.zip etc. in out_dir).
 
     bc_demos: MPC demonstrations (offline.amod.demos.Demos) to warm-start the policy by behaviour
     cloning (offline.amod.bc) before PPO; None trains from scratch. The BC losses go to bc.json.
+    interface: how the bi-level upper level's action becomes the subgoal (offline.amod.subgoal).
     """
     from offline import rl
 
@@ -81,7 +84,7 @@ def train_policy(method: str, spec: ScenarioSpec, out_dir: Path, train: TrainSpe
     if learned and theta_path is None:
         raise ValueError(f"{method} needs a fitted θ file")
     make = functools.partial(make_env, kind=kind, spec=spec, theta_path=theta_path if learned else None,
-                             seeds=RL_SEEDS)
+                             seeds=RL_SEEDS, **({"interface": interface} if kind == "bilevel" else {}))
     from offline.amod.sim import AmodSim
     policy, policy_kwargs = policy_config(method, AmodSim(spec.build()), train.network)
     cfg = rl.RLConfig(algo=train.algo, total_steps=train.steps, n_envs=train.n_envs, seed=train.seed,
@@ -100,7 +103,8 @@ def train_policy(method: str, spec: ScenarioSpec, out_dir: Path, train: TrainSpe
         out_dir.mkdir(parents=True, exist_ok=True)
         env = make(0)
         model = rl.build_model(cfg, DummyVecEnv([lambda: env]))
-        info = behaviour_clone(model, env.sim, bc_demos, e2e=kind == "e2e", steps=bc_steps, seed=train.seed)
+        info = behaviour_clone(model, env.sim, bc_demos, e2e=kind == "e2e", steps=bc_steps, seed=train.seed,
+                               interface=interface)
         init = out_dir / "bc_init.zip"
         model.save(str(init))
         (out_dir / "bc.json").write_text(json.dumps(dict(info, demos=str(bc_demos.meta.get("file"))), indent=2) + "\n")
