@@ -50,6 +50,11 @@ class RewardConfig:
     time_per_step: float = 0.01
     collision: float = 10.0
     goal: float = 1.0
+    #: − energy_per_j · (wheel-motor work of the step [J]); 0 (default) = the reward above. A stated
+    #: extension (issue 21, ``sim.train --energy-weight``): without it the upper level learns subgoals
+    #: that turn harder and spend the smoothness the lower level was fitted for. The work is the
+    #: backend's ``energy_j``: PyBullet's ∫Σ|τ·ω|dt, or the kinematic backend's model of it.
+    energy_per_j: float = 0.0
 
 
 @dataclass
@@ -135,6 +140,12 @@ class WheelDrive:
 
     track_width_m: float
     wheel_accel_mps2: float
+    wheel_force_n: float = 0.0     # rim force of a wheel motor at its torque limit (torque / wheel radius)
+
+    @property
+    def wheel_mass_kg(self) -> float:
+        """Mass a wheel motor accelerates, as it acts on the rim: force / acceleration at the limit."""
+        return self.wheel_force_n / self.wheel_accel_mps2
 
 
 @lru_cache(maxsize=4)
@@ -149,7 +160,8 @@ def measure_wheel_drive(robot_radius_m: float, physics_rate_hz: float) -> WheelD
         w.apply_command(1.0, 0.0)
         w.step(0.1)
         accel = float(w.velocity()[0]) / w.time_s
-        return WheelDrive(track_width_m=w.track_width_m, wheel_accel_mps2=accel)
+        return WheelDrive(track_width_m=w.track_width_m, wheel_accel_mps2=accel,
+                          wheel_force_n=w.MAX_WHEEL_TORQUE_NM / w.wheel_radius_m)
 
 
 class _Kinematic:
@@ -160,6 +172,10 @@ class _Kinematic:
     Without this the policy learns on a robot that changes speed instantly, and its subgoals lose
     about a third of their success rate in PyBullet (measured with an early bi-level policy: 55 %
     of 20 held-out courses kinematic, 35 % PyBullet). ``wheel_drive=None``: the pure unicycle.
+
+    ``energy_j`` models PyBullet's wheel-motor work ∫Σ|τ·ω|dt on these wheels: a rim speed change
+    Δs at rim speed s costs m·|Δs|·|s| per wheel (m = :attr:`WheelDrive.wheel_mass_kg`, the motor's
+    force over the acceleration it gives), braking counted as spent; 0 without wheel dynamics.
     """
 
     SUBSTEPS = 4
@@ -172,6 +188,7 @@ class _Kinematic:
         self.collided = False
         self.drive = measure_wheel_drive(course.robot_radius_m, cfg.physics_rate_hz) if cfg.wheel_dynamics else None
         self.wheels = [0.0, 0.0]   # rim speeds left, right [m/s]
+        self.energy_j = 0.0
 
     def pose(self) -> np.ndarray:
         return self.state
@@ -185,11 +202,15 @@ class _Kinematic:
             v, w = float(u[0]), float(u[1])
             targets = (v - w * half_b, v + w * half_b)
             x, y, yaw = (float(a) for a in self.state)
+            mass, work = self.drive.wheel_mass_kg, 0.0
             for _ in range(self.SUBSTEPS):
-                self.wheels = [cur + min(max(t - cur, -dv), dv) for cur, t in zip(self.wheels, targets)]
+                new = [cur + min(max(t - cur, -dv), dv) for cur, t in zip(self.wheels, targets)]
+                work += sum(abs(b - a) * abs(0.5 * (a + b)) for a, b in zip(self.wheels, new))
+                self.wheels = new
                 vel, omega = 0.5 * (self.wheels[0] + self.wheels[1]), (self.wheels[1] - self.wheels[0]) / (2 * half_b)
                 x, y, yaw = x + h * vel * math.cos(yaw), y + h * vel * math.sin(yaw), yaw + h * omega
             self.state = np.array([x, y, yaw])
+            self.energy_j += mass * work
         clear = _clearance(self._rows, self.state[0], self.state[1])
         self.min_clearance_m = min(self.min_clearance_m, clear)
         self.collided = self.collided or clear < 0.0
@@ -266,7 +287,7 @@ class NavEnv(gym.Env):
 
     **Reward.** progress_per_m · (decrease of the distance to the goal: by default the geodesic one,
     around the obstacles) − time_per_step, −collision on a collision, +goal on reaching the goal
-    (:class:`RewardConfig`).
+    (:class:`RewardConfig`); optionally − energy_per_j · the step's wheel-motor work (default 0).
 
     **Starting state.** The course's start pose, at rest.
 
@@ -434,6 +455,7 @@ class NavEnv(gym.Env):
         c, cfg, b = self.course, self.config, self._backend
         solve_times: list[float] = []
         collided = False
+        energy_before = b.energy_j if cfg.reward.energy_per_j else 0.0
         for _ in range(self.n_control):
             state = b.pose()
             if command is not None:
@@ -465,6 +487,8 @@ class NavEnv(gym.Env):
         rw = cfg.reward
         dist = self.distance_to_goal(self.trajectory[-1][:2])
         reward = rw.progress_per_m * (self._distance - dist) - rw.time_per_step
+        if rw.energy_per_j:
+            reward -= rw.energy_per_j * (b.energy_j - energy_before)
         self._distance = dist
         if collided:
             reward -= rw.collision

@@ -83,15 +83,17 @@ class EnvFactory:
     backend: str
     params: str
     action: str = "offset"           # bi-level: NavEnvConfig.subgoal_action
+    energy_per_j: float = 0.0        # RewardConfig.energy_per_j (--energy-weight)
 
     def lower_level_kind(self) -> str:
         return "none" if self.method == "e2e" else "fop"
 
     def __call__(self, rank: int = 0):
-        from sim.nav_env import NavEnv, NavEnvConfig, make_lower_level
+        from sim.nav_env import NavEnv, NavEnvConfig, RewardConfig, make_lower_level
 
         lower = make_lower_level(self.lower_level_kind(), theta=self.theta, params=self.params)
-        config = NavEnvConfig.from_params(self.params, subgoal_action=self.action)
+        config = NavEnvConfig.from_params(self.params, subgoal_action=self.action,
+                                          reward=RewardConfig(energy_per_j=self.energy_per_j))
         return NavEnv(lower, backend=self.backend, course_seeds=TRAIN_SEEDS, config=config, params=self.params)
 
 
@@ -123,6 +125,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--log-std-init", type=float, default=None,
                     help=f"PPO's initial log std of the Gaussian policy (default {d.log_std_init_residual} for "
                          f"--action residual, {d.log_std_init} otherwise)")
+    ap.add_argument("--energy-weight", type=float, default=0.0, metavar="W",
+                    help="subtract W × the wheel-motor work [J] of each step from the reward (sim.nav_env."
+                         "RewardConfig.energy_per_j; an extension beyond the paper's reward, issue 21); "
+                         "default 0: progress, time, collision and goal only")
     ap.add_argument("--steps", type=int, default=d.steps, help=f"env steps to train (default {d.steps})")
     ap.add_argument("--seed", type=int, default=d.seed, help="seed of the learner and the course draws (default 0)")
     ap.add_argument("--algo", choices=("ppo", "sac"), default=d.algo, help="SB3 algorithm (default ppo)")
@@ -149,6 +155,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ap.error(f"--steps must be >= 1, got {args.steps}")
     if args.n_envs < 1:
         ap.error(f"--n-envs must be >= 1, got {args.n_envs}")
+    if not (0.0 <= args.energy_weight < 1e3):   # NaN fails too
+        ap.error(f"--energy-weight must be a number in [0, 1000) per J, got {args.energy_weight}")
     if args.theta is not None and args.method != "bilevel-learned":
         ap.error(f"--theta is for --method bilevel-learned only ({args.method} uses "
                  f"{'θ = 0' if args.method == 'bilevel-unchanged' else 'no lower level'})")
@@ -185,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     d = TrainConfig(algo=args.algo, steps=args.steps, n_envs=args.n_envs, seed=args.seed)
     out = args.out or REPO_ROOT / "runs" / "train" / f"{args.method}-{datetime.now():%Y%m%d-%H%M%S}"
     factory = EnvFactory(args.method, str(args.theta) if args.theta else None, args.backend, str(args.params),
-                         action=args.action or "offset")
+                         action=args.action or "offset", energy_per_j=args.energy_weight)
     if args.export_only:
         return export_run(out, args, factory, _command(argv, drop=("--export-only",)))
     earlier = continued_from(args.init)
@@ -198,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     print(f"sim.train: {args.method}, lower level: {_lower_text(args)}"
           f"{f', action {args.action}' if args.action else ''}; {args.algo.upper()} for {args.steps} "
-          f"env steps, {args.n_envs} envs ({args.vec}), backend {args.backend}, seed {args.seed}")
+          f"env steps, {args.n_envs} envs ({args.vec}), backend {args.backend}, seed {args.seed}"
+          f"{f', reward − {args.energy_weight:g}/J of wheel-motor work' if args.energy_weight else ''}")
     print(describe_seed_ranges())
     print(f"output: {out}")
 
@@ -209,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "run.yaml").write_text(yaml.safe_dump({
         "command": _command(argv), "method": args.method, "action": args.action, **_theta_facts(args.theta),
-        "init": str(args.init) if args.init else None, "env_steps_per_s": round(env_sps, 1),
+        "init": str(args.init) if args.init else None, "reward_energy_per_j": args.energy_weight,
+        "env_steps_per_s": round(env_sps, 1),
         "started_utc": _utc(), "git_commit": git_commit()}, sort_keys=False, allow_unicode=True))
 
     # a budget smaller than one rollout (tests) gets one short rollout instead of a full one
@@ -327,6 +337,7 @@ def export_run(out: Path, args, factory: EnvFactory, command: str, model=None) -
         "backend": args.backend,
         "continued_from": stage,
         "init_std": args.init_std,
+        "reward_energy_per_j": args.energy_weight,
         "course_seeds": f"{TRAIN_SEEDS.start}..{TRAIN_SEEDS.stop - 1}",
         "env_steps_per_s": run.get("env_steps_per_s"),
         "train_steps_per_s": round(stats["train_steps_per_s"], 1) if "train_steps_per_s" in stats else None,

@@ -20,7 +20,7 @@ from gymnasium.utils.env_checker import check_env  # noqa: E402
 from hiopt_ros.planning import torch_policy as tp  # noqa: E402
 from sim.course import Course, load_course  # noqa: E402
 from sim.courses import DEFAULT_COURSE_SEED, EVAL_SEEDS, TRAIN_SEEDS, course_for_seed  # noqa: E402
-from sim.nav_env import NavEnv, NavEnvConfig, make_lower_level  # noqa: E402
+from sim.nav_env import NavEnv, NavEnvConfig, RewardConfig, make_lower_level, measure_wheel_drive  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -308,6 +308,53 @@ def test_kinematic_backend_tracks_the_pybullet_robot():
     assert np.max(np.linalg.norm(pure[:, :2] - physics[:, :2], axis=1)) > 0.06   # the ramp-up matters
 
 
+@pytest.mark.parametrize("backend", ["kinematic", "pybullet"])
+def test_energy_reward_subtracts_the_wheel_work_of_each_step(backend):
+    """RewardConfig.energy_per_j: the same commands give the same trajectory, and the reward differs
+    by exactly energy_per_j × the step's growth of the backend's energy_j; default 0 changes nothing."""
+    course = Course(start_xyyaw=[0.0, 0.0, 0.0], goal_xy=[9.0, 0.0])
+    commands = [[0.5, 0.0]] * 4 + [[0.8, 1.2]] * 3 + [[0.2, -1.0]] * 3
+    runs = []
+    for w in (0.0, 0.05):
+        env = NavEnv(None, backend=backend, config=NavEnvConfig.from_params(reward=RewardConfig(energy_per_j=w)))
+        env.reset(options={"course": course})
+        steps = []
+        for u in commands:
+            before = env._backend.energy_j
+            _, r, *_ = env.step_command(u)
+            steps.append((r, env._backend.energy_j - before, *env.pose()))
+        env.close()
+        runs.append(np.array(steps))
+    plain, priced = runs
+    np.testing.assert_array_equal(plain[:, 1:], priced[:, 1:])          # same motion, same work
+    assert plain[[0, 4, 7], 1].min() > 0.1                               # a new command moves the wheels
+    np.testing.assert_allclose(priced[:, 0], plain[:, 0] - 0.05 * plain[:, 1], rtol=0, atol=1e-12)
+
+
+def test_kinematic_energy_is_the_work_of_the_wheel_motors():
+    """Straight from rest to v and held: each wheel's motor did ½·m·v² (m = its force over its
+    acceleration), braking counts as spent, holding a speed costs nothing; ≈ PyBullet's work."""
+    course = Course(start_xyyaw=[0.0, 0.0, 0.0], goal_xy=[9.0, 0.0])
+    env = NavEnv(None, config=NavEnvConfig.from_params())
+    env.reset(options={"course": course})
+    m = measure_wheel_drive(course.robot_radius_m, env.config.physics_rate_hz).wheel_mass_kg
+    assert 1.0 < m < 20.0                                                 # a 9 kg robot on two wheels
+    for _ in range(3):
+        env.step_command([0.5, 0.0])
+    assert env._backend.energy_j == pytest.approx(m * 0.5 ** 2, rel=1e-9)   # 2 wheels × ½ m v²
+    env.step_command([0.5, 0.0])
+    assert env._backend.energy_j == pytest.approx(m * 0.25, rel=1e-9)
+    env.step_command([0.0, 0.0])
+    env.step_command([0.0, 0.0])
+    assert env._backend.energy_j == pytest.approx(2 * m * 0.25, rel=1e-9)   # braking is spent too
+    physics = NavEnv(None, backend="pybullet", config=NavEnvConfig.from_params())
+    physics.reset(options={"course": course})
+    for u in [[0.5, 0.0]] * 4 + [[0.0, 0.0]] * 2:
+        physics.step_command(u)
+    assert physics._backend.energy_j == pytest.approx(env._backend.energy_j, rel=0.35)
+    physics.close()
+
+
 def test_e2e_action_maps_onto_the_input_bounds():
     env = NavEnv(None)
     lim = env.config.limits
@@ -376,7 +423,7 @@ def tiny_policies(tmp_path_factory):
     """Tiny training runs (a few hundred steps) of the three methods; returns {method: run folder}."""
     root = tmp_path_factory.mktemp("train")
     runs = {}
-    for method, extra in (("bilevel-learned", ["--n-envs", "2"]),               # SubprocVecEnv
+    for method, extra in (("bilevel-learned", ["--n-envs", "2", "--energy-weight", "0.01"]),   # SubprocVecEnv
                           ("bilevel-unchanged", ["--n-envs", "1", "--vec", "dummy", "--action", "offset"]),
                           ("e2e", ["--n-envs", "1", "--vec", "dummy"])):
         out = root / method
@@ -403,6 +450,8 @@ def test_train_writes_policy_provenance_curve_and_logs(tiny_policies):
     assert prov["method"] == "bilevel-learned" and prov["theta_sha256"] and prov["env_steps"] >= 256
     assert prov["train_steps_per_s"] > 0 and prov["env_steps_per_s"] > 0
     assert prov["action"] == "residual" and prov["action_scale_m"] == [0.5, 0.5]
+    assert prov["reward_energy_per_j"] == 0.01
+    assert yaml.safe_load((tiny_policies["e2e"] / "policy.yaml").read_text())["reward_energy_per_j"] == 0.0
     m = torch.jit.load(str(out / "policy.pt"))
     assert m.n_obstacles == tp.DEFAULT_N_OBSTACLES and m.observation_version == tp.OBSERVATION_VERSION
     assert m.action_kind == tp.ACTION_RESIDUAL and m.prior_lookahead_m == 0.6 and m.prior_clearance_m == 0.2
@@ -545,6 +594,9 @@ def test_train_bad_input_is_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "sim.train", "--method", "e2e", "--action", "residual"], cwd=REPO,
                           env=_env_vars(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--action is for the bi-level methods" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "sim.train", "--method", "e2e", "--energy-weight", "-1"], cwd=REPO,
+                          env=_env_vars(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--energy-weight must be a number in [0, 1000)" in proc.stderr
 
 
 # ---------------------------------------------------------------------------- sim.evaluate
