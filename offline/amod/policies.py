@@ -15,7 +15,8 @@ from offline.amod.envs import e2e_flows, observation, pair_observation
 from offline.amod.sim import AmodSim, AmodState
 from offline.amod.subgoal import DEFAULT_INTERFACE, SubgoalInterface
 
-__all__ = ["MpcPolicy", "BiLevelPolicy", "EndToEndPolicy", "SubgoalPolicy", "EpisodeResult", "run_episode"]
+__all__ = ["MpcPolicy", "BiLevelPolicy", "EndToEndPolicy", "SubgoalPolicy", "OneStepPolicy", "EpisodeResult",
+           "run_episode"]
 
 
 class MpcPolicy:
@@ -60,6 +61,22 @@ class SubgoalPolicy:
     def decide(self, state: AmodState):
         f, g, _ = self.lower(state, self.subgoal(state))
         return f, g
+
+
+class OneStepPolicy:
+    """A whole policy without an upper level that solves one problem per step over the case's one-step
+    problem without a subgoal (offline.baselines.cases.ImitationCase.one_step), e.g. value approximation
+    (offline.baselines.value.ValuePolicy: `solve(one_step) -> (x, solution)`)."""
+
+    def __init__(self, case, policy) -> None:
+        self.case, self.policy = case, policy
+        self.failed = 0
+
+    def decide(self, state: AmodState):
+        x, sol = self.policy.solve(self.case.one_step(state))
+        self.failed += not sol.ok
+        parts = self.case.decision_columns(np.nan_to_num(x))
+        return parts["f"], parts["g"]
 
 
 class EndToEndPolicy:

@@ -8,13 +8,22 @@ prepare() builds what the four methods need, each step cached under
     rl/<method>/         SB3 runs of the upper levels and of end-to-end RL (offline.rl: model.zip,
                          learning curve, TensorBoard, train.json with steps/s)
     imitation.md         Table 5-style imitation of MPC on the held-out states (θ = 0 vs fitted θ)
+    theta_cvxpylayers.yaml   (row Bi-level-cvxpy) θ of the same form fitted by cvxpylayers on demos.npz
+                         (offline.baselines.run.fit_cvxpylayers; + its .json inputs and loss curve)
+
+Issue 19's rows (named in --methods, or 'all'): Bi-level-cvxpy, an RL upper level trained exactly
+like Bi-level-learned over the lower level whose θ cvxpylayers fitted; Value approximation, the
+whole policy of offline.baselines.value (no upper level), fitted on the same demonstrations when the
+first episode needs it (HiGHS objects do not pickle: it is built where the episodes run).
 
 run_episode() evaluates one method on one demand seed (offline.amod.policies.run_episode).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 from offline.amod.config import (
     DEMO_SEED0,
@@ -39,6 +48,10 @@ class _State:
     spec: object
     theta_path: Path
     interface: object = None
+    cvx_theta_path: Path | None = None
+    demos: object = None
+    held: object = None
+    value_grid: tuple = ()
     models: dict = field(default_factory=dict)
     sims: dict = field(default_factory=dict)
     policies: dict = field(default_factory=dict)
@@ -50,13 +63,17 @@ ORACLE_UNCHANGED = "Unchanged FOP + MPC subgoals"
 ORACLE_LEARNED = "Learned FOP + MPC subgoals"
 #: and a non-clairvoyant full-horizon optimiser (future requests replaced by their rates)
 CE_MPC = "MPC with expected demand"
+#: issue 19: the other two ways of designing the lower level (offline.baselines)
+CVXPY = "Bi-level-cvxpy"
+VALUE = "Value approximation"
 
 
 class AmodTable1:
     name = "amod"
     title = "Table 1 (left): AMoD vehicle rebalancing"
     methods = METHODS
-    optional_methods = (CE_MPC, ORACLE_UNCHANGED, ORACLE_LEARNED)
+    optional_methods = (CVXPY, VALUE, CE_MPC, ORACLE_UNCHANGED, ORACLE_LEARNED)
+    trained_methods = tuple(METHODS[1:]) + (CVXPY,)
 
     def add_arguments(self, p) -> None:
         add_scenario_arguments(p)
@@ -80,6 +97,8 @@ class AmodTable1:
         p.add_argument("--policy-net", default="itemwise", choices=("itemwise", "mlp"),
                        help="RL policy network: shared over regions/pairs (default) or SB3's MLP")
         add_interface_arguments(p)
+        from offline.baselines.run import add_budget_arguments
+        add_budget_arguments(p)
 
     # ---------------------------------------------------------------- preparation
     def prepare(self, args, work_dir, log, train_seed: int | None = None) -> Prepared:
@@ -106,7 +125,8 @@ class AmodTable1:
                                   time_limit_s=args.fit_time_limit, log=log, fit_episodes=args.fit_episodes,
                                   cost_terms=cost_terms)
         imitation_md = pipeline.ensure_imitation(spec, held, theta_path, root / "imitation.md", log)
-        st = _State(spec=spec, theta_path=Path(theta_path), interface=interface_from_args(args))
+        st = _State(spec=spec, theta_path=Path(theta_path), interface=interface_from_args(args), demos=demos,
+                    held=held)
         from hiopt_ros.control.theta import load_theta
         prov = load_theta(theta_path).provenance
         notes = [f"scenario: {scenario.summary()}",
@@ -117,11 +137,20 @@ class AmodTable1:
         chosen = ([m.strip() for m in args.methods.split(",")] if args.methods and args.methods != "all"
                   else self.methods + (self.optional_methods if args.methods == "all" else ()))
         methods = [m for m in self.methods + self.optional_methods if m in chosen]
+        if CVXPY in methods:
+            st.cvx_theta_path = _ensure_cvxpylayers_theta(args, spec, root, demos, held, Path(theta_path), log)
+            notes.append(f"{CVXPY}: θ fitted by cvxpylayers on the same demonstrations, {st.cvx_theta_path}")
+        if VALUE in methods:
+            from offline.baselines.run import value_grid
+            st.value_grid = tuple(value_grid(args))
+            notes.append(f"{VALUE}: V fitted on the same demonstrations (offline.baselines.value; ranks "
+                         f"{args.ranks}, λ {args.regs}, chosen on the last training episode)")
         for method in methods:
-            if method not in ("Bi-level-unchanged", "Bi-level-learned", "End-to-end RL"):
+            if method not in self.trained_methods:
                 continue
             out = root / "rl" / (pipeline.method_dir(method) + (f"_seed{rl_seed}" if rl_seed else ""))
-            model, info = pipeline.ensure_policy(spec, method, out, theta_path, steps=args.rl_steps,
+            lower_theta = st.cvx_theta_path if method == CVXPY else theta_path
+            model, info = pipeline.ensure_policy(spec, method, out, lower_theta, steps=args.rl_steps,
                                                  algo=args.rl_algo, seed=rl_seed, log=log, bc_demos=demos,
                                                  bc_steps=args.bc_steps, network=args.policy_net,
                                                  interface=st.interface)
@@ -160,8 +189,10 @@ class AmodTable1:
                 pol = SubgoalPolicy(mpc_subgoal, lower)
             elif method == "End-to-end RL":
                 pol = EndToEndPolicy(sim, st.models[method])
+            elif method == VALUE:
+                pol = _value_policy(st, sim)
             else:
-                theta = str(st.theta_path) if method == "Bi-level-learned" else None
+                theta = {"Bi-level-learned": str(st.theta_path), CVXPY: str(st.cvx_theta_path)}.get(method)
                 pol = BiLevelPolicy(sim, st.models[method], lower_factory(theta, interface=st.interface)(sim),
                                     st.interface)
             st.policies[method] = (sim, pol)
@@ -174,6 +205,53 @@ class AmodTable1:
         r = run_episode(sim, pol, seed)
         return Episode(reward=r.reward, served_demand=r.served, decision_times_s=r.decision_times_s,
                        extra={"requests": r.requests, "rebalancing_cost": r.totals["reb_cost"]})
+
+
+def _ensure_cvxpylayers_theta(args, spec, root: Path, demos, held, inverse_theta: Path, log) -> Path:
+    """θ of the inverse fit's form (its K and cost terms) fitted by cvxpylayers on the same demonstrations
+    (offline.baselines.run.fit_cvxpylayers, the budget options of add_budget_arguments), cached in
+    root/theta_cvxpylayers.yaml next to a .json of its inputs (reused when they are the same)."""
+    from hiopt_ros.control.theta import load_theta, save_theta
+    from offline.amod.sim import AmodSim
+    from offline.baselines.__main__ import write_loss_curve
+    from offline.baselines.cases import amod_case
+    from offline.baselines.run import Prepared as BaselinePrepared
+    from offline.baselines.run import fit_cvxpylayers, layer_configs
+
+    inv = load_theta(inverse_theta)
+    K, cost_terms = int(inv.K), inv.provenance.get("cost_terms") or None
+    configs = layer_configs(args, seed=0)
+    path = root / "theta_cvxpylayers.yaml"
+    inputs = {"demos_sha256": demos.meta.get("sha256"), "held_out_sha256": held.meta.get("sha256"), "K": K,
+              "cost_terms": cost_terms, "configs": [asdict(c) for c in configs]}
+    meta = path.with_suffix(".json")
+    if path.exists() and meta.exists() and json.loads(meta.read_text()) == json.loads(json.dumps(inputs)):
+        log(f"[amod] reusing {path} (cvxpylayers, K = {K}, cost terms {cost_terms})")
+        return path
+    log(f"[amod] cvxpylayers fit of θ (K = {K}, cost terms {cost_terms}) on {len(demos)} MPC samples → {path}")
+    case = amod_case(AmodSim(spec.build()), demos, held, K=K, cost_terms=cost_terms)
+    res = fit_cvxpylayers(BaselinePrepared(case=case, root=root, args=SimpleNamespace(case="amod"), K=K,
+                                           cost_terms=cost_terms), configs, log)
+    theta, fit = res.artefact
+    save_theta(path, theta)
+    write_loss_curve(path.with_suffix(""), fit.loss, f"cvxpylayers fit (amod, {spec.key})")
+    meta.write_text(json.dumps(inputs, indent=2) + "\n")
+    log(f"[amod]   held-out imitation: f cosine {res.held_out['f']['cosine']:.3f}, g cosine "
+        f"{res.held_out['g']['cosine']:.3f}; {res.fit_time_s:.0f} s")
+    return path
+
+
+def _value_policy(st: _State, sim):
+    """Value approximation as a whole policy, fitted here (HiGHS objects are built where episodes run)."""
+    from offline.amod.policies import OneStepPolicy
+    from offline.baselines.cases import amod_case
+    from offline.baselines.run import Prepared as BaselinePrepared
+    from offline.baselines.run import fit_value
+
+    case = amod_case(sim, st.demos, st.held, K=0, cost_terms=None)
+    res = fit_value(BaselinePrepared(case=case, root=Path("."), args=SimpleNamespace(case="amod"), K=0,
+                                     cost_terms=None), *st.value_grid, log=lambda msg: None)
+    return OneStepPolicy(case, res.artefact[0])
 
 
 CASE = AmodTable1()

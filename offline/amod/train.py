@@ -24,7 +24,9 @@ __all__ = ["TrainSpec", "train_policy", "KINDS"]
 
 #: Table 1 method → (environment kind, uses the fitted θ)
 KINDS = {"Bi-level-unchanged": ("bilevel", False), "Bi-level-learned": ("bilevel", True),
-         "End-to-end RL": ("e2e", False)}
+         "End-to-end RL": ("e2e", False),
+         # issue 19: the same upper level over the lower level whose θ cvxpylayers fitted (offline.baselines)
+         "Bi-level-cvxpy": ("bilevel", True)}
 
 
 @dataclass(frozen=True)
