@@ -42,7 +42,7 @@ setup(
     extras_require={"test": ["pytest<9", "pytest-timeout"]},
     entry_points={
         "console_scripts": [
-            "sim_node = hiopt_ros.nodes.sim_node:main",
+            "sim_node = sim.sim_node:main",
             "planner_node = hiopt_ros.nodes.planner_node:main",
             "controller_node = hiopt_ros.nodes.controller_node:main",
             "expert_node = hiopt_ros.nodes.expert_node:main",

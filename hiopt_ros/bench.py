@@ -31,11 +31,14 @@ from pathlib import Path
 
 import numpy as np
 
+from hiopt_ros.bench_node_rate import main as node_rate_main
 from hiopt_ros.control.fop import Fop, FopConfig
 from hiopt_ros.control.model import unicycle_step
 from hiopt_ros.control.mpc import Mpc, MpcConfig
 from hiopt_ros.control.reference import IPOPT_TOL, IpoptFop, IpoptMpc
 from hiopt_ros.control.theta import Theta
+from hiopt_ros.planning.geometric import LookaheadPolicy
+from hiopt_ros.progress import progress_bar
 from hiopt_ros.tables import Column, markdown_table
 
 CONTROL_PERIOD_S = 0.02   # the trajectories advance at the controllers' 50 Hz
@@ -55,8 +58,6 @@ AGREE_TOL = 1e-3          # |Δu| below this counts as the same action
 
 def _progress(iterable, desc: str, total: int):
     """A tqdm bar on a terminal; silent (no bar, no log lines) when stderr is not a terminal."""
-    from hiopt_ros.progress import progress_bar
-
     return progress_bar(iterable, desc=desc, total=total, leave=False)
 
 
@@ -78,8 +79,6 @@ def fop_trajectories(n: int, K: int, M: int, seed: int, steps: int = 150) -> lis
     θ random per trajectory. Every other trajectory is the bi-level loop (look-ahead subgoals → FOP
     with θ = 0); the others are the MPC expert's with its implied subgoals — the states offline.fit
     evaluates the FOP on, which skirt obstacle margins where the FOP needs several starts."""
-    from hiopt_ros.planning.geometric import LookaheadPolicy
-
     rng = np.random.default_rng(seed)
     fop = Fop(FopConfig(K=K, M=M))
     mpc = Mpc(MpcConfig(M=M))
@@ -255,7 +254,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if "--node-rate" in argv:  # a different benchmark with its own options: the controller node's rate
-        from hiopt_ros.bench_node_rate import main as node_rate_main
         return node_rate_main([a for a in argv if a != "--node-rate"])
     ap = build_parser()
     args = ap.parse_args(argv)

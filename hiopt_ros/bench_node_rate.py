@@ -36,7 +36,16 @@ from pathlib import Path
 
 import numpy as np
 
+from hiopt_ros import bringup
+from hiopt_ros import conversions as conv
+from hiopt_ros.bags import read_robot_bag
+from hiopt_ros.config import default_params_file
+from hiopt_ros.control.fop import Fop
+from hiopt_ros.control.params import fop_config_from_params
+from hiopt_ros.course import load_course
+from hiopt_ros.domains import reserve_domain
 from hiopt_ros.tables import Column, markdown_table
+from hiopt_ros.unicycle_loop import run_episode
 
 DEFAULT_RATES = (50.0, 100.0, 200.0, 500.0)
 ODOM_RATE_HZ = 50.0
@@ -102,19 +111,11 @@ def driving_part(odom: np.ndarray, subgoals: np.ndarray, keep_away_m: float = 0.
 def recorded_inputs(bag: str | None, params: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(odometry rows [x, y, yaw, v, ω] at 50 Hz, subgoals [x, y] at 10 Hz, obstacles (m, 3)) of a drive."""
     if bag:
-        from offline.bags import read_robot_bag
-
         data = read_robot_bag(bag, obstacles="optional")
         obstacles = data.obstacles.obstacles_xyr[-1] if data.obstacles is not None and len(data.obstacles) else None
         if obstacles is None:
-            from sim.course import load_course
             obstacles = load_course(params).obstacles_xyr
         return data.odom.values, data.subgoal.values, obstacles
-    from hiopt_ros.control.fop import Fop
-    from hiopt_ros.control.params import fop_config_from_params
-    from sim.course import load_course
-    from sim.kinematic_loop import run_episode
-
     course = load_course(params)
     res = run_episode(course, "fop", fop=Fop(fop_config_from_params(params)), dt_s=1.0 / ODOM_RATE_HZ)
     traj = res.trajectory
@@ -136,7 +137,6 @@ def cpu_seconds(pid: int) -> float:
 def run_rate(rate_hz: float, duration_s: float, params: Path, domain_id: int, log_dir: Path, spin_once,
              counters: dict) -> RateResult:
     """One controller process at `rate_hz`, fed by the replay this process spins with `spin_once`."""
-    from hiopt_ros import bringup
     from hiopt_ros.launcher import NodeProcesses
 
     spec = bringup.NodeSpec("controller_node", {"control_rate_hz": float(rate_hz)})
@@ -206,8 +206,6 @@ def print_profile(path: Path, top: int = 25) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hiopt_ros.config import default_params_file
-
     ap = argparse.ArgumentParser(prog="python -m hiopt_ros.bench --node-rate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rates", default=",".join(f"{r:g}" for r in DEFAULT_RATES),
@@ -249,11 +247,20 @@ def main(argv: list[str] | None = None) -> int:
     from rclpy.signals import SignalHandlerOptions
     from std_msgs.msg import Float64
 
-    from hiopt_ros import conversions as conv
-    from hiopt_ros.domains import reserve_domain
     from hiopt_ros.launcher import close_ros, run_cli
-    from hiopt_ros.nodes import common as c
     from hiopt_ros.nodes.controller_node import PROFILE_ENV
+    from hiopt_ros.nodes.managed import markers_from_obstacles, twist_type
+    from hiopt_ros.nodes.process import StopSignal
+    from hiopt_ros.nodes.topics import (
+        COMMAND_QOS,
+        LATCHED_QOS,
+        SENSOR_QOS,
+        TOPIC_CMD_VEL,
+        TOPIC_OBSTACLES,
+        TOPIC_ODOM,
+        TOPIC_SOLVE_TIME,
+        TOPIC_SUBGOAL,
+    )
     from hiopt_ros.recording import recorder_qos
 
     odom_rows, subgoal_rows, obstacles = recorded_inputs(args.bag, args.params)
@@ -261,7 +268,6 @@ def main(argv: list[str] | None = None) -> int:
     source = f"/odom and /hiopt/subgoal of {args.bag}" if args.bag else "a pure-Python loop drive of the default course"
     reservation = reserve_domain() if args.domain_id is None else None
     domain_id = args.domain_id if args.domain_id is not None else reservation.domain_id
-    from hiopt_ros import bringup
     bringup.dds_env(os.environ)          # this replay node on the DDS settings of the controller it drives
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain_id, signal_handler_options=SignalHandlerOptions.NO)
@@ -282,11 +288,11 @@ def main(argv: list[str] | None = None) -> int:
 
     odom_msgs = [odom_bytes(r) for r in odom_rows]
     subgoal_msgs = [subgoal_bytes(r) for r in subgoal_rows]
-    odom_pub = node.create_publisher(Odometry, c.TOPIC_ODOM, c.SENSOR_QOS)
-    subgoal_pub = node.create_publisher(PointStamped, c.TOPIC_SUBGOAL, c.COMMAND_QOS)
+    odom_pub = node.create_publisher(Odometry, TOPIC_ODOM, SENSOR_QOS)
+    subgoal_pub = node.create_publisher(PointStamped, TOPIC_SUBGOAL, COMMAND_QOS)
     from visualization_msgs.msg import MarkerArray
-    obstacles_pub = node.create_publisher(MarkerArray, c.TOPIC_OBSTACLES, c.LATCHED_QOS)
-    obstacles_pub.publish(c.markers_from_obstacles(obstacles, node.get_clock().now().to_msg(), conv.FRAME_ODOM))
+    obstacles_pub = node.create_publisher(MarkerArray, TOPIC_OBSTACLES, LATCHED_QOS)
+    obstacles_pub.publish(markers_from_obstacles(obstacles, node.get_clock().now().to_msg(), conv.FRAME_ODOM))
     counters: dict = {"stamps": [], "solve": []}
     index = {"odom": 0, "subgoal": 0}
 
@@ -302,17 +308,17 @@ def main(argv: list[str] | None = None) -> int:
 
     node.create_timer(1.0 / ODOM_RATE_HZ, replay_odom)
     node.create_timer(1.0 / SUBGOAL_RATE_HZ, replay_subgoal)
-    twist = c.twist_type(False)
-    node.create_subscription(twist, c.TOPIC_CMD_VEL,
+    twist = twist_type(False)
+    node.create_subscription(twist, TOPIC_CMD_VEL,
                              lambda raw, info: counters["stamps"].append(info["source_timestamp"] * 1e-9),
-                             recorder_qos(c.COMMAND_QOS), raw=True)
-    node.create_subscription(Float64, c.TOPIC_SOLVE_TIME, lambda m: counters["solve"].append(m.data),
-                             recorder_qos(c.COMMAND_QOS))
+                             recorder_qos(COMMAND_QOS), raw=True)
+    node.create_subscription(Float64, TOPIC_SOLVE_TIME, lambda m: counters["solve"].append(m.data),
+                             recorder_qos(COMMAND_QOS))
 
     def spin_once(timeout_s: float) -> None:
         executor.spin_once(timeout_sec=timeout_s)
 
-    stop = c.StopSignal().install()
+    stop = StopSignal().install()
     results: list[RateResult] = []
 
     def measure() -> int:

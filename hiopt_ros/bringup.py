@@ -28,7 +28,7 @@ from hiopt_ros.control.params import node_sections
 
 #: node name -> Python module whose main() runs it (also the console_scripts entry of setup.py)
 NODE_MODULES: dict[str, str] = {
-    "sim_node": "hiopt_ros.nodes.sim_node",
+    "sim_node": "sim.sim_node",  # the PyBullet bridge lives with the world (sim/)
     "planner_node": "hiopt_ros.nodes.planner_node",
     "controller_node": "hiopt_ros.nodes.controller_node",
     "expert_node": "hiopt_ros.nodes.expert_node",

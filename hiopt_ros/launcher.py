@@ -38,6 +38,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hiopt_ros import bringup
+from hiopt_ros.bags import BagWriter
+from hiopt_ros.course import load_course
+from hiopt_ros.domains import reserve_domain
 
 if TYPE_CHECKING:  # imported at run time inside run(): recording pulls in rclpy
     from hiopt_ros.recording import RunSummary
@@ -62,8 +65,6 @@ def default_domain_id() -> tuple[int, object]:
     env = os.environ.get("ROS_DOMAIN_ID")
     if env:
         return int(env), None
-    from hiopt_ros.domains import reserve_domain
-
     reservation = reserve_domain()
     return reservation.domain_id, reservation
 
@@ -314,7 +315,7 @@ class Bringup:
 
 def run(args: argparse.Namespace, *, on_ready=None, log=print, stop=None) -> tuple[RunSummary, Path]:
     """Run the stack once; returns (summary, run folder). `on_ready(processes, monitor)` is a test hook;
-    `stop` (a nodes.common.StopSignal) ends the run with KeyboardInterrupt at the next safe point.
+    `stop` (a hiopt_ros.nodes.process.StopSignal) ends the run with KeyboardInterrupt at the next safe point.
 
     Order of events, so that the bag holds every message the nodes publish:
     1. every node process starts inactive (lifecycle, ``autostart: false``);
@@ -332,7 +333,6 @@ def run(args: argparse.Namespace, *, on_ready=None, log=print, stop=None) -> tup
     from rclpy.signals import SignalHandlerOptions
 
     from hiopt_ros.recording import RECORDED_TOPICS, RunMonitor, write_plot
-    from sim.course import load_course
 
     params = args.params.resolve()
     course = load_course(params)
@@ -355,7 +355,6 @@ def run(args: argparse.Namespace, *, on_ready=None, log=print, stop=None) -> tup
     bringup.dds_env(os.environ)                    # with the same DDS settings
     bag = None
     if not args.no_bag:
-        from offline.bags import BagWriter
         bag = BagWriter(run_dir / "bag", storage="mcap")
     context = rclpy.Context()
     # no rclpy signal handlers: Ctrl-C must reach `stop` (main) so the nodes get stopped
@@ -442,7 +441,7 @@ def run_cli(body, interrupted: str = "interrupted: nodes stopped") -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from hiopt_ros.nodes.common import StopSignal
+    from hiopt_ros.nodes.process import StopSignal
 
     # Ctrl-C and `kill <launcher>` end the run at the next executor turn; the nodes are then stopped
     stop = StopSignal().install()

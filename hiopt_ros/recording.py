@@ -6,7 +6,7 @@
   as received, serialized bytes straight from DDS (``raw=True``: nothing is deserialized and
   serialized again on the way), with DDS' own receive time as the bag time (so a late executor
   callback does not shift it), so a ROS user opens the bag with ``ros2 bag info/play`` or Foxglove
-  and ``offline.bags.read_robot_bag`` reads it back. Its queues hold :data:`RECORDER_DEPTH`
+  and ``hiopt_ros.bags.read_robot_bag`` reads it back. Its queues hold :data:`RECORDER_DEPTH`
   messages, so a callback backlog never overwrites one;
 * /hiopt/goal_reached, /hiopt/collision (latched): the run's end conditions;
 * /hiopt/solve_time_us: per-cycle FOP (or MPC) solve time;
@@ -35,10 +35,26 @@ from rclpy.qos import HistoryPolicy, QoSProfile
 from rclpy.serialization import deserialize_message
 from std_msgs.msg import Bool, Float64
 
-from hiopt_ros.nodes import common as c
+from hiopt_ros.conversions import odom_state, twist_values
+from hiopt_ros.nodes.managed import twist_type
+from hiopt_ros.nodes.topics import (
+    ACTIVE_KEY,
+    COMMAND_QOS,
+    LATCHED_QOS,
+    PUBLISHED_PREFIX,
+    SENSOR_QOS,
+    TOPIC_CMD_VEL,
+    TOPIC_COLLISION,
+    TOPIC_DIAGNOSTICS,
+    TOPIC_GOAL_REACHED,
+    TOPIC_OBSTACLES,
+    TOPIC_ODOM,
+    TOPIC_SOLVE_TIME,
+    TOPIC_SUBGOAL,
+)
 
 #: the recorded topics (what offline.fit needs, plus the obstacles so a bag is self-contained)
-RECORDED_TOPICS = (c.TOPIC_ODOM, c.TOPIC_CMD_VEL, c.TOPIC_SUBGOAL, c.TOPIC_OBSTACLES)
+RECORDED_TOPICS = (TOPIC_ODOM, TOPIC_CMD_VEL, TOPIC_SUBGOAL, TOPIC_OBSTACLES)
 RECORDER_DEPTH = 1000       # messages a recorder subscription queues (20 s of /cmd_vel at 50 Hz)
 MOTION_THRESHOLD_M = 0.01   # the robot "moves" once it is this far from its first recorded pose
 
@@ -173,27 +189,27 @@ class RunMonitor(Node):
         self.published: dict[str, dict[str, int]] = {t: {} for t in RECORDED_TOPICS}
         #: nodes whose latest report is their final one (sent when deactivated: active False)
         self.finished: set[str] = set()
-        twist = c.twist_type(stamped_cmd_vel)
+        twist = twist_type(stamped_cmd_vel)
         from visualization_msgs.msg import MarkerArray
-        types = {c.TOPIC_ODOM: (Odometry, c.SENSOR_QOS), c.TOPIC_CMD_VEL: (twist, c.COMMAND_QOS),
-                 c.TOPIC_SUBGOAL: (PointStamped, c.COMMAND_QOS), c.TOPIC_OBSTACLES: (MarkerArray, c.LATCHED_QOS)}
+        types = {TOPIC_ODOM: (Odometry, SENSOR_QOS), TOPIC_CMD_VEL: (twist, COMMAND_QOS),
+                 TOPIC_SUBGOAL: (PointStamped, COMMAND_QOS), TOPIC_OBSTACLES: (MarkerArray, LATCHED_QOS)}
         self._types = {topic: f"{t.__module__.split('.')[0]}/msg/{t.__name__}" for topic, (t, _) in types.items()}
         self._classes = {topic: t for topic, (t, _) in types.items()}
         self.recorders = {topic: self.create_subscription(t, topic, self._recorder(topic), recorder_qos(qos), raw=True)
                           for topic, (t, qos) in types.items()}
-        self.create_subscription(Bool, c.TOPIC_GOAL_REACHED, self.on_goal_reached, c.LATCHED_QOS)
-        self.create_subscription(Bool, c.TOPIC_COLLISION, self.on_collision, c.LATCHED_QOS)
-        self.create_subscription(Float64, c.TOPIC_SOLVE_TIME, lambda m: self.solve_times_us.append(m.data),
-                                 recorder_qos(c.COMMAND_QOS))
-        self.create_subscription(DiagnosticArray, c.TOPIC_DIAGNOSTICS, self.on_diagnostics, 50)
+        self.create_subscription(Bool, TOPIC_GOAL_REACHED, self.on_goal_reached, LATCHED_QOS)
+        self.create_subscription(Bool, TOPIC_COLLISION, self.on_collision, LATCHED_QOS)
+        self.create_subscription(Float64, TOPIC_SOLVE_TIME, lambda m: self.solve_times_us.append(m.data),
+                                 recorder_qos(COMMAND_QOS))
+        self.create_subscription(DiagnosticArray, TOPIC_DIAGNOSTICS, self.on_diagnostics, 50)
 
     # ---------------------------------------------------------------- recording
     def now_s(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _recorder(self, topic: str):
-        handler = {c.TOPIC_ODOM: self._on_odom, c.TOPIC_CMD_VEL: self._on_cmd_vel,
-                   c.TOPIC_SUBGOAL: self._on_subgoal}.get(topic)
+        handler = {TOPIC_ODOM: self._on_odom, TOPIC_CMD_VEL: self._on_cmd_vel,
+                   TOPIC_SUBGOAL: self._on_subgoal}.get(topic)
         msg_class = self._classes[topic]
         sequences = self._sequences[topic]
 
@@ -215,7 +231,7 @@ class RunMonitor(Node):
         return record
 
     def _on_odom(self, msg: Odometry, t: float) -> None:
-        state = c.odom_state(msg)
+        state = odom_state(msg)
         self.last_state = state
         self.odom_xy.append((float(state[0]), float(state[1])))
         self.odom_t.append(t)
@@ -224,7 +240,7 @@ class RunMonitor(Node):
 
     def _on_cmd_vel(self, msg, t: float) -> None:
         self.cmd_t.append(t)
-        self.cmds.append(c.twist_values(msg))
+        self.cmds.append(twist_values(msg))
 
     def _on_subgoal(self, msg: PointStamped, t: float) -> None:
         self.subgoals.append((msg.point.x, msg.point.y))
@@ -241,13 +257,13 @@ class RunMonitor(Node):
         for st in msg.status:
             node = st.name.split(":")[0]
             values = {kv.key: kv.value for kv in st.values}
-            if values.get(c.ACTIVE_KEY) == "False":
+            if values.get(ACTIVE_KEY) == "False":
                 self.finished.add(node)
-            elif values.get(c.ACTIVE_KEY) == "True":
+            elif values.get(ACTIVE_KEY) == "True":
                 self.finished.discard(node)
             for key, value in values.items():
-                if key.startswith(c.PUBLISHED_PREFIX) and key[len(c.PUBLISHED_PREFIX):] in self.published:
-                    self.published[key[len(c.PUBLISHED_PREFIX):]][node] = int(value)
+                if key.startswith(PUBLISHED_PREFIX) and key[len(PUBLISHED_PREFIX):] in self.published:
+                    self.published[key[len(PUBLISHED_PREFIX):]][node] = int(value)
             if node == "sim_node":
                 self.world = values
                 self.world_t = self.now_s()
@@ -263,7 +279,7 @@ class RunMonitor(Node):
         """{recorded topic: publishers this monitor's subscription has matched}, for the topics this
         mode's graph publishes (the end-to-end graph has no subgoal)."""
         return {topic: sub.get_publisher_count() for topic, sub in self.recorders.items()
-                if not (self.mode == "e2e" and topic == c.TOPIC_SUBGOAL)}
+                if not (self.mode == "e2e" and topic == TOPIC_SUBGOAL)}
 
     def ready(self) -> bool:
         """The stack is up: odometry flows and (bi-level) subgoals too."""
@@ -330,7 +346,7 @@ class RunMonitor(Node):
 
 
 def write_plot(path: Path, course, monitor: RunMonitor, title: str) -> Path:
-    from sim.plot import plot_trajectory
+    from hiopt_ros.plot import plot_trajectory
 
     label = {"expert": "robot (expert MPC)", "e2e": "robot (end-to-end RL)"}.get(monitor.mode,
                                                                               "robot (bi-level: planner + FOP)")

@@ -21,6 +21,7 @@ between them. Episodes are separated by a time gap so no sample is aligned acros
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -29,10 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
+from hiopt_ros import conversions as conv
+from hiopt_ros.bags import BagError, BagWriter, new_message
+from hiopt_ros.control.model import unicycle_step
+from hiopt_ros.control.mpc import Mpc
 from hiopt_ros.control.params import mpc_config_from_params
-from sim.course import DEFAULT_PARAMS, Course, load_course
-
-from .bags import BagError, BagWriter
+from hiopt_ros.course import DEFAULT_PARAMS, Course, load_course
+from hiopt_ros.progress import progress_bar
+from sim.courses import random_course
 
 EPISODE_GAP_NS = 5_000_000_000   # between episodes, far beyond any alignment tolerance
 T0_NS = 1_000_000_000
@@ -42,10 +47,6 @@ TOPIC_EPISODE = "/hiopt/episode"
 
 def plan_message(t_ns: int, trajectory: np.ndarray) -> object:
     """nav_msgs/Path of the expert's planned states (N+1, 3) [x_m, y_m, yaw_rad], in the odom frame."""
-    from hiopt_ros import conversions as conv
-
-    from .bags import new_message
-
     path = new_message("nav_msgs/msg/Path")
     conv.set_header(path, t_ns, conv.FRAME_ODOM)
     poses = []
@@ -61,10 +62,6 @@ def plan_message(t_ns: int, trajectory: np.ndarray) -> object:
 
 def episode_message(record: dict) -> object:
     """std_msgs/String holding one episode's record as JSON."""
-    import json
-
-    from .bags import new_message
-
     msg = new_message("std_msgs/msg/String")
     msg.data = json.dumps(record, sort_keys=True)
     return msg
@@ -81,38 +78,10 @@ class EpisodeResult:
     mpc_failures: int
 
 
-def random_course(rng: np.random.Generator, base: Course, max_obstacles: int = 3) -> Course:
-    """A course at the scale of `base`: random start/heading, goal 0.8–1.2 × base distance away,
-    1..max_obstacles cylinders near the start–goal line, none covering the start or the goal."""
-    dist = float(np.linalg.norm(base.goal_xy - base.start_xyyaw[:2])) or 4.0
-    radii = base.obstacles_xyr[:, 2] if len(base.obstacles_xyr) else np.array([0.3])
-    r_lo, r_hi = 0.7 * float(radii.min()), 1.15 * float(radii.max())
-    length = dist * rng.uniform(0.8, 1.2)
-    heading = rng.uniform(-math.pi, math.pi)
-    start_xy = rng.uniform(-1.0, 1.0, size=2)
-    direction = np.array([math.cos(heading), math.sin(heading)])
-    normal = np.array([-direction[1], direction[0]])
-    goal_xy = start_xy + length * direction
-    start = np.array([*start_xy, heading + rng.uniform(-0.5, 0.5)])
-    keep_out = base.robot_radius_m + 0.3
-    obstacles = []
-    for _ in range(int(rng.integers(1, max_obstacles + 1))):
-        for _attempt in range(50):
-            r = rng.uniform(r_lo, r_hi)
-            center = start_xy + rng.uniform(0.25, 0.75) * length * direction + rng.uniform(-0.4, 0.4) * normal
-            if all(np.linalg.norm(center - p) > r + keep_out for p in (start_xy, goal_xy)):
-                obstacles.append([*center, r])
-                break
-    return Course(start_xyyaw=start, goal_xy=goal_xy, obstacles_xyr=np.array(obstacles).reshape(-1, 3),
-                  robot_radius_m=base.robot_radius_m, goal_tolerance_m=base.goal_tolerance_m)
-
-
 def run_episode(mpc, course: Course, writer: BagWriter, t0_ns: int, dt_s: float, max_time_s: float,
                 index: int = 0, seed: int | None = None) -> tuple[EpisodeResult, int]:
     """Drive one course with the expert, logging every control step and, at the end, the episode's
     record on /hiopt/episode; returns (result, next free t_ns)."""
-    from hiopt_ros.control.model import unicycle_step
-
     mpc.reset()
     state = course.start_xyyaw.copy()
     applied = np.zeros(2)
@@ -157,9 +126,6 @@ def record(out: str | Path, episodes: int, seed: int, *, dt_s: float = 0.05, max
            params: str | Path = DEFAULT_PARAMS, storage: str | None = None, overwrite: bool = False,
            progress: bool = True) -> tuple[Path, list[EpisodeResult]]:
     """Record `episodes` expert episodes on random courses into the bag `out`; returns (path, results)."""
-    from hiopt_ros.control.mpc import Mpc
-    from hiopt_ros.progress import progress_bar
-
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     if not dt_s > 0:

@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from hiopt_ros.control.guidance import grid_shortest_paths
-from sim.course import Course
+from hiopt_ros.course import Course
 
 
 class DistanceField:

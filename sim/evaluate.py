@@ -25,7 +25,7 @@ episode; bi-level: the FOP solve plus the planner's observation + forward pass d
 control periods per planner period; MPC: its solve; e2e: the forward pass divided likewise).
 
 Writes into ``--out`` (default ``results/table2/<time>/``, printed): ``table2.md``, ``table2.csv``,
-``table2_episodes.csv`` (offline.results), ``default_course.md``, ``trajectories_default_course.png``
+``table2_episodes.csv`` (sim.results), ``default_course.md``, ``trajectories_default_course.png``
 (every method's trajectory on the default course of config/nav.yaml) and ``evaluation.yaml`` (seeds,
 policy files with SHA-256, θ, command). ``--ros`` drives the same courses through the ROS 2 node
 graph (``hiopt_ros.launcher``: sim, planner, controller as processes, real time) instead.
@@ -37,7 +37,7 @@ import math
 import shlex
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +46,15 @@ import yaml
 
 from hiopt_ros.config import IMPORT_ROOT as REPO_ROOT  # noqa: E402  (the one config locator)
 from hiopt_ros.config import config_path
-from sim.course import DEFAULT_PARAMS, Course
+from hiopt_ros.course import DEFAULT_PARAMS, Course
+from hiopt_ros.planning.geometric import LookaheadPolicy
+from hiopt_ros.planning.torch_policy import TorchCommandPolicy, TorchPolicy
+from hiopt_ros.progress import progress_bar
+from sim import evaluate_ros
 from sim.courses import DEFAULT_COURSE_SEED, EVAL_SEEDS, course_for_seed, describe_seed_ranges
+from sim.episodes import METHODS, Episode, table_metrics
+from sim.nav_env import NavEnv, NavEnvConfig, make_lower_level
+from sim.results import ResultsTable, new_results_dir
 
 DEFAULT_THETA = config_path("theta", "robot.yaml")
 #: the shipped policies of the three learned rows (python -m sim.train ... --ship config/policy/<name>.pt;
@@ -55,32 +62,6 @@ DEFAULT_THETA = config_path("theta", "robot.yaml")
 SHIPPED_POLICY = config_path("policy", "bilevel_learned.pt")
 SHIPPED_UNCHANGED = config_path("policy", "bilevel_unchanged.pt")
 SHIPPED_E2E = config_path("policy", "e2e.pt")
-
-#: row label -> (key used on the command line / in file names)
-METHODS = {
-    "mpc": "MPC (expert)",
-    "e2e": "End-to-end RL",
-    "bilevel-unchanged": "Bi-level-unchanged",
-    "bilevel-learned": "Bi-level-learned",
-    "geometric": "Geometric + FOP_θ",
-    "geometric-unchanged": "Geometric + FOP (θ = 0)",
-}
-
-
-def table_metrics():
-    from offline.results import Metric
-
-    return [
-        Metric("travel_time_s", "Travel time", "s", ".2f", higher_is_better=False),
-        Metric("path_length_m", "Path length", "m", ".2f", higher_is_better=False),
-        Metric("energy_j", "Energy", "J", ".1f", higher_is_better=False),
-        Metric("success", "Success", "%", ".1f", higher_is_better=True, scale=100.0),
-        Metric("collision", "Collisions", "%", ".1f", higher_is_better=False, scale=100.0),
-        Metric("min_clearance_m", "Min clearance", "m", ".3f", higher_is_better=None),
-        Metric("decision_mean_ms", "Decision time mean", "ms", ".3f", higher_is_better=False),
-        Metric("decision_p99_ms", "Decision time p99", "ms", ".3f", higher_is_better=False),
-    ]
-
 
 # ---------------------------------------------------------------------------- upper levels ("drivers")
 class _Driver:
@@ -131,34 +112,6 @@ def CommandDriver(policy) -> PolicyDriver:
     return PolicyDriver(policy.command, "step_command")
 
 
-@dataclass
-class Episode:
-    method: str
-    course_seed: int
-    reached: bool
-    collided: bool
-    time_s: float
-    path_length_m: float
-    energy_j: float
-    min_clearance_m: float
-    decision_s: list[float]
-    solver_failures: int
-    trajectory: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 3)))
-    recoveries: int = 0              # progress-check recoveries of a residual policy in this episode
-
-    def metrics(self) -> dict[str, float]:
-        from offline.results import timing_stats
-
-        t = timing_stats(self.decision_s)
-        ok = self.reached and not self.collided
-        return {"travel_time_s": self.time_s if ok else math.nan,
-                "path_length_m": self.path_length_m if ok else math.nan,
-                "energy_j": self.energy_j if ok else math.nan,
-                "success": float(ok), "collision": float(self.collided),
-                "min_clearance_m": self.min_clearance_m,
-                "decision_mean_ms": t["mean_ms"], "decision_p99_ms": t["p99_ms"]}
-
-
 def run_episode(env, driver: _Driver, method: str, course_seed: int, course: Course | None = None) -> Episode:
     """One episode of `driver` on the course of `course_seed`; decision time per control period."""
     options = {"course_seed": course_seed} if course is None else {"course": course, "course_seed": course_seed}
@@ -207,10 +160,6 @@ class EvalSetup:
 
 def build_method(setup: EvalSetup, key: str) -> tuple[Any, _Driver, dict]:
     """(env, driver, description) of one method (its env on setup.backend)."""
-    from hiopt_ros.planning.geometric import LookaheadPolicy
-    from hiopt_ros.planning.torch_policy import TorchCommandPolicy, TorchPolicy
-    from sim.nav_env import NavEnv, NavEnvConfig, make_lower_level
-
     cfg = NavEnvConfig.from_params(setup.params)
     desc: dict[str, Any] = {"row": METHODS[key]}
     if key == "mpc":
@@ -275,8 +224,6 @@ def serial_runner(jobs, desc: str = "episodes", progress: bool = True):
     """The default way to run course tasks: one after the other in this process.
 
     jobs: [(name, fn, args)]; returns ({name: value}, {name: why it failed}) like offline.sweep."""
-    from hiopt_ros.progress import progress_bar
-
     values: dict[str, Any] = {}
     bar = progress_bar(jobs, enabled=progress, desc=desc, unit="ep")
     for name, fn, fn_args in bar:
@@ -369,7 +316,6 @@ def main(argv: list[str] | None = None, runner=None, where: str | None = None) -
     print(describe_seed_ranges())
     failed: dict[str, str] = {}
     if args.ros:
-        from sim import evaluate_ros
         episodes, descs = evaluate_ros.run(args, seeds, out, progress=not args.no_progress)
     else:
         setup = EvalSetup.from_args(args)
@@ -382,8 +328,6 @@ def main(argv: list[str] | None = None, runner=None, where: str | None = None) -
 
 
 def _new_out() -> Path:
-    from offline.results import new_results_dir
-
     return new_results_dir("table2", REPO_ROOT / "results")
 
 
@@ -407,8 +351,6 @@ def write_tables(args, seeds, out: Path, episodes: dict, descs: dict, world: str
                  failed: dict | None = None, extra_notes=(), labels: dict | None = None) -> dict:
     """table2.md/.csv/_episodes.csv, default_course.md, the trajectory plot and evaluation.yaml into out;
     prints the tables; returns the paths. labels: row label of each key of `episodes` (default METHODS)."""
-    from offline.results import ResultsTable
-
     labels = labels or METHODS
     keys = list(episodes)
     out.mkdir(parents=True, exist_ok=True)
@@ -462,7 +404,7 @@ def write_tables(args, seeds, out: Path, episodes: dict, descs: dict, world: str
 
 
 def _plot_default(path: Path, episodes: dict[str, list[Episode]], keys, labels, params) -> Path | None:
-    from sim.plot import plot_trajectory
+    from hiopt_ros.plot import plot_trajectory
 
     trajs = {}
     for key in keys:

@@ -18,7 +18,10 @@ from typing import Any
 import numpy as np
 import yaml
 
+from hiopt_ros.progress import progress_bar
 from sim.courses import DEFAULT_COURSE_SEED, course_for_seed
+from sim.episodes import METHODS, Episode
+from sim.nav_env import NavEnvConfig
 
 
 def course_params(base_params: Path, course, *, policy: str | None, theta: str | None) -> dict[str, Any]:
@@ -35,10 +38,7 @@ def course_params(base_params: Path, course, *, policy: str | None, theta: str |
 
 def run(args, seeds: list[int], out: Path, progress: bool = True):
     """({method: [Episode]}, {method: description}) for args.methods on seed 0 + `seeds` via ROS."""
-    from hiopt_ros import launcher
-    from hiopt_ros.progress import progress_bar
-    from sim.evaluate import METHODS, Episode
-    from sim.nav_env import NavEnvConfig
+    from hiopt_ros import launcher  # rclpy
 
     cfg = NavEnvConfig.from_params(args.params)
     root = out / "ros"

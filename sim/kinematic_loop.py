@@ -18,81 +18,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from hiopt_ros.control.fop import Fop, FopConfig
-from hiopt_ros.control.model import unicycle_step
-from hiopt_ros.control.mpc import Mpc, MpcConfig
+from hiopt_ros.control.fop import Fop
+from hiopt_ros.control.mpc import Mpc
 from hiopt_ros.control.params import fop_config_from_params, mpc_config_from_params
 from hiopt_ros.control.theta import load_theta
-from hiopt_ros.planning.geometric import LookaheadPolicy
-from sim.course import DEFAULT_PARAMS, Course, load_course
-
-
-@dataclass
-class EpisodeResult:
-    controller: str
-    reached: bool
-    collided: bool
-    travel_time_s: float
-    path_length_m: float
-    min_clearance_m: float
-    solve_us: np.ndarray
-    failures: int
-    trajectory: np.ndarray                      # (T, 3) states
-    subgoals: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
-
-    def summary(self) -> str:
-        p50, p99 = (np.percentile(self.solve_us, [50, 99]) if len(self.solve_us) else (np.nan, np.nan))
-        outcome = "reached goal" if self.reached else ("COLLIDED" if self.collided else "did NOT reach goal")
-        return (f"{self.controller:>4}: {outcome}; travel time {self.travel_time_s:.2f} s, path length "
-                f"{self.path_length_m:.2f} m, min clearance {self.min_clearance_m:.3f} m, "
-                f"solve time p50 {p50:.0f} µs / p99 {p99:.0f} µs, solver failures {self.failures}")
-
-
-def run_episode(course: Course, controller: str = "fop", *, fop: Fop | None = None, mpc: Mpc | None = None,
-                policy: LookaheadPolicy | None = None, dt_s: float = 0.02, max_time_s: float = 30.0) -> EpisodeResult:
-    """Drive from course.start to course.goal; `controller` is "fop" (bi-level) or "mpc" (expert)."""
-    if controller not in ("fop", "mpc"):
-        raise ValueError(f"controller must be 'fop' or 'mpc', got {controller!r}")
-    if controller == "fop":
-        fop = fop or Fop(FopConfig(robot_radius_m=course.robot_radius_m))
-        fop.reset()   # a new run: u_{t−1} of the c_du term is the stop command
-        policy = policy or LookaheadPolicy()
-    else:
-        mpc = mpc or Mpc(MpcConfig(robot_radius_m=course.robot_radius_m))
-        mpc.reset()
-    x = course.start_xyyaw.copy()
-    traj, subgoals, times = [x.copy()], [], []
-    failures, reached, collided = 0, False, False
-    min_clear = course.clearance(x[:2])
-    for _ in range(int(round(max_time_s / dt_s))):
-        if controller == "fop":
-            subgoal = policy.subgoal(x, course.goal_xy, course.obstacles_xyr, course.robot_radius_m)
-            u, info = fop.solve(x, subgoal, course.obstacles_xyr)
-        else:
-            u, info = mpc.solve(x, course.goal_xy, course.obstacles_xyr)
-            subgoal = info.subgoal
-        subgoals.append(subgoal)
-        times.append(info.solve_time_us)
-        failures += not info.ok
-        x = unicycle_step(x, u, dt_s)
-        traj.append(x.copy())
-        clear = course.clearance(x[:2])
-        min_clear = min(min_clear, clear)
-        if clear < 0:  # the robot circle touches an obstacle
-            collided = True
-            break
-        if np.linalg.norm(x[:2] - course.goal_xy) <= course.goal_tolerance_m:
-            reached = True
-            break
-    traj = np.array(traj)
-    return EpisodeResult(controller, reached, collided, (len(traj) - 1) * dt_s,
-                         float(np.linalg.norm(np.diff(traj[:, :2], axis=0), axis=1).sum()), min_clear,
-                         np.array(times), failures, traj, np.array(subgoals))
+from hiopt_ros.course import DEFAULT_PARAMS, load_course
+from hiopt_ros.plot import plot_trajectory
+from hiopt_ros.unicycle_loop import run_episode
+from sim import episodes, evaluate
+from sim.courses import EVAL_SEEDS
+from sim.nav_env import command_smoothness
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,8 +73,6 @@ def main(argv: list[str] | None = None) -> int:
         results.append(res)
         print(res.summary())
     if args.plot:
-        from sim.plot import plot_trajectory
-
         path = plot_trajectory(Path(args.plot), course, {r.controller: r.trajectory for r in results},
                                title="pure-Python closed loop (unicycle model)")
         print(f"plot written to {path}")
@@ -144,33 +81,29 @@ def main(argv: list[str] | None = None) -> int:
 
 def smoothness(args) -> int:
     """--smoothness N: see the module docstring."""
-    from sim.courses import EVAL_SEEDS
-    from sim.evaluate import METHODS, EvalSetup, build_method, run_episode
-    from sim.nav_env import command_smoothness
-
     first = EVAL_SEEDS.start if args.first_seed is None else args.first_seed
     keys = [k.strip() for k in args.methods.split(",") if k.strip()]
-    bad = [k for k in keys if k not in METHODS]
+    bad = [k for k in keys if k not in episodes.METHODS]
     if bad or args.smoothness < 0 or first not in EVAL_SEEDS:
-        print(f"error: --methods must be among {','.join(METHODS)}, --smoothness >= 1 and --first-seed in "
+        print(f"error: --methods must be among {','.join(episodes.METHODS)}, --smoothness >= 1 and --first-seed in "
               f"{EVAL_SEEDS.start}..{EVAL_SEEDS.stop - 1} (got {bad or keys}, {args.smoothness}, {first})",
               file=sys.stderr)
         return 2
     kw = {"theta": args.theta} if args.theta else {}
     if args.bilevel_learned:
         kw["bilevel_learned"] = args.bilevel_learned
-    setup = EvalSetup(params=str(args.params), **kw)
+    setup = evaluate.EvalSetup(params=str(args.params), **kw)
     seeds = range(first, first + args.smoothness)
     print(f"held-out courses {seeds.start}..{seeds.stop - 1} (PyBullet); θ {setup.theta}; bilevel-learned policy "
           f"{setup.bilevel_learned}")
     print(f"{'method':>22s} {'success':>8s} {'coll.':>6s} {'time s':>7s} {'energy J':>9s} {'|dω| rad/s/step':>16s} "
           f"{'|dv| m/s/step':>14s} {'|ω| rad/s':>10s}")
     for key in keys:
-        env, driver, _ = build_method(setup, key)
+        env, driver, _ = evaluate.build_method(setup, key)
         rows = []
         try:
             for seed in seeds:
-                ep = run_episode(env, driver, key, seed)
+                ep = evaluate.run_episode(env, driver, key, seed)
                 sm = command_smoothness(env.commands)
                 rows.append((ep.reached and not ep.collided, ep.collided, ep.time_s, ep.energy_j,
                              sm["mean_abs_domega_radps"], sm["mean_abs_dv_mps"], sm["mean_abs_omega_radps"]))

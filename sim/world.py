@@ -37,7 +37,7 @@ import numpy as np
 import pybullet as p
 
 from hiopt_ros.conversions import OBSTACLE_HEIGHT_M
-from sim.course import Course
+from hiopt_ros.course import Course
 
 URDF_PATH = Path(__file__).resolve().parent / "urdf" / "diffbot.urdf"
 URDF_FOOTPRINT_RADIUS_M = 0.30  # radius of the base cylinder in diffbot.urdf, before scaling

@@ -15,9 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
-from hiopt_ros.control.theta import INTEGRITY_PREFIX, Theta, load_theta, save_theta
-from offline import fit as fit_cli
-from offline.bags import (
+from hiopt_ros.bags import (
     BagError,
     BagWriter,
     new_message,
@@ -27,6 +25,8 @@ from offline.bags import (
     twist_message,
     typestore,
 )
+from hiopt_ros.control.theta import INTEGRITY_PREFIX, Theta, load_theta, save_theta
+from offline import fit as fit_cli
 from offline.robot_data import align_bag
 
 ROOT = Path(__file__).resolve().parents[1]

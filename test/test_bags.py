@@ -1,4 +1,4 @@
-"""offline.bags: rosbag2 round trips (MCAP and sqlite3, files and directories) and clean errors on bad bags."""
+"""hiopt_ros.bags: rosbag2 round trips (MCAP and sqlite3, files and directories) and clean errors on bad bags."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from offline.bags import (
+from hiopt_ros.bags import (
     BagError,
     BagWriter,
     RobotTopics,

@@ -1,4 +1,4 @@
-"""hiopt_ros.conversions (shared by nodes and offline.bags) and hiopt_ros.stdio.mute_c_stdout."""
+"""hiopt_ros.conversions (shared by nodes and hiopt_ros.bags) and hiopt_ros.stdio.mute_c_stdout."""
 from __future__ import annotations
 
 import math
@@ -19,7 +19,7 @@ OBSTACLES = np.array([[1.3, 0.25, 0.3], [2.7, -0.3, 0.25]])
 def test_yaw_quaternion_round_trip(yaw):
     from rosbags.typesys import Stores, get_typestore  # noqa: F401  (only to be sure the store exists)
 
-    from offline.bags import new_message
+    from hiopt_ros.bags import new_message
 
     q = new_message("geometry_msgs/msg/Quaternion")
     conv.set_yaw(q, yaw)
@@ -28,17 +28,17 @@ def test_yaw_quaternion_round_trip(yaw):
 
 
 def test_the_stack_and_the_bag_tools_write_identical_obstacle_messages():
-    """The nodes' MarkerArray (rclpy) and offline.bags' (rosbags) serialise to the same CDR bytes,
+    """The nodes' MarkerArray (rclpy) and hiopt_ros.bags' (rosbags) serialise to the same CDR bytes,
     and both decode back to the obstacles: the online and offline sides cannot disagree on frames,
     marker types or scale."""
     rclpy_ser = pytest.importorskip("rclpy.serialization")
     from builtin_interfaces.msg import Time
 
-    from hiopt_ros.nodes import common as c
-    from offline.bags import marker_array_message, typestore
+    from hiopt_ros.bags import marker_array_message, typestore
+    from hiopt_ros.nodes.managed import markers_from_obstacles
 
     t_ns = 12_345_678_901
-    online = c.markers_from_obstacles(OBSTACLES, Time(sec=12, nanosec=345_678_901), conv.FRAME_ODOM)
+    online = markers_from_obstacles(OBSTACLES, Time(sec=12, nanosec=345_678_901), conv.FRAME_ODOM)
     offline = marker_array_message(t_ns, OBSTACLES)
     # compare after one rosbags round trip: CDR padding bytes are not initialised by every writer
     store, typ = typestore(), "visualization_msgs/msg/MarkerArray"
@@ -50,7 +50,7 @@ def test_the_stack_and_the_bag_tools_write_identical_obstacle_messages():
 
 
 def test_bag_subgoals_and_odometry_use_the_stack_frames():
-    from offline.bags import odometry_message, point_stamped_message
+    from hiopt_ros.bags import odometry_message, point_stamped_message
 
     odom = odometry_message(5, 1.0, 2.0, 0.5, 0.3, -0.1)
     assert (odom.header.frame_id, odom.child_frame_id) == (conv.FRAME_ODOM, conv.FRAME_BASE)

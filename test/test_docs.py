@@ -82,14 +82,16 @@ def test_readme_is_short_and_names_the_two_commands_ci_runs(repo_root):
 
 
 def test_readme_topic_table_names_only_topics_the_nodes_use(repo_root):
-    """Every topic row of the README's table is a topic some node or the recorder names in its code."""
+    """Every topic row of the README's table is a topic some node or the recorder names in its code (the
+    online stack, hiopt_ros/, and the sim bridge, sim/sim_node.py)."""
     readme = (repo_root / "README.md").read_text()
     section = readme.split("[start:topics]")[1].split("[end:topics]")[0]
     topics = re.findall(r"^\| `(/[a-z_/]+)`", section, re.M)
     assert "/goal_pose" in topics and "/cmd_vel" in topics
-    code = "".join(p.read_text() for p in (repo_root / "hiopt_ros").rglob("*.py"))
+    files = [*(repo_root / "hiopt_ros").rglob("*.py"), repo_root / "sim" / "sim_node.py"]
+    code = "".join(p.read_text() for p in files)
     for topic in topics:
-        assert f'"{topic}"' in code, f"README topic {topic} is not named in hiopt_ros/"
+        assert f'"{topic}"' in code, f"README topic {topic} is not named in hiopt_ros/ or sim/sim_node.py"
 
 
 def test_every_included_file_is_one_git_keeps(repo_root):

@@ -45,6 +45,7 @@ from test_integration import (  # noqa: E402
 
 from hiopt_ros import bringup  # noqa: E402
 from hiopt_ros.config import default_params_file  # noqa: E402
+from hiopt_ros.course import load_course  # noqa: E402
 from hiopt_ros.launcher import (  # noqa: E402
     FLUSH_TIMEOUT_S,
     SHUTDOWN_GRACE_S,
@@ -52,7 +53,6 @@ from hiopt_ros.launcher import (  # noqa: E402
     Bringup,
     NodeProcesses,
 )
-from sim.course import load_course  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.integration, pytest.mark.slow]
 

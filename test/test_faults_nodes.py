@@ -30,9 +30,22 @@ from rclpy.parameter import Parameter  # noqa: E402
 
 from hiopt_ros.control.model import DEFAULT_ROBOT, unicycle_step  # noqa: E402
 from hiopt_ros.control.theta import Theta, save_theta  # noqa: E402
-from hiopt_ros.nodes import common as c  # noqa: E402
+from hiopt_ros.conversions import set_yaw, twist_values  # noqa: E402
 from hiopt_ros.nodes.controller_node import ControllerNode  # noqa: E402
+from hiopt_ros.nodes.managed import markers_from_obstacles  # noqa: E402
+from hiopt_ros.nodes.parameters import ParameterError  # noqa: E402
 from hiopt_ros.nodes.planner_node import PlannerNode  # noqa: E402
+from hiopt_ros.nodes.topics import (  # noqa: E402
+    CLOCK_QOS,
+    COMMAND_QOS,
+    LATCHED_QOS,
+    SENSOR_QOS,
+    TOPIC_CMD_VEL,
+    TOPIC_DIAGNOSTICS,
+    TOPIC_OBSTACLES,
+    TOPIC_ODOM,
+    TOPIC_SUBGOAL,
+)
 from hiopt_ros.nodes.watchdog import Watchdog  # noqa: E402
 
 RATE_HZ = 200.0
@@ -75,14 +88,14 @@ class Loop:
         self.frozen_odom: Odometry | None = None        # re-published as is when set
         self.sim_time_ns: int | None = None             # /clock value when sim_time
         self.clock_paused = False                       # sim_time: /clock holds still (ages do not grow)
-        self.odom_pub = self.io.create_publisher(Odometry, c.TOPIC_ODOM, c.SENSOR_QOS)
-        self.subgoal_pub = self.io.create_publisher(PointStamped, c.TOPIC_SUBGOAL, c.COMMAND_QOS)
-        self.obstacles_pub = self.io.create_publisher(MarkerArray, c.TOPIC_OBSTACLES, c.LATCHED_QOS)
-        self.io.create_subscription(Twist, c.TOPIC_CMD_VEL, self._on_cmd, c.COMMAND_QOS)
+        self.odom_pub = self.io.create_publisher(Odometry, TOPIC_ODOM, SENSOR_QOS)
+        self.subgoal_pub = self.io.create_publisher(PointStamped, TOPIC_SUBGOAL, COMMAND_QOS)
+        self.obstacles_pub = self.io.create_publisher(MarkerArray, TOPIC_OBSTACLES, LATCHED_QOS)
+        self.io.create_subscription(Twist, TOPIC_CMD_VEL, self._on_cmd, COMMAND_QOS)
         self.clock_pub = None
         if sim_time:
             from rosgraph_msgs.msg import Clock
-            self.clock_pub = self.io.create_publisher(Clock, "/clock", c.CLOCK_QOS)
+            self.clock_pub = self.io.create_publisher(Clock, "/clock", CLOCK_QOS)
             self.sim_time_ns = 100 * 10**9
             self._last_tick_ns = time.monotonic_ns()
             self._clock_msg = Clock
@@ -95,7 +108,7 @@ class Loop:
         return self.io.get_clock().now().to_msg()
 
     def publish_obstacles(self) -> None:
-        self.obstacles_pub.publish(c.markers_from_obstacles(self.obstacles, self.now_msg(), "odom"))
+        self.obstacles_pub.publish(markers_from_obstacles(self.obstacles, self.now_msg(), "odom"))
 
     def publish_inputs(self) -> None:
         if self.frozen_odom is not None:
@@ -107,7 +120,7 @@ class Loop:
             msg.pose.pose.position.x, msg.pose.pose.position.y = float(self.state[0]), float(self.state[1])
             yaw = float(self.state[2])
             if math.isfinite(yaw):
-                c.set_yaw(msg.pose.pose.orientation, yaw)
+                set_yaw(msg.pose.pose.orientation, yaw)
             else:                                       # a broken quaternion as a driver would send it
                 msg.pose.pose.orientation.z = msg.pose.pose.orientation.w = yaw
             self.odom_pub.publish(msg)
@@ -131,7 +144,7 @@ class Loop:
             self.clock_pub.publish(self._clock_msg(clock=rclpy.time.Time(nanoseconds=self.sim_time_ns).to_msg()))
 
     def _on_cmd(self, msg) -> None:
-        v, w = c.twist_values(msg)
+        v, w = twist_values(msg)
         self.cmds.append((v, w))
         self.cmd_times.append(time.monotonic())
         if math.isfinite(v) and math.isfinite(w) and np.all(np.isfinite(self.state)):
@@ -234,7 +247,7 @@ def test_frozen_odometry_stops_the_robot_with_a_named_diagnostic(make_loop):
 
     loop = make_loop(subgoal=(3.0, 0.0))
     diags: list = []
-    loop.io.create_subscription(DiagnosticArray, c.TOPIC_DIAGNOSTICS, diags.append, 10)
+    loop.io.create_subscription(DiagnosticArray, TOPIC_DIAGNOSTICS, diags.append, 10)
     assert loop.spin_until(loop.moving)
     loop.frozen_odom = loop.last_odom                          # frozen from here on
     t_frozen = loop.node.watchdog.now_ns()
@@ -268,13 +281,13 @@ def test_planner_publishes_no_subgoal_from_frozen_odometry(ctx):
     exe.add_node(node)
     exe.add_node(io)
     subgoals: list = []
-    odom_pub = io.create_publisher(Odometry, c.TOPIC_ODOM, c.SENSOR_QOS)
-    io.create_publisher(MarkerArray, c.TOPIC_OBSTACLES, c.LATCHED_QOS).publish(
-        c.markers_from_obstacles(np.zeros((0, 3)), io.get_clock().now().to_msg(), "odom"))
-    io.create_subscription(PointStamped, c.TOPIC_SUBGOAL, subgoals.append, c.COMMAND_QOS)
+    odom_pub = io.create_publisher(Odometry, TOPIC_ODOM, SENSOR_QOS)
+    io.create_publisher(MarkerArray, TOPIC_OBSTACLES, LATCHED_QOS).publish(
+        markers_from_obstacles(np.zeros((0, 3)), io.get_clock().now().to_msg(), "odom"))
+    io.create_subscription(PointStamped, TOPIC_SUBGOAL, subgoals.append, COMMAND_QOS)
     msg = Odometry()
     msg.header.frame_id = "odom"
-    c.set_yaw(msg.pose.pose.orientation, 0.0)
+    set_yaw(msg.pose.pose.orientation, 0.0)
 
     def spin(seconds, fresh):
         end = time.monotonic() + seconds
@@ -390,7 +403,7 @@ def test_a_thousand_obstacles_use_the_nearest_M_and_keep_one_command_per_cycle(m
     assert node.obstacles.shape == (n, 3)
     assert node.fop.effective_obstacles(loop.state, node.obstacles).shape[0] <= DEFAULT_ROBOT.max_obstacles
     assert node.counters["solver_failures"] == 0
-    assert node.published[c.TOPIC_CMD_VEL] == node.counters["cycles"]
+    assert node.published[TOPIC_CMD_VEL] == node.counters["cycles"]
     times = np.asarray(node._solve_times_us)
     print(f"\n1,000 obstacles: solve time p50 {np.percentile(times, 50):.0f} µs, "
           f"p99 {np.percentile(times, 99):.0f} µs over {times.size} solves")
@@ -529,7 +542,7 @@ def test_theta_for_another_case_study_at_start_up_is_a_parameter_error(ctx, tmp_
     parameter error and exit status 2 like every other bad parameter."""
     amod = save_theta(tmp_path / "amod.yaml", Theta(alpha=np.ones((1, 2)), beta=np.zeros(1), l=0.0,
                                                     case_study="amod", input_names=["v_mps", "omega_radps"]))
-    with pytest.raises(c.ParameterError, match=r"controller_node.theta_file: cannot use .*case study 'amod'"):
+    with pytest.raises(ParameterError, match=r"controller_node.theta_file: cannot use .*case study 'amod'"):
         controller(ctx, theta_file=str(amod))
 
 
@@ -543,7 +556,7 @@ def test_exit_deadline_ends_a_node_whose_clean_up_hangs_after_sigint():
     deadline_s = 0.5
     script = (
         "import sys, time\n"
-        "from hiopt_ros.nodes.common import ExitDeadline, StopSignal\n"
+        "from hiopt_ros.nodes.process import ExitDeadline, StopSignal\n"
         "stop = StopSignal().install()\n"
         f"deadline = ExitDeadline({deadline_s}).arm()\n"
         "deadline.step = 'stuck in a test'\n"

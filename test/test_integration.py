@@ -30,10 +30,10 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
 from hiopt_ros import bringup  # noqa: E402
 from hiopt_ros.config import default_params_file  # noqa: E402
+from hiopt_ros.course import load_course  # noqa: E402
 from hiopt_ros.launcher import Bringup, NodeProcesses  # noqa: E402
-from hiopt_ros.nodes import common as c  # noqa: E402
+from hiopt_ros.nodes.topics import PUBLISHED_PREFIX  # noqa: E402
 from hiopt_ros.recording import RunMonitor  # noqa: E402
-from sim.course import load_course  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.integration]
 STARTUP_S = 90.0
@@ -92,7 +92,7 @@ class Probe(RunMonitor):
         keep = ("cycles", "waiting", "stops", "solver_failures", "policy_failures", "active")
         lines = []
         for node, (t, message, values) in sorted(self.last_diag.items()):
-            counts = {k: v for k, v in values.items() if k in keep or k.startswith(c.PUBLISHED_PREFIX)}
+            counts = {k: v for k, v in values.items() if k in keep or k.startswith(PUBLISHED_PREFIX)}
             lines.append(f"  {node}: {now - t:.1f} s ago, {message!r}, {counts}")
         return "\n".join(lines or ["  no /diagnostics heard"]) + f"\n  probe received: {self.counts}"
 
@@ -255,7 +255,7 @@ def test_sigint_ends_every_node_promptly_with_sim_time_after_the_clock_is_gone(t
     # the bound: Ctrl-C ends every node within 2 s. The clean path takes ~0.5 s (also next to
     # two CPU hogs); on an overloaded machine each node's ExitDeadline ends it EXIT_DEADLINE_S (1 s)
     # after the signal, with the step it was stuck in in its log
-    from hiopt_ros.nodes.common import EXIT_DEADLINE_S
+    from hiopt_ros.nodes.process import EXIT_DEADLINE_S
     stuck = {name: (tmp_path / "logs" / f"{name}.log").read_text().strip().splitlines()[-1]
              for name in ("planner_node", "controller_node")}
     assert elapsed <= 2.0, f"nodes took {elapsed:.2f} s to exit after SIGINT (deadline {EXIT_DEADLINE_S} s): {stuck}"

@@ -83,7 +83,7 @@ def test_main_job_drives_to_goal_and_writes_plot_bag_summary(tmp_path, ros_domai
     assert summary["recording_complete"], (summary["topics"], out.stdout)
     assert counts["/hiopt/obstacles"] == 1 and counts["/cmd_vel"] >= summary["commands_in_window"]
 
-    from offline.bags import read_robot_bag
+    from hiopt_ros.bags import read_robot_bag
     data = read_robot_bag(bag)
     assert len(data.odom) == counts["/odom"] and data.obstacles is not None
     # the recording starts before the robot moves: the first command precedes the first motion
@@ -108,7 +108,7 @@ def test_expert_flag_records_a_demonstration(tmp_path, ros_domain_id):
     counts, _ = _bag_counts(run / "bag")
     assert counts["/hiopt/subgoal"] > 50 and counts == summary["message_counts"]
     assert all(acc["published"] == counts[t] for t, acc in summary["topics"].items())
-    from offline.bags import read_robot_bag
+    from hiopt_ros.bags import read_robot_bag
     data = read_robot_bag(run / "bag")
     assert len(data.subgoal) == counts["/hiopt/subgoal"]
 

@@ -56,7 +56,7 @@ if HAVE_LAUNCH_TESTING:
             from rclpy.executors import SingleThreadedExecutor
             from std_msgs.msg import Bool
 
-            from hiopt_ros.nodes import common as c
+            from hiopt_ros.nodes.topics import LATCHED_QOS, TOPIC_COLLISION, TOPIC_GOAL_REACHED
 
             context = rclpy.Context()
             rclpy.init(context=context, domain_id=_DOMAIN.domain_id)
@@ -64,11 +64,11 @@ if HAVE_LAUNCH_TESTING:
             executor = SingleThreadedExecutor(context=context)
             executor.add_node(node)
             seen = {"goal": False, "collision": False}
-            node.create_subscription(Bool, c.TOPIC_GOAL_REACHED,
-                                     lambda m: seen.__setitem__("goal", seen["goal"] or m.data), c.LATCHED_QOS)
-            node.create_subscription(Bool, c.TOPIC_COLLISION,
+            node.create_subscription(Bool, TOPIC_GOAL_REACHED,
+                                     lambda m: seen.__setitem__("goal", seen["goal"] or m.data), LATCHED_QOS)
+            node.create_subscription(Bool, TOPIC_COLLISION,
                                      lambda m: seen.__setitem__("collision", seen["collision"] or m.data),
-                                     c.LATCHED_QOS)
+                                     LATCHED_QOS)
             try:
                 end = time.monotonic() + float(os.environ.get("HIOPT_LAUNCH_TEST_TIMEOUT_S", "90"))
                 while time.monotonic() < end and not (seen["goal"] or seen["collision"]):

@@ -20,10 +20,25 @@ from std_msgs.msg import Bool  # noqa: E402
 
 from hiopt_ros.config import default_params_file  # noqa: E402
 from hiopt_ros.control.fop import SolveInfo  # noqa: E402
-from hiopt_ros.nodes import common as c  # noqa: E402
+from hiopt_ros.conversions import obstacles_from_markers, odom_state, set_yaw, twist_values  # noqa: E402
 from hiopt_ros.nodes.controller_node import ControllerNode  # noqa: E402
+from hiopt_ros.nodes.managed import markers_from_obstacles  # noqa: E402
+from hiopt_ros.nodes.parameters import ParameterError  # noqa: E402
 from hiopt_ros.nodes.planner_node import PlannerNode  # noqa: E402
-from hiopt_ros.nodes.sim_node import SimNode  # noqa: E402
+from hiopt_ros.nodes.topics import (  # noqa: E402
+    COMMAND_QOS,
+    LATCHED_QOS,
+    SENSOR_QOS,
+    TOPIC_CMD_VEL,
+    TOPIC_COLLISION,
+    TOPIC_DIAGNOSTICS,
+    TOPIC_GOAL_REACHED,
+    TOPIC_OBSTACLES,
+    TOPIC_ODOM,
+    TOPIC_SOLVE_TIME,
+    TOPIC_SUBGOAL,
+)
+from sim.sim_node import SimNode  # noqa: E402
 
 PARAMS = default_params_file()
 OBSTACLES = np.array([[1.3, 0.25, 0.3], [2.7, -0.3, 0.3]])
@@ -44,23 +59,23 @@ class Rig:
         self.exe = SingleThreadedExecutor(context=ctx)
         self.exe.add_node(node)
         self.exe.add_node(self.io)
-        self.odom_pub = self.io.create_publisher(Odometry, c.TOPIC_ODOM, c.SENSOR_QOS)
-        self.subgoal_pub = self.io.create_publisher(PointStamped, c.TOPIC_SUBGOAL, c.COMMAND_QOS)
-        self.obstacles_pub = self.io.create_publisher(MarkerArray, c.TOPIC_OBSTACLES, c.LATCHED_QOS)
+        self.odom_pub = self.io.create_publisher(Odometry, TOPIC_ODOM, SENSOR_QOS)
+        self.subgoal_pub = self.io.create_publisher(PointStamped, TOPIC_SUBGOAL, COMMAND_QOS)
+        self.obstacles_pub = self.io.create_publisher(MarkerArray, TOPIC_OBSTACLES, LATCHED_QOS)
         self.cmds: list[tuple[float, float]] = []
         self.cmd_times: list[float] = []            # monotonic receive times (this executor's turns)
         self.subgoals: list[tuple[float, float]] = []
         self.reached: list[bool] = []
         self.odoms: list[np.ndarray] = []
-        self.io.create_subscription(Twist, c.TOPIC_CMD_VEL, self._on_cmd, c.COMMAND_QOS)
-        self.io.create_subscription(PointStamped, c.TOPIC_SUBGOAL,
-                                    lambda m: self.subgoals.append((m.point.x, m.point.y)), c.COMMAND_QOS)
-        self.io.create_subscription(Bool, c.TOPIC_GOAL_REACHED, lambda m: self.reached.append(m.data), c.LATCHED_QOS)
-        self.io.create_subscription(Odometry, c.TOPIC_ODOM, lambda m: self.odoms.append(c.odom_state(m)),
-                                    c.SENSOR_QOS)
+        self.io.create_subscription(Twist, TOPIC_CMD_VEL, self._on_cmd, COMMAND_QOS)
+        self.io.create_subscription(PointStamped, TOPIC_SUBGOAL,
+                                    lambda m: self.subgoals.append((m.point.x, m.point.y)), COMMAND_QOS)
+        self.io.create_subscription(Bool, TOPIC_GOAL_REACHED, lambda m: self.reached.append(m.data), LATCHED_QOS)
+        self.io.create_subscription(Odometry, TOPIC_ODOM, lambda m: self.odoms.append(odom_state(m)),
+                                    SENSOR_QOS)
 
     def _on_cmd(self, msg) -> None:
-        self.cmds.append(c.twist_values(msg))
+        self.cmds.append(twist_values(msg))
         self.cmd_times.append(time.monotonic())
 
     def max_cmd_gap_s(self) -> float:
@@ -71,7 +86,7 @@ class Rig:
         msg = Odometry()
         msg.header.frame_id, msg.child_frame_id = "odom", "base_link"
         msg.pose.pose.position.x, msg.pose.pose.position.y = x, y
-        c.set_yaw(msg.pose.pose.orientation, yaw)  # a NaN yaw gives a NaN quaternion
+        set_yaw(msg.pose.pose.orientation, yaw)  # a NaN yaw gives a NaN quaternion
         self.odom_pub.publish(msg)
 
     def subgoal(self, x: float, y: float, frame_id: str = "odom") -> None:
@@ -81,7 +96,7 @@ class Rig:
         self.subgoal_pub.publish(msg)
 
     def obstacles(self, obs=OBSTACLES) -> None:
-        self.obstacles_pub.publish(c.markers_from_obstacles(obs, self.io.get_clock().now().to_msg(), "odom"))
+        self.obstacles_pub.publish(markers_from_obstacles(obs, self.io.get_clock().now().to_msg(), "odom"))
 
     def spin(self, seconds: float, feed=None) -> None:
         end = time.monotonic() + seconds
@@ -102,7 +117,7 @@ class Rig:
 
     def caught_up(self) -> bool:
         """Every command the node under test has published so far has arrived here."""
-        return len(self.cmds) >= self.node.published.get(c.TOPIC_CMD_VEL, 0)
+        return len(self.cmds) >= self.node.published.get(TOPIC_CMD_VEL, 0)
 
     def close(self) -> None:
         self.exe.shutdown()
@@ -127,13 +142,13 @@ class Rig:
     (SimNode, dict(start_xyyaw=[0.0, 0.0]), "sim_node.start_xyyaw: must have 3 entries"),
 ])
 def test_bad_parameter_is_a_clear_startup_error(ctx, node_cls, params, expect):
-    with pytest.raises(c.ParameterError) as err:
+    with pytest.raises(ParameterError) as err:
         node_cls(context=ctx, parameter_overrides=overrides(**params))
     assert expect in str(err.value)
 
 
 def test_all_bad_parameters_are_reported_together(ctx):
-    with pytest.raises(c.ParameterError) as err:
+    with pytest.raises(ParameterError) as err:
         ControllerNode(context=ctx, parameter_overrides=overrides(control_rate_hz=0.0, subgoal_timeout_s=-1.0))
     assert "control_rate_hz" in str(err.value) and "subgoal_timeout_s" in str(err.value)
 
@@ -334,8 +349,8 @@ def test_controller_publishes_diagnostics_and_solve_times(controller):
 
     node, rig = controller
     diags, times = [], []
-    rig.io.create_subscription(DiagnosticArray, c.TOPIC_DIAGNOSTICS, diags.append, 10)
-    rig.io.create_subscription(Float64, c.TOPIC_SOLVE_TIME, lambda m: times.append(m.data), c.COMMAND_QOS)
+    rig.io.create_subscription(DiagnosticArray, TOPIC_DIAGNOSTICS, diags.append, 10)
+    rig.io.create_subscription(Float64, TOPIC_SOLVE_TIME, lambda m: times.append(m.data), COMMAND_QOS)
     rig.obstacles()
     assert rig.spin_until(lambda: diags and len(times) > 10, timeout_s=3.0, feed=_fresh(rig))
     values = {kv.key: kv.value for kv in diags[-1].status[0].values}
@@ -397,15 +412,15 @@ def test_sim_node_publishes_odometry_obstacles_and_collision(ctx):
     rig = Rig(ctx, node)
     late: list = []
     collisions: list = []
-    rig.io.create_subscription(Bool, c.TOPIC_COLLISION, lambda m: collisions.append(m.data), c.LATCHED_QOS)
+    rig.io.create_subscription(Bool, TOPIC_COLLISION, lambda m: collisions.append(m.data), LATCHED_QOS)
     try:
         assert rig.spin_until(lambda: len(rig.odoms) > 3)
         assert rig.odoms[-1] == pytest.approx([0.0, 0.0, 0.0], abs=1e-3)
         # a late joiner still gets the obstacles (transient local)
-        rig.io.create_subscription(MarkerArray, c.TOPIC_OBSTACLES, late.append, c.LATCHED_QOS)
+        rig.io.create_subscription(MarkerArray, TOPIC_OBSTACLES, late.append, LATCHED_QOS)
         assert rig.spin_until(lambda: late)
-        assert c.obstacles_from_markers(late[0]) == pytest.approx(np.array([[0.75, 0.0, 0.3]]))
-        cmd = rig.io.create_publisher(Twist, c.TOPIC_CMD_VEL, c.COMMAND_QOS)
+        assert obstacles_from_markers(late[0]) == pytest.approx(np.array([[0.75, 0.0, 0.3]]))
+        cmd = rig.io.create_publisher(Twist, TOPIC_CMD_VEL, COMMAND_QOS)
 
         def drive():
             msg = Twist()
@@ -422,7 +437,7 @@ def test_sim_node_stops_the_wheels_when_cmd_vel_goes_silent(ctx):
     node = SimNode(context=ctx, parameter_overrides=overrides(obstacles_xyr=[], cmd_vel_timeout_s=0.2))
     rig = Rig(ctx, node)
     try:
-        cmd = rig.io.create_publisher(Twist, c.TOPIC_CMD_VEL, c.COMMAND_QOS)
+        cmd = rig.io.create_publisher(Twist, TOPIC_CMD_VEL, COMMAND_QOS)
         msg = Twist()
         msg.linear.x = 0.5
         assert rig.spin_until(lambda: node.world.velocity()[0] > 0.3, feed=lambda: cmd.publish(msg))
@@ -471,7 +486,7 @@ def test_inactive_controller_is_silent_until_activated_and_reports_its_counts_on
     node = ControllerNode(context=ctx, parameter_overrides=overrides(autostart=False))
     rig = Rig(ctx, node)
     diags: list = []
-    rig.io.create_subscription(DiagnosticArray, c.TOPIC_DIAGNOSTICS, diags.append, 10)
+    rig.io.create_subscription(DiagnosticArray, TOPIC_DIAGNOSTICS, diags.append, 10)
     try:
         rig.obstacles()
         rig.spin(0.4, feed=_fresh(rig))

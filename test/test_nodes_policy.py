@@ -7,6 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from hiopt_ros.planning import observation  # noqa: E402
 from hiopt_ros.planning import torch_policy as tp  # noqa: E402
 
 
@@ -19,7 +20,7 @@ class _Straight(torch.nn.Module):
     def __init__(self, n_obstacles: int = 4) -> None:
         super().__init__()
         self.n_obstacles = n_obstacles
-        self.observation_version = tp.OBSERVATION_VERSION
+        self.observation_version = observation.OBSERVATION_VERSION
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         rel = obs[:, 0:2]
@@ -35,15 +36,15 @@ def checkpoint(tmp_path):
 
 def test_observation_layout_is_body_frame_and_padded():
     state = np.array([1.0, 1.0, math.pi / 2])          # facing +y
-    obs = tp.observation(state, [1.0, 3.0], [[3.0, 1.0, 0.5]], robot_radius_m=0.3, n_obstacles=2)
-    assert obs.shape == (tp.observation_size(2),) and obs.dtype == np.float32
+    obs = observation.observation(state, [1.0, 3.0], [[3.0, 1.0, 0.5]], robot_radius_m=0.3, n_obstacles=2)
+    assert obs.shape == (observation.observation_size(2),) and obs.dtype == np.float32
     np.testing.assert_allclose(obs[0:3], [2.0, 0.0, 2.0], atol=1e-6)       # goal straight ahead
     np.testing.assert_allclose(obs[3:6], [0.0, -2.0, 2.0 - 0.5 - 0.3], atol=1e-6)  # obstacle to the right
-    np.testing.assert_allclose(obs[6:9], [0.0, 0.0, tp.PAD_CLEARANCE_M])
+    np.testing.assert_allclose(obs[6:9], [0.0, 0.0, observation.PAD_CLEARANCE_M])
 
 
 def test_obstacles_are_sorted_by_clearance():
-    obs = tp.observation([0, 0, 0], [5, 0], [[4.0, 0.0, 0.2], [1.0, 0.0, 0.2]], n_obstacles=2)
+    obs = observation.observation([0, 0, 0], [5, 0], [[4.0, 0.0, 0.2], [1.0, 0.0, 0.2]], n_obstacles=2)
     assert obs[3] == pytest.approx(1.0) and obs[6] == pytest.approx(4.0)
 
 

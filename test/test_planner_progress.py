@@ -18,8 +18,8 @@ pytestmark = pytest.mark.ros
 from geometry_msgs.msg import Twist  # noqa: E402
 from test_nodes import Rig, overrides  # noqa: E402  (the in-process rig of the node tests)
 
-from hiopt_ros.nodes import common as c  # noqa: E402
 from hiopt_ros.nodes.planner_node import PlannerNode  # noqa: E402
+from hiopt_ros.nodes.topics import COMMAND_QOS, TOPIC_CMD_VEL  # noqa: E402
 
 RESIDUAL_POLICY = Path(__file__).resolve().parents[1] / "config" / "policy" / "bilevel_learned.pt"
 
@@ -28,7 +28,7 @@ def test_progress_check_runs_only_while_the_robot_is_driven(ctx):
     node = PlannerNode(context=ctx, parameter_overrides=overrides(policy_checkpoint=str(RESIDUAL_POLICY),
                                                                  planner_rate_hz=50.0))
     rig = Rig(ctx, node)
-    cmd_vel = rig.io.create_publisher(Twist, c.TOPIC_CMD_VEL, c.COMMAND_QOS)
+    cmd_vel = rig.io.create_publisher(Twist, TOPIC_CMD_VEL, COMMAND_QOS)
     assert node.policy.progress_check is not None, "the shipped policy is expected to be residual"
     window = node.policy.progress_check.window + node.policy.progress_check.recovery
 

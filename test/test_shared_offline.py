@@ -9,7 +9,7 @@ import scipy.sparse as sp
 from scipy.optimize import linprog
 
 from offline.lp_fop import ReluLpFop
-from offline.results import Metric, ResultsTable, timing_stats
+from sim.results import Metric, ResultsTable, timing_stats
 
 
 def _instance(rng, A):

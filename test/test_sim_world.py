@@ -1,4 +1,4 @@
-"""sim.World (PyBullet differential drive) and sim.plot: kinematics, contacts, energy, determinism."""
+"""sim.World (PyBullet differential drive) and hiopt_ros.plot: kinematics, contacts, energy, determinism."""
 from __future__ import annotations
 
 import math
@@ -7,8 +7,8 @@ import numpy as np
 import pybullet as p
 import pytest
 
-from sim.course import Course, load_course
-from sim.plot import plot_trajectory
+from hiopt_ros.course import Course, load_course
+from hiopt_ros.plot import plot_trajectory
 from sim.world import World
 
 CONTROL_DT_S = 0.02  # the 50 Hz controller period the world is driven at

@@ -35,7 +35,7 @@ def _episodes(n=8, rss_growth=0.0, p99=lambda i: 400.0, collided_at=None, missed
                                 collided=i == collided_at, duration_s=5.5, solve_count=270, solve_p50_us=200.0,
                                 solve_p99_us=p99(i),
                                 rss_mb={k: v * (1 + rss_growth * frac) for k, v in NODES.items()},
-                                orphans=["4242: python -m hiopt_ros.nodes.sim_node"] if i == orphans_at else []))
+                                orphans=["4242: python -m sim.sim_node"] if i == orphans_at else []))
     return eps
 
 

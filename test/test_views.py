@@ -1,8 +1,8 @@
 """The shipped views (config/foxglove/hiopt.json, config/rviz/hiopt.rviz) show only what the stack publishes.
 
 The stack's topics are read from the code itself: every ``create_publisher(Type, topic, qos)`` and
-``create_subscription(Type, topic, ...)`` of the nodes (hiopt_ros/nodes/), with topic constants
-resolved from hiopt_ros/nodes/common.py and message types from each file's imports. A view's topic
+``create_subscription(Type, topic, ...)`` of the nodes (hiopt_ros/nodes/ and the sim bridge sim/sim_node.py), with topic
+constants resolved from hiopt_ros/nodes/topics.py and message types from each file's imports. A view's topic
 must be published there with the message type the view expects (and, for RViz, a QoS its
 subscription can match); a topic a view publishes (the goal tool) must be one a node subscribes to.
 """
@@ -18,9 +18,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 NODES = ROOT / "hiopt_ros" / "nodes"
+NODE_FILES = [*sorted(NODES.glob("*.py")), ROOT / "sim" / "sim_node.py"]
 FOXGLOVE = ROOT / "config" / "foxglove" / "hiopt.json"
 RVIZ = ROOT / "config" / "rviz" / "hiopt.rviz"
-TWIST = {"geometry_msgs/msg/Twist", "geometry_msgs/msg/TwistStamped"}  # common.twist_type(stamped)
+TWIST = {"geometry_msgs/msg/Twist", "geometry_msgs/msg/TwistStamped"}  # managed.twist_type(stamped)
 
 #: RViz display / tool class -> the message type it subscribes to or publishes
 RVIZ_TYPES = {
@@ -36,12 +37,12 @@ RVIZ_TYPES = {
 class Endpoint:
     topic: str
     types: frozenset[str]
-    qos: str          # the QoS expression as written: c.SENSOR_QOS, c.LATCHED_QOS, 10, ...
+    qos: str          # the QoS expression as written: SENSOR_QOS, LATCHED_QOS, 10, ...
     where: str
 
 
 def _topic_constants() -> dict[str, str]:
-    tree = ast.parse((NODES / "common.py").read_text())
+    tree = ast.parse((NODES / "topics.py").read_text())
     return {t.id: node.value.value for node in tree.body if isinstance(node, ast.Assign)
             for t in node.targets if isinstance(t, ast.Name) and isinstance(node.value, ast.Constant)
             and isinstance(node.value.value, str) and t.id.startswith("TOPIC_")}
@@ -61,7 +62,7 @@ def stack_endpoints() -> dict[str, list[Endpoint]]:
     """{"publisher": [...], "subscription": [...]} of every node, read from the source."""
     constants = _topic_constants()
     found: dict[str, list[Endpoint]] = {"publisher": [], "subscription": []}
-    for path in sorted(NODES.glob("*.py")):
+    for path in NODE_FILES:
         tree = ast.parse(path.read_text())
         messages = _message_imports(tree)
         for call in ast.walk(tree):

@@ -7,7 +7,7 @@ publishes that command on /cmd_vel at ``control_rate_hz`` until the next decisio
 hold the policy was trained with (sim.nav_env: one env step = one planner period). Same safety
 rules as the controller: stale or missing inputs, a non-finite state or a failing policy give the
 stop command, logged and counted. At the goal it publishes ``true`` on /hiopt/goal_reached and holds
-still. A lifecycle node like every hiopt node (hiopt_ros.nodes.common.ManagedNode): silent until
+still. A lifecycle node like every hiopt node (hiopt_ros.nodes.managed.ManagedNode): silent until
 active, a last stop when deactivated.
 """
 from __future__ import annotations
@@ -19,27 +19,33 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from std_msgs.msg import Float64
 
-from . import common as c
+from hiopt_ros.config import package_path
+from hiopt_ros.nodes.managed import CommandPublisher, DrivesToGoal, GoalTracker, ManagedNode
+from hiopt_ros.nodes.parameters import DriverConfig, GoalConfig, Params, declare_driver, declare_goal
+from hiopt_ros.nodes.process import node_main
+from hiopt_ros.nodes.topics import COMMAND_QOS, TOPIC_DIAGNOSTICS, TOPIC_SOLVE_TIME
+from hiopt_ros.planning.torch_policy import TorchCommandPolicy
+
 from .watchdog import Watchdog
 
 NAME = "e2e_node"
 
 
 @dataclass(frozen=True)
-class E2eConfig(c.DriverConfig, c.GoalConfig):
+class E2eConfig(DriverConfig, GoalConfig):
     policy_checkpoint: str
     decision_rate_hz: float
 
 
-class E2eNode(c.DrivesToGoal, c.ManagedNode):
+class E2eNode(DrivesToGoal, ManagedNode):
     """End-to-end policy → /cmd_vel; see the module docstring and README's topic table."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(NAME, **kwargs)
-        p = c.Params(self)
+        p = Params(self)
         self.cfg = E2eConfig(
-            **c.declare_goal(p),
-            **c.declare_driver(p, "/cmd_vel publication rate"),
+            **declare_goal(p),
+            **declare_driver(p, "/cmd_vel publication rate"),
             policy_checkpoint=p.text("policy_checkpoint", "", "end-to-end TorchScript policy (.pt, action (v, ω))"),
             decision_rate_hz=p.positive("decision_rate_hz", 10.0,
                                         "policy evaluation rate [Hz] (the planner rate it was trained at)"),
@@ -53,9 +59,7 @@ class E2eNode(c.DrivesToGoal, c.ManagedNode):
         if not cfg.policy_checkpoint:
             p.error("policy_checkpoint", "required: the end-to-end policy to run (python -m sim.train --method e2e)")
         else:
-            from hiopt_ros.planning.torch_policy import TorchCommandPolicy
             try:
-                from hiopt_ros.config import package_path
                 self.policy = TorchCommandPolicy.load(package_path(cfg.policy_checkpoint), cfg.model.limits.lower,
                                                       cfg.model.limits.upper)
             except Exception as exc:
@@ -69,12 +73,12 @@ class E2eNode(c.DrivesToGoal, c.ManagedNode):
         self.counters = {"cycles": 0, "decisions": 0, "stops": 0, "policy_failures": 0, "stale_odometry": 0,
                          "frozen_odometry": 0, "waiting": 0}
 
-        self.cmd = c.CommandPublisher(self, cfg.enable_stamped_cmd_vel, cfg.base_frame)
-        self.diag_pub = self.create_publisher(DiagnosticArray, c.TOPIC_DIAGNOSTICS, 10)
+        self.cmd = CommandPublisher(self, cfg.enable_stamped_cmd_vel, cfg.base_frame)
+        self.diag_pub = self.create_publisher(DiagnosticArray, TOPIC_DIAGNOSTICS, 10)
         # the decision time (observation + forward pass) on the topic the controller and expert use
-        self.solve_time_pub = self.create_publisher(Float64, c.TOPIC_SOLVE_TIME, c.COMMAND_QOS)
+        self.solve_time_pub = self.create_publisher(Float64, TOPIC_SOLVE_TIME, COMMAND_QOS)
         self._solve_time_msg = Float64()
-        self.task = c.GoalTracker(self, cfg.goal_xy, cfg.goal_tolerance_m, cfg.odom_frame)
+        self.task = GoalTracker(self, cfg.goal_xy, cfg.goal_tolerance_m, cfg.odom_frame)
         self.subscribe_robot_state(self.watchdog)
         self.create_timer(1.0 / cfg.control_rate_hz, self.on_control)
         self.create_timer(1.0 / cfg.diagnostics_rate_hz, self.on_diagnostics)
@@ -125,7 +129,7 @@ class E2eNode(c.DrivesToGoal, c.ManagedNode):
                                  DiagnosticStatus.OK, "goal reached" if self.reached else "driving")
 
 
-main = c.node_main(E2eNode)
+main = node_main(E2eNode)
 
 
 if __name__ == "__main__":

@@ -18,27 +18,33 @@ from geometry_msgs.msg import PointStamped, PoseStamped
 from nav_msgs.msg import Path
 from std_msgs.msg import Float64
 
-from . import common as c
+from hiopt_ros.control.mpc import Mpc, MpcConfig
+from hiopt_ros.conversions import set_yaw
+from hiopt_ros.nodes.managed import CommandPublisher, DrivesToGoal, GoalTracker, ManagedNode, solve_time_values
+from hiopt_ros.nodes.parameters import DriverConfig, GoalConfig, Params, declare_driver, declare_goal
+from hiopt_ros.nodes.process import node_main
+from hiopt_ros.nodes.topics import COMMAND_QOS, TOPIC_DIAGNOSTICS, TOPIC_SOLVE_TIME, TOPIC_SUBGOAL
+
 from .watchdog import Watchdog
 
 NAME = "expert_node"
 
 
 @dataclass(frozen=True)
-class ExpertConfig(c.DriverConfig, c.GoalConfig):
+class ExpertConfig(DriverConfig, GoalConfig):
     horizon_steps: int
     subgoal_steps: int
 
 
-class ExpertNode(c.DrivesToGoal, c.ManagedNode):
+class ExpertNode(DrivesToGoal, ManagedNode):
     """MPC expert; see the module docstring and README's topic table."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(NAME, **kwargs)
-        p = c.Params(self)
+        p = Params(self)
         self.cfg = ExpertConfig(
-            **c.declare_goal(p),
-            **c.declare_driver(p, "MPC solve and /cmd_vel rate"),
+            **declare_goal(p),
+            **declare_driver(p, "MPC solve and /cmd_vel rate"),
             horizon_steps=p.integer("horizon_steps", 20, "MPC horizon N (structural)", min_value=1),
             subgoal_steps=p.integer("subgoal_steps", 5, "implied subgoal = planned position this many steps ahead",
                                     min_value=1),
@@ -48,7 +54,6 @@ class ExpertNode(c.DrivesToGoal, c.ManagedNode):
                   f"must be <= horizon_steps ({cfg.horizon_steps}), got {cfg.subgoal_steps}")
         p.check()
 
-        from hiopt_ros.control.mpc import Mpc, MpcConfig
 
         self.mpc = Mpc(MpcConfig(**cfg.model.solver_kwargs(), N=cfg.horizon_steps, subgoal_steps=cfg.subgoal_steps))
         self.watchdog = Watchdog(self.watchdog_clock(), {"odometry": cfg.odom_timeout_s})
@@ -57,14 +62,14 @@ class ExpertNode(c.DrivesToGoal, c.ManagedNode):
         self._solve_times_us: deque[float] = deque(maxlen=1000)
         self._last_status = "starting"
 
-        self.cmd = c.CommandPublisher(self, cfg.enable_stamped_cmd_vel, cfg.base_frame)
+        self.cmd = CommandPublisher(self, cfg.enable_stamped_cmd_vel, cfg.base_frame)
         self._solve_time_msg = Float64()
-        self.subgoal_pub = self.create_publisher(PointStamped, c.TOPIC_SUBGOAL, c.COMMAND_QOS)
+        self.subgoal_pub = self.create_publisher(PointStamped, TOPIC_SUBGOAL, COMMAND_QOS)
         self.recorded_publishers.append(self.subgoal_pub)
-        self.plan_pub = self.create_publisher(Path, "/hiopt/expert_plan", c.COMMAND_QOS)
-        self.solve_time_pub = self.create_publisher(Float64, c.TOPIC_SOLVE_TIME, c.COMMAND_QOS)
-        self.diag_pub = self.create_publisher(DiagnosticArray, c.TOPIC_DIAGNOSTICS, 10)
-        self.task = c.GoalTracker(self, cfg.goal_xy, cfg.goal_tolerance_m, cfg.odom_frame,
+        self.plan_pub = self.create_publisher(Path, "/hiopt/expert_plan", COMMAND_QOS)
+        self.solve_time_pub = self.create_publisher(Float64, TOPIC_SOLVE_TIME, COMMAND_QOS)
+        self.diag_pub = self.create_publisher(DiagnosticArray, TOPIC_DIAGNOSTICS, 10)
+        self.task = GoalTracker(self, cfg.goal_xy, cfg.goal_tolerance_m, cfg.odom_frame,
                                   on_new_goal=lambda goal: self.mpc.reset())
         self.subscribe_robot_state(self.watchdog)
         self.create_timer(1.0 / cfg.control_rate_hz, self.on_control)
@@ -114,24 +119,24 @@ class ExpertNode(c.DrivesToGoal, c.ManagedNode):
         msg.header.stamp, msg.header.frame_id = stamp, self.cfg.odom_frame
         msg.point.x, msg.point.y = float(subgoal[0]), float(subgoal[1])
         self.subgoal_pub.publish(msg)
-        self.count(c.TOPIC_SUBGOAL)
+        self.count(TOPIC_SUBGOAL)
         path = Path()
         path.header = msg.header
         for x, y, yaw in trajectory:
             pose = PoseStamped()
             pose.header = msg.header
             pose.pose.position.x, pose.pose.position.y = float(x), float(y)
-            c.set_yaw(pose.pose.orientation, float(yaw))
+            set_yaw(pose.pose.orientation, float(yaw))
             path.poses.append(pose)
         self.plan_pub.publish(path)
 
     def on_diagnostics(self) -> None:
         failing = self.counters["solver_failures"] > 0
         self.publish_diagnostics("MPC", DiagnosticStatus.WARN if failing else DiagnosticStatus.OK, self._last_status,
-                                 self.diagnostics_values(**c.solve_time_values(self._solve_times_us)))
+                                 self.diagnostics_values(**solve_time_values(self._solve_times_us)))
 
 
-main = c.node_main(ExpertNode)
+main = node_main(ExpertNode)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,14 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PointStamped
 
-from . import common as c
+from hiopt_ros.config import package_path
+from hiopt_ros.nodes.managed import DrivesToGoal, GoalTracker, ManagedNode, twist_type
+from hiopt_ros.nodes.parameters import GoalConfig, NodeConfig, Params, declare_goal, declare_node
+from hiopt_ros.nodes.process import node_main
+from hiopt_ros.nodes.topics import COMMAND_QOS, SENSOR_QOS, TOPIC_CMD_VEL, TOPIC_DIAGNOSTICS, TOPIC_SUBGOAL
+from hiopt_ros.planning.geometric import LookaheadPolicy
+from hiopt_ros.planning.torch_policy import TorchPolicy
+
 from .watchdog import Watchdog
 
 NAME = "planner_node"
@@ -31,7 +38,7 @@ DRIVEN_WITHIN_S = 0.5
 
 
 @dataclass(frozen=True)
-class PlannerConfig(c.NodeConfig, c.GoalConfig):
+class PlannerConfig(NodeConfig, GoalConfig):
     planner_rate_hz: float
     policy_checkpoint: str
     policy_max_distance_m: float
@@ -40,15 +47,15 @@ class PlannerConfig(c.NodeConfig, c.GoalConfig):
     enable_stamped_cmd_vel: bool
 
 
-class PlannerNode(c.DrivesToGoal, c.ManagedNode):
+class PlannerNode(DrivesToGoal, ManagedNode):
     """Waypoint planner; see the module docstring and README's topic table."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(NAME, **kwargs)
-        p = c.Params(self)
+        p = Params(self)
         self.cfg = PlannerConfig(
-            **c.declare_goal(p),
-            **c.declare_node(p),
+            **declare_goal(p),
+            **declare_node(p),
             planner_rate_hz=p.positive("planner_rate_hz", 10.0, "subgoal publication rate [Hz]"),
             policy_checkpoint=p.text("policy_checkpoint", "",
                                      "TorchScript subgoal policy (.pt); empty: geometric look-ahead policy"),
@@ -64,16 +71,13 @@ class PlannerNode(c.DrivesToGoal, c.ManagedNode):
         cfg = self.cfg
         self.policy = None
         if cfg.policy_checkpoint:
-            from hiopt_ros.planning.torch_policy import TorchPolicy
             try:
-                from hiopt_ros.config import package_path
                 self.policy = TorchPolicy.load(package_path(cfg.policy_checkpoint),
                                                max_distance_m=cfg.policy_max_distance_m)
             except Exception as exc:
                 p.error("policy_checkpoint", f"cannot load {cfg.policy_checkpoint!r}: {exc}")
         p.check()
         if self.policy is None:
-            from hiopt_ros.planning.geometric import LookaheadPolicy
             self.policy = LookaheadPolicy(lookahead_m=cfg.lookahead_m)
 
         self.watchdog = Watchdog(self.watchdog_clock(), {"odometry": cfg.odom_timeout_s})
@@ -82,16 +86,16 @@ class PlannerNode(c.DrivesToGoal, c.ManagedNode):
         # evidence that a driver commands the robot: /cmd_vel's arrival (best effort: only its freshness
         # matters, and the controller's flush on deactivation then waits for no acknowledgement from here)
         self.driven = Watchdog(self.watchdog_clock(), {"cmd_vel": DRIVEN_WITHIN_S})
-        self.create_subscription(c.twist_type(cfg.enable_stamped_cmd_vel), c.TOPIC_CMD_VEL,
-                                 lambda _msg: self.driven.feed("cmd_vel"), c.SENSOR_QOS)
+        self.create_subscription(twist_type(cfg.enable_stamped_cmd_vel), TOPIC_CMD_VEL,
+                                 lambda _msg: self.driven.feed("cmd_vel"), SENSOR_QOS)
         # why the last period published no subgoal (a missing input or "stale"), "" while planning
         self._waiting_for = ""
 
-        self.subgoal_pub = self.create_publisher(PointStamped, c.TOPIC_SUBGOAL, c.COMMAND_QOS)
+        self.subgoal_pub = self.create_publisher(PointStamped, TOPIC_SUBGOAL, COMMAND_QOS)
         self.recorded_publishers.append(self.subgoal_pub)
-        self.task = c.GoalTracker(self, cfg.goal_xy, cfg.goal_tolerance_m, cfg.odom_frame)
+        self.task = GoalTracker(self, cfg.goal_xy, cfg.goal_tolerance_m, cfg.odom_frame)
         self.subscribe_robot_state(self.watchdog)
-        self.diag_pub = self.create_publisher(DiagnosticArray, c.TOPIC_DIAGNOSTICS, 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, TOPIC_DIAGNOSTICS, 10)
         self.create_timer(1.0 / cfg.planner_rate_hz, self.on_plan)
         self.create_timer(1.0 / cfg.diagnostics_rate_hz, self.on_diagnostics)
         self.get_logger().info(f"policy: {type(self.policy).__name__}"
@@ -149,7 +153,7 @@ class PlannerNode(c.DrivesToGoal, c.ManagedNode):
         msg.header.stamp, msg.header.frame_id = self.get_clock().now().to_msg(), self.cfg.odom_frame
         msg.point.x, msg.point.y = float(subgoal[0]), float(subgoal[1])
         self.subgoal_pub.publish(msg)
-        self.count(c.TOPIC_SUBGOAL)
+        self.count(TOPIC_SUBGOAL)
 
     def being_driven(self) -> bool:
         """Whether a /cmd_vel message arrived within :data:`DRIVEN_WITHIN_S` (on the watchdog clock)."""
@@ -159,7 +163,7 @@ class PlannerNode(c.DrivesToGoal, c.ManagedNode):
         self.publish_diagnostics("planner", DiagnosticStatus.OK, "goal reached" if self.reached else "planning")
 
 
-main = c.node_main(PlannerNode)
+main = node_main(PlannerNode)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from typing import Callable
 class Watchdog:
     """Tracks when each named input last arrived, on the clock `now_ns` reads.
 
-    The nodes pass :meth:`hiopt_ros.nodes.common.ManagedNode.watchdog_clock`: ``time.monotonic_ns``
+    The nodes pass :meth:`hiopt_ros.nodes.managed.ManagedNode.watchdog_clock`: ``time.monotonic_ns``
     (steady: a backward jump of the system clock cannot keep a stale input alive; and cheap, this
     runs every control cycle), or the node's clock with ``use_sim_time``.
     ``stale()`` returns {name: age_s} of inputs that arrived at least once and are now older than

@@ -7,7 +7,7 @@ stamps (wall time, or simulated time with ``publish_clock``) agree with the phys
 longer than the cap the world runs in slow motion for that step instead of teleporting. With
 ``publish_clock`` the node also publishes the simulated time on /clock and stamps its messages
 with it, so nodes started with ``use_sim_time:=true`` follow the sim. Physics, odometry and /clock
-run only while the node is active (lifecycle; see hiopt_ros.nodes.common).
+run only while the node is active (lifecycle; see hiopt_ros.nodes.managed).
 
 Like a real base driver, the robot stops when /cmd_vel has been silent for ``cmd_vel_timeout_s``.
 """
@@ -23,7 +23,22 @@ from rclpy.clock import Clock, ClockType
 from rclpy.time import Time
 from std_msgs.msg import Bool
 
-from . import common as c
+from hiopt_ros.conversions import set_yaw, twist_values
+from hiopt_ros.course import Course
+from hiopt_ros.nodes.managed import ManagedNode, markers_from_obstacles, twist_type
+from hiopt_ros.nodes.parameters import GoalConfig, NodeConfig, Params, declare_goal, declare_node
+from hiopt_ros.nodes.process import node_main
+from hiopt_ros.nodes.topics import (
+    CLOCK_QOS,
+    COMMAND_QOS,
+    LATCHED_QOS,
+    SENSOR_QOS,
+    TOPIC_CMD_VEL,
+    TOPIC_COLLISION,
+    TOPIC_DIAGNOSTICS,
+    TOPIC_OBSTACLES,
+    TOPIC_ODOM,
+)
 
 NAME = "sim_node"
 # simulated ground truth: tiny variances on the planar dimensions (x, y, yaw), huge on the unused ones
@@ -31,7 +46,7 @@ _COVARIANCE = [1e-6 if i in (0, 7, 35) else (1e3 if i in (14, 21, 28) else 0.0) 
 
 
 @dataclass(frozen=True)
-class SimConfig(c.NodeConfig, c.GoalConfig):
+class SimConfig(NodeConfig, GoalConfig):
     start_xyyaw: np.ndarray
     obstacles_xyr: np.ndarray
     step_rate_hz: float
@@ -45,17 +60,17 @@ class SimConfig(c.NodeConfig, c.GoalConfig):
     enable_stamped_cmd_vel: bool
 
 
-class SimNode(c.ManagedNode):
+class SimNode(ManagedNode):
     """Runs sim.world.World; see the module docstring and README's topic table."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(NAME, **kwargs)
-        p = c.Params(self)
+        p = Params(self)
         obstacles = p.vector("obstacles_xyr", [], "static cylinders, flattened [x_m, y_m, radius_m] triples",
                              multiple_of=3)
         self.cfg = SimConfig(
-            **c.declare_goal(p),  # only drawn in the GUI
-            **c.declare_node(p, 2.0, "world status on /diagnostics"),
+            **declare_goal(p),  # only drawn in the GUI
+            **declare_node(p, 2.0, "world status on /diagnostics"),
             start_xyyaw=p.vector("start_xyyaw", [0.0, 0.0, 0.0], "start pose [x_m, y_m, yaw_rad]", size=3),
             obstacles_xyr=obstacles.reshape(-1, 3) if obstacles.size % 3 == 0 else np.zeros((0, 3)),
             step_rate_hz=p.positive("step_rate_hz", 100.0, "physics update timer rate (wall clock) [Hz]"),
@@ -77,7 +92,6 @@ class SimNode(c.ManagedNode):
                   f"must be >= step_rate_hz ({cfg.step_rate_hz})")
         p.check()
 
-        from sim.course import Course
         from sim.world import World
 
         self.course = Course(start_xyyaw=cfg.start_xyyaw,
@@ -93,18 +107,18 @@ class SimNode(c.ManagedNode):
         self._collided = False
         self.counters = {"steps": 0, "capped_steps": 0}
 
-        self.odom_pub = self.create_publisher(Odometry, c.TOPIC_ODOM, c.SENSOR_QOS)
+        self.odom_pub = self.create_publisher(Odometry, TOPIC_ODOM, SENSOR_QOS)
         from visualization_msgs.msg import MarkerArray
-        self.obstacles_pub = self.create_publisher(MarkerArray, c.TOPIC_OBSTACLES, c.LATCHED_QOS)
-        self.collision_pub = self.create_publisher(Bool, c.TOPIC_COLLISION, c.LATCHED_QOS)
-        self.diag_pub = self.create_publisher(DiagnosticArray, c.TOPIC_DIAGNOSTICS, 10)
+        self.obstacles_pub = self.create_publisher(MarkerArray, TOPIC_OBSTACLES, LATCHED_QOS)
+        self.collision_pub = self.create_publisher(Bool, TOPIC_COLLISION, LATCHED_QOS)
+        self.diag_pub = self.create_publisher(DiagnosticArray, TOPIC_DIAGNOSTICS, 10)
         self.tf_pub, self._tf_type = self._make_tf_publisher()
         self.clock_pub = None
         if cfg.publish_clock:
             from rosgraph_msgs.msg import Clock as ClockMsg
-            self.clock_pub = self.create_publisher(ClockMsg, "/clock", c.CLOCK_QOS)
-        self.create_subscription(c.twist_type(cfg.enable_stamped_cmd_vel), c.TOPIC_CMD_VEL,
-                                 self.on_cmd_vel, c.COMMAND_QOS)
+            self.clock_pub = self.create_publisher(ClockMsg, "/clock", CLOCK_QOS)
+        self.create_subscription(twist_type(cfg.enable_stamped_cmd_vel), TOPIC_CMD_VEL,
+                                 self.on_cmd_vel, COMMAND_QOS)
         # all timers on the steady clock: the sim itself defines simulated time
         self.create_timer(1.0 / cfg.step_rate_hz, self.on_step, clock=self._wall)
         self.create_timer(1.0 / cfg.odom_rate_hz, self.on_publish_odom, clock=self._wall)
@@ -136,14 +150,14 @@ class SimNode(c.ManagedNode):
     def on_activated(self) -> None:
         """The world starts: latched obstacles and collision state, the first odometry."""
         self._last_step_ns = self._wall.now().nanoseconds
-        self.obstacles_pub.publish(c.markers_from_obstacles(self.cfg.obstacles_xyr, self.stamp(), self.cfg.odom_frame))
-        self.count(c.TOPIC_OBSTACLES)
+        self.obstacles_pub.publish(markers_from_obstacles(self.cfg.obstacles_xyr, self.stamp(), self.cfg.odom_frame))
+        self.count(TOPIC_OBSTACLES)
         self.collision_pub.publish(Bool(data=self._collided))
         self.on_publish_odom()
 
     # ---------------------------------------------------------------- callbacks
     def on_cmd_vel(self, msg) -> None:
-        v, omega = c.twist_values(msg)
+        v, omega = twist_values(msg)
         if not (math.isfinite(v) and math.isfinite(omega)):
             self.get_logger().error(f"ignoring non-finite /cmd_vel ({v}, {omega}); stopping", throttle_duration_sec=1.0)
             v, omega = 0.0, 0.0
@@ -187,11 +201,11 @@ class SimNode(c.ManagedNode):
         msg = Odometry()
         msg.header.stamp, msg.header.frame_id, msg.child_frame_id = stamp, cfg.odom_frame, cfg.base_frame
         msg.pose.pose.position.x, msg.pose.pose.position.y = x, y
-        c.set_yaw(msg.pose.pose.orientation, yaw)
+        set_yaw(msg.pose.pose.orientation, yaw)
         msg.twist.twist.linear.x, msg.twist.twist.angular.z = v, omega
         msg.pose.covariance = msg.twist.covariance = _COVARIANCE
         self.odom_pub.publish(msg)
-        self.count(c.TOPIC_ODOM)
+        self.count(TOPIC_ODOM)
         if self.tf_pub is not None:
             from geometry_msgs.msg import TransformStamped
             tf = TransformStamped()
@@ -213,7 +227,7 @@ class SimNode(c.ManagedNode):
         self.world.close()
 
 
-main = c.node_main(SimNode)
+main = node_main(SimNode)
 
 
 if __name__ == "__main__":
