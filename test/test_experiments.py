@@ -229,6 +229,19 @@ def test_all_quick_writes_every_table_and_figure_and_the_report(tmp_path):
             assert list((out / name).rglob(f"*.{ext}")), (name, ext)
     assert "35725" in report and "| Bi-level-learned |" in report     # the paper's Table 1 beside ours
     assert "sha256" in report and "python -m offline.experiments table3" in report
+    # Table 6: the three rows per scenario, ours beside the paper's; Table 5 on Table 1's θ
+    rows6 = {r["method"] for r in csv.DictReader(open(out / "table6_amod" / "table6_amod.csv"))}
+    assert rows6 == {f"Scenario 1 (tiny): {m}" for m in ("MPC", "Bi-level-learned", "Value approximation")}
+    assert "| 1 (tiny) | Value approximation |" in report and "24774" in report
+    assert "θ: " + str(out / "work" / "amod") in (out / "table5" / "table5.md").read_text()
+    # Figure 4's robot: K = 0 is the unchanged FOP that offline.fit scored beside the K = 1 fit
+    from hiopt_ros.control.theta import load_theta
+
+    robot = {r["K"]: r for r in csv.DictReader(open(out / "fig4" / "fig4.csv")) if r["case"] == "robot"}
+    unchanged = load_theta(out / "fig4" / "theta_robot_K1.yaml").provenance["validation"]["unchanged"]
+    assert set(robot) == {"0", "1"} and float(robot["0"]["cosine"]) == pytest.approx(unchanged["cosine"])
+    assert {r["case"] for r in csv.DictReader(open(out / "fig5" / "fig5.csv"))} == {"amod", "inventory"}
+    assert "paper: +1.7 %" in (out / "fig5_bilevel" / "fig5_bilevel.md").read_text()
 
 
 def test_table2_evaluates_each_training_seed_of_the_learned_rows(tmp_path):
@@ -348,3 +361,45 @@ def test_table5_scores_both_lower_levels_on_test_states_through_the_amod_imitati
     assert (out / "table5.png").is_file()
     assert main(["table5", *opts, "--test-seed", "500", "--out", str(tmp_path / "bad")]) == 2
     assert "overlap the demonstration / held-out seeds" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+def test_the_noisy_expert_is_the_mpc_plus_seeded_noise_per_episode():
+    """fig5-bilevel's expert: the MPC's rebalancing flows plus noise that depends only on (noise seed, episode)."""
+    from offline.amod.config import ScenarioSpec
+    from offline.amod.mpc import AmodMpc
+    from offline.amod.sim import AmodSim
+    from offline.experiments.noisy_expert import NoisyMpc
+
+    sim = AmodSim(ScenarioSpec(synthetic="tiny", horizon=4).build())
+    state = sim.reset(10_000)
+    clean = AmodMpc(sim).decide(state)
+    noisy = NoisyMpc(sim, scale=2.0, noise_seed=7)
+    noisy.reseed(10_000)
+    a = noisy.decide(state)
+    noisy.reseed(10_000)
+    b = noisy.decide(state)
+    noisy.reseed(10_001)
+    c = noisy.decide(state)
+    assert np.array_equal(a.f, b.f) and not np.array_equal(a.f, c.f) and not np.array_equal(a.f, clean.f)
+    assert np.all(a.f >= 0) and np.array_equal(a.g, clean.g)             # passenger flows untouched
+    assert np.array_equal(NoisyMpc(sim, scale=0.0, noise_seed=7).decide(state).f, clean.f)
+    # in collect(): the next episode's seed is taken at t = 0, so a demonstration run equals reseed + decide
+    lazy = NoisyMpc(sim, scale=2.0, noise_seed=7, episode_seeds=[10_000])
+    assert np.array_equal(lazy.decide(state).f, a.f)
+
+
+def test_figure5_inventory_noise_and_figure4_inventory_share_the_fit():
+    """σ = 0 in Figure 5's inventory task is Figure 4's inventory fit (the same Problem 11 and defaults);
+    the noise is seeded, zero for σ = 0 and never makes a decision negative."""
+    from offline.experiments import figures
+    from offline.inventory.fit import collect_demonstrations
+    from offline.inventory.scenarios import make_scenario
+
+    a = figures.inventory_noise_task("1F2S", 4, (0,), (500,), 1, 0.0, 1000, 5.0)
+    b = figures.inventory_fit_task("1F2S", 4, (0,), (500,), 1, 5.0)
+    assert a["cosine"] == pytest.approx(b["cosine"]) and a["manhattan"] == pytest.approx(b["manhattan"])
+    demos = collect_demonstrations(make_scenario("1F2S", 4), [0])
+    assert figures.noisy_inventory_demos(demos, 0.0, 1) is demos
+    n1, n2 = figures.noisy_inventory_demos(demos, 0.5, 1), figures.noisy_inventory_demos(demos, 0.5, 1)
+    assert all(np.array_equal(x.f, y.f) and np.all(x.f >= 0) and np.all(x.w >= 0) for x, y in zip(n1, n2))
+    assert any(not np.array_equal(x.f, d.f) for x, d in zip(n1, demos))

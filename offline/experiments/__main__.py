@@ -5,6 +5,10 @@
     python -m offline.experiments table1 --case amod --help     # the case's own options too
     python -m offline.experiments table2 --workers 2            # Table 2 (robot) on a local Ray instance
     python -m offline.experiments table3 --clock cpu            # Table 3: decision time, lower level vs MPC
+    python -m offline.experiments table5                        # Table 5: bi-level flows vs the MPC's (AMoD)
+    python -m offline.experiments table6 --case amod            # Table 6: value approximation on two scenarios
+    python -m offline.experiments fig4 --cases robot            # Figure 4 (also amod, inventory)
+    python -m offline.experiments fig5-bilevel                  # Figure 5's second claim (noisy expert, AMoD)
     python -m offline.experiments train --seeds 3               # the robot's RL trainings, seeds × methods
     python -m offline.experiments all --quick                   # everything at tiny budgets + report.md
 """
@@ -26,10 +30,14 @@ PRODUCERS: dict[str, tuple[str, str]] = {
                                              "studies interleaved in one process (median, p99)"),
     "table4": ("offline.experiments.table4", "Table 4: similarity of baselines' decisions to the expert's"),
     "table5": ("offline.experiments.table5", "Table 5: cosine / Manhattan of bi-level flows to the MPC's"),
-    "table6": ("offline.experiments.table6", "Table 6: value-approximation baseline on AMoD"),
+    "table6": ("offline.experiments.table6", "Table 6: value approximation vs MPC and Bi-level-learned on two "
+                                             "scenarios (Table 1's runner per scenario; AMoD or inventory)"),
     "fig4": ("offline.experiments.figures", "Figure 4: number of ReLU terms K -> held-out cosine / Manhattan"),
     "fig5": ("offline.experiments.figures", "Figure 5: noise in the demonstrations -> similarity to the "
                                             "noise-free expert"),
+    "fig5-bilevel": ("offline.experiments.noisy_expert", "Figure 5's second claim: the bi-level policy with θ and "
+                                                         "upper level learned from a noisy expert vs that expert's "
+                                                         "reward (AMoD; Table 1's runner)"),
     "train": ("offline.experiments.robot_train", "the robot's RL trainings over seeds × methods (sim.train runs "
                                                  "as sweep tasks)"),
 }

@@ -20,6 +20,7 @@ import contextlib
 import csv
 import hashlib
 import io
+import re
 import shlex
 import subprocess
 import sys
@@ -38,6 +39,9 @@ PAPER_T1 = {
 }
 PAPER_T2 = {"MPC (expert)": (3.50, 3.50, 4.81), "End-to-end RL": (7.60, 4.29, 6.78),
             "Bi-level-unchanged": (9.14, 4.35, 6.20), "Bi-level-learned": (4.82, 4.16, 2.92)}
+#: the paper's Table 6 (AMoD): scenario 1, scenario 2 -> method -> (reward, served demand)
+PAPER_T6 = ({"MPC": (35725, 3203), "Bi-level-learned": (35019, 3141), "Value approximation": (24774, 2395)},
+            {"MPC": (68637, 7540), "Bi-level-learned": (61880, 6619), "Value approximation": (29905, 3160)})
 PAPER_OTHER = {
     "table4": "Value Approximation 0.522 / 0.943 / 0.461; cvxpylayers 0.541 / 0.946 / 0.445; Inverse Optimization "
               "0.703 / 0.958 / 0.997 (cosine: AMoD rebalancing flow / passenger flow / inventory commodity flow)",
@@ -70,17 +74,36 @@ STEPS: dict[str, tuple[str, list[str], list[str]]] = {
     "table4_inventory": ("table4", ["--case", "inventory", "--scenario", "1F2S", "--demo-episodes", "1",
                                     "--held-out-episodes", "1", "--K", "1", "--fit-time-limit", "20", "--epochs", "1",
                                     "--ranks", "2", "--regs", "1e-2"], ["--case", "inventory"]),
-    "table5": ("table5", [], []),
-    "table6": ("table6", [], []),
-    "fig4": ("fig4", ["--K-values", "0,1,2", "--amod-scenario", "tiny", "--amod-horizon", "4", "--demo-episodes", "1",
-                      "--held-out-episodes", "1", "--inventory-scenario", "1F2S", "--inventory-horizon", "4",
-                      "--fit-time-limit", "5"], []),
-    "fig5": ("fig5", ["--noise", "0,0.5", "--repeats", "1", "--amod-scenario", "tiny", "--amod-horizon", "4",
-                      "--demo-episodes", "1", "--held-out-episodes", "1", "--fit-time-limit", "5"], []),
+    "table5": ("table5", ["--scenario", "tiny", "--horizon", "4", "--demo-episodes", "2", "--held-out-episodes", "1",
+                          "--K", "1", "--cost-terms", "none", "--fit-time-limit", "5", "--test-episodes", "1"], []),
+    # Table 6 runs Table 1 per scenario: at quick budgets on Table 1's scenario and cache (its θ and policies)
+    "table6_amod": ("table6", ["--case", "amod", "--scenarios", "tiny", "--horizon", "4", "--episodes", "2",
+                               "--demo-episodes", "2", "--held-out-episodes", "1", "--K", "1", "--cost-terms", "none",
+                               "--fit-time-limit", "5", "--rl-steps", "64", "--bc-steps", "50"],
+                    ["--case", "amod"]),
+    "table6_inventory": ("table6", ["--case", "inventory", "--scenarios", "1F2S", "--horizon-steps", "6",
+                                    "--episodes", "2", "--rl-steps", "64", "--n-envs", "1", "--demo-episodes", "1",
+                                    "--K", "1", "--fit-time-limit-s", "5"],
+                         ["--case", "inventory"]),
+    "fig4": ("fig4", ["--cases", "amod,inventory,robot", "--K-values", "0,1", "--amod-scenario", "tiny",
+                      "--amod-horizon", "4", "--demo-episodes", "1", "--held-out-episodes", "1",
+                      "--inventory-scenario", "1F2S", "--inventory-horizon", "4", "--robot-episodes", "1",
+                      "--robot-val-episodes", "1", "--fit-time-limit", "3"],
+             ["--cases", "amod,inventory,robot"]),
+    "fig5": ("fig5", ["--cases", "amod,inventory", "--noise", "0,0.5", "--repeats", "1", "--amod-scenario", "tiny",
+                      "--amod-horizon", "4", "--inventory-scenario", "1F2S", "--inventory-horizon", "4",
+                      "--demo-episodes", "1", "--held-out-episodes", "1", "--K", "1", "--fit-time-limit", "3"],
+             ["--cases", "amod,inventory"]),
+    # the second claim: Table 1's AMoD pipeline on the noisy expert (quick: Table 1's scenario and cache)
+    "fig5_bilevel": ("fig5-bilevel", ["--scenario", "tiny", "--horizon", "4", "--episodes", "2", "--demo-episodes",
+                                      "2", "--held-out-episodes", "1", "--K", "1", "--cost-terms", "none",
+                                      "--fit-time-limit", "5", "--rl-steps", "64", "--bc-steps", "50"], []),
 }
-SWEEPING = ("table1", "table2", "train", "fig4", "fig5")
+SWEEPING = ("table1", "table6", "table2", "train", "fig4", "fig5", "fig5-bilevel")
 QUIET = {"table1": "--quiet", "table2": "--no-progress", "train": "--no-progress", "table3": "--quiet",
-         "fig4": "--quiet", "fig5": "--quiet"}
+         "table5": "--quiet", "table6": "--quiet", "fig4": "--quiet", "fig5": "--quiet", "fig5-bilevel": "--quiet"}
+#: commands that share Table 1's cache of a case (work/<case>/): its demonstrations, θ and policies
+TABLE1_CACHE = {"table1": None, "table6": None, "table5": "amod", "fig5-bilevel": "amod"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -97,8 +120,12 @@ def step_argv(name: str, args, out: Path) -> list[str]:
     command, quick, full = STEPS[name]
     argv = [command, *(quick if args.quick else full)]
     work = out / "work"
-    if command == "table1":
-        argv += ["--seeds", str(args.seeds), "--work-dir", str(work / name.split("_", 1)[1])]
+    if command in TABLE1_CACHE:
+        argv += ["--work-dir", str(work / (TABLE1_CACHE[command] or name.split("_", 1)[1]))]
+    if command in ("table1", "table6", "fig5-bilevel"):     # the runs of Table 1's runner: learned rows over seeds
+        argv += ["--seeds", str(args.seeds)]
+    if command == "fig4":                                   # the robot's demonstration bags
+        argv += ["--work-dir", str(work)]
     if command == "table4":              # its cache is shared with Table 1's (work/<case>/)
         argv += ["--work-dir", str(work)]
     if command == "train":
@@ -289,6 +316,41 @@ def _table2_section(o: dict, out: Path) -> list[str]:
     return lines + [""]
 
 
+def _table6_section(name: str, o: dict, out: Path, listed_cache: bool) -> list[str]:
+    """Ours beside the paper's Table 6 (AMoD; the paper has no inventory Table 6), each row ÷ its scenario's MPC."""
+    case = name.split("_", 1)[1]
+    folder = out / name
+    rows = _csv_rows(folder / f"table6_{case}.csv")
+    lines = [f"### Table 6 ({case})", ""]
+    if not rows:
+        return lines + ["no table written", ""]
+    parsed = []
+    for label, r in rows.items():
+        m = re.fullmatch(r"Scenario (\d+) \((.*)\): (.*)", label)
+        if m:
+            parsed.append((int(m[1]), m[2], m[3], _f(r.get("reward_mean")), _f(r.get("reward_std")),
+                           _f(r.get("served_demand_mean"))))
+    mpc = {(i, sc): rew for i, sc, meth, rew, _, _ in parsed if meth == "MPC"}
+    lines += ["| Scenario | Method | reward (ours) | ÷ MPC (ours) | reward (paper) | ÷ MPC (paper) | served (ours) | "
+              "served (paper) |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for i, sc, meth, rew, std, served in parsed:
+        paper = PAPER_T6[i - 1] if case == "amod" and i <= len(PAPER_T6) else {}
+        p = next((v for k, v in paper.items() if k.lower() == meth.lower()), None)
+        ratio = rew / mpc.get((i, sc), float("nan"))
+        lines.append(f"| {i} ({sc}) | {meth} | {_fmt(rew)} ± {_fmt(std)} | {_fmt(ratio, '.3f')} | "
+                     f"{p[0] if p else '—'} | {_fmt(p[0] / paper['MPC'][0], '.3f') if p else '—'} | {_fmt(served)} | "
+                     f"{p[1] if p else '—'} |")
+    have = {meth.lower() for _, _, meth, *_ in parsed}
+    missing = [m for m in PAPER_T6[0] if m.lower() not in have]
+    if missing:
+        lines.append(f"\nrows of the paper not in ours: {', '.join(missing)} (the table's notes say why)")
+    lines += ["", f"- table: `{(folder / f'table6_{case}.md').relative_to(out)}`; per scenario, Table 1 with these "
+              f"rows: `{folder.relative_to(out)}/<scenario>/`"]
+    if not listed_cache:
+        lines += [f"- {a}" for a in _artefacts(out / "work" / case, out)]
+    return lines + [""]
+
+
 def report_markdown(outcomes: dict, out: Path, args, argv: list[str], wall_s: float) -> str:
     commit = git_commit()
     lines = ["# The paper's tables and figures: one run", "",
@@ -304,6 +366,8 @@ def report_markdown(outcomes: dict, out: Path, args, argv: list[str], wall_s: fl
     for name, o in outcomes.items():
         if name.startswith("table1_") and o["status"] == "ok":
             lines += _table1_section(name, o, out)
+        elif name.startswith("table6_") and o["status"] == "ok":
+            lines += _table6_section(name, o, out, listed_cache=f"table1_{name.split('_', 1)[1]}" in outcomes)
         elif name == "table2" and o["status"] == "ok":
             lines += _table2_section(o, out)
         elif name == "train":
