@@ -8,6 +8,7 @@ end-to-end baseline). See the class docstring.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -20,10 +21,12 @@ import numpy as np
 
 from hiopt_ros.control.model import UnicycleLimits, unicycle_step
 from hiopt_ros.planning import torch_policy as tp
+from hiopt_ros.stdio import mute_c_stdout
 from sim.course import DEFAULT_PARAMS, Course
 from sim.courses import TRAIN_SEEDS, course_for_seed
 
 BACKENDS = ("kinematic", "pybullet")
+_NO_MUTE = contextlib.nullcontext()
 SUBGOAL_ACTIONS = ("offset", "residual")   # NavEnvConfig.subgoal_action
 OBSERVATION_BOUND = 1000.0  # [m]; observation() pads missing obstacles with a 10 m clearance
 
@@ -317,6 +320,11 @@ class NavEnv(gym.Env):
         if config is not None and config.reward.progress not in ("geodesic", "euclidean"):
             raise ValueError(f"reward progress must be 'geodesic' or 'euclidean', got {config.reward.progress!r}")
         self.lower_level = lower_level
+        # acados prints on capped solves, so its native stdout is muted: once per planner period
+        # around the lower level's solves (_advance), not inside each timed solve (≈ 9 µs a solve)
+        # — as controller_node mutes it once for good; the solve times then hold what the node pays.
+        if hasattr(lower_level, "mute_solves"):
+            lower_level.mute_solves = False
         self.backend_name = backend
         self.course_seeds = course_seeds
         self.params = str(params)
@@ -452,10 +460,31 @@ class NavEnv(gym.Env):
     def _advance(self, subgoal: np.ndarray | None, command: np.ndarray | None):
         if self._backend is None:
             raise RuntimeError("call reset() before step()")
-        c, cfg, b = self.course, self.config, self._backend
+        cfg, b = self.config, self._backend
         solve_times: list[float] = []
-        collided = False
         energy_before = b.energy_j if cfg.reward.energy_per_j else 0.0
+        with mute_c_stdout() if self.lower_level is not None else _NO_MUTE:
+            collided = self._control_periods(subgoal, command, solve_times)
+        rw = cfg.reward
+        dist = self.distance_to_goal(self.trajectory[-1][:2])
+        reward = rw.progress_per_m * (self._distance - dist) - rw.time_per_step
+        if rw.energy_per_j:
+            reward -= rw.energy_per_j * (b.energy_j - energy_before)
+        self._distance = dist
+        if collided:
+            reward -= rw.collision
+        elif self.reached:
+            reward += rw.goal
+        terminated = bool(collided or self.reached)
+        truncated = bool(not terminated and self.time_s >= self.time_limit_s - 1e-9)
+        self.last_solve_times_us = solve_times
+        return self._observation(), float(reward), terminated, truncated, self._info(subgoal)
+
+    def _control_periods(self, subgoal: np.ndarray | None, command: np.ndarray | None,
+                         solve_times: list[float]) -> bool:
+        """The control periods of one planner period (until an episode end); True on a collision."""
+        c, cfg, b = self.course, self.config, self._backend
+        collided = False
         for _ in range(self.n_control):
             state = b.pose()
             if command is not None:
@@ -484,20 +513,7 @@ class NavEnv(gym.Env):
             self.reached = math.dist(pose[:2], c.goal_xy) <= c.goal_tolerance_m
             if collided or self.reached or self.time_s >= self.time_limit_s - 1e-9:
                 break
-        rw = cfg.reward
-        dist = self.distance_to_goal(self.trajectory[-1][:2])
-        reward = rw.progress_per_m * (self._distance - dist) - rw.time_per_step
-        if rw.energy_per_j:
-            reward -= rw.energy_per_j * (b.energy_j - energy_before)
-        self._distance = dist
-        if collided:
-            reward -= rw.collision
-        elif self.reached:
-            reward += rw.goal
-        terminated = bool(collided or self.reached)
-        truncated = bool(not terminated and self.time_s >= self.time_limit_s - 1e-9)
-        self.last_solve_times_us = solve_times
-        return self._observation(), float(reward), terminated, truncated, self._info(subgoal)
+        return collided
 
     def _observation(self) -> np.ndarray:
         c = self.course

@@ -355,6 +355,28 @@ def test_kinematic_energy_is_the_work_of_the_wheel_motors():
     physics.close()
 
 
+def test_env_mutes_native_stdout_once_per_planner_period_not_inside_each_timed_solve(capfd):
+    """acados prints on every iteration-capped solve: NavEnv turns the lower level's per-solve mute
+    off (its solve times then hold what controller_node pays, muted for good) and mutes the planner
+    period around the solves instead, so nothing reaches fd 1 either way."""
+    from hiopt_ros.control.fop import Fop, FopConfig
+    from hiopt_ros.control.mpc import Mpc
+
+    capped = Fop(FopConfig(max_iter=1))          # every solve hits the iteration cap and prints
+    assert capped.mute_solves and Mpc().mute_solves
+    env = NavEnv(capped)
+    assert not capped.mute_solves
+    env.reset(options={"course_seed": 3})
+    capfd.readouterr()
+    for _ in range(3):
+        env.step(np.zeros(2, dtype=np.float32))
+    assert env.solver_failures > 0                  # the capped solves happened
+    out = capfd.readouterr().out
+    assert "maximum iterations" not in out
+    capped.solve(np.zeros(3), np.array([1.0, 2.0]))  # the same solve outside the env: it prints
+    assert "maximum iterations" in capfd.readouterr().out
+
+
 def test_e2e_action_maps_onto_the_input_bounds():
     env = NavEnv(None)
     lim = env.config.limits

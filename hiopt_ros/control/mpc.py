@@ -175,6 +175,7 @@ class Mpc:
         self._buf_x = [np.zeros(3) for _ in range(cfg.N + 1)]
         self._buf_u = [np.zeros(2) for _ in range(cfg.N)]
         self._warm = False
+        self.mute_solves = True   # C stdout muted around each solve (see Fop.mute_solves)
         self._guide = GeodesicGuide() if cfg.guidance else None
         self._solver.set_bound(0, b"lbu", np.ascontiguousarray(cfg.limits.lower))
         self._solver.set_bound(0, b"ubu", np.ascontiguousarray(cfg.limits.upper))
@@ -235,7 +236,7 @@ class Mpc:
         for i in range(cfg.N):
             self._buf_u[i][:] = us[i]
             s.set_out(i, b"u", self._buf_u[i])
-        status = s.solve_quietly()
+        status = s.solve_quietly() if self.mute_solves else s.solve()
         for i in range(cfg.N + 1):
             self._xs[i] = s.get_out(i, b"x", self._buf_x[i])
         for i in range(cfg.N):
