@@ -38,7 +38,7 @@ import numpy as np
 
 from hiopt_ros import bringup
 from hiopt_ros import conversions as conv
-from hiopt_ros.bags import read_robot_bag
+from hiopt_ros.bag_reader import read_robot_bag
 from hiopt_ros.config import default_params_file
 from hiopt_ros.control.fop import Fop
 from hiopt_ros.control.params import fop_config_from_params

@@ -6,7 +6,7 @@
   as received, serialized bytes straight from DDS (``raw=True``: nothing is deserialized and
   serialized again on the way), with DDS' own receive time as the bag time (so a late executor
   callback does not shift it), so a ROS user opens the bag with ``ros2 bag info/play`` or Foxglove
-  and ``hiopt_ros.bags.read_robot_bag`` reads it back. Its queues hold :data:`RECORDER_DEPTH`
+  and ``hiopt_ros.bag_reader.read_robot_bag`` reads it back. Its queues hold :data:`RECORDER_DEPTH`
   messages, so a callback backlog never overwrites one;
 * /hiopt/goal_reached, /hiopt/collision (latched): the run's end conditions;
 * /hiopt/solve_time_us: per-cycle FOP (or MPC) solve time;

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 import yaml
 
+from hiopt_ros.bag_reader import read_robot_bag
 from hiopt_ros.bags import (
     BagError,
     BagWriter,
     new_message,
     odometry_message,
     point_stamped_message,
-    read_robot_bag,
     twist_message,
     typestore,
 )

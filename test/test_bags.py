@@ -6,18 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from hiopt_ros.bags import (
-    BagError,
-    BagWriter,
-    RobotTopics,
-    bag_topics,
-    detect_storage,
-    new_message,
-    odometry_message,
-    read_robot_bag,
-    read_topic_raw,
-    typestore,
-)
+from hiopt_ros.bag_reader import RobotTopics, bag_topics, detect_storage, read_robot_bag, read_topic_raw
+from hiopt_ros.bags import BagError, BagWriter, new_message, odometry_message, typestore
 
 OBSTACLES = np.array([[1.3, 0.25, 0.3], [2.7, -0.3, 0.25]])
 

@@ -15,6 +15,9 @@ import pytest
 
 pytest.importorskip("rclpy")
 rosbags = pytest.importorskip("rosbags")
+
+from hiopt_ros.bringup import NODE_MODULES  # noqa: E402
+
 pytestmark = [pytest.mark.ros, pytest.mark.integration]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,7 +86,7 @@ def test_main_job_drives_to_goal_and_writes_plot_bag_summary(tmp_path, ros_domai
     assert summary["recording_complete"], (summary["topics"], out.stdout)
     assert counts["/hiopt/obstacles"] == 1 and counts["/cmd_vel"] >= summary["commands_in_window"]
 
-    from hiopt_ros.bags import read_robot_bag
+    from hiopt_ros.bag_reader import read_robot_bag
     data = read_robot_bag(bag)
     assert len(data.odom) == counts["/odom"] and data.obstacles is not None
     # the recording starts before the robot moves: the first command precedes the first motion
@@ -108,7 +111,7 @@ def test_expert_flag_records_a_demonstration(tmp_path, ros_domain_id):
     counts, _ = _bag_counts(run / "bag")
     assert counts["/hiopt/subgoal"] > 50 and counts == summary["message_counts"]
     assert all(acc["published"] == counts[t] for t, acc in summary["topics"].items())
-    from hiopt_ros.bags import read_robot_bag
+    from hiopt_ros.bag_reader import read_robot_bag
     data = read_robot_bag(run / "bag")
     assert len(data.subgoal) == counts["/hiopt/subgoal"]
 
@@ -124,7 +127,7 @@ def _node_pids(domain_id: int) -> list[int]:
             env = (proc / "environ").read_bytes()
         except OSError:
             continue
-        if b"hiopt_ros.nodes." in cmd and f"ROS_DOMAIN_ID={domain_id}\0".encode() in env:
+        if any(m.encode() in cmd for m in NODE_MODULES.values()) and f"ROS_DOMAIN_ID={domain_id}\0".encode() in env:
             pids.append(int(proc.name))
     return pids
 

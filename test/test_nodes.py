@@ -18,6 +18,7 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from std_msgs.msg import Bool  # noqa: E402
 
+from hiopt_ros.bringup import NODE_MODULES  # noqa: E402
 from hiopt_ros.config import default_params_file  # noqa: E402
 from hiopt_ros.control.fop import SolveInfo  # noqa: E402
 from hiopt_ros.conversions import obstacles_from_markers, odom_state, set_yaw, twist_values  # noqa: E402
@@ -166,7 +167,7 @@ def test_node_process_exits_2_with_the_message_on_a_bad_parameter(repo_root):
                                        ("e2e_node", "decision_rate_hz")])
 def test_help_lists_every_parameter_and_exits_0_without_starting(repo_root, ros_domain_id, node, own):
     env = {**os.environ, "PYTHONPATH": str(repo_root), "ROS_DOMAIN_ID": str(ros_domain_id)}
-    out = subprocess.run([sys.executable, "-m", f"hiopt_ros.nodes.{node}", "--help"], env=env,
+    out = subprocess.run([sys.executable, "-m", NODE_MODULES[node], "--help"], env=env,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith(f"usage: ros2 run hiopt_ros {node} ")

@@ -9,7 +9,7 @@ from typing import Any, Callable
 from hiopt_ros.nodes.parameters import HelpRequested, ParameterError, Params, node_help
 
 SPIN_TIMEOUT_S = 0.1   # longest a node waits in rcl before it looks at a pending SIGINT/SIGTERM
-FLUSH_ON_SHUTDOWN_S = 0.2     # SIGINT/SIGTERM: the same, shorter (Ctrl-C must end a node within 2 s)
+FLUSH_ON_SHUTDOWN_S = 0.2     # SIGINT/SIGTERM: wait for acknowledgements this long (Ctrl-C ends a node within 2 s)
 EXIT_DEADLINE_S = 1.0         # a node process is gone this long after SIGINT/SIGTERM, whatever its clean-up waits on
 
 
