@@ -559,6 +559,7 @@ class Fop:
         self._x1_c = (ctypes.c_double * 3).from_buffer(self._x1_guess)
         self._u_guess_c = (ctypes.c_double * 2).from_buffer(self._u_guess)
         self._u_c = (ctypes.c_double * 2).from_buffer(self._u)
+        self._su_c = (ctypes.c_double * cfg.K).from_buffer(self._su)   # summed in floats: numpy's sum costs µs
         self._obs_slice = slice(_N_FIXED + 3 * cfg.K, _N_FIXED + 3 * cfg.K + 3 * cfg.M)
         self._calls, self._fallback_calls = (_BoundCalls.of(s, self) for s in (self._solver, self._fallback))
 
@@ -675,7 +676,7 @@ class Fop:
                 # the ReLU penalty as acados sees it: the L1 slacks of the soft constraints (su at stage 0)
                 if c.get_su is not None:
                     c.get_su()
-                    relu = float(self._su.sum())
+                    relu = sum(self._su_c)    # = float(self._su.sum()): K ≤ 8 terms are summed in order
                 else:
                     relu = 0.0
                 best, best_cost = (v, w, cost, relu, k), cost
