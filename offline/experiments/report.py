@@ -55,15 +55,19 @@ PAPER_OTHER = {
             "+1.7 % reward over the noisy expert",
 }
 
+#: Table 1's tiny-budget case options; the steps that share Table 1's cache (Tables 5-6, fig5-bilevel) take the
+#: same ones, so they reuse its demonstrations, θ and policies
+AMOD_QUICK = ["--horizon", "4", "--demo-episodes", "2", "--held-out-episodes", "1", "--K", "1", "--cost-terms", "none",
+              "--fit-time-limit", "5"]
+AMOD_QUICK_RL = ["--episodes", "2", "--rl-steps", "64", "--bc-steps", "50"]
+INVENTORY_QUICK = ["--horizon-steps", "6", "--episodes", "2", "--rl-steps", "64", "--n-envs", "1", "--demo-episodes",
+                   "1", "--K", "1", "--fit-time-limit-s", "5"]
+
 #: the steps of `all`: name -> (command, quick argv, full argv); {out}/{work} are filled in
 STEPS: dict[str, tuple[str, list[str], list[str]]] = {
-    "table1_amod": ("table1", ["--case", "amod", "--scenario", "tiny", "--horizon", "4", "--episodes", "2",
-                               "--demo-episodes", "2", "--held-out-episodes", "1", "--K", "1", "--cost-terms", "none",
-                               "--fit-time-limit", "5", "--rl-steps", "64", "--bc-steps", "50"],
+    "table1_amod": ("table1", ["--case", "amod", "--scenario", "tiny", *AMOD_QUICK, *AMOD_QUICK_RL],
                     ["--case", "amod"]),
-    "table1_inventory": ("table1", ["--case", "inventory", "--scenario", "1F2S", "--horizon-steps", "6",
-                                    "--episodes", "2", "--rl-steps", "64", "--n-envs", "1", "--demo-episodes", "1",
-                                    "--K", "1", "--fit-time-limit-s", "5"],
+    "table1_inventory": ("table1", ["--case", "inventory", "--scenario", "1F2S", *INVENTORY_QUICK],
                          ["--case", "inventory"]),
     "train": ("train", ["--steps", "64", "--n-envs", "1"], []),
     "table2": ("table2", ["--courses", "2", "--backend", "kinematic"], []),
@@ -74,16 +78,11 @@ STEPS: dict[str, tuple[str, list[str], list[str]]] = {
     "table4_inventory": ("table4", ["--case", "inventory", "--scenario", "1F2S", "--demo-episodes", "1",
                                     "--held-out-episodes", "1", "--K", "1", "--fit-time-limit", "20", "--epochs", "1",
                                     "--ranks", "2", "--regs", "1e-2"], ["--case", "inventory"]),
-    "table5": ("table5", ["--scenario", "tiny", "--horizon", "4", "--demo-episodes", "2", "--held-out-episodes", "1",
-                          "--K", "1", "--cost-terms", "none", "--fit-time-limit", "5", "--test-episodes", "1"], []),
+    "table5": ("table5", ["--scenario", "tiny", *AMOD_QUICK, "--test-episodes", "1"], []),
     # Table 6 runs Table 1 per scenario: at quick budgets on Table 1's scenario and cache (its θ and policies)
-    "table6_amod": ("table6", ["--case", "amod", "--scenarios", "tiny", "--horizon", "4", "--episodes", "2",
-                               "--demo-episodes", "2", "--held-out-episodes", "1", "--K", "1", "--cost-terms", "none",
-                               "--fit-time-limit", "5", "--rl-steps", "64", "--bc-steps", "50"],
+    "table6_amod": ("table6", ["--case", "amod", "--scenarios", "tiny", *AMOD_QUICK, *AMOD_QUICK_RL],
                     ["--case", "amod"]),
-    "table6_inventory": ("table6", ["--case", "inventory", "--scenarios", "1F2S", "--horizon-steps", "6",
-                                    "--episodes", "2", "--rl-steps", "64", "--n-envs", "1", "--demo-episodes", "1",
-                                    "--K", "1", "--fit-time-limit-s", "5"],
+    "table6_inventory": ("table6", ["--case", "inventory", "--scenarios", "1F2S", *INVENTORY_QUICK],
                          ["--case", "inventory"]),
     "fig4": ("fig4", ["--cases", "amod,inventory,robot", "--K-values", "0,1", "--amod-scenario", "tiny",
                       "--amod-horizon", "4", "--demo-episodes", "1", "--held-out-episodes", "1",
@@ -95,9 +94,7 @@ STEPS: dict[str, tuple[str, list[str], list[str]]] = {
                       "--demo-episodes", "1", "--held-out-episodes", "1", "--K", "1", "--fit-time-limit", "3"],
              ["--cases", "amod,inventory"]),
     # the second claim: Table 1's AMoD pipeline on the noisy expert (quick: Table 1's scenario and cache)
-    "fig5_bilevel": ("fig5-bilevel", ["--scenario", "tiny", "--horizon", "4", "--episodes", "2", "--demo-episodes",
-                                      "2", "--held-out-episodes", "1", "--K", "1", "--cost-terms", "none",
-                                      "--fit-time-limit", "5", "--rl-steps", "64", "--bc-steps", "50"], []),
+    "fig5_bilevel": ("fig5-bilevel", ["--scenario", "tiny", *AMOD_QUICK, *AMOD_QUICK_RL], []),
 }
 SWEEPING = ("table1", "table6", "table2", "train", "fig4", "fig5", "fig5-bilevel")
 QUIET = {"table1": "--quiet", "table2": "--no-progress", "train": "--no-progress", "table3": "--quiet",
@@ -265,11 +262,15 @@ def _artefacts(folder: Path, root: Path) -> list[str]:
     return lines
 
 
-def _table1_section(name: str, o: dict, out: Path) -> list[str]:
+def _case_table(name: str, out: Path, number: int) -> tuple[str, Path, dict[str, dict], list[str]]:
+    """(case, folder, rows of its CSV, the section's first lines) of step `name` = table<number>_<case>."""
     case = name.split("_", 1)[1]
     folder = out / name
-    rows = _csv_rows(folder / f"table1_{case}.csv")
-    lines = [f"### Table 1 ({case})", ""]
+    return case, folder, _csv_rows(folder / f"table{number}_{case}.csv"), [f"### Table {number} ({case})", ""]
+
+
+def _table1_section(name: str, o: dict, out: Path) -> list[str]:
+    case, folder, rows, lines = _case_table(name, out, 1)
     if not rows:
         return lines + ["no table written", ""]
     ours_mpc = _f(rows.get("MPC", {}).get("reward_mean"))
@@ -318,10 +319,7 @@ def _table2_section(o: dict, out: Path) -> list[str]:
 
 def _table6_section(name: str, o: dict, out: Path, listed_cache: bool) -> list[str]:
     """Ours beside the paper's Table 6 (AMoD; the paper has no inventory Table 6), each row ÷ its scenario's MPC."""
-    case = name.split("_", 1)[1]
-    folder = out / name
-    rows = _csv_rows(folder / f"table6_{case}.csv")
-    lines = [f"### Table 6 ({case})", ""]
+    case, folder, rows, lines = _case_table(name, out, 6)
     if not rows:
         return lines + ["no table written", ""]
     parsed = []
