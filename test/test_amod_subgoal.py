@@ -103,3 +103,25 @@ def test_the_training_command_takes_the_interface_options_and_refuses_bad_ones(t
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "scale" in err[0]
     assert not (tmp_path / "run").exists()
+
+
+def test_the_subgoals_command_measures_fixed_subgoals_per_price_and_refuses_bad_prices(tmp_path, capsys):
+    """`offline.amod subgoals`: every fixed subgoal × price × lower level on the evaluation seeds, reward as a %
+    of the MPC's on the same sample (never above it: the MPC is clairvoyant on this small scenario)."""
+    import csv
+
+    from offline.amod.__main__ import main
+
+    out = tmp_path / "sg"
+    assert main(["subgoals", "--scenario", "tiny", "--horizon", "4", "--episodes", "2", "--prices", "inf,2.5",
+                 "--out", str(out)]) == 0
+    rows = {r["method"]: r for r in csv.DictReader(open(out / "subgoals.csv"))}
+    assert len(rows) == 2 * 4                                    # θ = 0 only: 2 prices × 4 subgoals
+    assert any("M = inf" in m and "absolute: stay" in m for m in rows)
+    for r in rows.values():
+        assert float(r["reward_pct_mpc_mean"]) <= 100.0 + 1e-6
+    capsys.readouterr()
+    bad = tmp_path / "bad"
+    assert main(["subgoals", "--scenario", "tiny", "--prices", "0,x", "--out", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--prices" in err[0] and not bad.exists()

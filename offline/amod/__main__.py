@@ -8,6 +8,7 @@
                also the closest optimal solution of each (how much of the gap LP ties explain)
     train      RL training of one method's policy (offline.rl)
     stream     the benchmark's protocol (one seeded stream of episodes): the §15 reference table
+    subgoals   fixed (non-learned) subgoals through both lower levels per shortfall price (offline.amod.subgoal)
     fleet-sweep  held-out imitation of θ = 0 and θ̂ against the fleet size (where the learned lower level matters)
     bench      loader + MPC + lower level + RL step at scale (default: 17 regions, ~26,000 demand
                records, 1,500 vehicles), time per step
@@ -171,6 +172,28 @@ def cmd_fleet_sweep(args) -> int:
     return 0
 
 
+def cmd_subgoals(args) -> int:
+    import math
+
+    from offline.amod.subgoal_check import run_subgoal_check
+    try:
+        prices = [math.inf if v.strip() == "inf" else float(v) for v in args.prices.split(",") if v.strip()]
+    except ValueError:
+        prices = []
+    if not prices or any(not p > 0 for p in prices):
+        raise ValueError(f"--prices {args.prices!r}: a comma list of numbers > 0 or 'inf'")
+    if args.episodes < 1:
+        raise ValueError("--episodes must be >= 1")
+    if args.theta is not None and not Path(args.theta).exists():
+        raise FileNotFoundError(f"θ file {args.theta} does not exist")
+    seeds = list(range(args.eval_seed, args.eval_seed + args.episodes))
+    res = run_subgoal_check(spec_from_args(args), str(args.theta) if args.theta else None, prices, seeds, args.out,
+                            with_mpc=args.mpc, log=_log)
+    print(res["table"].markdown())
+    print(f"wrote {', '.join(str(p) for p in res['paths'].values())}")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from offline.amod.bench import run_bench
     run_bench(args, _log)
@@ -273,6 +296,22 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default results/amod, the Table 1 pipeline's)")
     s.add_argument("--out", type=Path, default=Path("results/amod_fleet_sweep"), help="folder of the table and plot")
     s.set_defaults(func=cmd_fleet_sweep)
+
+    s = sub.add_parser("subgoals", help="fixed (non-learned) subgoals through both lower levels, per shortfall price",
+                       description="Fixed subgoals (stay, no rebalancing, demand-proportional in the absolute and "
+                                   "floor forms, optionally the MPC's) through Eq. 25 with θ = 0 and θ̂, for each "
+                                   "shortfall price, on evaluation seeds; reward as a %% of the MPC's.")
+    add_scenario_arguments(s)
+    s.add_argument("--theta", type=Path, default=None, help="θ̂ file (default: only θ = 0)")
+    s.add_argument("--prices", default="inf,2.5",
+                   help="shortfall prices M in vehicle-steps of operating cost, comma list ('inf': Remark 3's "
+                        "large M; default inf,2.5)")
+    s.add_argument("--episodes", type=int, default=10, help="evaluation episodes (default 10)")
+    s.add_argument("--eval-seed", type=int, default=10_000, help="first evaluation seed (default 10000)")
+    s.add_argument("--mpc", action="store_true", help="also the MPC's own implied subgoals (one MPC solve a step)")
+    s.add_argument("--out", type=Path, default=Path("results/amod_subgoals"),
+                   help="output folder (default results/amod_subgoals)")
+    s.set_defaults(func=cmd_subgoals)
 
     s = sub.add_parser("bench", help="scale benchmark: loader, MPC, lower level, RL step per step",
                        description="Times the loader, the MPC, Eq. 25 and an RL step on any scenario (every scenario "
