@@ -318,7 +318,7 @@ def test_table6_runs_table1_per_scenario_with_its_three_rows(tmp_path):
     assert (tmp_path / "out" / "s2" / "table1_fake.md").is_file() and res["missing"] == []
 
 
-def test_table6_names_a_method_the_case_adapter_lacks(tmp_path, capsys):
+def test_table6_names_a_method_the_case_adapter_lacks(tmp_path, capsys, monkeypatch):
     from offline.experiments import table6
 
     class NoValue(ScenarioCase):
@@ -331,6 +331,14 @@ def test_table6_names_a_method_the_case_adapter_lacks(tmp_path, capsys):
     assert line in res["paths"]["markdown"].read_text() and line in capsys.readouterr().err
     assert main(["table6", "--scenario", "tiny", "--out", str(tmp_path / "bad")]) == 2
     assert "--scenarios" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    monkeypatch.chdir(tmp_path)            # the default results folder: none is left behind by a bad scenario
+    try:                                   # the case's own one-line error (it exits 2 itself)
+        rc = main(["table6", "--case", "inventory", "--scenarios", "1F99S"])
+    except SystemExit as e:
+        rc = e.code
+    assert rc == 2
+    assert "unknown inventory scenario '1F99S'" in capsys.readouterr().err
+    assert not [p for p in (tmp_path / "results").rglob("*") if "table6" in p.name]
 
 
 def test_table5_scores_both_lower_levels_on_test_states_through_the_amod_imitation(tmp_path, capsys):

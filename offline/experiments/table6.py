@@ -76,11 +76,17 @@ def run(args, argv=None, case=None) -> dict:
     out = args.out or new_results_dir(f"table6_{case.name}")
     t0 = time.perf_counter()
     per_scenario = {}
-    for s in scenarios:
-        sub = copy.copy(args)
-        sub.scenario, sub.methods, sub.out = s, ",".join(have), Path(out) / s
-        print(f"[table6/{case.name}] scenario {s}: Table 1 with {', '.join(have)}", file=sys.stderr, flush=True)
-        per_scenario[s] = table1.run(sub, case=case)
+    try:
+        for s in scenarios:
+            sub = copy.copy(args)
+            sub.scenario, sub.methods, sub.out = s, ",".join(have), Path(out) / s
+            print(f"[table6/{case.name}] scenario {s}: Table 1 with {', '.join(have)}", file=sys.stderr, flush=True)
+            per_scenario[s] = table1.run(sub, case=case)
+    except BaseException:
+        for d in (Path(out), Path(out).parent)[:2 if args.out is None else 0]:
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()               # a bad scenario leaves no empty results folder behind
+        raise
 
     # no column is marked best: rows of different scenarios are not comparable
     metrics = [Metric("reward", "Reward", "", ".1f"), Metric("served_demand", "Served demand", "", ".1f"),
