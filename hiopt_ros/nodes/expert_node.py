@@ -54,7 +54,6 @@ class ExpertNode(DrivesToGoal, ManagedNode):
                   f"must be <= horizon_steps ({cfg.horizon_steps}), got {cfg.subgoal_steps}")
         p.check()
 
-
         self.mpc = Mpc(MpcConfig(**cfg.model.solver_kwargs(), N=cfg.horizon_steps, subgoal_steps=cfg.subgoal_steps))
         self.watchdog = Watchdog(self.watchdog_clock(), {"odometry": cfg.odom_timeout_s})
         self.counters = {"cycles": 0, "stops": 0, "solver_failures": 0, "stale_odometry": 0, "frozen_odometry": 0,
@@ -70,7 +69,7 @@ class ExpertNode(DrivesToGoal, ManagedNode):
         self.solve_time_pub = self.create_publisher(Float64, TOPIC_SOLVE_TIME, COMMAND_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, TOPIC_DIAGNOSTICS, 10)
         self.task = GoalTracker(self, cfg.goal_xy, cfg.goal_tolerance_m, cfg.odom_frame,
-                                  on_new_goal=lambda goal: self.mpc.reset())
+                                on_new_goal=lambda goal: self.mpc.reset())
         self.subscribe_robot_state(self.watchdog)
         self.create_timer(1.0 / cfg.control_rate_hz, self.on_control)
         self.create_timer(1.0 / cfg.diagnostics_rate_hz, self.on_diagnostics)
