@@ -2,7 +2,7 @@
 by the MPC expert or by the bi-level policy (geometric look-ahead subgoals → FOP_θ).
 
 The ROS-free twin of the node graph, used by ``python -m sim.kinematic_loop`` (its command line), by
-``python -m hiopt_ros.bench_node_rate`` (a recorded-like drive when no bag is given) and by the offline fits.
+``python -m hiopt_ros.bench --node-rate`` (a drive to replay when no bag is given) and by the offline fits.
 """
 from __future__ import annotations
 
