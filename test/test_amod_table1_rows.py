@@ -38,10 +38,11 @@ def test_bilevel_cvxpy_and_value_approximation_rows_run_through_the_runner(tmp_p
     md = (out / "table1_amod.md").read_text()
     assert "cvxpylayers" in md and "Value approximation: V fitted" in md
     capsys.readouterr()
-    # a second run reuses the cvxpylayers θ and the trained policy
-    stamp = (root / "theta_cvxpylayers.yaml").stat().st_mtime_ns
+    # a second run reuses the θ files (the inverse one too: its held-out timings differ from run to run and
+    # must not rewrite it, since its hash keys the trained policies) and the trained policy
+    stamps = {f: (root / f).stat().st_mtime_ns for f in ("theta_cvxpylayers.yaml", "theta.yaml")}
     assert main(argv[:-3] + ["--out", str(tmp_path / "t2"), "--quiet"]) == 0
-    assert (root / "theta_cvxpylayers.yaml").stat().st_mtime_ns == stamp
+    assert {f: (root / f).stat().st_mtime_ns for f in stamps} == stamps
     assert "reusing" in capsys.readouterr().err
 
 
@@ -51,3 +52,20 @@ def test_the_case_lists_the_new_rows_and_trains_the_cvxpy_upper_level_per_seed()
     known = list(CASE.methods) + list(CASE.optional_methods)
     assert "Bi-level-cvxpy" in known and "Value approximation" in known
     assert "Bi-level-cvxpy" in CASE.trained_methods and "Value approximation" not in CASE.trained_methods
+
+
+def test_the_theta_chosen_on_held_out_data_is_not_rewritten_by_a_second_run(tmp_path):
+    """The auto-chosen θ file keys the trained policies by its hash: the same choice from the same candidates
+    must reuse it, although the held-out check's solve times differ from run to run (they did rewrite it)."""
+    from offline.amod import pipeline
+    from offline.amod.config import ScenarioSpec
+
+    spec = ScenarioSpec("tiny", horizon=4)
+    demos = pipeline.ensure_demos(spec, tmp_path / "demos.npz", 0, 2, lambda m: None)
+    held = pipeline.ensure_demos(spec, tmp_path / "held.npz", 500, 1, lambda m: None)
+    kw = dict(candidates=[("cost terms", 0, "time:2"), ("ReLU", 1, None)], rho=1e-2, time_limit_s=5,
+              log=lambda m: None)
+    pipeline.ensure_theta_auto(spec, demos, held, tmp_path / "theta.yaml", **kw)
+    before = (tmp_path / "theta.yaml").read_bytes()
+    pipeline.ensure_theta_auto(spec, demos, held, tmp_path / "theta.yaml", **kw)
+    assert (tmp_path / "theta.yaml").read_bytes() == before

@@ -180,7 +180,9 @@ def ensure_theta_auto(spec: ScenarioSpec, demos: Demos, held: Demos, path: Path,
     if path.exists() and not force:
         try:
             old = load_theta(path).provenance.get("selection")
-            if old is not None and _plain(old) == _plain(selection):
+            # the same choice from the same candidates: reuse (a timing differs from run to run and must
+            # not rewrite the file, whose hash keys the trained policies)
+            if old is not None and _untimed(_plain(old)) == _untimed(_plain(selection)):
                 log(f"[amod] reusing θ {path} (chosen: {selection['chosen']})")
                 return load_theta(path)
         except ValueError:
@@ -207,6 +209,15 @@ def ensure_theta_auto(spec: ScenarioSpec, demos: Demos, held: Demos, path: Path,
 
 def _plain(m: dict) -> dict:
     return json.loads(json.dumps(m, default=float))
+
+
+def _untimed(m):
+    """m without its wall-time entries (keys with 'ms_' or '_s' timings: solve_ms_median, solve_time_s, ...)."""
+    if isinstance(m, dict):
+        return {k: _untimed(v) for k, v in m.items() if not (k.startswith("solve_ms") or k.endswith("time_s"))}
+    if isinstance(m, list):
+        return [_untimed(v) for v in m]
+    return m
 
 
 def ensure_imitation(spec: ScenarioSpec, held: Demos, theta_path: Path, out: Path, log) -> Path:
