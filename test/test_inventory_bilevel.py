@@ -101,3 +101,21 @@ def test_evaluate_runs_the_subgoal_rules_and_refuses_a_bad_theta(capsys, tmp_pat
     assert main(["--scenario", "1F2S", "--policies", "forecast", "--theta", str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--theta" in err[0] and "bad.yaml" in err[0]
+
+
+def test_value_approximation_policy_is_picklable_and_plays_the_same_after():
+    """Table 1's Value approximation row (offline.baselines.value) travels to a Ray worker as data
+    and rebuilds its HiGHS problem there: the same action before and after pickling."""
+    import pickle
+
+    from offline.inventory.table1 import value_approximation
+
+    sc = make_scenario("1F2S")
+    va = value_approximation(sc, demo_seeds=(0, 1), ranks="2", regs="1e-2")
+    assert va.report["rank"] == 2 and np.all(np.linalg.eigvalsh(va.vf.P) >= -1e-9)
+    env = _mid_episode(sc)
+    a0, sol = va.decide(env.state())
+    assert sol.ok and a0.shape == (sc.n_warehouses + sc.n_edges,) and np.all(a0 >= 0)
+    copy = pickle.loads(pickle.dumps(va))
+    assert copy._built is None                       # no HiGHS object in the pickle
+    np.testing.assert_allclose(copy.act(env).action, a0, atol=1e-7)

@@ -9,6 +9,8 @@ episodes from that one stream; returns as mean ± population std. Policies:
     forecast     the forecast subgoal form's action 0 through Eq. 31: the just-in-time subgoal of the
                  demand the agent observes (offline.inventory.policy_envs), no learning
     absolute     the absolute subgoal form's action 0 through Eq. 31: the middle of every range
+    value        Table 1's Value approximation (offline.baselines.value): V fitted on the MPC's
+                 demonstrations of demand seeds 0–1 (rank and λ chosen on the last one), no RL
 The lower level of the last two is Eq. 31 with θ = 0 and the benchmark LP's objective, or the θ
 file of ``--theta`` (with its own objective).
 
@@ -34,10 +36,11 @@ from .lower import InventoryFop
 from .mpc import InventoryMpc, ScimMpc
 from .policy_envs import FixedSubgoalPolicy
 from .scenarios import resolve_scenario
+from .table1 import value_approximation
 
 __all__ = ["evaluate_policy", "main"]
 
-POLICIES = ("heur", "scim-oracle", "mpc", "forecast", "absolute")
+POLICIES = ("heur", "scim-oracle", "mpc", "forecast", "absolute", "value")
 
 
 def evaluate_policy(env: InventoryEnv, policy, demands) -> dict:
@@ -122,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             "mpc": lambda: InventoryMpc(sc),
             "forecast": lambda: FixedSubgoalPolicy(sc, fop, "forecast"),
             "absolute": lambda: FixedSubgoalPolicy(sc, fop, "absolute"),
+            "value": lambda: value_approximation(sc),
         }
         built = {n: policies[n]() for n in names}
     except ValueError as e:

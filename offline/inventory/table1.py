@@ -107,21 +107,38 @@ class _State:
     subgoal_form: str = "forecast"                # the upper level's action → subgoal map
     actors: dict[str, Callable] = field(default_factory=dict)   # method -> obs -> action in [−1, 1]
     action_high: dict[str, np.ndarray] = field(default_factory=dict)
-    value: dict | None = None                     # Value approximation: V and its demonstrations (picklable)
-    built: dict = field(default_factory=dict)     # objects built on first use (HiGHS: never pickled)
+    value: ValueApproximation | None = None       # the Value approximation row's policy
+
+
+@dataclass
+class ValueApproximation:
+    """The Value approximation policy (offline.baselines.value) of a fitted V: picklable data; its
+    HiGHS problem is built on first use, in the process that plays (a Ray worker builds its own)."""
+
+    scenario: InventoryScenario
+    vf: object                     # offline.baselines.value.ValueFunction
+    report: dict                   # fit_value_policy's report
+    train: list                    # the demonstrations V was fitted on (offline.inventory.fit.Demonstration)
+    held: list
+    K: int
+    cost_terms: bool
+    _built: tuple | None = None
 
     def __getstate__(self):
-        d = dict(self.__dict__)
-        d["built"] = {}
-        return d
+        return dict(self.__dict__, _built=None)
 
-    def value_policy(self):
-        """(ImitationCase, ValuePolicy) of Value approximation, built here (a Ray worker builds its own)."""
-        if "value" not in self.built:
-            v = self.value
-            case = inventory_case(self.scenario, v["train"], v["held"], K=v["K"], cost_terms=v["cost_terms"])
-            self.built["value"] = (case, ValuePolicy(case.lp, case.one_step(case.train_states[0]).M, v["vf"]))
-        return self.built["value"]
+    def decide(self, state) -> tuple[np.ndarray, object]:
+        """The action (w, f) at `state` and the QP's solution."""
+        if self._built is None:
+            case = inventory_case(self.scenario, self.train, self.held, K=self.K, cost_terms=self.cost_terms)
+            self._built = (case, ValuePolicy(case.lp, case.one_step(case.train_states[0]).M, self.vf))
+        case, policy = self._built
+        x, sol = policy.solve(case.one_step(state))
+        return np.maximum(case.decision_columns(np.nan_to_num(x))["all"], 0.0), sol
+
+    def act(self, env: InventoryEnv) -> SimpleNamespace:
+        """``act(env).action``: the interface of the benchmark's test loop (offline.inventory.evaluate)."""
+        return SimpleNamespace(action=self.decide(env.state())[0])
 
 
 class InventoryTable1:
@@ -248,7 +265,7 @@ class InventoryTable1:
         value = None
         if "Value approximation" in methods:
             value = _value_function(sc, demo_seeds, held_seeds, args, eq31, mpc, log)
-            r = value["report"]
+            r = value.report
             notes.append(f"Value approximation: V of rank {r['rank']}, λ {r['reg']:g} (chosen on training episode "
                          f"{r['validation_episode']}), training RMSE {r['train_rmse']:.4g} vs cost-to-go std "
                          f"{r['cost_to_go_std']:.4g}, fitted in {r['fit_time_s']:.1f} s on demand seeds "
@@ -327,11 +344,9 @@ class InventoryTable1:
                 a = np.clip(st.actors[method](obs), -1.0, 1.0)
                 action = 0.5 * (a + 1.0) * st.action_high[method]
             elif method == "Value approximation":
-                case, policy = st.value_policy()
-                x, sol = policy.solve(case.one_step(env.state()))
+                action, sol = st.value.decide(env.state())
                 lower_times.append(sol.solve_time_s)
                 fop_failures += not sol.ok
-                action = np.maximum(case.decision_columns(np.nan_to_num(x))["all"], 0.0)
             else:
                 s_now = env.state()
                 form = st.subgoal_form
@@ -412,11 +427,11 @@ def _fit_cvxpy(sc, demo_seeds, held_seeds, args, cost_terms: bool, mpc, path: Pa
 
 
 #: Value approximation's fits by their inputs (the runner prepares once per training seed)
-_VALUE_CACHE: dict[str, dict] = {}
+_VALUE_CACHE: dict[str, ValueApproximation] = {}
 
 
-def _value_function(sc, demo_seeds, held_seeds, args, cost_terms: bool, mpc, log) -> dict:
-    """V fitted on Table 1's demonstrations (offline.baselines.value.fit_value_policy), as picklable data."""
+def _value_function(sc, demo_seeds, held_seeds, args, cost_terms: bool, mpc, log) -> ValueApproximation:
+    """V fitted on Table 1's demonstrations (offline.baselines.value.fit_value_policy)."""
     key = json.dumps([sc.name, sc.horizon_steps, demo_seeds, held_seeds, args.K, cost_terms, args.ranks, args.regs,
                       _sha(args.scenario_file) if args.scenario_file else None])
     if key not in _VALUE_CACHE:
@@ -427,9 +442,17 @@ def _value_function(sc, demo_seeds, held_seeds, args, cost_terms: bool, mpc, log
             raise SystemExit(2) from None
         case, train, held = _imitation_case(sc, demo_seeds, held_seeds, args.K, cost_terms, mpc, log)
         policy, report = fit_value_policy(case, ranks, regs, log)
-        _VALUE_CACHE[key] = {"vf": policy.vf, "report": report, "train": train, "held": held, "K": args.K,
-                             "cost_terms": cost_terms}
+        _VALUE_CACHE[key] = ValueApproximation(sc, policy.vf, report, train, held, args.K, cost_terms,
+                                               _built=(case, policy))
     return _VALUE_CACHE[key]
+
+
+def value_approximation(sc: InventoryScenario, demo_seeds=(0, 1), K: int = 2, ranks: str = "full,4,2",
+                        regs: str = "1e-4,1e-2,1", log=lambda msg: None) -> ValueApproximation:
+    """Table 1's Value approximation policy with its defaults (MPC demonstrations of `demo_seeds`)."""
+    args = SimpleNamespace(K=K, ranks=ranks, regs=regs, scenario_file=None)
+    held = list(range(HELD_OUT_SEED, HELD_OUT_SEED + 3))
+    return _value_function(sc, list(demo_seeds), held, args, True, InventoryMpc(sc), log)
 
 
 def rl_config(args, seed: int | None = None):
