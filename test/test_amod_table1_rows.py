@@ -69,3 +69,21 @@ def test_the_theta_chosen_on_held_out_data_is_not_rewritten_by_a_second_run(tmp_
     before = (tmp_path / "theta.yaml").read_bytes()
     pipeline.ensure_theta_auto(spec, demos, held, tmp_path / "theta.yaml", **kw)
     assert (tmp_path / "theta.yaml").read_bytes() == before
+
+
+def test_zero_rl_steps_keep_the_behaviour_cloned_policy_and_need_demonstrations(tmp_path):
+    from offline.amod.config import ScenarioSpec
+    from offline.amod.demos import collect
+    from offline.amod.sim import AmodSim
+    from offline.amod.train import TrainSpec, train_policy
+
+    spec = ScenarioSpec("tiny", horizon=4)
+    demos = collect(AmodSim(spec.build()), range(2), progress=False)
+    res = train_policy("Bi-level-unchanged", spec, tmp_path / "bc", TrainSpec(steps=0, n_envs=1, vec="dummy"),
+                       bc_demos=demos, bc_steps=20)
+    assert res.env_steps == 0
+    assert (tmp_path / "bc" / "model.zip").read_bytes() == (tmp_path / "bc" / "bc_init.zip").read_bytes()
+    with pytest.raises(ValueError, match="behaviour-cloned"):
+        train_policy("Bi-level-unchanged", spec, tmp_path / "none", TrainSpec(steps=0, n_envs=1, vec="dummy"))
+    with pytest.raises(ValueError, match=">= 0"):
+        train_policy("Bi-level-unchanged", spec, tmp_path / "neg", TrainSpec(steps=-1, n_envs=1, vec="dummy"))

@@ -88,7 +88,8 @@ class AmodTable1:
         p.add_argument("--theta", type=Path, default=None,
                        help="use this θ file instead of fitting one (must be for this scenario's network)")
         p.add_argument("--rl-steps", type=int, default=200_000,
-                       help="env steps of each RL training run (default 200000; ~0.5–1 h each on 2 cores)")
+                       help="env steps of each RL training run (default 200000; ~0.5–1 h each on 2 cores); 0: the "
+                            "behaviour-cloned policies without PPO (needs --bc-steps > 0)")
         p.add_argument("--rl-algo", default="ppo", choices=("ppo", "sac"), help="SB3 algorithm (default ppo)")
         p.add_argument("--rl-seed", type=int, default=0, help="seed of the RL training runs")
         p.add_argument("--bc-steps", type=int, default=3000,

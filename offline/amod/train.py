@@ -82,6 +82,8 @@ def train_policy(method: str, spec: ScenarioSpec, out_dir: Path, train: TrainSpe
 
     if method not in KINDS:
         raise ValueError(f"no RL policy for method {method!r}; known: {', '.join(KINDS)}")
+    if train.steps < 0:
+        raise ValueError(f"RL steps must be >= 0 (0: the behaviour-cloned policy), got {train.steps}")
     kind, learned = KINDS[method]
     if learned and theta_path is None:
         raise ValueError(f"{method} needs a fitted θ file")
@@ -89,7 +91,7 @@ def train_policy(method: str, spec: ScenarioSpec, out_dir: Path, train: TrainSpe
                              seeds=RL_SEEDS, **({"interface": interface} if kind == "bilevel" else {}))
     from offline.amod.sim import AmodSim
     policy, policy_kwargs = policy_config(method, AmodSim(spec.build()), train.network)
-    cfg = rl.RLConfig(algo=train.algo, total_steps=train.steps, n_envs=train.n_envs, seed=train.seed,
+    cfg = rl.RLConfig(algo=train.algo, total_steps=max(train.steps, 1), n_envs=train.n_envs, seed=train.seed,
                       vec=train.vec, net_arch=tuple(train.net_arch), learning_rate=train.learning_rate,
                       gamma=train.gamma, n_steps=train.n_steps, batch_size=train.batch_size,
                       n_epochs=train.n_epochs, ent_coef=train.ent_coef, log_std_init=train.log_std_init,
@@ -110,4 +112,15 @@ def train_policy(method: str, spec: ScenarioSpec, out_dir: Path, train: TrainSpe
         init = out_dir / "bc_init.zip"
         model.save(str(init))
         (out_dir / "bc.json").write_text(json.dumps(dict(info, demos=str(bc_demos.meta.get("file"))), indent=2) + "\n")
+    if train.steps == 0:
+        # --rl-steps 0: the behaviour-cloned policy itself (no PPO), saved as the run's model
+        if init is None:
+            raise ValueError("--rl-steps 0 keeps the behaviour-cloned policy: it needs MPC demonstrations and "
+                             "--bc-steps > 0")
+        import json
+        import shutil
+        shutil.copyfile(init, out_dir / "model.zip")
+        (out_dir / "train.json").write_text(json.dumps({"env_steps": 0, "wall_s": 0.0, "train_steps_per_s": 0.0,
+                                                        "episodes": 0, "bc_only": True}, indent=2) + "\n")
+        return rl.TrainResult(model=model, out_dir=out_dir, env_steps=0, wall_s=0.0, episodes=0, last_returns=[])
     return rl.train(make, cfg, out_dir, progress=progress, init_model=init)
