@@ -206,3 +206,98 @@ def test_table4_refuses_bad_options_and_writes_nothing(tmp_path, capsys, bad):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("offline.experiments:")
     assert not (tmp_path / "out").exists() and not (tmp_path / "work").exists()
+
+
+# ---------------------------------------------------------------------------------------------- the robot
+def _robot_sample(rng, obstacle: bool = True):
+    """A robot-shaped per-sample FOP (offline.inverse.InverseSample): u = (v, ω), diagonal Q, the input
+    bounds as 4 rows and (optionally) an obstacle half-space, the expert u left at 0 (not used)."""
+    from offline.inverse import InverseSample
+
+    H = [[1, 0], [-1, 0], [0, 1], [0, -1]]
+    b = [0.5, 0.0, 1.5, 1.5]
+    if obstacle:
+        H.append([1.0, rng.normal(scale=0.3)])
+        b.append(rng.uniform(0.2, 0.4))
+    return InverseSample(c=rng.normal(size=2) + np.array([-3.0, 0.0]), Q=rng.uniform(0.5, 2.0, size=2),
+                         u=np.zeros(2), H=np.array(H, float), b=np.array(b), feature_lin=rng.normal(size=(1, 2)),
+                         feature_quad=rng.uniform(0.0, 1.0, size=(1, 2)))
+
+
+@pytest.mark.parametrize("K", [0, 2])
+def test_robot_cvxpy_statement_solves_like_the_inverse_fits_forward_problem(K):
+    """SampleFop (the cvxpy statement of the per-sample form) and offline.inverse's forward QP (HiGHS)
+    give the same u at the same θ, ν, l and cost weights, with and without the obstacle row."""
+    from offline.baselines.robot import SampleFop
+    from offline.inverse.forward import forward_solve
+
+    rng = np.random.default_rng(3)
+    sf = SampleFop(2, 5, K)
+    assert sf.problem.is_dpp()
+    theta, nu = rng.normal(size=(K, 2)) * 2, rng.normal(size=K) * 0.1
+    moved = 0
+    for i in range(8):
+        s = _robot_sample(rng, obstacle=i % 2 == 0)
+        w = np.array([0.3]) if i % 3 == 0 else None
+        ref = forward_solve(s, theta, nu, 0.01, weights=w)
+        u = sf.solve(s, theta, nu, 0.01, weights=w)
+        assert np.max(np.abs(u - ref)) <= 1e-4, (i, u, ref)
+        if K:
+            moved += np.max(np.abs(u - forward_solve(s, np.zeros((0, 2)), np.zeros(0), 0.01, weights=w))) > 1e-3
+    assert not K or moved >= 2          # θ really shapes the solutions (it is a parameter, not ignored)
+
+
+def test_robot_cvxpylayers_fit_imitates_a_planted_relu_term():
+    """Noiseless expert decisions of a planted ReLU term (ν* = −5: active at every decision, as in the
+    network test): the fitted θ points like θ* and reproduces the decisions on samples it never saw."""
+    from offline.baselines.layer_fit import LayerFitConfig
+    from offline.baselines.robot import fit_robot_layer
+    from offline.inverse.forward import forward_solve
+    from offline.inverse.metrics import cosine_similarity, mean_l2
+
+    rng = np.random.default_rng(0)
+    theta_star, nu_star = np.array([[2.0, -1.0]]), np.array([-5.0])
+    samples = []
+    for _ in range(48):
+        s = _robot_sample(rng, obstacle=False)
+        s.u = forward_solve(s, theta_star, nu_star, 0.01)
+        samples.append(s)
+    train, held = samples[:32], samples[32:]
+    cfg = LayerFitConfig(lr=0.1, epochs=15, batch=8, l=0.01, init_scale=0.1, seed=0)
+    fit = fit_robot_layer(train, K=1, l=0.01, config=cfg).fit
+    assert fit.failed_solves == 0 and fit.loss[fit.best_epoch] < 0.05 * fit.loss[0]
+    assert cosine_similarity(fit.theta, theta_star) >= 0.99
+    expert = np.array([s.u for s in held])
+    learned = np.array([forward_solve(s, fit.theta, fit.mu, 0.01) for s in held])
+    unchanged = np.array([forward_solve(s, np.zeros((0, 2)), np.zeros(0), 0.01) for s in held])
+    assert mean_l2(learned, expert) < 0.2 * mean_l2(unchanged, expert)
+
+
+def test_table4_robot_at_a_tiny_budget(tmp_path):
+    """The robot's Table 4 on one recorded training and one held-out course (offline.demos)."""
+    import csv
+
+    from hiopt_ros.control.theta import load_theta
+
+    assert _table4(tmp_path, "--case", "robot", "--robot-episodes", "1", "--robot-val-episodes", "1",
+                   "--robot-max-train", "30", "--robot-time-limit", "5") == 0
+    out = tmp_path / "out"
+    for name in ("table4.md", "table4.csv", "table4_episodes.csv", "table4.png", "theta_inverse.yaml",
+                 "cvxpylayers_seed0_loss.csv"):
+        assert (out / name).stat().st_size > 0, name
+    rows = {r["method"]: r for r in csv.DictReader(open(out / "table4_episodes.csv"))}
+    assert set(rows) == {"cvxpylayers", "Inverse Optimization", "Unchanged FOP (θ = 0, reference)"}
+    for r in rows.values():
+        for key in ("deployed", "convexified"):
+            assert 0.5 <= float(r[f"{key}_cosine"]) <= 1.0 and float(r[f"{key}_l1"]) >= 0
+    theta = load_theta(out / "theta_cvxpylayers_seed0.yaml")
+    assert theta.case_study == "robot" and theta.provenance["fit_method"] == "cvxpylayers"
+    assert theta.K == 2 and theta.provenance["samples"] == 30 and theta.provenance["lrs"] == [0.05, 0.5]
+    assert load_theta(out / "theta_inverse.yaml").provenance["samples"]["train"] > 0
+
+
+def test_table4_robot_refuses_bad_options_and_writes_nothing(tmp_path, capsys):
+    assert _table4(tmp_path, "--case", "robot", "--robot-K", "0") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--robot-K" in err[0]
+    assert not (tmp_path / "out").exists() and not (tmp_path / "work").exists()

@@ -23,7 +23,7 @@ import numpy as np
 
 from offline.baselines.cvx_fop import CvxpyFop
 
-__all__ = ["LayerFitConfig", "LayerFit", "fit_layer"]
+__all__ = ["LayerFitConfig", "LayerFit", "fit_layer", "adam_loop"]
 
 SOLVER_ARGS = {"solve_method": "Clarabel"}
 
@@ -86,8 +86,6 @@ def fit_layer(lp, data: Sequence[tuple], x_expert: np.ndarray, *, K: int, config
     """
     import torch
 
-    from hiopt_ros.progress import progress_bar
-
     config.check()
     if lp.K != K:
         raise ValueError(f"the FOP has {lp.K} ReLU slots, the fit wants K = {K}")
@@ -111,7 +109,6 @@ def fit_layer(lp, data: Sequence[tuple], x_expert: np.ndarray, *, K: int, config
     w0 = np.clip(np.zeros(p), lo, hi)
     w = torch.tensor(w0, requires_grad=True)
     params = ([theta, mu] if K else []) + ([w] if p else [])
-    opt = torch.optim.Adam(params, lr=config.lr)
 
     def batch_loss(idx):
         c = stacked[0][idx]
@@ -124,8 +121,31 @@ def fit_layer(lp, data: Sequence[tuple], x_expert: np.ndarray, *, K: int, config
     def snapshot():
         return (theta.detach().numpy().copy(), mu.detach().numpy().copy(), w.detach().numpy().copy())
 
+    project = (lambda: w.clamp_(lo, hi)) if p else None
+    losses, snaps, failed, steps, seconds = adam_loop(batch_loss, params, snapshot, S, config, rng, progress, project)
+    best = int(np.nanargmin(losses))
+    th, m, wb = snaps[best]
+    return LayerFit(theta=th if K else np.zeros((0, n)), mu=m if K else np.zeros(0), weights=wb,
+                    weight_names=tuple(weight_names), loss=losses, best_epoch=best,
+                    fit_time_s=seconds, steps=steps, failed_solves=failed, config=config)
+
+
+def adam_loop(batch_loss, params, snapshot, S: int, config: LayerFitConfig, rng, progress: bool = False,
+              project=None) -> tuple[list, list, int, int, float]:
+    """Adam over mini-batches of S samples for config.epochs epochs (shared by every cvxpylayers fit).
+
+    batch_loss(idx) -> per-sample losses (torch) of the samples idx through the layer; snapshot() -> a
+    copy of the parameters; project() (optional) runs after every step under no_grad (e.g. a box).
+    A batch whose solve fails (diffcp raises SolverError) is skipped and counted.
+    Returns (mean loss per epoch with epoch 0 the initial parameters', snapshots, failed samples,
+    Adam steps, wall time s)."""
+    import torch
+
+    from hiopt_ros.progress import progress_bar
+
     # diffcp 1.1.9 calls np.array(copy=False) on torch tensors: one DeprecationWarning per sample
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"cvxpylayers\.interfaces\.diffcp_if")
+    opt = torch.optim.Adam(params, lr=config.lr)
     t0 = time.perf_counter()
     losses, snaps, failed, steps = [], [], 0, 0
     bar = progress_bar(total=config.epochs * S, enabled=progress, desc="cvxpylayers fit", unit="sample")
@@ -148,16 +168,12 @@ def fit_layer(lp, data: Sequence[tuple], x_expert: np.ndarray, *, K: int, config
             loss.backward()
             opt.step()
             steps += 1
-            if p:
+            if project is not None:
                 with torch.no_grad():
-                    w.clamp_(lo, hi)
+                    project()
             epoch.append(per.detach().numpy())
             bar.update(len(idx))
         losses.append(float(np.concatenate(epoch).mean()) if epoch else float("nan"))
         snaps.append(snapshot())
     bar.close()
-    best = int(np.nanargmin(losses))
-    th, m, wb = snaps[best]
-    return LayerFit(theta=th if K else np.zeros((0, n)), mu=m if K else np.zeros(0), weights=wb,
-                    weight_names=tuple(weight_names), loss=losses, best_epoch=best,
-                    fit_time_s=time.perf_counter() - t0, steps=steps, failed_solves=failed, config=config)
+    return losses, snaps, failed, steps, time.perf_counter() - t0
