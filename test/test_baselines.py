@@ -296,8 +296,9 @@ def test_table4_robot_at_a_tiny_budget(tmp_path):
     assert load_theta(out / "theta_inverse.yaml").provenance["samples"]["train"] > 0
 
 
-def test_table4_robot_refuses_bad_options_and_writes_nothing(tmp_path, capsys):
-    assert _table4(tmp_path, "--case", "robot", "--robot-K", "0") == 2
+@pytest.mark.parametrize("bad", [["--robot-K", "0"], ["--robot-subgoal", "nope"], ["--robot-episodes", "0"]])
+def test_table4_robot_refuses_bad_options_and_writes_nothing(tmp_path, capsys, bad):
+    assert _table4(tmp_path, "--case", "robot", *bad) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--robot-K" in err[0]
+    assert len(err) == 1 and err[0].startswith("offline.experiments:") and bad[0][2:].split("-")[-1] in err[0]
     assert not (tmp_path / "out").exists() and not (tmp_path / "work").exists()

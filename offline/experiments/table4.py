@@ -151,28 +151,38 @@ def _run_robot(args, methods, seeds, argv) -> dict:
     """Table 4 for the robot (module docstring): inverse optimization and cvxpylayers on the fig4 bags."""
     import argparse
 
+    from offline.bags import BagError
     from offline.baselines.__main__ import write_loss_curve
     from offline.baselines.robot import run_robot
     from offline.experiments.figures import robot_bags
+    from offline.fit import FitFailed
     from offline.results import Metric, ResultsTable, bar_plot, new_results_dir
+    from offline.robot_data import DemonstrationError, SubgoalSpec
 
     def log(msg: str) -> None:
         if not args.quiet:
             print(msg, file=sys.stderr, flush=True)
 
-    if "Value Approximation" in methods:
-        log("[table4] robot: value approximation does not apply (offline.baselines.robot); skipped")
     if args.robot_episodes < 1 or args.robot_val_episodes < 1 or args.robot_K < 0 or args.robot_max_train < 0:
         raise ValueError("--robot-episodes and --robot-val-episodes must be >= 1, --robot-K and --robot-max-train >= 0")
     if "relu" in args.robot_learn and args.robot_K < 1:
         raise ValueError(f"--robot-learn {args.robot_learn} needs --robot-K >= 1")
+    try:
+        SubgoalSpec.parse(args.robot_subgoal)
+    except (DemonstrationError, ValueError) as e:
+        raise ValueError(f"--robot-subgoal: {e}") from None
+    if "Value Approximation" in methods:
+        log("[table4] robot: value approximation does not apply (offline.baselines.robot); skipped")
     configs = [c for s in seeds for c in R.layer_configs(args, s)] if "cvxpylayers" in methods else []
     train_bag, val_bag = robot_bags(argparse.Namespace(robot_episodes=args.robot_episodes,
                                                        robot_val_episodes=args.robot_val_episodes,
                                                        work_dir=args.work_dir, table="table4"))
     out = args.out or new_results_dir("table4_robot")
     out.mkdir(parents=True, exist_ok=True)
-    res = run_robot(args, train_bag, val_bag, out, configs, log, progress=not args.quiet and sys.stderr.isatty())
+    try:
+        res = run_robot(args, train_bag, val_bag, out, configs, log, progress=not args.quiet and sys.stderr.isatty())
+    except (DemonstrationError, FitFailed, BagError) as e:     # bad bags, too few samples, a failed fit
+        raise ValueError(f"robot: {e}") from None
     for seed, fit in res["losses"].items():
         write_loss_curve(out / f"cvxpylayers_seed{seed}", fit.loss, f"cvxpylayers (robot, seed {seed})")
     metrics = []
