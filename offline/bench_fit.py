@@ -24,9 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
+from hiopt_ros.bag_reader import read_robot_bag
+from hiopt_ros.control.fop import Fop
+from hiopt_ros.control.params import fop_config_from_params
 from hiopt_ros.tables import Column, markdown_table
 
-from .inverse import InverseSample, cosine_similarity, fit_inverse, forward_solve_batch
+from .inverse import Features, InverseSample, cosine_similarity, fit_inverse, forward_solve_batch
+from .robot_data import SubgoalSpec, align_bag, inverse_samples, weight_features
 
 
 @dataclass
@@ -50,7 +54,6 @@ FEATURE_BOX = ((-0.09, 3.0), (-0.09, 3.0))
 
 def features(J: int = 2, rho: float = 0.0):
     """The Features of the synthetic data's first J cost features."""
-    from .inverse import Features
     return Features(names=FEATURE_NAMES[:J], lower=tuple(b[0] for b in FEATURE_BOX[:J]),
                     upper=tuple(b[1] for b in FEATURE_BOX[:J]), rho=rho)
 
@@ -124,12 +127,6 @@ def held_out_cosine(fit, held) -> float:
 def robot_samples(bag: str, subgoal: str, learn=("c_h", "c_u"), params: str | None = None):
     """Eq. 32 samples (with the weight features of `learn`) from a demonstration bag, successful
     episodes only; returns (samples, episode label per sample, Features)."""
-    from hiopt_ros.control.fop import Fop
-    from hiopt_ros.control.params import fop_config_from_params
-
-    from .bags import read_robot_bag
-    from .robot_data import SubgoalSpec, align_bag, inverse_samples, weight_features
-
     got, _ = align_bag(read_robot_bag(bag))
     got = [s for s in got if s.reached is not False]
     got = SubgoalSpec.parse(subgoal).apply(got)

@@ -4,7 +4,7 @@ Inverse optimization (Problem 11) on expert demonstrations of Eq. 32:
 
 1. read /odom, /cmd_vel (expert u), /hiopt/subgoal, the expert's plan (/hiopt/expert_plan), the
    episode records (/hiopt/episode) and the obstacles from rosbag2 bags (MCAP or sqlite3), drop
-   non-finite messages, align them in time (offline.bags, offline.robot_data); keep the episodes in
+   non-finite messages, align them in time (hiopt_ros.bags, offline.robot_data); keep the episodes in
    which the expert reached the goal (--keep-failed-episodes keeps all);
 2. per sample, the FOP's data at the expert's state: quadratic cost uᵀQu + cᵀu, bounds and
    obstacles linearised at the expert action as H u ≤ b (Fop.cost_terms / Fop.constraint_rows),
@@ -44,10 +44,23 @@ from typing import Any, Sequence
 import numpy as np
 import yaml
 
-from hiopt_ros.control.params import fop_config_from_params
-from sim.course import DEFAULT_PARAMS, load_course, load_params
+from hiopt_ros import unicycle_loop
+from hiopt_ros.bag_reader import RobotTopics, read_robot_bag
+from hiopt_ros.bags import BagError
+from hiopt_ros.control.fop import Fop
+from hiopt_ros.control.mpc import Mpc
+from hiopt_ros.control.params import fop_config_from_params, mpc_config_from_params
+from hiopt_ros.control.theta import Theta, save_theta
+from hiopt_ros.course import DEFAULT_PARAMS, load_course, load_params
+from hiopt_ros.planning.geometric import LookaheadPolicy
+from hiopt_ros.progress import progress_bar
+from hiopt_ros.stdio import mute_c_stdout
+from sim import evaluate
+from sim.courses import random_course
+from sim.evaluate import ExpertDriver, SubgoalDriver
+from sim.nav_env import NavEnv, NavEnvConfig, command_smoothness
 
-from .bags import BagError, RobotTopics, read_robot_bag
+from .inverse import fit_inverse as _fit
 from .inverse.metrics import action_metrics
 from .robot_data import (
     WEIGHT_NAMES,
@@ -80,8 +93,6 @@ class FitFailed(Exception):
 
 def fit_inverse(*args: Any, **kwargs: Any):
     """offline.inverse.fit_inverse (imported late: the solver stack is only needed for a fit)."""
-    from .inverse import fit_inverse as _fit
-
     return _fit(*args, **kwargs)
 
 
@@ -308,8 +319,6 @@ def read_demonstrations(paths: Sequence[str], args, topics: RobotTopics, fixed_o
                         seen: Sequence[dict] = ()):
     """Aligned samples of some bags, with alignment stats and per-bag provenance. A bag whose
     content equals one in `seen` (the training bags' provenance) or an earlier one is refused."""
-    from hiopt_ros.progress import progress_bar
-
     samples: list[RobotSample] = []
     stats = AlignmentStats(max_odom_age_s=args.max_odom_age_s, max_subgoal_skew_s=args.max_subgoal_skew_s)
     info = []
@@ -359,8 +368,6 @@ def keep_successful(samples: Sequence[RobotSample], keep_failed: bool) -> tuple[
 
 def fit_option(option: Option, samples: Sequence[RobotSample], fop, args, progress: bool, *, seed: int):
     """Fit one option on samples; returns (Theta, InverseFit, prepared samples, stats dict)."""
-    from hiopt_ros.control.theta import Theta
-
     fop.set_theta(Theta.zero(0))     # the FOP's own weights: the fit's fixed part and the weights' origin
     learn_w = option.weights if "weights" in option.learn else ()
     K = option.K if "relu" in option.learn else 0
@@ -404,8 +411,6 @@ def fit_option(option: Option, samples: Sequence[RobotSample], fop, args, progre
 
 def score(fop, theta, samples: Sequence[RobotSample], bar=None) -> dict[str, Any]:
     """The acados FOP with `theta` (ReLU terms, l, weights) on samples: Tables 4–5 metrics vs the expert."""
-    from hiopt_ros.stdio import mute_c_stdout
-
     fop.set_theta(theta)
     with mute_c_stdout():   # acados prints "maximum iterations reached" for a start that stops early
         u, failed = fop_actions(fop, samples, bar)
@@ -417,21 +422,15 @@ def score(fop, theta, samples: Sequence[RobotSample], bar=None) -> dict[str, Any
 
 def closed_loop(fop, theta, params, n_courses: int, seed: int, lookahead_m: float | None) -> dict[str, Any]:
     """Kinematic loop with the geometric planner on n random courses: success, collisions, time."""
-    from hiopt_ros.planning.geometric import LookaheadPolicy
-    from sim.kinematic_loop import run_episode
-
-    from .demos import random_course
-
     base = load_course(params)
     rng = np.random.default_rng(seed)
     courses = [random_course(rng, base, max_obstacles=min(3, fop.config.M)) for _ in range(n_courses)]
     planner = load_params(params).get("planner_node", {})
     policy = LookaheadPolicy(lookahead_m=float(lookahead_m or planner.get("lookahead_m", LookaheadPolicy.lookahead_m)))
-    from hiopt_ros.stdio import mute_c_stdout
 
     fop.set_theta(theta)
     with mute_c_stdout():
-        res = [run_episode(c, "fop", fop=fop, policy=policy, dt_s=0.02, max_time_s=30.0) for c in courses]
+        res = [unicycle_loop.run_episode(c, "fop", fop=fop, policy=policy, dt_s=0.02, max_time_s=30.0) for c in courses]
     ok = [r for r in res if r.reached]
     return {"courses": n_courses, "seed": seed, "lookahead_m": policy.lookahead_m,
             "reached": len(ok), "collided": sum(r.collided for r in res),
@@ -445,17 +444,13 @@ def pybullet_loop(lower, params, seeds: Sequence[int], driver) -> dict[str, Any]
     """`lower` (a Fop with its θ installed, or the MPC) driven by `driver` (sim.evaluate's) on the PyBullet
     courses of `seeds`: success, collisions, mean travel time and energy (over the successful runs), mean
     |Δω| per control step and mean |ω| (over every run)."""
-    from hiopt_ros.stdio import mute_c_stdout
-    from sim.evaluate import run_episode
-    from sim.nav_env import NavEnv, NavEnvConfig, command_smoothness
-
     env = NavEnv(lower, backend="pybullet", course_seeds=list(seeds), config=NavEnvConfig.from_params(params),
                  params=params)
     rows = []
     try:
         with mute_c_stdout():
             for seed in seeds:
-                ep = run_episode(env, driver, "select", int(seed))
+                ep = evaluate.run_episode(env, driver, "select", int(seed))
                 sm = command_smoothness(env.commands)
                 rows.append((ep.reached and not ep.collided, ep.collided, ep.time_s, ep.energy_j,
                              sm["mean_abs_domega_radps"], sm["mean_abs_omega_radps"]))
@@ -476,13 +471,6 @@ def select_closed_loop(candidates: list[dict[str, Any]], by_action: dict[str, An
     one with the least energy among those that reach every course without a collision within
     SELECT_TIME_FACTOR of `by_action`'s travel time wins (`by_action` itself qualifies unless it fails a
     course). Stores each candidate's numbers under "closed_loop"."""
-    from hiopt_ros.control.mpc import Mpc
-    from hiopt_ros.control.params import mpc_config_from_params
-    from hiopt_ros.planning.geometric import LookaheadPolicy
-    from hiopt_ros.progress import progress_bar
-    from sim.evaluate import ExpertDriver, SubgoalDriver
-    from sim.nav_env import NavEnvConfig
-
     seeds = list(range(args.select_first_seed, args.select_first_seed + args.select_courses))
     look = NavEnvConfig.from_params(args.params).prior_lookahead_m      # planner_node.lookahead_m
     mpc = pybullet_loop(Mpc(mpc_config_from_params(args.params)), args.params, seeds, ExpertDriver())
@@ -531,10 +519,6 @@ def candidate_options(args, has_plan: bool) -> list[list[Option]]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """The whole pipeline; returns the report (also stored as provenance in --out)."""
-    from hiopt_ros.control.fop import Fop
-    from hiopt_ros.control.theta import Theta, save_theta
-    from hiopt_ros.progress import progress_bar
-
     _check_args(args)
     t_start = time.perf_counter()
     progress = not args.no_progress

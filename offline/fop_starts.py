@@ -28,8 +28,17 @@ from pathlib import Path
 
 import numpy as np
 
+from hiopt_ros.bag_reader import read_robot_bag
+from hiopt_ros.control.fop import Fop
 from hiopt_ros.control.params import fop_config_from_params
-from sim.course import DEFAULT_PARAMS
+from hiopt_ros.course import DEFAULT_PARAMS, load_course
+from hiopt_ros.progress import progress_bar
+from hiopt_ros.unicycle_loop import run_episode
+from sim.courses import random_course
+
+from .demos import record
+from .inverse.metrics import action_metrics
+from .robot_data import align_bag
 
 NEAR_CLEARANCE_M = 0.3   # a sample is "near an obstacle" when the robot circle is this close to one
 
@@ -43,13 +52,6 @@ def _clearance(state: np.ndarray, obstacles_xyr: np.ndarray, robot_radius_m: flo
 
 def demonstration_study(episodes: int, seed: int, params: str | Path, progress: bool) -> dict:
     """Both FOP strategies on the demonstrations of `episodes` random courses drawn from `seed`."""
-    from hiopt_ros.control.fop import Fop
-
-    from .bags import read_robot_bag
-    from .demos import record
-    from .inverse.metrics import action_metrics
-    from .robot_data import align_bag
-
     with tempfile.TemporaryDirectory(prefix="hiopt_fop_starts_") as tmp:
         path, results = record(Path(tmp) / "demos.mcap", episodes, seed, params=params, progress=progress)
         samples, _ = align_bag(read_robot_bag(path))
@@ -91,13 +93,6 @@ def demonstration_study(episodes: int, seed: int, params: str | Path, progress: 
 
 def loop_study(courses: int, seed: int, params: str | Path, progress: bool) -> dict:
     """The bi-level kinematic loop on random courses with each start strategy."""
-    from hiopt_ros.control.fop import Fop
-    from hiopt_ros.progress import progress_bar
-    from sim.course import load_course
-    from sim.kinematic_loop import run_episode
-
-    from .demos import random_course
-
     cfg = fop_config_from_params(params)
     base = load_course(params)
     rng = np.random.default_rng(seed)

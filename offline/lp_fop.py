@@ -28,6 +28,9 @@ from typing import Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from offline.inverse import InverseSample
+from offline.inverse.highs import new_highs as _new_highs
+
 __all__ = ["ReluLpFop", "LpSolution"]
 
 _INF = math.inf
@@ -59,8 +62,6 @@ class ReluLpFop:
     def __init__(self, A, K: int = 0, *, l: float = 0.0, q_diag: Sequence[float] | None = None,
                  names: Sequence[str] | None = None) -> None:
         import highspy
-
-        from offline.inverse.highs import new_highs as _new_highs
 
         A = sp.csr_matrix(A, dtype=float)
         self.m, self.n = A.shape
@@ -225,8 +226,6 @@ class ReluLpFop:
         l is the inverse problem's own parameter. With sparse=True, H and B are scipy.sparse CSR
         matrices (for networks with hundreds of variables) — the inverse package must accept them.
         """
-        from offline.inverse import InverseSample
-
         c, rl, rh, cl, ch = self._vectors(c, row_lo, row_hi, col_lo, col_hi)
         x = np.asarray(x_expert, float).reshape(-1)
         if x.shape != (self.n,) or not np.all(np.isfinite(x)):

@@ -26,7 +26,10 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .bags import ObstacleSeries, RobotBag, TopicSeries
+from hiopt_ros.bag_reader import ObstacleSeries, RobotBag, TopicSeries, bag_topics, read_topic_raw
+from hiopt_ros.bags import typestore
+
+from .inverse import Features, InverseSample
 
 N_BOUND_ROWS = 4  # Fop.constraint_rows: the bounds (32e–f) come first, then one row per obstacle
 #: commands further apart than this belong to different episodes (bags without /hiopt/episode)
@@ -185,8 +188,6 @@ def _drop_nonfinite_obstacles(series: ObstacleSeries) -> tuple[ObstacleSeries, i
 
 def _deserialize(path, topic: str) -> list[tuple[int, Any]]:
     """(t_ns, message) of one topic; [] if the bag does not have it."""
-    from .bags import bag_topics, read_topic_raw, typestore
-
     if topic not in bag_topics(path):
         return []
     store = typestore()
@@ -355,8 +356,6 @@ def weight_features(learn: Sequence[str], fop: Any, max_factor: float = 20.0,
     the FOP strongly convex (l > 0); c_du (own weight 0) in ABSOLUTE_BOXES. `bounds` {name: (lo, hi)}
     replaces a weight's box by [lo, hi] (absolute values, e.g. a floor on c_u). At least one weight
     must stay fixed (the cost's scale)."""
-    from .inverse import Features
-
     learn = tuple(learn)
     bad = [w for w in learn if w not in WEIGHT_NAMES]
     if bad:
@@ -394,8 +393,6 @@ def inverse_samples(samples: Sequence[RobotSample], fop: Any, *, bound_tol: floa
     learn: weights of Eq. 32a whose changes are learned: each becomes a feature (q, diag R) of
     the sample (see cost_pieces); the FOP's cost at its own weights stays the fixed part.
     """
-    from .inverse import InverseSample
-
     out, kept, infeasible, relaxed = [], [], 0, 0
     lim = fop.config.limits
     lo, hi = lim.lower, lim.upper

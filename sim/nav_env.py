@@ -19,11 +19,22 @@ from typing import Any, Protocol, Sequence
 import gymnasium as gym
 import numpy as np
 
+from hiopt_ros.control.fop import Fop
 from hiopt_ros.control.model import UnicycleLimits, unicycle_step
-from hiopt_ros.planning import torch_policy as tp
+from hiopt_ros.control.mpc import Mpc
+from hiopt_ros.control.params import (
+    fop_config_from_params,
+    mpc_config_from_params,
+    node_sections,
+    robot_model_from_params,
+)
+from hiopt_ros.control.theta import load_theta
+from hiopt_ros.course import DEFAULT_PARAMS, Course
+from hiopt_ros.planning import observation as tp
+from hiopt_ros.planning.geometric import LookaheadPolicy
 from hiopt_ros.stdio import mute_c_stdout
-from sim.course import DEFAULT_PARAMS, Course
 from sim.courses import TRAIN_SEEDS, course_for_seed
+from sim.distance_field import DistanceField
 
 BACKENDS = ("kinematic", "pybullet")
 _NO_MUTE = contextlib.nullcontext()
@@ -98,8 +109,6 @@ class NavEnvConfig:
     @classmethod
     def from_params(cls, params: str | Path = DEFAULT_PARAMS, **overrides: Any) -> "NavEnvConfig":
         """The rates, bounds and radii the nodes (planner, controller, sim) read from `params`."""
-        from hiopt_ros.control.params import node_sections, robot_model_from_params
-
         sec = node_sections(params)
         planner, ctrl, sim = (sec.get(n, {}) for n in ("planner_node", "controller_node", "sim_node"))
         kw: dict[str, Any] = dict(
@@ -338,7 +347,6 @@ class NavEnv(gym.Env):
             self.action_kind = tp.ACTION_RESIDUAL if cfg.subgoal_action == "residual" else tp.ACTION_SUBGOAL
         self.prior = None
         if self.action_kind == tp.ACTION_RESIDUAL:
-            from hiopt_ros.planning.geometric import LookaheadPolicy
             self.prior = LookaheadPolicy(lookahead_m=cfg.prior_lookahead_m)
         size = tp.observation_size(cfg.n_obstacles)
         # finite bounds far beyond any reachable value (episodes last ≤ ~20 s at ≤ 1 m/s)
@@ -394,7 +402,6 @@ class NavEnv(gym.Env):
             self.lower_level.reset()
         c = self.course
         if self.config.reward.progress == "geodesic":
-            from sim.distance_field import DistanceField
             self._field = DistanceField(c)
         else:
             self._field = None
@@ -553,16 +560,11 @@ def make_lower_level(kind: str, *, theta: str | Path | None = None, params: str 
     * ``"mpc"``: the expert as expert_node builds it (give it the goal as its subgoal);
     * ``"none"``: no lower level (end-to-end).
     """
-    from hiopt_ros.control.params import fop_config_from_params, mpc_config_from_params
-
     if kind == "none":
         return None
     if kind == "mpc":
-        from hiopt_ros.control.mpc import Mpc
         return Mpc(mpc_config_from_params(params))
     if kind == "fop":
-        from hiopt_ros.control.fop import Fop
-        from hiopt_ros.control.theta import load_theta
         th = load_theta(theta) if theta else None
         cfg = fop_config_from_params(params)
         if th is not None and th.K > cfg.K:

@@ -12,7 +12,7 @@ learns what it gets wrong for its lower level); ``offset`` is the subgoal as a b
 the robot, learned from scratch.
 
 The env is :class:`sim.nav_env.NavEnv` (kinematic backend by default; ``--backend pybullet``
-with ``--init MODEL.zip`` fine-tunes in the physics). The harness is :mod:`offline.rl`
+with ``--init MODEL.zip`` fine-tunes in the physics). The harness is :mod:`sim.rl`
 (stable-baselines3). Everything goes into ``--out`` (default ``runs/train/<method>-<time>/``):
 
     policy.pt            TorchScript policy in the layout planner_node / e2e_node load
@@ -48,8 +48,11 @@ import yaml
 
 from hiopt_ros.config import IMPORT_ROOT as REPO_ROOT  # noqa: E402  (the one config locator)
 from hiopt_ros.config import config_path
-from sim.course import DEFAULT_PARAMS
+from hiopt_ros.course import DEFAULT_PARAMS
+from hiopt_ros.planning import observation as tp
+from sim import rl
 from sim.courses import TRAIN_SEEDS, describe_seed_ranges
+from sim.nav_env import NavEnv, NavEnvConfig, RewardConfig, make_lower_level
 
 METHODS = ("bilevel-unchanged", "bilevel-learned", "e2e")
 DEFAULT_THETA = config_path("theta", "robot.yaml")
@@ -57,7 +60,7 @@ DEFAULT_THETA = config_path("theta", "robot.yaml")
 
 @dataclass
 class TrainConfig:
-    """The experiment: hyperparameters of the robot runs (offline.rl.RLConfig gets the SB3 ones)."""
+    """The experiment: hyperparameters of the robot runs (sim.rl.RLConfig gets the SB3 ones)."""
 
     algo: str = "ppo"                # why PPO: README, "Training the upper level"
     steps: int = 600_000             # env steps (0.1 s planner periods)
@@ -89,8 +92,6 @@ class EnvFactory:
         return "none" if self.method == "e2e" else "fop"
 
     def __call__(self, rank: int = 0):
-        from sim.nav_env import NavEnv, NavEnvConfig, RewardConfig, make_lower_level
-
         lower = make_lower_level(self.lower_level_kind(), theta=self.theta, params=self.params)
         config = NavEnvConfig.from_params(self.params, subgoal_action=self.action,
                                           reward=RewardConfig(energy_per_j=self.energy_per_j))
@@ -188,7 +189,6 @@ def _command(argv: list[str] | None, drop: tuple[str, ...] = ()) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from offline import rl
 
     d = TrainConfig(algo=args.algo, steps=args.steps, n_envs=args.n_envs, seed=args.seed)
     out = args.out or REPO_ROOT / "runs" / "train" / f"{args.method}-{datetime.now():%Y%m%d-%H%M%S}"
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, signal.default_int_handler)
     import torch
 
-    # one torch thread in this process (the cores go to the env workers): offline.rl sets it only when it
+    # one torch thread in this process (the cores go to the env workers): sim.rl sets it only when it
     # builds a new model, and with --init two MKL/OpenMP threads spin against each other on a busy machine
     # (measured: 13 env steps/s instead of ≈ 130 at load average 10)
     torch.set_num_threads(1)
@@ -302,9 +302,6 @@ def _utc() -> str:
 def export_run(out: Path, args, factory: EnvFactory, command: str, model=None) -> int:
     """Write out/policy.pt (TorchScript, the layout the nodes load) and out/policy.yaml (provenance)
     from the run's model (given, or out/model.zip with --export-only); --ship copies both."""
-    from hiopt_ros.planning import torch_policy as tp
-    from offline import rl
-
     if model is None:
         if not (out / "model.zip").is_file():
             print(f"error: --export-only: no {out / 'model.zip'} (train first)", file=sys.stderr)

@@ -544,7 +544,7 @@ def test_itemwise_policy_is_shared_over_regions_and_maps_the_action_layout(metho
     from offline.amod.config import ScenarioSpec, make_env
     from offline.amod.envs import PAIR_FEATURES, REGION_FEATURES, pair_observation
     from offline.amod.train import KINDS, policy_config
-    from offline.rl import _policy_class
+    from sim.rl import _policy_class
 
     env = make_env(0, KINDS[method][0], ScenarioSpec("tiny", horizon=6), seeds=[1000])
     policy, kw = policy_config(method, env.sim, "itemwise")
@@ -580,7 +580,7 @@ def test_behaviour_cloning_fits_the_demonstrated_subgoals(form):
     from offline.amod.envs import observation
     from offline.amod.subgoal import SubgoalInterface
     from offline.amod.train import policy_config
-    from offline.rl import _policy_class
+    from sim.rl import _policy_class
 
     itf = SubgoalInterface(form=form)
     env = make_env(0, "bilevel", ScenarioSpec("tiny", horizon=6), seeds=[1000], interface=itf)

@@ -18,8 +18,8 @@ from hiopt_ros.control.model import UnicycleLimits, unicycle_step
 from hiopt_ros.control.mpc import Mpc, MpcConfig
 from hiopt_ros.control.reference import IpoptFop
 from hiopt_ros.control.theta import Theta
-from sim.course import Course, load_course
-from sim.kinematic_loop import run_episode
+from hiopt_ros.course import Course, load_course
+from hiopt_ros.unicycle_loop import run_episode
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -429,7 +429,7 @@ def test_goal_only_expert_is_trapped_by_overlapping_margins_and_guidance_frees_i
 def test_expert_reaches_the_goal_on_demo_courses_that_trapped_it():
     """Courses 0–11 of offline.demos' generator with seed 0; 6, 9 and 11 trapped the goal-only expert."""
     from hiopt_ros.control.params import mpc_config_from_params
-    from offline.demos import random_course
+    from sim.courses import random_course
 
     cfg = mpc_config_from_params()
     mpc = Mpc(cfg)

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hiopt_ros.bag_reader import bag_sha256, read_robot_bag, read_topic_raw
+from hiopt_ros.bags import BagWriter
 from offline import demos, fit
-from offline.bags import BagWriter, bag_sha256, read_robot_bag, read_topic_raw
 from offline.inverse.metrics import action_metrics
 from offline.robot_data import align_bag, split_indices
 
@@ -169,8 +170,8 @@ def test_shipped_theta_drives_the_bilevel_loop_to_the_goal():
     from hiopt_ros.control.fop import Fop
     from hiopt_ros.control.params import fop_config_from_params
     from hiopt_ros.control.theta import load_theta
-    from sim.course import load_course
-    from sim.kinematic_loop import run_episode
+    from hiopt_ros.course import load_course
+    from hiopt_ros.unicycle_loop import run_episode
 
     course = load_course()
     theta = load_theta(REPO / "config" / "theta" / "robot.yaml")
@@ -451,7 +452,7 @@ def test_closed_loop_selection_takes_the_least_energy_that_keeps_time_and_imitat
         return next(c["loop"] for c in cands if c["theta"] == installed[-1])
 
     monkeypatch.setattr(fit, "pybullet_loop", fake_loop)
-    monkeypatch.setattr("hiopt_ros.control.mpc.Mpc", lambda cfg: "mpc")
+    monkeypatch.setattr(fit, "Mpc", lambda cfg: "mpc")
     args = SimpleNamespace(select_first_seed=1_500_000, select_courses=10, min_cosine=0.98,
                            params=str(REPO / "config" / "nav.yaml"))
     chosen, note = fit.select_closed_loop(cands, by_action, FakeFop(), args, progress=False)

@@ -1,4 +1,4 @@
-"""The robot's RL upper level: the gymnasium env (both backends), course seeds, offline.rl, sim.train and
+"""The robot's RL upper level: the gymnasium env (both backends), course seeds, sim.rl, sim.train and
 sim.evaluate with tiny budgets, and the exported policy in planner_node."""
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ torch = pytest.importorskip("torch")
 
 from gymnasium.utils.env_checker import check_env  # noqa: E402
 
+from hiopt_ros.course import Course, load_course  # noqa: E402
+from hiopt_ros.planning import observation  # noqa: E402
 from hiopt_ros.planning import torch_policy as tp  # noqa: E402
-from sim.course import Course, load_course  # noqa: E402
 from sim.courses import DEFAULT_COURSE_SEED, EVAL_SEEDS, TRAIN_SEEDS, course_for_seed  # noqa: E402
 from sim.nav_env import NavEnv, NavEnvConfig, RewardConfig, make_lower_level, measure_wheel_drive  # noqa: E402
 
@@ -68,8 +69,9 @@ def test_observation_is_the_torch_policy_layout(fop):
     env = NavEnv(fop)
     obs, info = env.reset(options={"course_seed": DEFAULT_COURSE_SEED})
     c = env.course
-    np.testing.assert_array_equal(obs, tp.observation(c.start_xyyaw, c.goal_xy, c.obstacles_xyr, c.robot_radius_m))
-    assert env.observation_space.shape == (tp.observation_size(tp.DEFAULT_N_OBSTACLES),)
+    np.testing.assert_array_equal(obs,
+                                  observation.observation(c.start_xyyaw, c.goal_xy, c.obstacles_xyr, c.robot_radius_m))
+    assert env.observation_space.shape == (observation.observation_size(observation.DEFAULT_N_OBSTACLES),)
     assert info["course_seed"] == DEFAULT_COURSE_SEED
 
 
@@ -82,7 +84,7 @@ def test_one_step_is_one_planner_period_of_lower_level_solves(fop):
     # a = 0: subgoal d/2 straight ahead, inside the planner's clip
     _, reward, terminated, truncated, info = env.step(np.zeros(2, dtype=np.float32))
     assert len(env.last_solve_times_us) == 5 and info["time_s"] == pytest.approx(0.1)
-    expected = tp.action_to_subgoal(start, [cfg.max_subgoal_m / 2, 0.0], cfg.max_subgoal_m)
+    expected = observation.action_to_subgoal(start, [cfg.max_subgoal_m / 2, 0.0], cfg.max_subgoal_m)
     np.testing.assert_allclose(info["subgoal"], expected)
     moved = env.pose()[:2] - start[:2]
     heading = np.array([math.cos(start[2]), math.sin(start[2])])
@@ -99,7 +101,7 @@ def test_residual_action_corrects_the_geometric_waypoint(fop):
 
     cfg = NavEnvConfig.from_params(subgoal_action="residual")
     env = NavEnv(fop, config=cfg)
-    assert env.action_kind == tp.ACTION_RESIDUAL
+    assert env.action_kind == observation.ACTION_RESIDUAL
     scale, offset = env.action_scale
     np.testing.assert_allclose(scale, [cfg.residual_max_m] * 2) and np.testing.assert_allclose(offset, 0.0)
     env.reset(options={"course_seed": 7})
@@ -114,7 +116,7 @@ def test_residual_action_corrects_the_geometric_waypoint(fop):
     _, _, _, _, info = env.step(np.array([0.0, 1.0], dtype=np.float32))     # half a metre to the left
     left = np.array([-math.sin(pose[2]), math.cos(pose[2])])
     np.testing.assert_allclose(info["subgoal"], prior + cfg.residual_max_m * left, atol=1e-12)
-    far = tp.residual_to_subgoal([0.0, 0.0, 0.0], [1.4, 0.0], [0.5, 0.0], 1.5)      # clipped to 1.5 m
+    far = observation.residual_to_subgoal([0.0, 0.0, 0.0], [1.4, 0.0], [0.5, 0.0], 1.5)      # clipped to 1.5 m
     np.testing.assert_allclose(far, [1.5, 0.0])
     with pytest.raises(ValueError, match="subgoal_action"):
         NavEnvConfig.from_params(subgoal_action="waypoint")
@@ -130,7 +132,7 @@ def test_residual_torch_policy_adds_its_output_to_the_prior_it_was_trained_with(
         def __init__(self, out):
             super().__init__()
             self.out = torch.tensor([out], dtype=torch.float32)
-            self.action_kind, self.prior_lookahead_m, self.prior_clearance_m = tp.ACTION_RESIDUAL, 0.8, 0.15
+            self.action_kind, self.prior_lookahead_m, self.prior_clearance_m = observation.ACTION_RESIDUAL, 0.8, 0.15
 
         def forward(self, obs: torch.Tensor) -> torch.Tensor:
             return self.out.expand(obs.shape[0], 2)
@@ -140,7 +142,7 @@ def test_residual_torch_policy_adds_its_output_to_the_prior_it_was_trained_with(
         path = tmp_path / f"res{out[1]}.pt"
         torch.jit.save(torch.jit.script(Const(out)), str(path))
         pol = tp.TorchPolicy.load(path, max_distance_m=1.5)
-        assert pol.action_kind == tp.ACTION_RESIDUAL
+        assert pol.action_kind == observation.ACTION_RESIDUAL
         assert (pol.prior.lookahead_m, pol.prior.clearance_m) == (0.8, 0.15)
         for state in ([0.0, 0.0, 0.0], [1.2, 0.4, -0.7], [3.5, -0.2, 2.0]):
             prior = LookaheadPolicy(lookahead_m=0.8, clearance_m=0.15).subgoal(
@@ -155,7 +157,7 @@ def test_residual_torch_policy_adds_its_output_to_the_prior_it_was_trained_with(
     pol = tp.TorchPolicy.load(tmp_path / "res-0.3.pt", progress_check=tp.ProgressCheck(window=3, recovery=2))
     state = [1.2, 0.4, -0.7]
     prior = pol.prior.subgoal(state, course.goal_xy, course.obstacles_xyr, course.robot_radius_m)
-    corrected = tp.residual_to_subgoal(state, prior, [0.1, -0.3], 1.5)
+    corrected = observation.residual_to_subgoal(state, prior, [0.1, -0.3], 1.5)
     got = [pol.subgoal(state, course.goal_xy, course.obstacles_xyr, course.robot_radius_m) for _ in range(10)]
     uses_prior = [bool(np.allclose(g, prior)) for g in got]
     # the window counts again from the first recovery period: a robot still stuck is handed over again
@@ -175,7 +177,7 @@ def test_residual_torch_policy_adds_its_output_to_the_prior_it_was_trained_with(
 
         def __init__(self):
             super().__init__()
-            self.action_kind = tp.ACTION_RESIDUAL
+            self.action_kind = observation.ACTION_RESIDUAL
 
         def forward(self, obs: torch.Tensor) -> torch.Tensor:
             return obs[:, :2]
@@ -197,8 +199,8 @@ def test_policy_subgoal_checks_once_and_computes_what_the_checked_functions_comp
         obstacles = (reused if i % 3 == 0 else None if i % 7 == 0
                      else rng.uniform([0, -2, 0.1], [5, 2, 0.6], size=(int(rng.integers(0, 6)), 3)).tolist())
         got = pol.subgoal(state, goal, obstacles, 0.3)
-        action = pol._forward(tp.observation(state, goal, obstacles, 0.3, pol.n_obstacles))
-        want = tp.residual_to_subgoal(state, pol.prior.subgoal(state, goal, obstacles, 0.3), action, 1.5)
+        action = pol._forward(observation.observation(state, goal, obstacles, 0.3, pol.n_obstacles))
+        want = observation.residual_to_subgoal(state, pol.prior.subgoal(state, goal, obstacles, 0.3), action, 1.5)
         assert np.array_equal(got, want), (i, got, want)
     with pytest.raises(ValueError, match="state must be finite"):
         pol.subgoal([0.0, math.nan, 0.0], [1.0, 0.0], reused)
@@ -398,7 +400,7 @@ def test_bad_arguments_are_clear_errors(fop):
         env.step_subgoal([1.0, 0.0])
 
 
-# ---------------------------------------------------------------------------- offline.rl
+# ---------------------------------------------------------------------------- sim.rl
 def _pendulum(rank: int = 0):
     return gym.make("Pendulum-v1")
 
@@ -406,7 +408,7 @@ def _pendulum(rank: int = 0):
 @pytest.mark.slow
 @pytest.mark.parametrize("algo", ["ppo", "sac"])
 def test_rl_harness_trains_writes_outputs_and_exports_what_predict_does(algo, tmp_path):
-    from offline import rl
+    from sim import rl
 
     cfg = rl.RLConfig(algo=algo, total_steps=400, n_envs=1, vec="dummy", n_steps=200, batch_size=50,
                       learning_starts=100)
@@ -431,7 +433,7 @@ def test_rl_harness_trains_writes_outputs_and_exports_what_predict_does(algo, tm
 
 
 def test_rl_config_rejects_bad_values():
-    from offline import rl
+    from sim import rl
 
     with pytest.raises(ValueError, match="algo"):
         rl.RLConfig(algo="dqn")
@@ -475,11 +477,11 @@ def test_train_writes_policy_provenance_curve_and_logs(tiny_policies):
     assert prov["reward_energy_per_j"] == 0.01
     assert yaml.safe_load((tiny_policies["e2e"] / "policy.yaml").read_text())["reward_energy_per_j"] == 0.0
     m = torch.jit.load(str(out / "policy.pt"))
-    assert m.n_obstacles == tp.DEFAULT_N_OBSTACLES and m.observation_version == tp.OBSERVATION_VERSION
-    assert m.action_kind == tp.ACTION_RESIDUAL and m.prior_lookahead_m == 0.6 and m.prior_clearance_m == 0.2
+    assert m.n_obstacles == observation.DEFAULT_N_OBSTACLES and m.observation_version == observation.OBSERVATION_VERSION
+    assert m.action_kind == observation.ACTION_RESIDUAL and m.prior_lookahead_m == 0.6 and m.prior_clearance_m == 0.2
     offset = torch.jit.load(str(tiny_policies["bilevel-unchanged"] / "policy.pt"))   # --action offset
-    assert offset.action_kind == tp.ACTION_SUBGOAL and not hasattr(offset, "prior_lookahead_m")
-    assert torch.jit.load(str(tiny_policies["e2e"] / "policy.pt")).action_kind == tp.ACTION_COMMAND
+    assert offset.action_kind == observation.ACTION_SUBGOAL and not hasattr(offset, "prior_lookahead_m")
+    assert torch.jit.load(str(tiny_policies["e2e"] / "policy.pt")).action_kind == observation.ACTION_COMMAND
 
 
 @pytest.mark.slow
@@ -489,11 +491,11 @@ def test_exported_policies_are_evaluated_in_numpy_with_the_modules_numbers(tiny_
     rng = np.random.default_rng(5)
     for method in ("bilevel-learned", "bilevel-unchanged", "e2e"):
         module, n_obs = tp.load_module(tiny_policies[method] / "policy.pt",
-                                       tp.ACTION_COMMAND if method == "e2e" else tp.SUBGOAL_KINDS)
-        mlp = tp.NumpyMlp.from_module(module, tp.observation_size(n_obs))
+                                       observation.ACTION_COMMAND if method == "e2e" else observation.SUBGOAL_KINDS)
+        mlp = tp.NumpyMlp.from_module(module, observation.observation_size(n_obs))
         assert mlp is not None, method
         for _ in range(200):
-            obs = rng.normal(0.0, 4.0, size=tp.observation_size(n_obs)).astype(np.float32)
+            obs = rng.normal(0.0, 4.0, size=observation.observation_size(n_obs)).astype(np.float32)
             np.testing.assert_allclose(mlp(obs), tp._forward(module, obs), atol=2e-6)
     odd = torch.jit.script(torch.nn.Sequential(torch.nn.Linear(15, 2)))
     assert tp.NumpyMlp.from_module(odd, 15) is None
@@ -556,7 +558,7 @@ def test_export_only_rewrites_the_policy_from_the_model(tiny_policies):
                            "--out", str(out), "--export-only"], cwd=REPO, env=_env_vars(), capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert torch.jit.load(str(out / "policy.pt")).action_kind == tp.ACTION_COMMAND
+    assert torch.jit.load(str(out / "policy.pt")).action_kind == observation.ACTION_COMMAND
     import yaml
     old, new = yaml.safe_load(before), yaml.safe_load((out / "policy.yaml").read_text())
     assert new["command"] == old["command"] and new["env_steps"] == old["env_steps"]
@@ -568,7 +570,7 @@ def test_continued_training_counts_on_and_names_the_earlier_stage(tiny_policies,
     (its model, steps, and the command and θ of the run that wrote it), --init-std resets the std."""
     import yaml
 
-    from offline import rl
+    from sim import rl
 
     first = tiny_policies["bilevel-unchanged"]
     out = tmp_path / "continued"
@@ -696,7 +698,7 @@ def test_e2e_node_holds_the_policy_command_for_a_planner_period_and_stops_on_sta
     rclpy = pytest.importorskip("rclpy")
     from rclpy.parameter import Parameter
 
-    from hiopt_ros.nodes import common as c
+    from hiopt_ros.conversions import twist_values
     from hiopt_ros.nodes.e2e_node import E2eNode
 
     checkpoint = tiny_policies["e2e"] / "policy.pt"
@@ -706,7 +708,7 @@ def test_e2e_node_holds_the_policy_command_for_a_planner_period_and_stops_on_sta
         node = E2eNode(context=ctx, parameter_overrides=[Parameter("policy_checkpoint", value=str(checkpoint))])
         assert node.hold_cycles == 5
         sent = []                                            # (v, ω) of every command (one message is reused)
-        node.cmd.publisher.publish = lambda m: sent.append(c.twist_values(m))
+        node.cmd.publisher.publish = lambda m: sent.append(twist_values(m))
         node.on_control()                                   # no odometry yet: stop
         assert sent[-1] == (0.0, 0.0)
         course = load_course()
@@ -744,8 +746,8 @@ def test_e2e_node_rejects_a_subgoal_policy(tiny_policies):
     rclpy = pytest.importorskip("rclpy")
     from rclpy.parameter import Parameter
 
-    from hiopt_ros.nodes.common import ParameterError
     from hiopt_ros.nodes.e2e_node import E2eNode
+    from hiopt_ros.nodes.parameters import ParameterError
 
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=int(os.environ["ROS_DOMAIN_ID"]))

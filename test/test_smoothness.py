@@ -100,8 +100,8 @@ def test_theta_with_c_du_round_trips_and_a_theta_without_it_reverts_to_the_fops_
 
 
 def test_samples_carry_the_experts_previous_command_within_an_episode(tmp_path):
+    from hiopt_ros.bag_reader import read_robot_bag
     from offline import demos
-    from offline.bags import read_robot_bag
     from offline.robot_data import align_bag, cost_pieces
 
     path = tmp_path / "d.mcap"
@@ -150,7 +150,7 @@ def test_inverse_fit_recovers_a_planted_c_du():
 def _default_course_run(key: str) -> dict:
     """One PyBullet run of Table 2's method `key` (sim.evaluate's builders: the shipped θ and policy) on the
     default course; the episode's outcome, energy and command smoothness."""
-    from sim.course import DEFAULT_PARAMS
+    from hiopt_ros.course import DEFAULT_PARAMS
     from sim.courses import DEFAULT_COURSE_SEED
     from sim.evaluate import EvalSetup, build_method, run_episode
     from sim.nav_env import command_smoothness

@@ -247,9 +247,11 @@ def run(args: argparse.Namespace, log=None) -> tuple[dict, Path]:
     from std_msgs.msg import Bool
 
     from hiopt_ros import bringup, launcher
-    from hiopt_ros.nodes import common as c
+    from hiopt_ros.conversions import FRAME_ODOM
+    from hiopt_ros.course import load_course
+    from hiopt_ros.nodes.process import StopSignal
+    from hiopt_ros.nodes.topics import COMMAND_QOS, LATCHED_QOS, TOPIC_GOAL, TOPIC_GOAL_REACHED
     from hiopt_ros.recording import RunMonitor
-    from sim.course import load_course
 
     tty = sys.stderr.isatty()
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True) if tty else None)
@@ -266,7 +268,7 @@ def run(args: argparse.Namespace, log=None) -> tuple[dict, Path]:
         domain_id, reservation = launcher.default_domain_id()
     os.environ["ROS_DOMAIN_ID"] = str(domain_id)
     bringup.dds_env(os.environ)
-    stop = c.StopSignal().install()
+    stop = StopSignal().install()
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain_id, signal_handler_options=SignalHandlerOptions.NO)
     executor = SingleThreadedExecutor(context=context)
@@ -275,8 +277,8 @@ def run(args: argparse.Namespace, log=None) -> tuple[dict, Path]:
                          goal_xy=course.goal_xy, context=context)
     executor.add_node(monitor)
     reached: list[bool] = []
-    monitor.create_subscription(Bool, c.TOPIC_GOAL_REACHED, lambda m: reached.append(bool(m.data)), c.LATCHED_QOS)
-    goal_pub = monitor.create_publisher(PoseStamped, c.TOPIC_GOAL, c.COMMAND_QOS)
+    monitor.create_subscription(Bool, TOPIC_GOAL_REACHED, lambda m: reached.append(bool(m.data)), LATCHED_QOS)
+    goal_pub = monitor.create_publisher(PoseStamped, TOPIC_GOAL, COMMAND_QOS)
 
     def spin_once(timeout_s: float) -> None:
         stop.check()
@@ -308,7 +310,7 @@ def run(args: argparse.Namespace, log=None) -> tuple[dict, Path]:
                 n_solves, t_ep = len(monitor.solve_times_us), time.monotonic()
                 if index > 0:
                     msg = PoseStamped()
-                    msg.header.frame_id = sections["/**"].get("odom_frame", c.FRAME_ODOM)
+                    msg.header.frame_id = sections["/**"].get("odom_frame", FRAME_ODOM)
                     msg.header.stamp = monitor.get_clock().now().to_msg()
                     msg.pose.position.x, msg.pose.position.y = float(goal[0]), float(goal[1])
                     msg.pose.orientation.w = 1.0

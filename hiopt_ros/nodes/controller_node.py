@@ -30,10 +30,23 @@ from geometry_msgs.msg import PointStamped
 from rcl_interfaces.msg import SetParametersResult
 from std_msgs.msg import Float64
 
-from hiopt_ros.control.fop import FopConfig
+from hiopt_ros.config import package_path
+from hiopt_ros.control.fop import Fop, FopConfig
+from hiopt_ros.control.theta import Theta, load_theta
+from hiopt_ros.nodes.managed import CommandPublisher, ManagedNode, solve_time_values
+from hiopt_ros.nodes.parameters import DriverConfig, ParameterError, Params, declare_driver
+from hiopt_ros.nodes.process import node_main
+from hiopt_ros.nodes.topics import (
+    COMMAND_QOS,
+    TOPIC_CMD_VEL,
+    TOPIC_DIAGNOSTICS,
+    TOPIC_OBSTACLES,
+    TOPIC_ODOM,
+    TOPIC_SOLVE_TIME,
+    TOPIC_SUBGOAL,
+)
 from hiopt_ros.stdio import mute_c_stdout_for_good
 
-from . import common as c
 from .watchdog import Watchdog
 
 NAME = "controller_node"
@@ -43,7 +56,7 @@ _FOP_DEFAULTS = FopConfig()  # one source of truth for the FOP's default weights
 
 
 @dataclass(frozen=True)
-class ControllerConfig(c.DriverConfig):
+class ControllerConfig(DriverConfig):
     theta_file: str
     subgoal_timeout_s: float
     arrive_radius_m: float
@@ -62,14 +75,14 @@ def _plain_callback(method):
     return callback
 
 
-class ControllerNode(c.ManagedNode):
+class ControllerNode(ManagedNode):
     """FOP_θ at the control rate; see the module docstring and README's topic table."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(NAME, **kwargs)
-        p = c.Params(self)
+        p = Params(self)
         self.cfg = ControllerConfig(
-            **c.declare_driver(p, "FOP solve and /cmd_vel rate"),
+            **declare_driver(p, "FOP solve and /cmd_vel rate"),
             theta_file=p.text("theta_file", "", "fitted θ (config/theta/*.yaml; relative to the package share "
                                                  "folder); empty: the unchanged FOP",
                               read_only=False),
@@ -88,16 +101,14 @@ class ControllerNode(c.ManagedNode):
             theta = self._load_theta(p, cfg.theta_file)
         p.check()
 
-        from hiopt_ros.control.fop import Fop
-
         self.fop = Fop(FopConfig(**cfg.model.solver_kwargs(), K=cfg.relu_terms, c_p=cfg.c_p, c_h=cfg.c_h,
                                  c_u=cfg.c_u))
         if theta is not None:
             try:   # what only the FOP can check (another case study, input order, unknown weights)
                 self.fop.set_theta(theta)
             except ValueError as exc:
-                raise c.ParameterError(f"invalid parameter(s):\n  {NAME}.theta_file: cannot use "
-                                       f"{cfg.theta_file!r}: {exc}") from None
+                raise ParameterError(f"invalid parameter(s):\n  {NAME}.theta_file: cannot use "
+                                     f"{cfg.theta_file!r}: {exc}") from None
 
         self.watchdog = Watchdog(self.watchdog_clock(), {"odometry": cfg.odom_timeout_s,
                                                          "subgoal": cfg.subgoal_timeout_s})
@@ -113,12 +124,12 @@ class ControllerNode(c.ManagedNode):
         self._validated_theta: tuple[str, object] | None = None   # (path, θ) checked by on_validate_parameters
 
         # one message of each kind, refilled every cycle (no allocation on the hot path)
-        self.cmd = c.CommandPublisher(self, cfg.enable_stamped_cmd_vel, cfg.base_frame)
+        self.cmd = CommandPublisher(self, cfg.enable_stamped_cmd_vel, cfg.base_frame)
         self._solve_time_msg = Float64()
-        self.solve_time_pub = self.create_publisher(Float64, c.TOPIC_SOLVE_TIME, c.COMMAND_QOS)
-        self.diag_pub = self.create_publisher(DiagnosticArray, c.TOPIC_DIAGNOSTICS, 10)
+        self.solve_time_pub = self.create_publisher(Float64, TOPIC_SOLVE_TIME, COMMAND_QOS)
+        self.diag_pub = self.create_publisher(DiagnosticArray, TOPIC_DIAGNOSTICS, 10)
         self.subscribe_robot_state(self.watchdog)
-        self.create_subscription(PointStamped, c.TOPIC_SUBGOAL, self.on_subgoal, c.COMMAND_QOS)
+        self.create_subscription(PointStamped, TOPIC_SUBGOAL, self.on_subgoal, COMMAND_QOS)
         self.create_timer(1.0 / cfg.control_rate_hz, _plain_callback(self.on_control))
         self.create_timer(1.0 / cfg.diagnostics_rate_hz, _plain_callback(self.on_diagnostics))
         self.add_on_set_parameters_callback(self.on_validate_parameters)
@@ -135,13 +146,10 @@ class ControllerNode(c.ManagedNode):
         self.get_logger().info(
             f"FOP ready (K={cfg.relu_terms}, M={cfg.model.max_obstacles}, "
             f"θ: {cfg.theta_file or 'none, unchanged FOP'}), {cfg.control_rate_hz:g} Hz, "
-            f"{'TwistStamped' if cfg.enable_stamped_cmd_vel else 'Twist'} on {c.TOPIC_CMD_VEL}")
+            f"{'TwistStamped' if cfg.enable_stamped_cmd_vel else 'Twist'} on {TOPIC_CMD_VEL}")
         self.start_lifecycle(cfg.autostart)
 
-    def _load_theta(self, p: c.Params | None, path: str):
-        from hiopt_ros.config import package_path
-        from hiopt_ros.control.theta import load_theta
-
+    def _load_theta(self, p: Params | None, path: str):
         try:
             theta = load_theta(package_path(path))
         except Exception as exc:
@@ -187,8 +195,6 @@ class ControllerNode(c.ManagedNode):
 
     def on_parameters_set(self, params) -> None:
         """The accepted batch is applied: swap θ in (no rebuild)."""
-        from hiopt_ros.control.theta import Theta
-
         for prm in params:
             if prm.name == "theta_file" and self._validated_theta and self._validated_theta[0] == prm.value:
                 theta = self._validated_theta[1]
@@ -204,11 +210,11 @@ class ControllerNode(c.ManagedNode):
         v, omega, status, reason, counter = 0.0, 0.0, "stopped", "", None
         stale = self.watchdog.stale()
         if self.state is None:
-            reason, counter = self.waiting_for("odometry", [c.TOPIC_ODOM]), "waiting"
+            reason, counter = self.waiting_for("odometry", [TOPIC_ODOM]), "waiting"
         elif self.subgoal is None:
-            reason, counter = self.waiting_for("a subgoal", [c.TOPIC_SUBGOAL]), "waiting"
+            reason, counter = self.waiting_for("a subgoal", [TOPIC_SUBGOAL]), "waiting"
         elif self.obstacles is None:
-            reason, counter = self.waiting_for("obstacles", [c.TOPIC_OBSTACLES]), "waiting"
+            reason, counter = self.waiting_for("obstacles", [TOPIC_OBSTACLES]), "waiting"
         elif "odometry" in stale:
             reason, counter = self.odometry_fault(stale["odometry"])
         elif "subgoal" in stale:
@@ -257,10 +263,10 @@ class ControllerNode(c.ManagedNode):
     def on_diagnostics(self) -> None:
         failing = self._last_status not in ("ok", "at subgoal") and not self._last_status.startswith("waiting")
         self.publish_diagnostics("FOP", DiagnosticStatus.WARN if failing else DiagnosticStatus.OK, self._last_status,
-                                 self.diagnostics_values(**c.solve_time_values(self._solve_times_us)))
+                                 self.diagnostics_values(**solve_time_values(self._solve_times_us)))
 
 
-_main = c.node_main(ControllerNode)
+_main = node_main(ControllerNode)
 #: environment variable: when set, the node runs under cProfile (CPU time) and writes its stats to this file at exit
 #: (``python -m hiopt_ros.bench --node-rate --profile DIR`` sets it; pstats reads the file)
 PROFILE_ENV = "HIOPT_PROFILE_OUT"

@@ -36,20 +36,17 @@ import numpy as np
 
 from ..control.model import DEFAULT_ROBOT, check_obstacles, check_vector, finite_floats
 from .geometric import LookaheadPolicy
-from .observation import (  # noqa: F401  TEMPORARY re-export until the import rewrite
+from .observation import (
     ACTION_COMMAND,
     ACTION_RESIDUAL,
     ACTION_SUBGOAL,
     DEFAULT_N_OBSTACLES,
     OBSERVATION_VERSION,
-    PAD_CLEARANCE_M,
     SUBGOAL_KINDS,
-    action_to_subgoal,
     observation,
     observation_of,
     observation_size,
     offset_xy,
-    residual_to_subgoal,
     residual_xy,
 )
 

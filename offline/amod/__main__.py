@@ -6,7 +6,7 @@
                on held-out demonstrations (cosine, Manhattan vs θ = 0)
     imitation  θ = 0 and θ files at held-out demonstrations (cosine, Manhattan of f and g); --ties:
                also the closest optimal solution of each (how much of the gap LP ties explain)
-    train      RL training of one method's policy (offline.rl)
+    train      RL training of one method's policy (sim.rl)
     stream     the benchmark's protocol (one seeded stream of episodes): the §15 reference table
     subgoals   fixed (non-learned) subgoals through both lower levels per shortfall price (offline.amod.subgoal)
     fleet-sweep  held-out imitation of θ = 0 and θ̂ against the fleet size (where the learned lower level matters)
@@ -21,7 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from offline.amod.benchmark import preset_table
+from hiopt_ros.control.theta import load_theta
+from offline.amod.bench import run_bench
+from offline.amod.benchmark import benchmark_requests, matching_flows, preset_table
 from offline.amod.config import (
     DEMO_SEED0,
     HELD_OUT_SEED0,
@@ -32,8 +34,15 @@ from offline.amod.config import (
     spec_from_args,
     theta_form,
 )
-from offline.amod.scenario import SIZES
+from offline.amod.demos import load_demos
+from offline.amod.fit import closest_optimal, imitation, imitation_table
+from offline.amod.fleet_sweep import run_fleet_sweep
+from offline.amod.mpc import AmodMpc
+from offline.amod.pipeline import ensure_demos, ensure_policy, ensure_theta, ensure_theta_auto, method_dir
+from offline.amod.scenario import SIZES, write_benchmark_json
+from offline.amod.sim import AmodSim
 from offline.amod.subgoal import add_interface_arguments, interface_from_args
+from offline.amod.subgoal_check import run_subgoal_check
 
 
 def _log(msg: str) -> None:
@@ -41,7 +50,6 @@ def _log(msg: str) -> None:
 
 
 def cmd_scenario(args) -> int:
-    from offline.amod.scenario import write_benchmark_json
     if args.write_json:
         info = write_benchmark_json(args.write_json, n_regions=args.regions, fleet=args.json_fleet, seed=args.json_seed)
         print(f"wrote {info['path']} ({info['regions']} regions, {info['records']} demand records)")
@@ -51,15 +59,12 @@ def cmd_scenario(args) -> int:
 
 
 def cmd_demos(args) -> int:
-    from offline.amod.pipeline import ensure_demos
     d = ensure_demos(spec_from_args(args), args.out, args.seed, args.episodes, _log)
     print(f"{args.out}: {len(d)} samples, MPC reward {np.mean(d.episode_reward):.1f} ± {np.std(d.episode_reward):.1f}")
     return 0
 
 
 def cmd_fit(args) -> int:
-    from offline.amod.demos import load_demos
-    from offline.amod.pipeline import ensure_theta
     spec = spec_from_args(args)
     demos, held = load_demos(args.demos), load_demos(args.held_out)
     for name, d in (("demos", demos), ("held-out", held)):
@@ -70,7 +75,6 @@ def cmd_fit(args) -> int:
     if overlap:
         raise ValueError(f"held-out demonstrations share seeds {sorted(overlap)[:5]} with the training ones")
     if auto_theta_form(args):
-        from offline.amod.pipeline import ensure_theta_auto
         ensure_theta_auto(spec, demos, held, args.out, candidates=auto_candidates(args), rho=args.rho,
                           time_limit_s=args.time_limit, log=_log, fit_episodes=args.episodes, force=True)
         return 0
@@ -82,11 +86,6 @@ def cmd_fit(args) -> int:
 
 
 def cmd_imitation(args) -> int:
-    from hiopt_ros.control.theta import load_theta
-    from offline.amod.demos import load_demos
-    from offline.amod.fit import closest_optimal, imitation, imitation_table
-    from offline.amod.sim import AmodSim
-
     spec = spec_from_args(args)
     held = load_demos(args.held_out)
     if held.meta.get("spec") not in (None, spec.to_dict()):
@@ -115,8 +114,6 @@ def cmd_imitation(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from offline.amod.demos import load_demos
-    from offline.amod.pipeline import ensure_policy, method_dir
     out = args.out or Path("results/amod") / spec_from_args(args).key / "rl" / method_dir(args.method)
     if args.method == "Bi-level-learned" and args.theta is None:
         raise ValueError("Bi-level-learned needs --theta (a fitted θ file)")
@@ -129,9 +126,6 @@ def cmd_train(args) -> int:
 
 def cmd_stream(args) -> int:
     """The benchmark's evaluation protocol (§14): one RandomState(seed) stream, episode k its k+1-th draw."""
-    from offline.amod.benchmark import benchmark_requests, matching_flows
-    from offline.amod.sim import AmodSim
-
     spec = spec_from_args(args)
     sc = spec.build()
     if sc.sampling != "benchmark":
@@ -140,7 +134,6 @@ def cmd_stream(args) -> int:
     reqs = benchmark_requests(sc.demand_rate, sc.draw_order, args.seed, episodes=args.episodes)
     mpc = None
     if args.policy == "mpc":
-        from offline.amod.mpc import AmodMpc
         mpc = AmodMpc(sim)
     print(f"{sc.summary()}\npolicy: {args.policy}; benchmark defects: {', '.join(spec.defects) or 'none'}; "
           f"RandomState({args.seed}) stream, episodes 1–{args.episodes}\n")
@@ -167,7 +160,6 @@ def cmd_stream(args) -> int:
 
 
 def cmd_fleet_sweep(args) -> int:
-    from offline.amod.fleet_sweep import run_fleet_sweep
     run_fleet_sweep(args, _log)
     return 0
 
@@ -175,7 +167,6 @@ def cmd_fleet_sweep(args) -> int:
 def cmd_subgoals(args) -> int:
     import math
 
-    from offline.amod.subgoal_check import run_subgoal_check
     try:
         prices = [math.inf if v.strip() == "inf" else float(v) for v in args.prices.split(",") if v.strip()]
     except ValueError:
@@ -195,7 +186,6 @@ def cmd_subgoals(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from offline.amod.bench import run_bench
     run_bench(args, _log)
     return 0
 

@@ -16,7 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
+from hiopt_ros.control.theta import Theta
 from hiopt_ros.tables import Column, markdown_table
+from offline.amod.config import lower_factory, spec_from_args
+from offline.amod.envs import AmodBiLevelEnv, observation
+from offline.amod.lower import Eq25Fop
+from offline.amod.mpc import AmodMpc
+from offline.amod.scenario import SIZES, write_benchmark_json
+from offline.amod.sim import AmodSim
 
 __all__ = ["run_bench"]
 
@@ -28,14 +35,6 @@ def _stats(ts) -> list[str]:
 
 
 def run_bench(args, log) -> dict:
-    from hiopt_ros.control.theta import Theta
-    from offline.amod.config import lower_factory, spec_from_args
-    from offline.amod.envs import AmodBiLevelEnv, observation
-    from offline.amod.lower import Eq25Fop
-    from offline.amod.mpc import AmodMpc
-    from offline.amod.scenario import SIZES, write_benchmark_json
-    from offline.amod.sim import AmodSim
-
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.generate_regions:

@@ -12,7 +12,10 @@ import argparse
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from hiopt_ros.control.theta import load_theta
 from offline.amod.benchmark import DATA_DIR, DEFAULT_PRESET, DEFECTS, PRESETS
+from offline.amod.envs import AmodBiLevelEnv, AmodEndToEndEnv
+from offline.amod.lower import Eq25Fop
 from offline.amod.scenario import SIZES, AmodScenario, load_benchmark_json, synthetic
 from offline.amod.subgoal import DEFAULT_INTERFACE, SubgoalInterface
 
@@ -232,11 +235,9 @@ def lower_factory(theta_path: str | None, K: int | None = None, interface: Subgo
     """sim -> Eq25Fop with θ from theta_path (None: the unchanged FOP, K = 0) and the shortfall price of
     `interface` (None: Remark 3's large M)."""
     def build(sim):
-        from offline.amod.lower import Eq25Fop
         M = interface.eps_penalty(sim) if interface is not None else None
         if theta_path is None:
             return Eq25Fop(sim, K=0, eps_penalty=M)
-        from hiopt_ros.control.theta import load_theta
         theta = load_theta(theta_path)
         if theta.case_study != "amod":
             raise ValueError(f"θ file {theta_path} is for case study '{theta.case_study}', not amod")
@@ -248,13 +249,11 @@ def lower_factory(theta_path: str | None, K: int | None = None, interface: Subgo
 
 def make_env(rank: int, kind: str, spec: ScenarioSpec, theta_path: str | None = None, seeds=RL_SEEDS,
              interface: SubgoalInterface = DEFAULT_INTERFACE):
-    """A training environment (module-level, so offline.rl can build it in a worker process).
+    """A training environment (module-level, so sim.rl can build it in a worker process).
 
     kind: "bilevel" (the upper level over Eq. 25 with θ from theta_path, or θ = 0 without one, through
     the subgoal `interface`) or "e2e".
     """
-    from offline.amod.envs import AmodBiLevelEnv, AmodEndToEndEnv
-
     scenario = spec.build()
     if kind == "bilevel":
         return AmodBiLevelEnv(scenario, lower_factory(theta_path, interface=interface), seeds, interface=interface)

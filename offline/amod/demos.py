@@ -17,6 +17,9 @@ from typing import Sequence
 
 import numpy as np
 
+from hiopt_ros.progress import progress_bar
+from offline.amod.lower import Eq25Fop
+from offline.amod.mpc import AmodMpc
 from offline.amod.sim import AmodSim, AmodState
 
 __all__ = ["Demos", "collect", "load_demos", "save_demos"]
@@ -59,15 +62,11 @@ class Demos:
 
 def collect(sim: AmodSim, seeds: Sequence[int], mpc=None, progress: bool = True) -> Demos:
     """Run the MPC expert for one episode per seed and log every step (module docstring)."""
-    from offline.amod.lower import Eq25Fop
-    from offline.amod.mpc import AmodMpc
-
     mpc = mpc or AmodMpc(sim)
     fop = Eq25Fop(sim)          # only for the incidence matrix of the implied subgoal
     rows: dict[str, list] = {k: [] for k in ("episode", "seed", "t", "idle", "arrivals", "requests", "f", "g",
                                              "qhat", "mpc_time_s")}
     ep_reward, ep_served = [], []
-    from hiopt_ros.progress import progress_bar
 
     bar = progress_bar(total=len(seeds) * sim.T, enabled=progress, desc="MPC demonstrations", unit="step")
     for e, seed in enumerate(seeds):

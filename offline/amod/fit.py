@@ -18,10 +18,13 @@ from typing import Sequence
 
 import numpy as np
 
+from hiopt_ros.control.theta import Theta
 from hiopt_ros.tables import Column, markdown_table
+from offline.amod.cost_terms import parse_spec, term_matrix
 from offline.amod.demos import Demos
 from offline.amod.lower import Eq25Fop
 from offline.amod.sim import AmodSim
+from offline.inverse import Features, action_metrics, fit_inverse
 
 __all__ = ["FIT_L", "inverse_samples", "cost_features", "fit_theta", "imitation", "closest_optimal", "imitation_table"]
 
@@ -32,8 +35,6 @@ FIT_L = 1e-3
 def inverse_samples(fop: Eq25Fop, demos: Demos, cost_terms: Sequence[str] = ()) -> list:
     """One offline.inverse.InverseSample per demonstration (sparse rows); with cost_terms (names of
     offline.amod.cost_terms), each carries their features at its step as feature_lin."""
-    from offline.amod.cost_terms import term_matrix
-
     samples = [fop.inverse_sample(demos.state(k), demos.qhat[k], demos.f[k], demos.g[k]) for k in range(len(demos))]
     if cost_terms:
         for k, s in enumerate(samples):
@@ -45,9 +46,6 @@ def inverse_samples(fop: Eq25Fop, demos: Demos, cost_terms: Sequence[str] = ()) 
 def cost_features(sim: AmodSim, spec: str, rho: float = 0.0):
     """offline.inverse.Features of a cost-term spec ("time", "time:B"): weights in [0, largest trip
     price] — a vehicle-step costs something, and never more than the best trip earns."""
-    from offline.amod.cost_terms import parse_spec
-    from offline.inverse import Features
-
     names = parse_spec(spec, sim.T)
     hi = float(np.max(sim.price))
     return Features(names=tuple(names), lower=(0.0,) * len(names), upper=(hi,) * len(names), rho=rho)
@@ -64,9 +62,6 @@ def fit_theta(sim: AmodSim, demos: Demos, *, K: int = 2, l: float = FIT_L, rho: 
     an LP (offline.amod.lower.DEFAULT_L); the fit's l is in the provenance. K = 0 needs cost_terms
     (then Problem 11 is convex and solved in one step whatever `method` says).
     """
-    from hiopt_ros.control.theta import Theta
-    from offline.inverse import fit_inverse
-
     fop = Eq25Fop(sim)
     features = cost_features(sim, cost_terms, rho) if cost_terms else None
     samples = inverse_samples(fop, demos, features.names if features else ())
@@ -84,8 +79,6 @@ def imitation(sim: AmodSim, demos: Demos, theta=None) -> dict:
     Returns {"f": metrics of the rebalancing flows, "g": of the passenger flows, "failed": solves
     that failed, "solve_ms_median"}; metrics = offline.inverse.action_metrics (cosine, l1, l2).
     """
-    from offline.inverse import action_metrics
-
     fop = Eq25Fop(sim, K=theta.K if theta is not None else 0)
     fop.set_theta(theta)
     F, G, times, failed = [], [], [], 0
@@ -112,8 +105,6 @@ def closest_optimal(sim: AmodSim, demos: Demos, theta=None, rel_tol: float = 1e-
     """
     import scipy.sparse as sp
     from scipy.optimize import linprog
-
-    from offline.inverse import action_metrics
 
     fop = Eq25Fop(sim, K=theta.K if theta is not None else 0)
     fop.set_theta(theta)

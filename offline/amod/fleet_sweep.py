@@ -15,14 +15,13 @@ import dataclasses
 from pathlib import Path
 
 from hiopt_ros.tables import Column, markdown_table
+from offline.amod import pipeline
+from offline.amod.config import DEMO_SEED0, HELD_OUT_SEED0, auto_candidates, spec_from_args
 
 __all__ = ["run_fleet_sweep"]
 
 
 def run_fleet_sweep(args, log) -> list[dict]:
-    from offline.amod import pipeline
-    from offline.amod.config import DEMO_SEED0, HELD_OUT_SEED0, auto_candidates, spec_from_args
-
     fleets = [int(x) for x in str(args.fleets).split(",") if x.strip()]
     if not fleets or min(fleets) < 1:
         raise ValueError(f"--fleets needs positive fleet sizes separated by commas, got {args.fleets!r}")

@@ -32,7 +32,9 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from offline.amod.cost_terms import correction_table
 from offline.amod.sim import AmodSim, AmodState
+from offline.lp_fop import ReluLpFop
 
 __all__ = ["Eq25Fop", "Eq25Solution", "DEFAULT_L"]
 
@@ -62,8 +64,6 @@ class Eq25Fop:
     """
 
     def __init__(self, sim: AmodSim, K: int = 0, l: float = DEFAULT_L, eps_penalty: float | None = None) -> None:
-        from offline.lp_fop import ReluLpFop
-
         self.sim = sim
         N, E, P = sim.N, sim.E, sim.P
         self.N, self.E, self.P = N, E, P
@@ -99,7 +99,6 @@ class Eq25Fop:
         if list(theta.input_names) != self.names:
             raise ValueError(f"θ was fitted for another network ({len(theta.input_names)} columns "
                              f"{theta.input_names[:2]}…, this FOP has {self.n} {self.names[:2]}…)")
-        from offline.amod.cost_terms import correction_table
 
         table = correction_table(self.sim, theta.cost_weights) if theta.cost_weights else None
         self.lp.set_theta(theta.alpha, theta.beta, l=theta.l if theta.l > 0 else None)

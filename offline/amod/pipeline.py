@@ -13,9 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
+from hiopt_ros.control.theta import Theta, load_theta, save_theta
 from offline.amod.config import ScenarioSpec
 from offline.amod.demos import Demos, collect, load_demos, save_demos
+from offline.amod.fit import FIT_L, fit_theta, imitation, imitation_table
+from offline.amod.lower import Eq25Fop
 from offline.amod.sim import AmodSim
+from offline.amod.subgoal import DEFAULT_INTERFACE
+from offline.amod.train import KINDS, TrainSpec, train_policy
+from sim import rl
 
 __all__ = ["ensure_demos", "ensure_theta", "ensure_imitation", "ensure_policy", "method_dir", "sha256"]
 
@@ -53,9 +59,6 @@ def ensure_theta(spec: ScenarioSpec, demos: Demos, held: Demos, path: Path, *, K
     """Fit θ on `demos` (its first fit_episodes episodes; None: all), validate it on `held`, write it
     with provenance (reused if made from the same data and settings). cost_terms: also learn these
     linear cost terms of Eq. 25 (offline.amod.cost_terms, e.g. "time:4"; K = 0: only them)."""
-    from hiopt_ros.control.theta import load_theta, save_theta
-    from offline.amod.fit import FIT_L, fit_theta, imitation
-
     l = FIT_L if l is None else l
     n_ep = int(demos.episode.max()) + 1
     fit_episodes = n_ep if fit_episodes is None else min(int(fit_episodes), n_ep)
@@ -141,9 +144,6 @@ def ensure_theta_auto(spec: ScenarioSpec, demos: Demos, held: Demos, path: Path,
     to `path` the best candidate that is no worse than θ = 0 on any held-out metric — by rebalancing-flow
     cosine, then its Manhattan distance — or θ = 0 itself (an empty θ) if none is. The θ file's
     provenance `selection` lists every candidate's metrics and the reason."""
-    from hiopt_ros.control.theta import Theta, load_theta, save_theta
-    from offline.amod.fit import imitation
-
     sim = AmodSim(spec.build())
     base = _plain(imitation(sim, held))
     rows = []
@@ -192,7 +192,6 @@ def ensure_theta_auto(spec: ScenarioSpec, demos: Demos, held: Demos, path: Path,
         log(f"[amod]   {line}")
     log(f"[amod]   chosen: {reason}")
     if best is None:
-        from offline.amod.lower import Eq25Fop
         names = Eq25Fop(sim).names
         theta = Theta(alpha=np.zeros((0, len(names))), beta=np.zeros(0), l=0.0, case_study="amod",
                       input_names=names)
@@ -222,9 +221,6 @@ def _untimed(m):
 
 def ensure_imitation(spec: ScenarioSpec, held: Demos, theta_path: Path, out: Path, log) -> Path:
     """Table 5-style imitation of MPC at held-out states (θ = 0 vs θ̂), written as Markdown."""
-    from hiopt_ros.control.theta import load_theta
-    from offline.amod.fit import imitation, imitation_table
-
     theta = load_theta(theta_path)
     sim = AmodSim(spec.build())
     rows = [("Bi-level-unchanged (θ = 0)", imitation(sim, held)), ("Bi-level-learned (θ̂)", imitation(sim, held, theta))]
@@ -241,10 +237,6 @@ def ensure_policy(spec: ScenarioSpec, method: str, out: Path, theta_path: Path |
                   bc_steps: int = 3000, network: str = "itemwise", interface=None):
     """The trained SB3 model of `method` (reused if trained with the same scenario, θ, demonstrations,
     budget, seed and subgoal interface); bc_demos warm-starts it by behaviour cloning (offline.amod.bc)."""
-    from offline import rl
-    from offline.amod.subgoal import DEFAULT_INTERFACE
-    from offline.amod.train import KINDS, TrainSpec, train_policy
-
     interface = interface or DEFAULT_INTERFACE
     kind, learned = KINDS[method]
     meta = {"method": method, "spec": spec.to_dict(), "steps": steps, "algo": algo, "seed": seed,

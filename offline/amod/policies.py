@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from offline.amod.envs import e2e_flows, observation, pair_observation
+from offline.amod.mpc import AmodMpc
 from offline.amod.sim import AmodSim, AmodState
 from offline.amod.subgoal import DEFAULT_INTERFACE, SubgoalInterface
 
@@ -23,7 +24,6 @@ class MpcPolicy:
     """The MPC (offline.amod.mpc; perfect knowledge by default) applying its first step."""
 
     def __init__(self, sim: AmodSim, knowledge: str = "perfect") -> None:
-        from offline.amod.mpc import AmodMpc
         self.sim, self.mpc = sim, AmodMpc(sim, knowledge=knowledge)
 
     def decide(self, state: AmodState):

@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from offline.amod.benchmark import benchmark_orders, bin_demand, hours_covered
+
 __all__ = ["AmodScenario", "synthetic", "load_benchmark_json", "write_benchmark_json", "SIZES"]
 
 
@@ -278,8 +280,6 @@ def _num(x) -> bool:
 def _benchmark_scenario(path: Path, data: dict, *, start_hour, step_min, horizon, demand_ratio, beta, fleet,
                         network, name) -> AmodScenario:
     """The benchmark's scenario rules (offline.amod.benchmark, §2–§4 of the spec) on validated JSON data."""
-    from offline.amod.benchmark import benchmark_orders, bin_demand, hours_covered
-
     if network not in ("topology", "complete"):
         raise ValueError(f"network must be 'topology' or 'complete', got {network!r}")
     try:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from offline.amod.benchmark import benchmark_requests
 from offline.amod.scenario import AmodScenario
 
 __all__ = ["AmodSim", "AmodState", "StepResult", "round_flows", "round_flows_grouped"]
@@ -157,7 +158,6 @@ class AmodSim:
     def sample_requests(self, seed: int) -> np.ndarray:
         """(T', P) the requests of demand sample `seed` (scenario.sampling: "numpy" or the benchmark's §4)."""
         if self.sc.sampling == "benchmark":
-            from offline.amod.benchmark import benchmark_requests
             full = benchmark_requests(self.sc.demand_rate, np.asarray(self.sc.draw_order), seed)[0]
             return full[:, self.od[:, 0], self.od[:, 1]]
         return np.random.default_rng(int(seed)).poisson(self.rate).astype(float)

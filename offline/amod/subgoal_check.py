@@ -21,9 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from offline.amod.config import lower_factory
+from offline.amod.mpc import AmodMpc
 from offline.amod.policies import MpcPolicy, SubgoalPolicy, run_episode
 from offline.amod.sim import AmodSim
 from offline.amod.subgoal import SubgoalInterface
+from sim.results import Metric, ResultsTable
 
 __all__ = ["fixed_subgoals", "run_subgoal_check"]
 
@@ -49,7 +51,6 @@ def fixed_subgoals(sim: AmodSim, lower, with_mpc: bool = False) -> dict:
         "floor: demand-proportional": lambda s: floor.subgoal(sim, s, logits_of(demand_share(s)), lower),
     }
     if with_mpc:
-        from offline.amod.mpc import AmodMpc
         mpc = AmodMpc(sim)
 
         def mpc_subgoal(s):
@@ -62,8 +63,6 @@ def fixed_subgoals(sim: AmodSim, lower, with_mpc: bool = False) -> dict:
 
 def run_subgoal_check(spec, theta_path: str | None, prices, seeds, out: Path, with_mpc: bool = False, log=print):
     """The table of the module docstring; returns {"paths", "table"}."""
-    from sim.results import Metric, ResultsTable
-
     sim = AmodSim(spec.build())
     mpc = MpcPolicy(sim)
     ref = {}

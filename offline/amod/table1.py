@@ -5,7 +5,7 @@ prepare() builds what the four methods need, each step cached under
 
     demos.npz            MPC demonstrations, seeds DEMO_SEED0 … (+ held_out.npz, seeds HELD_OUT_SEED0 …)
     theta.yaml           θ fitted on demos.npz (Problem 11), validated on held_out.npz (provenance)
-    rl/<method>/         SB3 runs of the upper levels and of end-to-end RL (offline.rl: model.zip,
+    rl/<method>/         SB3 runs of the upper levels and of end-to-end RL (sim.rl: model.zip,
                          learning curve, TensorBoard, train.json with steps/s)
     imitation.md         Table 5-style imitation of MPC on the held-out states (θ = 0 vs fitted θ)
     theta_cvxpylayers.yaml   (row Bi-level-cvxpy) θ of the same form fitted by cvxpylayers on demos.npz
@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
+from hiopt_ros.control.theta import load_theta, save_theta
+from offline.amod import pipeline
 from offline.amod.config import (
     DEMO_SEED0,
     HELD_OUT_SEED0,
@@ -37,7 +39,14 @@ from offline.amod.config import (
     spec_from_args,
     theta_form,
 )
+from offline.amod.mpc import AmodMpc
+from offline.amod.policies import BiLevelPolicy, EndToEndPolicy, MpcPolicy, OneStepPolicy, SubgoalPolicy, run_episode
+from offline.amod.sim import AmodSim
 from offline.amod.subgoal import add_interface_arguments, interface_from_args
+from offline.baselines.__main__ import write_loss_curve
+from offline.baselines.cases import amod_case
+from offline.baselines.run import Prepared as BaselinePrepared
+from offline.baselines.run import add_budget_arguments, fit_cvxpylayers, fit_value, layer_configs, value_grid
 from offline.experiments import METHODS, Episode, Prepared
 
 __all__ = ["CASE", "AmodTable1"]
@@ -98,15 +107,12 @@ class AmodTable1:
         p.add_argument("--policy-net", default="itemwise", choices=("itemwise", "mlp"),
                        help="RL policy network: shared over regions/pairs (default) or SB3's MLP")
         add_interface_arguments(p)
-        from offline.baselines.run import add_budget_arguments
         add_budget_arguments(p)
 
     # ---------------------------------------------------------------- preparation
     def prepare(self, args, work_dir, log, train_seed: int | None = None) -> Prepared:
         """Demonstrations, θ (shared by every training seed) and the RL policies of `train_seed`
         (default --rl-seed), cached under <work_dir>/<scenario key>/rl/<method>[_seed<k>]/ (seed 0: no suffix)."""
-        from offline.amod import pipeline
-
         rl_seed = int(args.rl_seed if train_seed is None else train_seed)
 
         spec = spec_from_args(args)
@@ -128,7 +134,6 @@ class AmodTable1:
         imitation_md = pipeline.ensure_imitation(spec, held, theta_path, root / "imitation.md", log)
         st = _State(spec=spec, theta_path=Path(theta_path), interface=interface_from_args(args), demos=demos,
                     held=held)
-        from hiopt_ros.control.theta import load_theta
         prov = load_theta(theta_path).provenance
         notes = [f"scenario: {scenario.summary()}",
                  f"θ: {theta_path} (K={load_theta(theta_path).K}, cost terms {prov.get('cost_terms')}, "
@@ -142,7 +147,6 @@ class AmodTable1:
             st.cvx_theta_path = _ensure_cvxpylayers_theta(args, spec, root, demos, held, Path(theta_path), log)
             notes.append(f"{CVXPY}: θ fitted by cvxpylayers on the same demonstrations, {st.cvx_theta_path}")
         if VALUE in methods:
-            from offline.baselines.run import value_grid
             st.value_grid = tuple(value_grid(args))
             notes.append(f"{VALUE}: V fitted on the same demonstrations (offline.baselines.value; ranks "
                          f"{args.ranks}, λ {args.regs}, chosen on the last training episode)")
@@ -167,9 +171,6 @@ class AmodTable1:
 
     # ---------------------------------------------------------------- evaluation
     def _policy(self, st: _State, method: str):
-        from offline.amod.policies import BiLevelPolicy, EndToEndPolicy, MpcPolicy
-        from offline.amod.sim import AmodSim
-
         if method not in st.policies:
             sim = AmodSim(st.spec.build())
             if method == "MPC":
@@ -177,8 +178,6 @@ class AmodTable1:
             elif method == CE_MPC:
                 pol = MpcPolicy(sim, knowledge="expected")
             elif method in (ORACLE_UNCHANGED, ORACLE_LEARNED):
-                from offline.amod.mpc import AmodMpc
-                from offline.amod.policies import SubgoalPolicy
                 mpc = AmodMpc(sim)
                 lower = lower_factory(str(st.theta_path) if method == ORACLE_LEARNED else None,
                                       interface=st.interface)(sim)
@@ -200,8 +199,6 @@ class AmodTable1:
         return st.policies[method]
 
     def run_episode(self, prepared: Prepared, method: str, seed: int) -> Episode:
-        from offline.amod.policies import run_episode
-
         sim, pol = self._policy(prepared.state, method)
         r = run_episode(sim, pol, seed)
         return Episode(reward=r.reward, served_demand=r.served, decision_times_s=r.decision_times_s,
@@ -212,13 +209,6 @@ def _ensure_cvxpylayers_theta(args, spec, root: Path, demos, held, inverse_theta
     """θ of the inverse fit's form (its K and cost terms) fitted by cvxpylayers on the same demonstrations
     (offline.baselines.run.fit_cvxpylayers, the budget options of add_budget_arguments), cached in
     root/theta_cvxpylayers.yaml next to a .json of its inputs (reused when they are the same)."""
-    from hiopt_ros.control.theta import load_theta, save_theta
-    from offline.amod.sim import AmodSim
-    from offline.baselines.__main__ import write_loss_curve
-    from offline.baselines.cases import amod_case
-    from offline.baselines.run import Prepared as BaselinePrepared
-    from offline.baselines.run import fit_cvxpylayers, layer_configs
-
     inv = load_theta(inverse_theta)
     K, cost_terms = int(inv.K), inv.provenance.get("cost_terms") or None
     configs = layer_configs(args, seed=0)
@@ -244,11 +234,6 @@ def _ensure_cvxpylayers_theta(args, spec, root: Path, demos, held, inverse_theta
 
 def _value_policy(st: _State, sim):
     """Value approximation as a whole policy, fitted here (HiGHS objects are built where episodes run)."""
-    from offline.amod.policies import OneStepPolicy
-    from offline.baselines.cases import amod_case
-    from offline.baselines.run import Prepared as BaselinePrepared
-    from offline.baselines.run import fit_value
-
     case = amod_case(sim, st.demos, st.held, K=0, cost_terms=None)
     res = fit_value(BaselinePrepared(case=case, root=Path("."), args=SimpleNamespace(case="amod"), K=0,
                                      cost_terms=None), *st.value_grid, log=lambda msg: None)

@@ -1,4 +1,4 @@
-"""RL training of the AMoD policies with the shared SB3 harness (offline.rl): the upper level of
+"""RL training of the AMoD policies with the shared SB3 harness (sim.rl): the upper level of
 Bi-level-unchanged and Bi-level-learned, and End-to-end RL.
 
 Algorithm: PPO by default (SAC with --algo sac). The upper level's action is a distribution over
@@ -17,8 +17,12 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
+from offline.amod.bc import behaviour_clone
 from offline.amod.config import RL_SEEDS, ScenarioSpec, make_env
+from offline.amod.envs import PAIR_FEATURES, REGION_FEATURES, e2e_action_index
+from offline.amod.sim import AmodSim
 from offline.amod.subgoal import DEFAULT_INTERFACE, SubgoalInterface
+from sim import rl
 
 __all__ = ["TrainSpec", "train_policy", "KINDS"]
 
@@ -31,7 +35,7 @@ KINDS = {"Bi-level-unchanged": ("bilevel", False), "Bi-level-learned": ("bilevel
 
 @dataclass(frozen=True)
 class TrainSpec:
-    """The RL budget and hyperparameters of one policy (offline.rl.RLConfig fields, chosen for this task)."""
+    """The RL budget and hyperparameters of one policy (sim.rl.RLConfig fields, chosen for this task)."""
     steps: int = 100_000
     algo: str = "ppo"
     seed: int = 0
@@ -55,8 +59,6 @@ class TrainSpec:
 
 def policy_config(method: str, sim, network: str) -> tuple[str, dict]:
     """(RLConfig.policy, RLConfig.policy_kwargs) of a method's network on this simulator's network."""
-    from offline.amod.envs import PAIR_FEATURES, REGION_FEATURES, e2e_action_index
-
     if network == "mlp":
         return "MlpPolicy", {}
     if network != "itemwise":
@@ -72,14 +74,12 @@ def policy_config(method: str, sim, network: str) -> tuple[str, dict]:
 def train_policy(method: str, spec: ScenarioSpec, out_dir: Path, train: TrainSpec, theta_path: str | None = None,
                  progress: bool | None = None, bc_demos=None, bc_steps: int = 3000,
                  interface: SubgoalInterface = DEFAULT_INTERFACE):
-    """Train the RL part of a Table 1 method; returns offline.rl.TrainResult (model.zip etc. in out_dir).
+    """Train the RL part of a Table 1 method; returns sim.rl.TrainResult (model.zip etc. in out_dir).
 
     bc_demos: MPC demonstrations (offline.amod.demos.Demos) to warm-start the policy by behaviour
     cloning (offline.amod.bc) before PPO; None trains from scratch. The BC losses go to bc.json.
     interface: how the bi-level upper level's action becomes the subgoal (offline.amod.subgoal).
     """
-    from offline import rl
-
     if method not in KINDS:
         raise ValueError(f"no RL policy for method {method!r}; known: {', '.join(KINDS)}")
     if train.steps < 0:
@@ -89,7 +89,6 @@ def train_policy(method: str, spec: ScenarioSpec, out_dir: Path, train: TrainSpe
         raise ValueError(f"{method} needs a fitted θ file")
     make = functools.partial(make_env, kind=kind, spec=spec, theta_path=theta_path if learned else None,
                              seeds=RL_SEEDS, **({"interface": interface} if kind == "bilevel" else {}))
-    from offline.amod.sim import AmodSim
     policy, policy_kwargs = policy_config(method, AmodSim(spec.build()), train.network)
     cfg = rl.RLConfig(algo=train.algo, total_steps=max(train.steps, 1), n_envs=train.n_envs, seed=train.seed,
                       vec=train.vec, net_arch=tuple(train.net_arch), learning_rate=train.learning_rate,
@@ -102,7 +101,6 @@ def train_policy(method: str, spec: ScenarioSpec, out_dir: Path, train: TrainSpe
 
         from stable_baselines3.common.vec_env import DummyVecEnv
 
-        from offline.amod.bc import behaviour_clone
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         env = make(0)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hiopt_ros.control.theta import save_theta
 from offline.baselines import run as R
 
 
@@ -89,8 +90,6 @@ def main(argv: list[str] | None = None) -> int:
         out = args.out or prep.root / "baselines"
         out.mkdir(parents=True, exist_ok=True)
         if args.method == "cvxpylayers":
-            from hiopt_ros.control.theta import save_theta
-
             res = R.fit_cvxpylayers(prep, R.layer_configs(args, args.seed), _log,
                                     progress=not args.no_progress and sys.stderr.isatty())
             theta, fit = res.artefact

@@ -20,6 +20,14 @@ from typing import Callable, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from hiopt_ros.control.theta import Theta
+from offline.amod.cost_terms import parse_spec, term_matrix
+from offline.amod.fit import imitation
+from offline.amod.lower import Eq25Fop
+from offline.inventory.env import InventoryEnv
+from offline.inventory.fit import imitation_metrics
+from offline.inventory.lower import InventoryFop
+
 __all__ = ["ImitationCase", "OneStep", "amod_case", "inventory_case"]
 
 
@@ -61,11 +69,6 @@ class ImitationCase:
 # ---------------------------------------------------------------------------------------------- AMoD
 def amod_case(sim, train, held, *, K: int, cost_terms: str | None) -> ImitationCase:
     """The AMoD case (Eq. 25) on MPC demonstrations `train` and `held` (offline.amod.demos.Demos)."""
-    from hiopt_ros.control.theta import Theta
-    from offline.amod.cost_terms import parse_spec, term_matrix
-    from offline.amod.fit import imitation
-    from offline.amod.lower import Eq25Fop
-
     fop = Eq25Fop(sim, K=K)
     N = fop.N
     data = [fop.data(train.state(k), train.qhat[k]) for k in range(len(train))]
@@ -108,10 +111,6 @@ def inventory_case(scenario, train: Sequence, held: Sequence, *, K: int, cost_te
     cost_terms: the θ form's Eq. 31 carries (31a)'s production and transport costs (InventoryFop's
     option, as in offline.inventory.fit). The value approximation's one-step problem always does
     (they are the stage's own costs)."""
-    from hiopt_ros.control.theta import Theta
-    from offline.inventory.fit import imitation_metrics
-    from offline.inventory.lower import InventoryFop
-
     fop = InventoryFop(scenario, K=K, cost_terms=cost_terms)
     econ = InventoryFop(scenario, cost_terms=True).cost
     W, S, E, n = fop.W, fop.S, fop.E, fop.n
@@ -173,8 +172,6 @@ def inventory_case(scenario, train: Sequence, held: Sequence, *, K: int, cost_te
 
 def _inventory_rewards(scenario, demos) -> np.ndarray:
     """The environment's reward of every demonstration's decision (replaying each seed's episode)."""
-    from offline.inventory.env import InventoryEnv
-
     env = InventoryEnv(scenario)
     out = np.zeros(len(demos))
     current = None

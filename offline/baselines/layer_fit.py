@@ -21,6 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
+from hiopt_ros.progress import progress_bar
 from offline.baselines.cvx_fop import CvxpyFop
 
 __all__ = ["LayerFitConfig", "LayerFit", "fit_layer", "adam_loop"]
@@ -140,8 +141,6 @@ def adam_loop(batch_loss, params, snapshot, S: int, config: LayerFitConfig, rng,
     Returns (mean loss per epoch with epoch 0 the initial parameters', snapshots, failed samples,
     Adam steps, wall time s)."""
     import torch
-
-    from hiopt_ros.progress import progress_bar
 
     # diffcp 1.1.9 calls np.array(copy=False) on torch tensors: one DeprecationWarning per sample
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"cvxpylayers\.interfaces\.diffcp_if")

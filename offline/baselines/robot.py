@@ -24,7 +24,15 @@ from typing import Sequence
 
 import numpy as np
 
+from hiopt_ros.bag_reader import RobotTopics
+from hiopt_ros.control.fop import Fop
+from hiopt_ros.control.params import fop_config_from_params
+from hiopt_ros.control.theta import Theta, save_theta
+from offline import fit as F
 from offline.baselines.layer_fit import SOLVER_ARGS, LayerFit, LayerFitConfig, adam_loop
+from offline.inverse.forward import forward_solve_batch
+from offline.inverse.metrics import action_metrics
+from offline.robot_data import WEIGHT_NAMES, SubgoalSpec, inverse_samples, weight_features
 
 __all__ = ["SampleFop", "fit_robot_layer", "RobotLayerData"]
 
@@ -189,10 +197,6 @@ def add_robot_arguments(p) -> None:
 
 def _metrics(fop, theta, val_def, conv_samples, weights, l) -> dict:  # noqa: E741
     """Held-out similarity of one θ: the deployed acados FOP, and the FOP convexified at the expert's state."""
-    from offline import fit as F
-    from offline.inverse.forward import forward_solve_batch
-    from offline.inverse.metrics import action_metrics
-
     deployed = F.score(fop, theta, val_def)
     u = forward_solve_batch(conv_samples, np.asarray(theta.alpha, float).reshape(-1, 2), theta.beta, l,
                             weights=weights if weights is not None and len(weights) else None, on_failure="nan")
@@ -207,13 +211,6 @@ def run_robot(args, train_bag, val_bag, out, configs, log, progress: bool = Fals
     loss kept) on the same training bag, both scored on the held-out bag, plus the unchanged FOP.
     Returns {"rows": [(method, metrics, fit_time_s, seed)], "notes": [...], "losses": {seed: LayerFit}}."""
     import time
-
-    from hiopt_ros.control.fop import Fop
-    from hiopt_ros.control.params import fop_config_from_params
-    from hiopt_ros.control.theta import Theta, save_theta
-    from offline import fit as F
-    from offline.bags import RobotTopics
-    from offline.robot_data import WEIGHT_NAMES, SubgoalSpec, inverse_samples, weight_features
 
     K = args.robot_K if "relu" in args.robot_learn else 0
     argv = [str(train_bag), "--validate", str(val_bag), "--out", str(out / "theta_inverse.yaml"),

@@ -20,7 +20,23 @@ from pathlib import Path
 
 import numpy as np
 
-from offline.baselines.cases import ImitationCase
+from offline.amod import pipeline
+from offline.amod.config import (
+    DEMO_SEED0,
+    HELD_OUT_SEED0,
+    add_scenario_arguments,
+    add_theta_form_arguments,
+    auto_theta_form,
+    spec_from_args,
+    theta_form,
+)
+from offline.amod.sim import AmodSim
+from offline.baselines.cases import ImitationCase, amod_case, inventory_case
+from offline.baselines.layer_fit import LayerFitConfig, fit_layer
+from offline.baselines.value import fit_value_policy, policy_metrics
+from offline.inventory.env import InventoryEnv
+from offline.inventory.fit import HELD_OUT_SEED, collect_demonstrations, fit_theta
+from offline.inventory.scenarios import make_scenario
 
 __all__ = ["CASES", "COLUMNS", "add_case_arguments", "add_budget_arguments", "Prepared", "MethodResult", "prepare",
            "fit_inverse", "fit_cvxpylayers", "fit_value", "layer_configs", "value_grid", "comma_list",
@@ -34,8 +50,6 @@ COLUMNS = {"amod": (("f", "Reb. flow"), ("g", "Pax. flow")), "inventory": (("flo
 def add_case_arguments(p, case: str) -> None:
     """The case study's scenario and demonstration options (AMoD: its own scenario and θ-form options)."""
     if case == "amod":
-        from offline.amod.config import add_scenario_arguments, add_theta_form_arguments
-
         add_scenario_arguments(p)
         add_theta_form_arguments(p)
         p.add_argument("--demo-episodes", type=int, default=20,
@@ -84,8 +98,6 @@ def comma_list(value, option: str, convert, what: str) -> list:
 
 def layer_configs(args, seed: int = 0) -> list:
     """One LayerFitConfig per --lr entry (checked: ValueError naming the option)."""
-    from offline.baselines.layer_fit import LayerFitConfig
-
     lrs = comma_list(args.lr, "--lr", float, "numbers > 0")
     cfgs = [LayerFitConfig(lr=lr, epochs=args.epochs, batch=args.batch, l=args.layer_l,
                            init_scale=args.init_scale, seed=int(seed)) for lr in lrs]
@@ -137,11 +149,6 @@ def prepare(args, log) -> Prepared:
 
 
 def _prepare_amod(args, log) -> Prepared:
-    from offline.amod import pipeline
-    from offline.amod.config import DEMO_SEED0, HELD_OUT_SEED0, auto_theta_form, spec_from_args, theta_form
-    from offline.amod.sim import AmodSim
-    from offline.baselines.cases import amod_case
-
     spec = spec_from_args(args)
     if auto_theta_form(args):
         # the fit's own default chooses θ's form on the held-out demonstrations, which no baseline may
@@ -164,10 +171,6 @@ def _prepare_amod(args, log) -> Prepared:
 
 
 def _prepare_inventory(args, log) -> Prepared:
-    from offline.baselines.cases import inventory_case
-    from offline.inventory.fit import HELD_OUT_SEED, collect_demonstrations
-    from offline.inventory.scenarios import make_scenario
-
     sc = make_scenario(args.scenario)
     if args.K < 1:
         raise ValueError("--K must be >= 1")
@@ -193,8 +196,6 @@ def fit_inverse(prep: Prepared, log) -> MethodResult:
     """The case study's own inverse fit (Problem 11) on the same demonstrations (AMoD: cached θ file)."""
     args = prep.args
     if args.case == "amod":
-        from offline.amod import pipeline
-
         name = f"theta_K{prep.K}" + (f"_{str(prep.cost_terms).replace(':', '')}" if prep.cost_terms else "") + ".yaml"
         theta = pipeline.ensure_theta(prep.extra["spec"], prep.extra["demos"], prep.extra["held"], prep.root / name,
                                       K=prep.K, rho=args.rho, time_limit_s=args.fit_time_limit, log=log,
@@ -202,7 +203,6 @@ def fit_inverse(prep: Prepared, log) -> MethodResult:
         return MethodResult("Inverse Optimization", prep.case.held_out(theta),
                             float(theta.provenance.get("solve_time_s", np.nan)), 0, theta,
                             [f"inverse optimization: θ file {prep.root / name}"])
-    from offline.inventory.fit import fit_theta
 
     t0 = time.perf_counter()
     report = fit_theta(prep.extra["scenario"], prep.extra["train_seeds"], prep.extra["held_seeds"], K=prep.K,
@@ -221,8 +221,6 @@ def fit_inverse(prep: Prepared, log) -> MethodResult:
 def fit_cvxpylayers(prep: Prepared, configs, log, progress: bool = False) -> MethodResult:
     """Bi-level-cvxpy on the same demonstrations and θ form, once per config (learning rate); the fit with
     the lowest training loss is kept (fit time: all of them). Its θ file's provenance says fit_method: cvxpylayers."""
-    from offline.baselines.layer_fit import fit_layer
-
     case = prep.case
     lo, hi = case.weight_bounds
     fits = []
@@ -255,8 +253,6 @@ def fit_cvxpylayers(prep: Prepared, configs, log, progress: bool = False) -> Met
 
 
 def fit_value(prep: Prepared, ranks, regs, log) -> MethodResult:
-    from offline.baselines.value import fit_value_policy, policy_metrics
-
     case = prep.case
     policy, report = fit_value_policy(case, ranks, regs, log)
     m = policy_metrics(case, policy, case.held_states, case.held_expert)
@@ -277,8 +273,6 @@ def closed_loop_value(prep: Prepared, policy, seeds) -> list[dict]:
     the case study's own simulator; [{"seed", "reward", "served", "failed_solves"}] per episode."""
     case, out = prep.case, []
     if prep.args.case == "amod":
-        from offline.amod.sim import AmodSim
-
         sim = AmodSim(prep.extra["spec"].build())
         for seed in seeds:
             state, failed = sim.reset(int(seed)), 0
@@ -291,7 +285,6 @@ def closed_loop_value(prep: Prepared, policy, seeds) -> list[dict]:
             out.append({"seed": int(seed), "reward": sim.totals["reward"], "served": sim.totals["served"],
                         "failed_solves": failed})
         return out
-    from offline.inventory.env import InventoryEnv
 
     env = InventoryEnv(prep.extra["scenario"])
     for seed in seeds:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from offline.inverse import action_metrics
 from offline.lp_fop import ReluLpFop
 
 __all__ = ["ValueFunction", "fit_value", "ValuePolicy", "fit_value_policy", "policy_metrics"]
@@ -160,8 +161,6 @@ def _next_states(case, x: np.ndarray) -> np.ndarray:
 
 def policy_metrics(case, policy: ValuePolicy, states, expert: dict) -> dict:
     """{column: action_metrics} of the policy's decisions at `states` vs the expert's, plus "failed"."""
-    from offline.inverse import action_metrics
-
     parts: dict[str, list] = {k: [] for k in expert}
     failed = 0
     for st in states:

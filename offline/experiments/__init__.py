@@ -41,7 +41,7 @@ prints both ranges. ``Prepared.notes`` are lines for the table's notes (scenario
 checkpoints and their training budget).
 
 Outputs (folder printed at the end): ``table1_<case>.md`` / ``.csv`` / ``_episodes.csv``
-(offline.results.ResultsTable: reward, served demand, decision time per step as mean ± std over
+(sim.results.ResultsTable: reward, served demand, decision time per step as mean ± std over
 episodes, and reward as a percentage of the reference's reward on the same seed), and
 ``table1_<case>.png`` (bars with std error bars, decision time on a log axis).
 """

@@ -18,7 +18,8 @@ import argparse
 import importlib
 import sys
 
-from offline.experiments import CASES, load_case
+from offline.experiments import CASES, load_case, report, table1
+from sim import evaluate
 
 #: every other command: name -> (module, help). A module defines add_arguments(parser) and
 #: run(args, argv) -> {"out": folder, "paths": {...}}; see offline.experiments.report for what `all`
@@ -55,8 +56,6 @@ def producer(name: str):
 
 
 def build_parser(case_name: str | None = None, command: str | None = None) -> argparse.ArgumentParser:
-    from offline.experiments import table1
-
     p = argparse.ArgumentParser(prog="python -m offline.experiments",
                                 description="Experiments of the paper: results tables (Markdown + CSV + PNG).")
     sub = p.add_subparsers(dest="table", required=True, metavar="TABLE")
@@ -78,7 +77,6 @@ def build_parser(case_name: str | None = None, command: str | None = None) -> ar
     all_ = sub.add_parser("all", help="every table and figure, then report.md with the paper's numbers beside ours",
                           formatter_class=argparse.RawDescriptionHelpFormatter)
     if command == "all":
-        from offline.experiments import report
         all_.description = report.__doc__
         report.add_arguments(all_)
     return p
@@ -100,14 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.table == "table1":
-            from offline.experiments import table1
             table1.run(args)
         elif args.table == "all":
-            from offline.experiments import report
             return report.run(args, argv)
         else:
             if args.table == "table2":
-                from sim import evaluate
                 evaluate.check_args(parser, args)
             out = producer(args.table).run(args, argv)
             if isinstance(out, int):

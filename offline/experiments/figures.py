@@ -39,7 +39,21 @@ from pathlib import Path
 
 import numpy as np
 
+from hiopt_ros.tables import Column, markdown_table
+from offline import fit
+from offline.amod import fit as amod_fit
+from offline.amod.config import ScenarioSpec
+from offline.amod.demos import collect
+from offline.amod.lower import Eq25Fop
+from offline.amod.scenario import SIZES
+from offline.amod.sim import AmodSim
+from offline.demos import record
+from offline.inventory import fit as inventory_fit
+from offline.inventory.lower import InventoryFop
+from offline.inventory.scenarios import make_scenario
+from offline.inverse import fit_inverse
 from offline.sweep import Task, add_sweep_arguments, options_from_args, run_sweep
+from sim.results import new_results_dir
 
 K_VALUES = (0, 1, 2, 4, 8)
 #: course seeds of the robot's demonstrations: training, validation (offline.fit's own documented choice)
@@ -87,9 +101,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 # ---------------------------------------------------------------------------- tasks (plain functions)
 def _amod_spec(name: str, horizon: int | None):
-    from offline.amod.config import ScenarioSpec
-    from offline.amod.scenario import SIZES
-
     return ScenarioSpec(synthetic=name, horizon=horizon) if name in SIZES else \
         ScenarioSpec(preset=name, horizon=horizon)
 
@@ -99,9 +110,6 @@ _DEMOS: dict = {}
 
 def _amod_demos(spec, seeds: tuple[int, ...]):
     """MPC demonstrations of `seeds` (kept per process: every K of a sweep fits the same ones)."""
-    from offline.amod.demos import collect
-    from offline.amod.sim import AmodSim
-
     if (spec, seeds) not in _DEMOS:
         _DEMOS[(spec, seeds)] = collect(AmodSim(spec.build()), list(seeds), progress=False)
     return _DEMOS[(spec, seeds)]
@@ -109,8 +117,6 @@ def _amod_demos(spec, seeds: tuple[int, ...]):
 
 def noisy_amod_demos(sim, demos, sigma: float, seed: int):
     """The demonstrations with σ-relative Gaussian noise on the rebalancing flows (module docstring)."""
-    from offline.amod.lower import Eq25Fop
-
     if sigma <= 0:
         return demos
     rng = np.random.default_rng(seed)
@@ -124,35 +130,28 @@ def noisy_amod_demos(sim, demos, sigma: float, seed: int):
 
 def amod_fit_task(spec, demo_seeds, held_seeds, K: int, sigma: float, noise_seed: int, time_limit_s: float) -> dict:
     """Fit K ReLU terms on (noisy) AMoD demonstrations; score on the noise-free held-out ones."""
-    from offline.amod.fit import fit_theta, imitation
-    from offline.amod.sim import AmodSim
-
     sim = AmodSim(spec.build())
     train = noisy_amod_demos(sim, _amod_demos(spec, tuple(demo_seeds)), sigma, noise_seed)
     held = _amod_demos(spec, tuple(held_seeds))
     t0 = time.perf_counter()
     theta, status = None, "θ = 0 (no ReLU term)"
     if K > 0:
-        theta, fit = fit_theta(sim, train, K=K, time_limit_s=time_limit_s, progress=False)
+        theta, fit = amod_fit.fit_theta(sim, train, K=K, time_limit_s=time_limit_s, progress=False)
         status = str(fit.status)
-    m = imitation(sim, held, theta)
+    m = amod_fit.imitation(sim, held, theta)
     return {"cosine": m["f"]["cosine"], "manhattan": m["f"]["l1"], "fit_s": time.perf_counter() - t0,
             "status": status, "samples": len(train), "held_out": len(held), "failed": m["failed"]}
 
 
 def inventory_fit_task(name: str, horizon: int | None, demo_seeds, held_seeds, K: int, time_limit_s: float) -> dict:
     """Fit K ReLU terms on inventory demonstrations (offline.inventory.fit); score on held-out ones."""
-    from offline.inventory.fit import collect_demonstrations, fit_theta, imitation_metrics
-    from offline.inventory.lower import InventoryFop
-    from offline.inventory.scenarios import make_scenario
-
     sc = make_scenario(name, horizon)
     t0 = time.perf_counter()
     if K == 0:
-        held = collect_demonstrations(sc, list(held_seeds))
-        m, status, n = imitation_metrics(InventoryFop(sc, K=0), held), "θ = 0 (no ReLU term)", 0
+        held = inventory_fit.collect_demonstrations(sc, list(held_seeds))
+        m, status, n = inventory_fit.imitation_metrics(InventoryFop(sc, K=0), held), "θ = 0 (no ReLU term)", 0
     else:
-        rep = fit_theta(sc, list(demo_seeds), list(held_seeds), K=K, time_limit_s=time_limit_s)
+        rep = inventory_fit.fit_theta(sc, list(demo_seeds), list(held_seeds), K=K, time_limit_s=time_limit_s)
         m, status, n = rep.held_out["relu"], str(rep.fit.status), rep.n_train
     return {"cosine": m["flows"]["cosine"], "manhattan": m["flows"]["l1"], "fit_s": time.perf_counter() - t0,
             "status": status, "samples": n, "held_out": len(held_seeds), "failed": m["failed"]}
@@ -176,30 +175,23 @@ def inventory_noise_task(name: str, horizon: int | None, demo_seeds, held_seeds,
     """Fit K ReLU terms on (noisy) inventory demonstrations; score on the noise-free held-out ones."""
     import inspect
 
-    from offline.inventory.fit import collect_demonstrations, fit_theta, imitation_metrics
-    from offline.inventory.lower import InventoryFop
-    from offline.inventory.scenarios import make_scenario
-    from offline.inverse import fit_inverse
-
     sc = make_scenario(name, horizon)
     t0 = time.perf_counter()
-    train = noisy_inventory_demos(collect_demonstrations(sc, list(demo_seeds)), sigma, noise_seed)
-    held = collect_demonstrations(sc, list(held_seeds))
+    train = noisy_inventory_demos(inventory_fit.collect_demonstrations(sc, list(demo_seeds)), sigma, noise_seed)
+    held = inventory_fit.collect_demonstrations(sc, list(held_seeds))
     fop = InventoryFop(sc, K=K)
-    defaults = {k: v.default for k, v in inspect.signature(fit_theta).parameters.items()}
+    defaults = {k: v.default for k, v in inspect.signature(inventory_fit.fit_theta).parameters.items()}
     samples = [fop.inverse_sample(d.state, d.w, d.f) for d in train]
     fit = fit_inverse(samples, K=K, l=defaults["l"], rho=defaults["rho"], method=defaults["method"],
                       time_limit_s=time_limit_s, progress=False)
     fop.set_theta(fit.theta, fit.nu)
-    m = imitation_metrics(fop, held)
+    m = inventory_fit.imitation_metrics(fop, held)
     return {"cosine": m["flows"]["cosine"], "manhattan": m["flows"]["l1"], "fit_s": time.perf_counter() - t0,
             "status": str(fit.status), "samples": len(samples), "held_out": len(held), "failed": m["failed"]}
 
 
 def robot_bags(args) -> tuple[Path, Path]:
     """The robot's training and validation bags (offline.demos.record), recorded once into --work-dir."""
-    from offline.demos import record
-
     paths = []
     for what, n, seed in (("train", args.robot_episodes, ROBOT_TRAIN_SEED),
                           ("val", args.robot_val_episodes, ROBOT_VAL_SEED)):
@@ -216,8 +208,6 @@ def robot_fit_task(train_bag: str, val_bag: str, K: int, subgoal: str, time_limi
                    out_dir: str) -> dict:
     """offline.fit with K ReLU terms (the paper's form) at one subgoal definition; its validation scores
     (the learned FOP, and the unchanged one = K 0) on the validation bag."""
-    from offline import fit
-
     argv = [str(train_bag), "--validate", str(val_bag), "--out", str(Path(out_dir) / f"theta_robot_K{K}.yaml"),
             "--learn", "relu", "--K", str(K), "--subgoal", subgoal, "--held-out", "0", "--closed-loop", "0",
             "--time-limit-s", f"{time_limit_s:g}", "--max-train", str(max_train), "--no-progress"]
@@ -244,8 +234,6 @@ def _floats(text: str, what: str, cast=float) -> list:
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> dict:
-    from offline.results import new_results_dir
-
     fig = args.table
     cases = [c.strip() for c in (args.cases or ("amod,inventory" if fig == "fig4" else "amod")).split(",")]
     allowed = ("amod", "inventory", "robot") if fig == "fig4" else ("amod", "inventory")
@@ -333,8 +321,6 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
 
 
 def _markdown(fig, rows, xkey, xlabel, args, argv, res) -> str:
-    from hiopt_ros.tables import Column, markdown_table
-
     title = ("Figure 4: sensitivity to the number of ReLU terms" if fig == "fig4" else
              "Figure 5: sensitivity to noise in the demonstrations")
     network = any(r["case"] != "robot" for r in rows)

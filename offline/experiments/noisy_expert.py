@@ -37,6 +37,7 @@ from offline.amod.mpc import AmodMpc
 from offline.amod.sim import AmodSim
 from offline.amod.table1 import AmodTable1
 from offline.experiments import load_case, table1
+from sim.results import new_results_dir
 
 NOISY = "Noisy MPC (the expert)"
 PAPER_GAIN_PCT = 1.7
@@ -125,8 +126,6 @@ def noisy_demos(spec, path: Path, seed0: int, episodes: int, scale: float, noise
 
 
 def run(args: argparse.Namespace, argv=None) -> dict:
-    from offline.results import new_results_dir
-
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 

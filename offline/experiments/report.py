@@ -29,6 +29,8 @@ import traceback
 from pathlib import Path
 
 from hiopt_ros.config import IMPORT_ROOT as REPO_ROOT
+from offline.sweep import add_sweep_arguments
+from sim.results import new_results_dir
 
 #: the paper's numbers (Tables 1–6)
 PAPER_T1 = {
@@ -104,8 +106,6 @@ TABLE1_CACHE = {"table1": None, "table6": None, "table5": "amod", "fig5-bilevel"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from offline.sweep import add_sweep_arguments
-
     p.add_argument("--quick", action="store_true", help="tiny budgets everywhere (minutes): checks every path")
     p.add_argument("--seeds", type=int, default=3, help="RL training seeds of every learned row (default 3)")
     p.add_argument("--only", default=None, help=f"comma-separated subset of {','.join(STEPS)}")
@@ -145,7 +145,6 @@ def step_argv(name: str, args, out: Path) -> list[str]:
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
     from offline.experiments.__main__ import PRODUCERS, main, producer
-    from offline.results import new_results_dir
 
     names = list(STEPS) if not args.only else [n.strip() for n in args.only.split(",") if n.strip()]
     bad = [n for n in names if n not in STEPS]

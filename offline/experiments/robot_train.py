@@ -14,13 +14,13 @@ import time
 from pathlib import Path
 
 from offline.sweep import Task, add_sweep_arguments, options_from_args, run_sweep
+from sim import train
+from sim.train import TrainConfig
 
 METHODS = ("bilevel-learned", "bilevel-unchanged", "e2e")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from sim.train import TrainConfig
-
     d = TrainConfig()
     p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
     p.add_argument("--seeds", type=int, default=3, help="training seeds per method (default 3)")
@@ -36,8 +36,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def train_task(argv: list[str]) -> dict:
     """One sim.train run (the task): its exit code, folder and wall time."""
-    from sim import train
-
     t0 = time.perf_counter()
     rc = train.main(argv)
     if rc != 0:

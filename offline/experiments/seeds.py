@@ -20,7 +20,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from offline.results import Metric, ResultsTable, _atomic_write
+from sim.results import Metric, ResultsTable, _atomic_write
 
 __all__ = ["SeededRuns", "Pair", "write_seed_tables"]
 

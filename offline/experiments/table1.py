@@ -20,7 +20,8 @@ import numpy as np
 
 from offline.experiments import CASES, METHODS, Episode, Prepared, load_case
 from offline.experiments.seeds import Pair, SeededRuns, write_seed_tables
-from offline.sweep import Task, add_sweep_arguments, options_from_args, run_sweep
+from offline.sweep import SweepOptions, Task, add_sweep_arguments, options_from_args, run_sweep
+from sim.results import Metric, ResultsTable, bar_plot, new_results_dir, timing_stats
 
 #: evaluation seeds start here by default; training seeds of every case stay below it
 EVAL_SEED_DEFAULT = 10_000
@@ -85,8 +86,6 @@ def _seed_ranges(seeds) -> str:
 
 def run(args: argparse.Namespace, case=None) -> dict:
     """Run Table 1 for args.case; returns {"out": folder, "paths": written files, "table": ResultsTable}."""
-    from offline.results import Metric, ResultsTable, bar_plot, new_results_dir, timing_stats
-
     case = case or load_case(args.case)
     if args.episodes < 1:
         raise SystemExit("offline.experiments: --episodes must be >= 1")
@@ -278,7 +277,6 @@ def _shippable(sweep, prepared_by_seed):
         for p in prepared_by_seed.values():
             cloudpickle.dumps(p)
     except Exception as e:  # noqa: BLE001  (any pickling failure: say which and run where it works)
-        from offline.sweep import SweepOptions
         return (SweepOptions(progress=sweep.progress),
                 f"the case's prepared state cannot be sent to Ray workers ({type(e).__name__}: {str(e)[:120]}); "
                 f"its episodes run in process")

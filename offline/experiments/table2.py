@@ -28,14 +28,17 @@ import yaml
 
 from offline.experiments.seeds import Pair, SeededRuns, write_seed_tables
 from offline.sweep import Task, add_sweep_arguments, options_from_args, run_sweep
+from sim import episodes as episodes_contract
+from sim import evaluate
+from sim.courses import describe_seed_ranges
+from sim.episodes import table_metrics
+from sim.results import new_results_dir
 
 #: the rows whose policy is RL-trained (one policy per training seed)
 TRAINED = ("bilevel-learned", "bilevel-unchanged", "e2e")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from sim import evaluate
-
     evaluate.add_arguments(p)
     p.add_argument("--policies", type=Path, default=None,
                    help="folder of `python -m offline.experiments train`: DIR/<method>/seed<k>/policy.pt, one "
@@ -72,10 +75,6 @@ def shipped_seed(policy: Path) -> str:
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> dict:
-    from offline.results import new_results_dir
-    from sim import evaluate
-    from sim.courses import describe_seed_ranges
-
     if args.ros:
         raise ValueError("--ros runs through python -m sim.evaluate --ros (the node graph is not a sweep)")
     if args.seeds is not None and (args.seeds < 1 or args.policies is None):
@@ -119,7 +118,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
         episodes[key].append(ep)
         if course == evaluate.DEFAULT_COURSE_SEED:
             continue
-        label = evaluate.METHODS[key]
+        label = episodes_contract.METHODS[key]
         seeds = [_seed_of(setups, key, setup)] if key in TRAINED else train_seeds
         for s in seeds:
             runs.add(label, s, course, ep.metrics())
@@ -132,7 +131,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
     notes = []
     if args.policies is None:
         notes.append("learned rows: one training seed each, the shipped policies (" + ", ".join(
-            f"{evaluate.METHODS[k]}: {Path(base.policy(k)).name} seed {shipped_seed(base.policy(k))}"
+            f"{episodes_contract.METHODS[k]}: {Path(base.policy(k)).name} seed {shipped_seed(base.policy(k))}"
             for k in trained) + ")")
     else:
         notes.append(f"learned rows: {len(train_seeds)} RL training seeds ({', '.join(map(str, train_seeds))}) "
@@ -144,9 +143,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
     paths = evaluate.write_tables(args, courses, out, episodes, descs, f"{args.backend} ({res.where})", command,
                                   failed=res.failed, extra_notes=notes)
     if len(train_seeds) > 1:
-        from sim.evaluate import table_metrics
-
-        L = evaluate.METHODS
+        L = episodes_contract.METHODS
         pairs = [Pair(L[a], L[b], m, hib) for a, b in (("bilevel-learned", "bilevel-unchanged"),
                                                         ("bilevel-learned", "geometric"),
                                                         ("bilevel-unchanged", "geometric-unchanged"),

@@ -31,7 +31,26 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from hiopt_ros.control.model import unicycle_step
+from hiopt_ros.control.theta import Theta
+from hiopt_ros.course import DEFAULT_PARAMS
+from hiopt_ros.progress import progress_bar
 from hiopt_ros.tables import Column, markdown_table
+from offline.amod.benchmark import DEFAULT_PRESET
+from offline.amod.config import ScenarioSpec, lower_factory
+from offline.amod.lower import Eq25Fop
+from offline.amod.mpc import AmodMpc
+from offline.amod.scenario import SIZES
+from offline.amod.sim import AmodSim
+from offline.inventory.env import InventoryEnv
+from offline.inventory.fit import load_fop_theta
+from offline.inventory.lower import InventoryFop
+from offline.inventory.mpc import InventoryMpc
+from offline.inventory.scenarios import make_scenario
+from sim.courses import course_for_seed
+from sim.evaluate import DEFAULT_THETA
+from sim.nav_env import make_lower_level
+from sim.results import new_results_dir
 
 #: the paper's Table 3 (seconds per step): case -> (our method, MPC)
 PAPER = {"amod": (0.025, 1.44), "inventory": (0.034, 0.082), "robot": (0.0187, 0.0275)}
@@ -65,12 +84,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 # ---------------------------------------------------------------------------- the three case studies
 # Each generator yields (mpc seconds, lower-level seconds) per state along the MPC's closed loop.
 def robot_states(args, timed) -> Iterator[tuple[float, float]]:
-    from hiopt_ros.control.model import unicycle_step
-    from sim.course import DEFAULT_PARAMS
-    from sim.courses import course_for_seed
-    from sim.evaluate import DEFAULT_THETA
-    from sim.nav_env import make_lower_level
-
     params = args.params or DEFAULT_PARAMS
     mpc = make_lower_level("mpc", params=params)
     fop = make_lower_level("fop", theta=DEFAULT_THETA, params=params)
@@ -91,12 +104,6 @@ def robot_states(args, timed) -> Iterator[tuple[float, float]]:
 
 
 def amod_states(args, timed) -> Iterator[tuple[float, float]]:
-    from offline.amod.config import ScenarioSpec, lower_factory
-    from offline.amod.lower import Eq25Fop
-    from offline.amod.mpc import AmodMpc
-    from offline.amod.scenario import SIZES
-    from offline.amod.sim import AmodSim
-
     name = args.amod_scenario
     spec = ScenarioSpec(synthetic=name) if name in SIZES else (ScenarioSpec(preset=name) if name else ScenarioSpec())
     sim = AmodSim(spec.build())
@@ -104,7 +111,6 @@ def amod_states(args, timed) -> Iterator[tuple[float, float]]:
     if args.amod_theta:
         lower = lower_factory(str(args.amod_theta))(sim)
     else:
-        from hiopt_ros.control.theta import Theta
         lower = Eq25Fop(sim, K=args.K)
         rng = np.random.default_rng(0)
         lower.set_theta(Theta(alpha=rng.normal(scale=0.5, size=(args.K, lower.n)),
@@ -125,12 +131,6 @@ def amod_states(args, timed) -> Iterator[tuple[float, float]]:
 
 
 def inventory_states(args, timed) -> Iterator[tuple[float, float]]:
-    from offline.inventory.env import InventoryEnv
-    from offline.inventory.fit import load_fop_theta
-    from offline.inventory.lower import InventoryFop
-    from offline.inventory.mpc import InventoryMpc
-    from offline.inventory.scenarios import make_scenario
-
     sc = make_scenario(args.inventory_scenario)
     env, mpc = InventoryEnv(sc), InventoryMpc(sc)
     if args.inventory_theta:
@@ -161,8 +161,6 @@ GENERATORS: dict[str, Callable] = {"robot": robot_states, "amod": amod_states, "
 # ---------------------------------------------------------------------------- the table
 def run(args: argparse.Namespace, argv: list[str]) -> dict:
     from hiopt_ros.bench import CLOCKS
-    from hiopt_ros.progress import progress_bar
-    from offline.results import new_results_dir
 
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     bad = [c for c in cases if c not in CASES]
@@ -240,8 +238,6 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
 
 
 def _amod_default() -> str:
-    from offline.amod.benchmark import DEFAULT_PRESET
-
     return DEFAULT_PRESET
 
 

@@ -12,7 +12,7 @@ methods with the expert's own subgoal, through the deployed LP; value approximat
 one-step QP) against the expert's, through offline.inverse.metrics (cosine of the stacked flows,
 mean L1 per decision), with the fit time of each. cvxpylayers runs once per --seeds entry (its
 initialisation); inverse optimization and value approximation are deterministic (one row each).
-Written through offline.results (Markdown + CSV) plus a PNG and each cvxpylayers loss curve.
+Written through sim.results (Markdown + CSV) plus a PNG and each cvxpylayers loss curve.
 
 The robot (--case robot, beyond the paper; offline.baselines.robot): inverse optimization is offline.fit
 as shipped and cvxpylayers fits the same θ form through the cvxpy statement of the inverse fit's
@@ -26,8 +26,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from hiopt_ros.bags import BagError
+from hiopt_ros.control.theta import save_theta
 from offline.baselines import run as R
-from offline.baselines.robot import add_robot_arguments
+from offline.baselines.__main__ import write_loss_curve
+from offline.baselines.robot import add_robot_arguments, run_robot
+from offline.experiments.figures import robot_bags
+from offline.fit import FitFailed
+from offline.robot_data import DemonstrationError, SubgoalSpec
+from sim.results import Metric, ResultsTable, bar_plot, new_results_dir
 
 #: offline.experiments.__main__ passes --case to add_arguments (the options depend on the case)
 CASE_ARGUMENTS = True
@@ -83,9 +90,6 @@ def run(args, argv=None) -> dict:
 
 
 def _run_case(args, methods, seeds, ranks, regs, argv, both: bool) -> dict:
-    from offline.baselines.__main__ import write_loss_curve
-    from offline.results import Metric, ResultsTable, bar_plot, new_results_dir
-
     def log(msg: str) -> None:
         if not args.quiet:
             print(msg, file=sys.stderr, flush=True)
@@ -100,7 +104,6 @@ def _run_case(args, methods, seeds, ranks, regs, argv, both: bool) -> dict:
         log(f"[table4] value approximation: rank × λ grid {['full' if r is None else r for r in ranks]} × {regs}")
         results.append(R.fit_value(prep, ranks, regs, log))
     if "cvxpylayers" in methods:
-        from hiopt_ros.control.theta import save_theta
         for s in seeds:
             log(f"[table4] cvxpylayers, seed {s}: {len(prep.case.data)} demonstrations, lr {args.lr}, "
                 f"{args.epochs} epochs, batch {args.batch}")
@@ -150,14 +153,6 @@ def _run_case(args, methods, seeds, ranks, regs, argv, both: bool) -> dict:
 def _run_robot(args, methods, seeds, argv) -> dict:
     """Table 4 for the robot (module docstring): inverse optimization and cvxpylayers on the fig4 bags."""
     import argparse
-
-    from offline.bags import BagError
-    from offline.baselines.__main__ import write_loss_curve
-    from offline.baselines.robot import run_robot
-    from offline.experiments.figures import robot_bags
-    from offline.fit import FitFailed
-    from offline.results import Metric, ResultsTable, bar_plot, new_results_dir
-    from offline.robot_data import DemonstrationError, SubgoalSpec
 
     def log(msg: str) -> None:
         if not args.quiet:

@@ -10,7 +10,7 @@ Eq. 25 with θ = 0, Bi-level-learned Eq. 25 with the θ that Table 1's Bi-level-
 level). The comparison is offline.amod.fit.imitation (the code of `python -m offline.amod
 imitation`), scored by offline.inverse.metrics: cosine similarity of the stacked flows and Manhattan
 (L1) distance per decision, one value per held-out episode, mean ± std over the episodes
-(offline.results). Passenger flows g are extra columns.
+(sim.results). Passenger flows g are extra columns.
 
 The test states come from demand seeds TEST_SEED0 … (--test-seed), disjoint from the demonstrations
 θ was fitted on and from the held-out ones its form may have been chosen on (both printed); the
@@ -29,7 +29,7 @@ from offline.amod.config import DEMO_SEED0, HELD_OUT_SEED0
 from offline.amod.fit import closest_optimal, imitation
 from offline.amod.sim import AmodSim
 from offline.amod.table1 import CASE
-from offline.results import Metric, ResultsTable, bar_plot, new_results_dir
+from sim.results import Metric, ResultsTable, bar_plot, new_results_dir
 
 #: first demand seed of the test states: after the held-out demonstrations (500 …), before RL's (1000 …)
 TEST_SEED0 = 600

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from offline.experiments import load_case, table1
+from sim.results import Metric, ResultsTable, bar_plot, new_results_dir
 
 #: offline.experiments.__main__ passes --case to add_arguments (the options depend on the case)
 CASE_ARGUMENTS = True
@@ -53,8 +54,6 @@ def run(args, argv=None, case=None) -> dict:
     """Table 1 per scenario with Table 6's rows.
 
     Returns {"out", "paths", "table", "scenarios": {name: Table 1's result}, "missing": rows the case lacks}."""
-    from offline.results import Metric, ResultsTable, bar_plot, new_results_dir
-
     case = case or load_case(args.case)
     if any(a == "--scenario" or a.startswith("--scenario=") for a in (argv or ())):
         raise ValueError("table6 runs every scenario of --scenarios (comma list); --scenario is Table 1's")

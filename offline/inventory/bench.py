@@ -6,7 +6,7 @@ alike: the MPC's decision (parameter update + HiGHS solve of the horizon LP, the
 beforehand) and the lower level's (Eq. 31 updated in place + HiGHS solve) for the subgoal the MPC
 implies, unchanged (K = 0) and with K (random) ReLU terms installed, as the learned lower level is
 deployed (an LP; see offline.inventory.fit). Prints and writes (Markdown + CSV via
-offline.results.timing_stats) median, p99 and mean per method and the lower level's speed-up.
+sim.results.timing_stats) median, p99 and mean per method and the lower level's speed-up.
 """
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from hiopt_ros.progress import progress_bar
 from hiopt_ros.tables import Column, markdown_table
+from sim.results import timing_stats
 
 from .env import InventoryEnv
 from .lower import InventoryFop
@@ -30,8 +32,6 @@ __all__ = ["bench_scenario"]
 def bench_scenario(name: str, episodes: int = 3, seed: int = 20_000, K: int = 2, repeats: int = 3,
                    progress: bool = False) -> dict[str, np.ndarray]:
     """Per-state decision times (s) {"mpc", "fop_unchanged", "fop_relu"} on one scenario."""
-    from hiopt_ros.progress import progress_bar
-
     sc = make_scenario(name)
     env = InventoryEnv(sc)
     mpc = InventoryMpc(sc)
@@ -81,7 +81,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("results/inventory_bench"), help="output folder")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     args = ap.parse_args(argv)
-    from offline.results import timing_stats
 
     names = [s.strip().upper() for s in args.scenarios.split(",") if s.strip()]
     bad = [n for n in names if n not in SCENARIOS]

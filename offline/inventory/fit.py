@@ -35,6 +35,10 @@ from typing import Sequence
 
 import numpy as np
 
+from hiopt_ros.control.theta import Theta, load_theta, save_theta
+from hiopt_ros.progress import progress_bar
+from offline.inverse import action_metrics, fit_inverse
+
 from .env import InventoryEnv, InventoryState
 from .lower import InventoryFop
 from .mpc import InventoryMpc
@@ -65,8 +69,6 @@ class Demonstration:
 def collect_demonstrations(scenario: InventoryScenario, seeds: Sequence[int], mpc: InventoryMpc | None = None,
                            progress: bool = False) -> list[Demonstration]:
     """Run the MPC on the demand samples of `seeds` (one episode each) and log every step."""
-    from hiopt_ros.progress import progress_bar
-
     mpc = mpc or InventoryMpc(scenario)
     env = InventoryEnv(scenario)
     demos: list[Demonstration] = []
@@ -90,8 +92,6 @@ def imitation_metrics(fop: InventoryFop, demos: Sequence[Demonstration]) -> dict
 
     Returns {"flows": action_metrics of f, "all": of (w, f), "failed": count, "exact": decisions
     reproduced to 1e-6}."""
-    from offline.inverse import action_metrics
-
     mine, expert, failed = [], [], 0
     for d in demos:
         w_hat, q_hat = fop.implied_subgoal(d.state, d.w, d.f)
@@ -180,9 +180,6 @@ def fit_theta(scenario: InventoryScenario, train_seeds: Sequence[int], held_out_
     cost_terms: fit θ̂ on top of Eq. 31 with its cost terms (31a) instead of the benchmark LP's
     objective. capacity_timing: InventoryFop's (every candidate uses it). fit_kwargs go to
     offline.inverse.fit_inverse (e.g. restarts, subsample)."""
-    from hiopt_ros.control.theta import Theta
-    from offline.inverse import fit_inverse
-
     mpc = mpc or InventoryMpc(scenario)
     t0 = time.perf_counter()
     train = collect_demonstrations(scenario, train_seeds, mpc, progress)
@@ -271,8 +268,6 @@ def load_fop_theta(scenario: InventoryScenario, path: str | Path) -> InventoryFo
     """An InventoryFop for `scenario` with the θ file at `path` installed (its K, l).
 
     The file must be an inventory θ whose input_names are this scenario's Eq. 31 columns."""
-    from hiopt_ros.control.theta import load_theta
-
     th = load_theta(path)
     fop = InventoryFop(scenario, K=max(th.K, 1), l=th.l, cost_terms=bool(th.cost_weights.get("cost_terms", 0.0)),
                        capacity_timing="scim" if th.cost_weights.get("scim_lp_timing", 0.0) else "env")
@@ -327,7 +322,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from hiopt_ros.control.theta import save_theta
 
     try:
         scenario = resolve_scenario(args.scenario, args.scenario_file)

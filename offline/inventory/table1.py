@@ -30,7 +30,7 @@ episode after ``np.random.seed(s)`` (env.InventoryEnv.reset). ``--scim-final-ste
 benchmark's 31st test step (costs, no demand, §5): its published test returns need it.
 
 ``prepare`` fits θ (unless ``--theta`` is given) and trains the three policies with the shared
-SB3 harness (offline.rl), caching everything under ``<work-dir>/<scenario>/``: ``theta.yaml``,
+SB3 harness (sim.rl), caching everything under ``<work-dir>/<scenario>/``: ``theta.yaml``,
 ``<method>/seed<k>/model.zip`` with its logs and ``spec.json``. A second run with the same options
 reuses them (``--retrain`` forces new ones). Each bi-level policy is trained against the lower
 level it is evaluated with.
@@ -61,6 +61,7 @@ from offline.baselines.__main__ import write_loss_curve
 from offline.baselines.cases import inventory_case
 from offline.baselines.value import ValuePolicy, fit_value_policy
 from offline.experiments import Episode, Prepared
+from sim import rl
 
 from .env import InventoryEnv
 from .fit import CANDIDATES, HELD_OUT_SEED, collect_demonstrations, fit_theta, load_fop_theta
@@ -185,8 +186,6 @@ class InventoryTable1:
 
     # ---------------------------------------------------------------- preparation
     def prepare(self, args, work_dir, log, train_seed: int | None = None) -> Prepared:
-        from offline import rl
-
         try:
             sc = resolve_scenario(args.scenario, args.scenario_file, args.horizon_steps)
         except ValueError as e:
@@ -457,8 +456,6 @@ def value_approximation(sc: InventoryScenario, demo_seeds=(0, 1), K: int = 2, ra
 
 def rl_config(args, seed: int | None = None):
     """The RLConfig of the table's RL runs (PPO; see docs/inventory.md)."""
-    from offline import rl
-
     n_envs = int(args.n_envs)
     n_steps = int(min(1024, max(32, int(args.rl_steps) // n_envs)))    # tiny budgets (tests) stay tiny
     return rl.RLConfig(algo=args.algo, total_steps=int(args.rl_steps), n_envs=n_envs,
@@ -471,8 +468,6 @@ def rl_config(args, seed: int | None = None):
 def _actor(model) -> Callable[[np.ndarray], np.ndarray]:
     """obs (n,) -> deterministic action (m,) through the harness' torch actor (no SB3 overhead)."""
     import torch
-
-    from offline import rl
 
     actor = rl.deterministic_actor(model).eval()
 

@@ -14,6 +14,8 @@ from typing import Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from hiopt_ros.progress import progress_bar
+
 
 @dataclass
 class InverseSample:
@@ -411,7 +413,6 @@ def bar(it, progress, desc, total=None):
     """A progress bar over `it` when progress is on (hiopt_ros.progress: only on a terminal), else `it`."""
     if not progress:
         return it
-    from hiopt_ros.progress import progress_bar
     return progress_bar(it, desc=desc, total=total, leave=False)
 
 

@@ -10,6 +10,8 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
+from hiopt_ros.stdio import mute_c_stdout
+
 #: qp_regularization_value ladder for HiGHS QPs (forward problems): the regularisation perturbs
 #: the solution (1e-5 moved u by 1e-5 at l = 1e-2), so start near zero; larger values only if that fails
 QP_REGULARISATION = (1e-10, 1e-7, 1e-5)
@@ -22,8 +24,6 @@ def new_highs():
     stdout (C level), which would interleave with our reports: swallowed once."""
     global _BANNER_SHOWN
     import highspy
-
-    from hiopt_ros.stdio import mute_c_stdout
 
     if _BANNER_SHOWN:
         h = highspy.Highs()

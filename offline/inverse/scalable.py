@@ -13,6 +13,8 @@ import time
 
 import numpy as np
 
+from hiopt_ros.progress import progress_bar
+
 from . import highs, separable
 from .data import Features, bar, objective
 from .dual import best_duals, exact_gaps
@@ -219,7 +221,6 @@ def refine(st: Stack, th, nu, phi, rho, theta_bound, nu_bound, mu_schedule, usca
     status = "converged"
     pbar = None
     if progress:
-        from hiopt_ros.progress import progress_bar
         pbar = progress_bar(desc=f"alternating ({tag})", unit="step", leave=False)
     try:
         for mu_rel in mu_schedule:

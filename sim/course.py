@@ -1,6 +1,0 @@
-"""TEMPORARY re-export until the import rewrite: this module moved to hiopt_ros.course (see docs/development.md)."""
-import sys
-
-from hiopt_ros import course as _moved
-
-sys.modules[__name__] = _moved  # TEMPORARY re-export until the import rewrite

@@ -1,6 +1,0 @@
-"""TEMPORARY re-export until the import rewrite: this module moved to hiopt_ros.plot (see docs/development.md)."""
-import sys
-
-from hiopt_ros import plot as _moved
-
-sys.modules[__name__] = _moved  # TEMPORARY re-export until the import rewrite
